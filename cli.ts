@@ -1,0 +1,185 @@
+/**
+ * The command line: `run`, `validate`, `stages` and `schema`. The only module
+ * that prints. Exit codes: 0 ok, 1 a failure while running, 2 an invalid spec
+ * or command line.
+ *
+ * ```
+ * deno task validate presets/tiny/synthetic.yaml
+ * deno task run presets/tiny/synthetic.yaml --set runtime.seed=7
+ * deno task run presets/tiny/synthetic.yaml --dry-run
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  compile,
+  ConfigError,
+  formatConfigError,
+  formatPlan,
+  runPipeline,
+  StageError,
+} from "./pipeline/mod.ts";
+import { BUILTIN_STAGES } from "./stages/mod.ts";
+
+const USAGE = `usage:
+  deno task run <spec.yaml> [--set path=value]... [--dry-run] [--json] [--lock deno.lock] [--verbose]
+  deno task validate <spec.yaml>... [--set path=value]... [--lock deno.lock]
+  deno task stages
+exit codes: 0 ok, 1 failure while running, 2 invalid spec or command line`;
+
+const encoder = new TextEncoder();
+function out(text: string) {
+  Deno.stdout.writeSync(encoder.encode(text + "\n"));
+}
+function err(text: string) {
+  Deno.stderr.writeSync(encoder.encode(text + "\n"));
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      set: { type: "string", multiple: true, default: [] },
+      "dry-run": { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      lock: { type: "string" },
+      verbose: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+}
+
+async function validate(files: string[], sets: string[], lock?: string) {
+  let failed = 0;
+  for (const file of files) {
+    try {
+      const c = await compile(file, {
+        builtins: BUILTIN_STAGES,
+        overrides: sets,
+        lockfile: lock,
+      });
+      out(
+        `ok  ${file}  (${c.plan.stages.length} stages: ${
+          c.plan.stages.map((s) => s.name).join(" → ")
+        })`,
+      );
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      err(formatConfigError(error) + "\n");
+      failed++;
+    }
+  }
+  return failed > 0 ? 2 : 0;
+}
+
+async function run(
+  file: string,
+  values: ReturnType<typeof parse>["values"],
+): Promise<number> {
+  let compiled;
+  try {
+    compiled = await compile(file, {
+      builtins: BUILTIN_STAGES,
+      overrides: values.set,
+      lockfile: values.lock,
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      err(formatConfigError(error));
+      return 2;
+    }
+    throw error;
+  }
+  if (values["dry-run"]) {
+    out(
+      values.json
+        ? JSON.stringify(compiled.plan, null, 2)
+        : formatPlan(compiled.plan),
+    );
+    return 0;
+  }
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new Error("interrupted (SIGINT)"));
+  Deno.addSignalListener("SIGINT", onSignal);
+  try {
+    const result = await runPipeline(compiled, {
+      console: err,
+      interactive: Deno.stderr.isTerminal(),
+      verbose: values.verbose,
+      signal: controller.signal,
+    });
+    if (values.json) {
+      out(JSON.stringify({ runDir: result.runDir, timingsMs: result.timings }));
+    } else out(`run folder: ${result.runDir}`);
+    return 0;
+  } catch (error) {
+    if (error instanceof StageError) {
+      err(`error: ${error.message}`);
+      if (values.verbose && error.cause instanceof Error) {
+        err(error.cause.stack ?? "");
+      }
+      err(`everything written so far is in ${error.runDir}`);
+      return 1;
+    }
+    throw error;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+  }
+}
+
+function listStages() {
+  for (const s of Object.values(BUILTIN_STAGES)) {
+    out(`${s.id.padEnd(16)} ${s.kind.padEnd(7)} ${s.summary}`);
+    out(
+      `${"".padEnd(24)}takes ${s.takes.join(", ") || "-"}; provides ${
+        s.provides.join(", ")
+      }`,
+    );
+  }
+}
+
+/** Runs the CLI with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  let parsed;
+  try {
+    parsed = parse(rest);
+  } catch (error) {
+    err(`error: ${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help || command === undefined || command === "help") {
+    out(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  switch (command) {
+    case "run":
+      if (positionals.length !== 1) {
+        err(
+          `error: run takes one spec file, got ${positionals.length}\n${USAGE}`,
+        );
+        return 2;
+      }
+      return await run(positionals[0], values);
+    case "validate":
+      if (positionals.length === 0) {
+        err(`error: validate takes at least one spec file\n${USAGE}`);
+        return 2;
+      }
+      return await validate(positionals, values.set, values.lock);
+    case "stages":
+      listStages();
+      return 0;
+    default:
+      err(`error: unknown command "${command}"\n${USAGE}`);
+      return 2;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,39 @@
+/**
+ * AMAuT pipelines in Deno: YAML specs compiled into composable stages and run
+ * by a small scheduler on TensorFlow.js (WebGPU when a GPU exists, else cpu).
+ *
+ * ```ts ignore
+ * import { compileSpec, runPipeline } from "./mod.ts";
+ * const compiled = await compileSpec("presets/tiny/synthetic.yaml", {
+ *   overrides: ["runtime.seed=7"],
+ * });
+ * const result = await runPipeline(compiled);
+ * console.log(result.runDir);
+ * ```
+ *
+ * Write your own stage with {@linkcode defineStage} and name it in a spec with
+ * `use: ./my_stage.ts` or an https URL.
+ *
+ * @module
+ */
+import { compile } from "./pipeline/compile.ts";
+import type { CompiledPipeline } from "./pipeline/compile.ts";
+import { BUILTIN_STAGES } from "./stages/mod.ts";
+
+export * from "./pipeline/mod.ts";
+export { BUILTIN_STAGES } from "./stages/mod.ts";
+export { mixToMono } from "./stages/mono_mix.ts";
+
+/**
+ * Compiles a spec file with the built-in stages.
+ *
+ * @param file Path of the YAML spec.
+ * @param options `overrides` (`dotted.path=value` texts) and `lockfile` for URL stages.
+ * @throws {ConfigError} With every problem found, when the spec is invalid.
+ */
+export function compileSpec(
+  file: string,
+  options: { overrides?: readonly string[]; lockfile?: string } = {},
+): Promise<CompiledPipeline> {
+  return compile(file, { builtins: BUILTIN_STAGES, ...options });
+}

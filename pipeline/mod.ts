@@ -1,0 +1,25 @@
+/**
+ * The pipeline engine, with no audio knowledge: spec loading and diagnostics,
+ * the compiler, the scheduler and the stage contract.
+ *
+ * @module
+ */
+export * from "./types.ts";
+export * from "./diagnostics.ts";
+export { defineStage } from "./define_stage.ts";
+export { compile, formatPlan } from "./compile.ts";
+export type {
+  CompiledPipeline,
+  CompileOptions,
+  Plan,
+  PlannedStage,
+} from "./compile.ts";
+export { createRunDir, runPipeline, StageError } from "./run.ts";
+export type { RunOptions, RunResult } from "./run.ts";
+export { createRng, rngFromState } from "./rng.ts";
+export type { Rng } from "./rng.ts";
+export { selectBackend } from "./backend.ts";
+export type { AdapterInfo, BackendChoice, BackendInfo } from "./backend.ts";
+export { writeFileAtomic, writeJsonAtomic } from "./atomic.ts";
+export type { Logger } from "./logger.ts";
+export type { Progress, ProgressFactory, ProgressOptions } from "./progress.ts";

@@ -1,0 +1,322 @@
+/**
+ * Resolves a stage entry's `use:` to a stage module: a built-in id, a path
+ * relative to the spec file that names it, or an https URL (http only for
+ * loopback hosts, for tests). URL modules are hashed (sha256) and checked
+ * against the lockfile before they are imported; the hash is recorded in the
+ * plan. Every module must export `stage` matching the stage contract.
+ *
+ * @module
+ */
+import { dirname, resolve as resolvePath } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { Issue, Location } from "./diagnostics.ts";
+import { didYouMean } from "./diagnostics.ts";
+import type { Stage } from "./types.ts";
+import { STAGE_API } from "./types.ts";
+
+/** How a stage was found. */
+export type StageOrigin = "builtin" | "file" | "url";
+
+/** A resolved stage module. */
+export interface ResolvedStage {
+  readonly stage: Stage;
+  readonly origin: StageOrigin;
+  /** Module specifier imported (file: or https: URL); absent for built-ins. */
+  readonly specifier?: string;
+  /** `sha256-<hex>` of the module source, for URL stages. */
+  readonly integrity?: string;
+  /** Whether the lockfile held this URL's hash before the run. */
+  readonly locked?: boolean;
+}
+
+/** Settings for resolution. */
+export interface ResolveSettings {
+  /** Built-in stages by id. */
+  readonly builtins: Readonly<Record<string, Stage>>;
+  /** Lockfile whose `remote` hashes URL stages are checked against. */
+  readonly lockfile?: string;
+}
+
+/** Stage id pattern (snake_case). */
+export const STAGE_ID_PATTERN = /^[a-z][a-z0-9_]*$/;
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
+
+/** Classifies a `use:` value. */
+export function useKind(use: string): StageOrigin | "bad" {
+  if (/^https?:\/\//.test(use)) return "url";
+  if (use.startsWith("./") || use.startsWith("../") || use.startsWith("/")) {
+    return "file";
+  }
+  if (/^[a-z][a-z0-9_]*$/.test(use)) return "builtin";
+  return "bad";
+}
+
+/**
+ * Lists what is wrong with a module's `stage` export (empty when it conforms).
+ *
+ * @param mod The imported module namespace.
+ */
+export function stageContractProblems(mod: unknown): string[] {
+  const m = mod as Record<string, unknown> | null;
+  if (!m || typeof m !== "object" || !("stage" in m)) {
+    const names = m && typeof m === "object" ? Object.keys(m) : [];
+    return [
+      `it does not export \`stage\`${
+        names.length ? ` (its exports: ${names.join(", ")})` : ""
+      }`,
+    ];
+  }
+  const s = m.stage as Record<string, unknown> | null;
+  if (!s || typeof s !== "object") {
+    return ["its `stage` export is not an object"];
+  }
+  const problems: string[] = [];
+  const missing = (field: string, what: string) =>
+    problems.push(`its \`stage\` export lacks "${field}" (${what})`);
+  if (typeof s.id !== "string") missing("id", "a snake_case string");
+  else if (!STAGE_ID_PATTERN.test(s.id)) {
+    problems.push(`its stage id "${s.id}" is not snake_case`);
+  }
+  if (typeof s.version !== "string") missing("version", "a semver string");
+  if (s.api !== STAGE_API) {
+    problems.push(
+      s.api === undefined
+        ? `its \`stage\` export lacks "api" (must be ${STAGE_API})`
+        : `its stage targets api ${
+          String(s.api)
+        }, this pipeline runs api ${STAGE_API}`,
+    );
+  }
+  if (typeof s.summary !== "string") missing("summary", "a one-line string");
+  const opts = s.options as { safeParse?: unknown } | undefined;
+  if (!opts || typeof opts.safeParse !== "function") {
+    missing("options", "a zod schema");
+  }
+  for (const f of ["takes", "provides"]) {
+    const v = s[f];
+    if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
+      missing(f, "an array of key names");
+    }
+  }
+  const need: Record<string, string> = {
+    source: "open",
+    map: "apply",
+    step: "run",
+  };
+  if (typeof s.kind !== "string" || !(s.kind in need)) {
+    problems.push(
+      s.kind === undefined
+        ? `its \`stage\` export lacks "kind" (source, map or step)`
+        : `its stage kind "${String(s.kind)}" is not source, map or step`,
+    );
+  } else if (typeof s[need[s.kind]] !== "function") {
+    missing(need[s.kind], `a ${s.kind} stage needs ${need[s.kind]}()`);
+  }
+  if (s.kind === "source") {
+    const d = s.data as { safeParse?: unknown } | undefined;
+    if (!d || typeof d.safeParse !== "function") {
+      missing("data", "a source stage needs a data schema");
+    }
+  }
+  return problems;
+}
+
+/** sha256 of bytes as lowercase hex. */
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    bytes as Uint8Array<ArrayBuffer>,
+  );
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+async function readLock(
+  lockfile: string | undefined,
+): Promise<Record<string, string>> {
+  if (!lockfile) return {};
+  try {
+    const json = JSON.parse(await Deno.readTextFile(lockfile));
+    return (json?.remote ?? {}) as Record<string, string>;
+  } catch {
+    return {};
+  }
+}
+
+function permissionHint(host: string): string {
+  return `run with --allow-import=${host} --allow-net=${host}, or add "${host}" to the import and net lists of permissions.run in deno.json`;
+}
+
+/**
+ * Resolves one `use:` value.
+ *
+ * @param use The `use:` text.
+ * @param fromFile The spec file that declared it (relative paths start there).
+ * @param at Location of the `use:` value, for issues.
+ * @param path Readable spec path of the entry, for issues.
+ * @param settings Built-ins and lockfile.
+ */
+export async function resolveStage(
+  use: string,
+  fromFile: string,
+  at: Location,
+  path: string,
+  settings: ResolveSettings,
+): Promise<{ resolved?: ResolvedStage; issues: Issue[] }> {
+  const issue = (
+    code: Issue["code"],
+    message: string,
+    hint?: string,
+  ): { issues: Issue[] } => ({
+    issues: [{ ...at, code, path, message, hint }],
+  });
+  const kind = useKind(use);
+  if (kind === "builtin") {
+    const stage = settings.builtins[use];
+    if (stage) return { resolved: { stage, origin: "builtin" }, issues: [] };
+    const ids = Object.keys(settings.builtins);
+    const near = didYouMean(use, ids);
+    return issue(
+      "unknown_stage",
+      `Cannot resolve stage "${use}": no built-in stage has this id`,
+      near
+        ? `did you mean "${near}"? built-in stages: ${ids.join(", ")}`
+        : `built-in stages: ${
+          ids.join(", ")
+        }; or use a path (./my_stage.ts) or an https URL`,
+    );
+  }
+  if (kind === "bad") {
+    return issue(
+      "unknown_stage",
+      `Cannot resolve stage "${use}": it is neither a built-in id, a relative path nor a URL`,
+      "write a built-in id (mono_mix), a path starting with ./ or ../, or an https:// URL",
+    );
+  }
+  let specifier: string;
+  let integrity: string | undefined;
+  let locked: boolean | undefined;
+  let expected: string | undefined;
+  if (kind === "url") {
+    const url = new URL(use);
+    if (url.protocol === "http:" && !LOOPBACK.test(url.hostname)) {
+      return issue(
+        "bad_stage_module",
+        `Cannot load stage "${use}": remote stages must use https`,
+        `write "https://${url.host}${url.pathname}"`,
+      );
+    }
+    specifier = url.href;
+    let bytes: Uint8Array;
+    try {
+      const response = await fetch(specifier);
+      if (!response.ok) {
+        await response.body?.cancel();
+        return issue(
+          "bad_stage_module",
+          `Cannot load stage "${use}": the server answered ${response.status} ${response.statusText}`,
+        );
+      }
+      bytes = new Uint8Array(await response.arrayBuffer());
+    } catch (error) {
+      if (
+        error instanceof Deno.errors.NotCapable ||
+        error instanceof Deno.errors.PermissionDenied
+      ) {
+        return issue(
+          "import_denied",
+          `Cannot load stage "${use}": network access to "${url.host}" is not granted`,
+          permissionHint(url.host),
+        );
+      }
+      return issue(
+        "bad_stage_module",
+        `Cannot load stage "${use}": ${
+          (error as Error).message.split("\n")[0]
+        }`,
+      );
+    }
+    const hex = await sha256Hex(bytes);
+    integrity = `sha256-${hex}`;
+    const lock = await readLock(settings.lockfile);
+    expected = lock[specifier];
+    locked = expected !== undefined;
+    if (expected !== undefined && expected !== hex) {
+      return issue(
+        "integrity_mismatch",
+        `Cannot load stage "${use}": its source changed since it was locked (lockfile ${settings.lockfile} has sha256 ${
+          expected.slice(0, 12)
+        }…, the server now sends ${hex.slice(0, 12)}…)`,
+        `review the new code; to accept it, delete the "${specifier}" line from the "remote" section of ${settings.lockfile}`,
+      );
+    }
+  } else {
+    const abs = use.startsWith("/")
+      ? use
+      : resolvePath(dirname(resolvePath(fromFile)), use);
+    specifier = pathToFileURL(abs).href;
+  }
+  let mod: unknown;
+  try {
+    mod = await import(specifier);
+  } catch (error) {
+    const msg = (error as Error).message ?? String(error);
+    if (
+      /Requires (import|read) access/.test(msg) ||
+      error instanceof Deno.errors.NotCapable
+    ) {
+      const host = kind === "url" ? new URL(specifier).host : "";
+      return issue(
+        "import_denied",
+        `Cannot load stage "${use}": ${
+          kind === "url"
+            ? `import access to "${host}"`
+            : "read access to the file"
+        } is not granted`,
+        kind === "url"
+          ? permissionHint(host)
+          : "run with --allow-read for the stage file",
+      );
+    }
+    const notFound = /Module not found|No such file/.test(msg);
+    return issue(
+      "bad_stage_module",
+      `Cannot load stage "${use}": ${
+        notFound ? `file not found (${specifier})` : msg.split("\n")[0]
+      }`,
+      notFound
+        ? "relative paths are resolved against the spec file that names them"
+        : undefined,
+    );
+  }
+  const problems = stageContractProblems(mod);
+  if (problems.length > 0) {
+    return issue(
+      "bad_stage_module",
+      `Cannot use stage module "${use}": ${problems.join("; ")}`,
+      "a stage module exports `stage = defineStage({ id, version, api: 1, kind, summary, options, takes, provides, ... })`",
+    );
+  }
+  if (kind === "url" && settings.lockfile) {
+    // Deno may have run a cached copy; make sure it is the code we hashed.
+    const after = (await readLock(settings.lockfile))[specifier];
+    if (after !== undefined && integrity !== `sha256-${after}`) {
+      return issue(
+        "integrity_mismatch",
+        `Cannot load stage "${use}": the cached copy Deno imported differs from what the server sends`,
+        "run once with --reload to refresh Deno's cache, after reviewing the new code",
+      );
+    }
+  }
+  return {
+    resolved: {
+      stage: (mod as { stage: Stage }).stage,
+      origin: kind,
+      specifier,
+      integrity,
+      locked,
+    },
+    issues: [],
+  };
+}

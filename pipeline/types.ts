@@ -1,0 +1,205 @@
+/**
+ * The stage contract shared by built-in and external stages, the values that
+ * flow between them, and the contexts the scheduler hands them.
+ *
+ * Three kinds of stage:
+ * - `source`: turns the spec's `data:` section into a random-access dataset of
+ *   examples (plain typed arrays and metadata, never tensors). Exactly one, first.
+ * - `map`: a synchronous function of one batch, run per batch by the scheduler
+ *   inside one `tf.tidy` (so it may create tensors freely).
+ * - `step`: works on the whole run (training, adaptation, reports), pulling
+ *   batches through the map stages and returning run values for later steps.
+ *
+ * Shape legend used in docs: `b` batch, `c` channels, `s` samples, `t` frames,
+ * `f` mel bins, `k` tokens, `d` model width, `n` classes.
+ *
+ * @module
+ */
+import type { Rng } from "./rng.ts";
+import type { Logger } from "./logger.ts";
+import type { ProgressFactory } from "./progress.ts";
+import type { BackendInfo } from "./backend.ts";
+
+/** The TensorFlow.js namespace as stages receive it. */
+export type Tf = typeof import("@tensorflow/tfjs");
+
+/** The pipeline API major version a stage targets. */
+export const STAGE_API = 1;
+
+/**
+ * Anything with zod-compatible `safeParse`: the options schema of a stage.
+ * Built-in stages use zod 4; external stages may bring their own zod copy.
+ */
+export interface OptionsSchema<O> {
+  safeParse(
+    input: unknown,
+  ):
+    | { success: true; data: O }
+    | { success: false; error: { issues: readonly SchemaIssue[] } };
+}
+
+/** The part of a zod issue the diagnostics need. */
+export interface SchemaIssue {
+  readonly code: string;
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  readonly expected?: string;
+  readonly values?: readonly unknown[];
+  readonly keys?: readonly string[];
+  readonly minimum?: number | bigint;
+  readonly maximum?: number | bigint;
+  readonly inclusive?: boolean;
+  readonly origin?: string;
+  readonly discriminator?: string;
+  readonly options?: readonly unknown[];
+  readonly note?: string;
+}
+
+/** Phases a batch can be drawn for: `fit` (training) or `eval`. */
+export type Phase = "fit" | "eval";
+
+/** Fields every stage contract has. */
+export interface StageBase<O> {
+  /** Stable id, `^[a-z][a-z0-9_]*$`; equals the file stem for built-ins. */
+  readonly id: string;
+  /** Semver of this stage's contract (options, keys and their shapes). */
+  readonly version: string;
+  /** Pipeline API major this stage targets; must be {@linkcode STAGE_API}. */
+  readonly api: typeof STAGE_API;
+  /** One line, sentence case, no final period. */
+  readonly summary: string;
+  /** Options schema: the single source of defaults, docs and errors. */
+  readonly options: OptionsSchema<O>;
+  /** Keys this stage reads, in the order it uses them. */
+  readonly takes: readonly string[];
+  /** Keys this stage writes. */
+  readonly provides: readonly string[];
+}
+
+/** One example as a source yields it: plain arrays and metadata. */
+export type Example = Readonly<Record<string, unknown>>;
+
+/**
+ * A batch of examples: every per-example key holds an array of `size` values
+ * (or a tensor whose first axis is `b`), plus `size`, `split` and `phase`.
+ */
+export interface Batch {
+  readonly size: number;
+  readonly split: string;
+  readonly phase: Phase;
+  readonly [key: string]: unknown;
+}
+
+/** A random-access dataset opened by a source stage. */
+export interface Dataset {
+  /** Class names; label `i` is `classes[i]`. */
+  readonly classes: readonly string[];
+  /** Number of examples per split, e.g. `{ train: 100, validation: 20, test: 20 }`. */
+  readonly splits: Readonly<Record<string, number>>;
+  /** Facts about the data worth recording (sample rate, layout, root). */
+  readonly info: Readonly<Record<string, unknown>>;
+  /** Reads example `index` of `split` (async I/O lives here). */
+  example(split: string, index: number): Promise<Example>;
+  /** Releases files, workers or caches. */
+  close?(): Promise<void>;
+}
+
+/** What every stage callback receives from the scheduler. */
+export interface StageContext {
+  /** The stage's name in the spec (`name:` or its id). */
+  readonly stageName: string;
+  /** Seeded random stream of this stage. */
+  readonly rng: Rng;
+  /** Structured logger (writes `log.jsonl` and the console). */
+  readonly log: Logger;
+  /** The TensorFlow.js namespace, already on the chosen backend. */
+  readonly tf: Tf;
+  /** The chosen backend and adapter. */
+  readonly backend: BackendInfo;
+}
+
+/** Context of a source stage's `open`. */
+export interface SourceContext extends StageContext {
+  /** Directory of the spec file that declared `data:`, for relative roots. */
+  readonly specDir: string;
+}
+
+/** Context of a map stage's `apply` for one batch. */
+export interface MapContext extends StageContext {
+  readonly phase: Phase;
+  readonly split: string;
+  /** Epoch the batch is drawn for (0-based). */
+  readonly epoch: number;
+  /** Index of the batch within its epoch. */
+  readonly batchIndex: number;
+}
+
+/** Options for drawing batches of a split through the map stages. */
+export interface BatchOptions {
+  /** Examples per batch. */
+  readonly batchSize: number;
+  /** `fit` runs every map stage; `eval` skips stages limited to `fit`. */
+  readonly phase: Phase;
+  /** Shuffle with the run's seed (per epoch). Default: true for `fit`. */
+  readonly shuffle?: boolean;
+  /** Epoch number, which seeds the shuffle and the map stages' randomness. */
+  readonly epoch?: number;
+  /** Drop a final incomplete batch. Default false. */
+  readonly dropLast?: boolean;
+  /** Stop after this many examples (for quick runs). */
+  readonly limit?: number;
+}
+
+/** Batched access to the dataset through the map stages. */
+export interface DataAccess {
+  readonly classes: readonly string[];
+  readonly splits: Readonly<Record<string, number>>;
+  readonly info: Readonly<Record<string, unknown>>;
+  /**
+   * Yields batches of `split` after the map stages. Tensors in a batch stay
+   * valid until the next batch is requested; clone what you keep.
+   */
+  batches(split: string, options: BatchOptions): AsyncIterable<Batch>;
+}
+
+/** Context of a step stage's `run`. */
+export interface StepContext extends StageContext {
+  /** The run folder; write files there (atomically: see `writeFileAtomic`). */
+  readonly runDir: string;
+  /** Values provided by earlier steps (and `classes`, `dataset`). */
+  readonly values: Readonly<Record<string, unknown>>;
+  /** The dataset, batched through the map stages. */
+  readonly data: DataAccess;
+  /** Progress reporting for long loops. */
+  readonly progress: ProgressFactory;
+  /** Aborts when the run is cancelled (Ctrl-C). */
+  readonly signal: AbortSignal;
+}
+
+/** A source stage. */
+export interface SourceStage<O = unknown, D = unknown> extends StageBase<O> {
+  readonly kind: "source";
+  /** Schema of the spec's `data:` section. */
+  readonly data: OptionsSchema<D>;
+  /** Opens the dataset the `data:` section describes. */
+  open(data: D, options: O, ctx: SourceContext): Promise<Dataset>;
+}
+
+/** A map stage: synchronous, per batch. */
+export interface MapStage<O = unknown> extends StageBase<O> {
+  readonly kind: "map";
+  /** Phases this stage runs in (`augment` is `["fit"]`). Default: both. */
+  readonly phases?: readonly Phase[];
+  /** Transforms one batch. Must be synchronous so the scheduler can tidy it. */
+  apply(batch: Batch, options: O, ctx: MapContext): Batch;
+}
+
+/** A step stage: whole-run work. */
+export interface StepStage<O = unknown> extends StageBase<O> {
+  readonly kind: "step";
+  /** Runs the step; returns the values it provides. */
+  run(options: O, ctx: StepContext): Promise<Record<string, unknown>>;
+}
+
+/** Any stage. */
+export type Stage<O = unknown> = SourceStage<O> | MapStage<O> | StepStage<O>;

@@ -1,0 +1,20 @@
+/**
+ * The built-in stages, by id. `use: <id>` in a spec resolves here; the JSON
+ * Schema generator and the conformance tests enumerate this map.
+ *
+ * Shape legend: `b` batch, `c` channels, `s` samples, `t` frames, `f` mel
+ * bins, `k` tokens, `d` model width, `n` classes.
+ *
+ * @module
+ */
+import type { Stage } from "../pipeline/types.ts";
+import { stage as load } from "./load.ts";
+import { stage as monoMix } from "./mono_mix.ts";
+import { stage as describeData } from "./describe_data.ts";
+
+/** Built-in stages by id. */
+export const BUILTIN_STAGES: Readonly<Record<string, Stage>> = Object.freeze({
+  [load.id]: load as Stage,
+  [monoMix.id]: monoMix as Stage,
+  [describeData.id]: describeData as Stage,
+});
