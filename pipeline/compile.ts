@@ -217,6 +217,9 @@ export async function compile(
   let data: unknown = undefined;
   resolved.forEach((r, i) => {
     if (!r) return;
+    const entry = rawStages[i] as Record<string, unknown>;
+    // A `with:` that is not a mapping was already reported by the envelope.
+    if (entry.with !== undefined && !isMapping(entry.with)) return;
     const what = `stage "${stageNames[i]}"`;
     const checked = checkAgainst(
       r.stage.options,
@@ -257,7 +260,7 @@ export async function compile(
             ? `earlier stages provide ${
               earlier.map((k) => `"${k}"`).join(", ")
             }`
-            : "no stage comes before it"
+            : "no earlier stage provides any key"
         }`,
         hint: providers.length
           ? `add ${

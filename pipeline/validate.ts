@@ -60,7 +60,8 @@ export function describePath(
   stageNames: readonly string[],
 ): string {
   if (path[0] === "stages" && typeof path[1] === "number") {
-    const head = `stages[${path[1]}] (${stageNames[path[1]] ?? "?"})`;
+    const name = stageNames[path[1]];
+    const head = name ? `stages[${path[1]}] (${name})` : `stages[${path[1]}]`;
     const rest = formatKeys(path.slice(2));
     return rest ? `${head} › ${rest}` : head;
   }
@@ -191,7 +192,10 @@ function convert(
   });
   const label = (path: SpecPath) => {
     const key = path[path.length - 1];
-    return key === undefined ? what : `"${String(key)}"`;
+    if (key === undefined) return what;
+    return typeof key === "number"
+      ? describePath(path, target.stageNames)
+      : `"${key}"`;
   };
   switch (zi.code) {
     case "unrecognized_keys": {
@@ -235,7 +239,9 @@ function convert(
         `Cannot use ${showValue(found)} for ${label(full)}: expected ${
           expectedText(zi.expected)
         }, found ${typeName(found)}`,
-        `write ${expectedText(zi.expected)} here`,
+        full[0] === "stages" && full.length === 2 && typeof found === "string"
+          ? `write a stage entry: \`- use: ${found}\``
+          : `write ${expectedText(zi.expected)} here`,
       )];
     }
     case "invalid_value": {

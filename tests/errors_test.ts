@@ -80,6 +80,15 @@ const CASES: Record<string, Case> = {
     spec: "patch_unknown_stage.yaml",
     expect: [`${DIR}/patch_unknown_stage.yaml:4:3  unknown_key`],
   },
+  "stage_entry": {
+    spec: "stage_entry.yaml",
+    expect: [
+      `${DIR}/stage_entry.yaml:2:7  wrong_type`,
+      `${DIR}/stage_entry.yaml:4:5  wrong_type`,
+      `${DIR}/stage_entry.yaml:5:10  unmet_takes`,
+      `${DIR}/stage_entry.yaml:6:11  wrong_type`,
+    ],
+  },
   "many_errors": {
     spec: "many_errors.yaml",
     expect: [
