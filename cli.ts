@@ -21,11 +21,15 @@ import {
   StageError,
 } from "./pipeline/mod.ts";
 import { BUILTIN_STAGES } from "./stages/mod.ts";
+import { selectBackend } from "./pipeline/backend.ts";
+import type { BackendChoice } from "./pipeline/backend.ts";
+import { checkBackend } from "./pipeline/backend_check.ts";
 
 const USAGE = `usage:
   deno task run <spec.yaml> [--set path=value]... [--dry-run] [--json] [--lock deno.lock] [--verbose]
   deno task validate <spec.yaml>... [--set path=value]... [--lock deno.lock]
   deno task stages
+  deno task backend [--backend auto|webgpu|cpu] [--json]
 exit codes: 0 ok, 1 failure while running, 2 invalid spec or command line`;
 
 const encoder = new TextEncoder();
@@ -47,6 +51,7 @@ function parse(args: string[]) {
       json: { type: "boolean", default: false },
       lock: { type: "string" },
       verbose: { type: "boolean", default: false },
+      backend: { type: "string", default: "auto" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -141,6 +146,62 @@ function listStages() {
   }
 }
 
+async function backendReport(choice: string, json: boolean): Promise<number> {
+  if (!["auto", "webgpu", "cpu"].includes(choice)) {
+    err(`error: --backend must be auto, webgpu or cpu, got "${choice}"`);
+    return 2;
+  }
+  let selected;
+  try {
+    selected = await selectBackend(choice as BackendChoice);
+  } catch (error) {
+    err(`error: ${(error as Error).message}`);
+    return 1;
+  }
+  const { tf, backend } = selected;
+  const check = await checkBackend(tf, backend);
+  const report = {
+    backend: backend.name,
+    requested: backend.requested,
+    reason: backend.reason,
+    adapter: backend.adapter ?? null,
+    tfjs: tf.version.tfjs,
+    deno: Deno.version.deno,
+    ...check,
+  };
+  const healthy = check.matmulMaxAbsError < 1e-3 &&
+    check.gpuErrorsCaught !== false;
+  if (json) out(JSON.stringify(report, null, 2));
+  else {
+    out(`backend   ${report.backend} (${report.reason})`);
+    if (backend.adapter) {
+      out(
+        `adapter   ${
+          backend.adapter.description || "(no description)"
+        } vendor ${backend.adapter.vendor}${
+          backend.adapter.isFallbackAdapter ? ", fallback" : ""
+        }`,
+      );
+    }
+    out(
+      `matmul    ${check.matmulSize}² max abs error ${
+        check.matmulMaxAbsError.toExponential(2)
+      }, ${check.matmulMs.toFixed(1)} ms`,
+    );
+    if (check.gpuErrorsCaught !== undefined) {
+      out(
+        `gpu errors ${
+          check.gpuErrorsCaught
+            ? `caught (${check.gpuErrorMessage})`
+            : "NOT caught"
+        }`,
+      );
+    }
+    out(healthy ? "ok" : "FAILED");
+  }
+  return healthy ? 0 : 1;
+}
+
 /** Runs the CLI with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -174,6 +235,8 @@ export async function main(args: string[]): Promise<number> {
     case "stages":
       listStages();
       return 0;
+    case "backend":
+      return await backendReport(values.backend, values.json);
     default:
       err(`error: unknown command "${command}"\n${USAGE}`);
       return 2;

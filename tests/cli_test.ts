@@ -155,3 +155,15 @@ Deno.test("cli exits 2 for invalid specs, bad overrides and bad command lines", 
   const none = await cli("run");
   assert.equal(none.code, 2);
 });
+
+Deno.test("cli backend reports the chosen backend and a passing self-check", async () => {
+  const r = await cli("backend", "--backend", "cpu", "--json");
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.equal(report.backend, "cpu");
+  assert.equal(report.requested, "cpu");
+  assert.ok(report.matmulMaxAbsError < 1e-3);
+  const bad = await cli("backend", "--backend", "tpu");
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--backend must be auto, webgpu or cpu, got "tpu"/);
+});
