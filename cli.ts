@@ -17,9 +17,11 @@ import {
   ConfigError,
   formatConfigError,
   formatPlan,
+  openSource,
   runPipeline,
   StageError,
 } from "./pipeline/mod.ts";
+import { dataReport, formatDataReport } from "./stages/data_report.ts";
 import { BUILTIN_STAGES } from "./stages/mod.ts";
 import { selectBackend } from "./pipeline/backend.ts";
 import type { BackendChoice } from "./pipeline/backend.ts";
@@ -28,6 +30,7 @@ import { checkBackend } from "./pipeline/backend_check.ts";
 const USAGE = `usage:
   deno task run <spec.yaml> [--set path=value]... [--dry-run] [--json] [--lock deno.lock] [--verbose]
   deno task validate <spec.yaml>... [--set path=value]... [--lock deno.lock]
+  deno task data <spec.yaml> [--set path=value]... [--json]
   deno task stages
   deno task backend [--backend auto|webgpu|cpu] [--json]
 exit codes: 0 ok, 1 failure while running, 2 invalid spec or command line`;
@@ -135,6 +138,45 @@ async function run(
   }
 }
 
+async function data(
+  file: string,
+  values: ReturnType<typeof parse>["values"],
+): Promise<number> {
+  let compiled;
+  try {
+    compiled = await compile(file, {
+      builtins: BUILTIN_STAGES,
+      overrides: values.set,
+      lockfile: values.lock,
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      err(formatConfigError(error));
+      return 2;
+    }
+    throw error;
+  }
+  let dataset;
+  try {
+    dataset = await openSource(compiled, {
+      console: err,
+      verbose: values.verbose,
+    });
+  } catch (error) {
+    err(`error: ${(error as Error).message}`);
+    return 1;
+  }
+  try {
+    const report = dataReport(dataset);
+    out(
+      values.json ? JSON.stringify(report, null, 2) : formatDataReport(report),
+    );
+    return 0;
+  } finally {
+    await dataset.close?.();
+  }
+}
+
 function listStages() {
   for (const s of Object.values(BUILTIN_STAGES)) {
     out(`${s.id.padEnd(16)} ${s.kind.padEnd(7)} ${s.summary}`);
@@ -232,6 +274,14 @@ export async function main(args: string[]): Promise<number> {
         return 2;
       }
       return await validate(positionals, values.set, values.lock);
+    case "data":
+      if (positionals.length !== 1) {
+        err(
+          `error: data takes one spec file, got ${positionals.length}\n${USAGE}`,
+        );
+        return 2;
+      }
+      return await data(positionals[0], values);
     case "stages":
       listStages();
       return 0;

@@ -97,14 +97,17 @@ async function defaultLockfile(): Promise<string | undefined> {
   }
 }
 
-/** Providers of a key among the built-ins, for hints. */
+/**
+ * Built-ins that can produce a key, for hints: stages that provide it without
+ * taking it first (a producer, not a transformer of it), else any provider.
+ */
 function providersOf(
   key: string,
   builtins: Readonly<Record<string, Stage>>,
 ): string[] {
-  return Object.values(builtins).filter((s) => s.provides.includes(key)).map((
-    s,
-  ) => s.id);
+  const all = Object.values(builtins).filter((s) => s.provides.includes(key));
+  const producers = all.filter((s) => !s.takes.includes(key));
+  return (producers.length > 0 ? producers : all).map((s) => s.id);
 }
 
 /**

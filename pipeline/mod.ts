@@ -14,7 +14,7 @@ export type {
   Plan,
   PlannedStage,
 } from "./compile.ts";
-export { createRunDir, runPipeline, StageError } from "./run.ts";
+export { createRunDir, openSource, runPipeline, StageError } from "./run.ts";
 export type { RunOptions, RunResult } from "./run.ts";
 export { createRng, rngFromState } from "./rng.ts";
 export type { Rng } from "./rng.ts";

@@ -195,12 +195,12 @@ function dataAccess(
       const active = maps.filter((m) =>
         !m.stage.phases || m.stage.phases.includes(o.phase)
       );
-      const fetch = (b: number) =>
-        Promise.all(
+      const fetch = async (b: number) =>
+        (await Promise.all(
           order.slice(b * o.batchSize, (b + 1) * o.batchSize).map((i) =>
             dataset.example(split, i)
           ),
-        );
+        )).filter((e): e is Example => e !== undefined);
       let previous: Batch | undefined;
       let pending = count > 0 ? fetch(0) : undefined;
       try {
@@ -208,6 +208,8 @@ function dataAccess(
           const examples = await pending!;
           pending = b + 1 < count ? fetch(b + 1) : undefined;
           if (previous) env.tf.dispose(tensorsOf(previous, env.tf));
+          previous = undefined;
+          if (examples.length === 0) continue; // every clip of it was skipped
           let batch = assembleBatch(examples, split, o.phase);
           env.tf.tidy(() => {
             for (const m of active) {
@@ -221,6 +223,7 @@ function dataAccess(
                 log: m.log,
                 tf: env.tf,
                 backend: env.backend,
+                assets: dataset.assets ?? {},
                 phase: o.phase,
                 split,
                 epoch,
@@ -250,6 +253,41 @@ function versions(tf: Tf): Record<string, string> {
     typescript: Deno.version.typescript,
     tfjs: tf.version.tfjs,
   };
+}
+
+/**
+ * Opens only the source of a compiled pipeline (for data reports): the
+ * dataset as the run would see it, on the cpu backend, without a run folder.
+ *
+ * @param compiled The output of `compile()`.
+ * @param options Where log lines go.
+ * @returns The opened dataset; close it when done.
+ */
+export async function openSource(
+  compiled: CompiledPipeline,
+  options: { console?: (line: string) => void; verbose?: boolean } = {},
+): Promise<Dataset> {
+  const { plan, modules } = compiled;
+  const { tf, backend } = await selectBackend("cpu");
+  const log = createLogger({
+    console: options.console,
+    verbose: options.verbose,
+  });
+  const name = plan.stages[0].name;
+  const source = modules[0] as SourceStage;
+  try {
+    return await source.open(plan.data, plan.stages[0].options, {
+      stageName: name,
+      rng: createRng(`stage/${name}`, plan.runtime.seed),
+      log: log.withStage(name),
+      tf,
+      backend,
+      assets: {},
+      specDir: compiled.specDir,
+    });
+  } finally {
+    log.close();
+  }
 }
 
 /**
@@ -313,6 +351,12 @@ export async function runPipeline(
 
   let current = "backend";
   let dataset: Dataset | undefined;
+  const recordSkipped = () => {
+    const skipped = dataset?.skipped?.() ?? [];
+    if (skipped.length === 0) return;
+    manifest.skipped = skipped;
+    log.warn(`skipped ${skipped.length} bad file(s); listed in manifest.json`);
+  };
   const abort = new AbortController();
   const onAbort = () => abort.abort(options.signal?.reason);
   options.signal?.addEventListener("abort", onAbort);
@@ -337,6 +381,7 @@ export async function runPipeline(
       log: log.withStage(name),
       tf,
       backend,
+      assets: dataset?.assets ?? {},
     });
 
     // Source.
@@ -407,6 +452,7 @@ export async function runPipeline(
       log.event("stage:end", { stage: current, ms: timings[current] });
       await saveManifest();
     }
+    recordSkipped();
     manifest.status = "ok";
     manifest.finishedAt = new Date().toISOString();
     await saveManifest();
@@ -419,6 +465,7 @@ export async function runPipeline(
     const failure = error instanceof StageError
       ? error
       : new StageError(current, runDir, error);
+    recordSkipped();
     manifest.status = "failed";
     manifest.failedStage = failure.stage;
     manifest.error = failure.message;

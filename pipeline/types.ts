@@ -98,8 +98,18 @@ export interface Dataset {
   readonly splits: Readonly<Record<string, number>>;
   /** Facts about the data worth recording (sample rate, layout, root). */
   readonly info: Readonly<Record<string, unknown>>;
-  /** Reads example `index` of `split` (async I/O lives here). */
-  example(split: string, index: number): Promise<Example>;
+  /**
+   * Reads example `index` of `split` (async I/O lives here). Resolves
+   * `undefined` when the example was skipped (a bad file with
+   * `onBadFile: skip`); the scheduler drops it from its batch.
+   */
+  example(split: string, index: number): Promise<Example | undefined>;
+  /** Labels of a split in index order, when known without reading audio. */
+  labels?(split: string): readonly number[];
+  /** Dataset-level resources for later stages (e.g. `backgroundNoise`). */
+  readonly assets?: Readonly<Record<string, unknown>>;
+  /** Every example skipped so far, with the reason. */
+  skipped?(): readonly { readonly path: string; readonly reason: string }[];
   /** Releases files, workers or caches. */
   close?(): Promise<void>;
 }
@@ -116,6 +126,8 @@ export interface StageContext {
   readonly tf: Tf;
   /** The chosen backend and adapter. */
   readonly backend: BackendInfo;
+  /** Dataset-level resources the source provided (e.g. `backgroundNoise`); empty for the source itself. */
+  readonly assets: Readonly<Record<string, unknown>>;
 }
 
 /** Context of a source stage's `open`. */

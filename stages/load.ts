@@ -3,88 +3,153 @@
  * section and yields clips at their native sample rate (AMAuT never
  * resamples), channels first, with their labels.
  *
- * Provides per example: `channels` (`[c][s]` Float32Arrays in [-1, 1]),
- * `sampleRate` (Hz), `label` (class index), `path` (where the clip came from).
+ * Provides per example: `channels` (`[c][s]` Float32Arrays in [-1, 1], integer
+ * PCM scaled as torchaudio does, e.g. int16/32768), `sampleRate` (Hz), `label`
+ * (class index), `path` (the file). Dataset-level asset: `backgroundNoise`
+ * (mono clips by file stem) when `backgroundNoise:` names a folder.
  *
- * Layouts (`data.layout`): `synthetic` — generated tones, one per class, for
- * demos and tests.
+ * Layouts (`data.layout`): `speech_commands` (v1 30 classes, v2 35),
+ * `audiomnist` (five speaker folds), `vocalsound`, `cochlscene`, `folder`
+ * (your own data: class folders or a CSV manifest) and `synthetic`
+ * (generated tones, for demos and tests). The folder structure and split
+ * lists are checked when the dataset opens, and with `scanHeaders` every WAV
+ * header too, so bad files and mixed sample rates stop the run before any
+ * training, each named.
  *
  * ```yaml
  * data:
- *   layout: synthetic
- *   classes: [low, mid, high]
- *   sampleRateHz: 16000
+ *   layout: speech_commands
+ *   root: data/speech_commands_v0.01
+ *   version: 1
  * stages:
  *   - use: load
+ *     with: { workers: 2, backgroundNoise: data/speech_commands_v0.01/_background_noise_ }
  * ```
  *
  * @module
  */
+import { resolve } from "node:path";
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
 import type { Dataset } from "../pipeline/types.ts";
+import type { Rng } from "../pipeline/rng.ts";
 import { synthesizeClip, SyntheticData } from "./_synthetic.ts";
+import { LAYOUTS } from "./_layouts/mod.ts";
+import type { Layout } from "./_layouts/types.ts";
+import {
+  DataError,
+  loadNoiseFolder,
+  openAudioDataset,
+} from "./_audio_dataset.ts";
+
+type AnyObject = z.ZodObject<{ layout: z.ZodLiteral<string> }>;
 
 /** `data:` schema: one entry per layout, chosen by `layout`. */
-export const LoadData = z.discriminatedUnion("layout", [SyntheticData]);
+export const LoadData = z.discriminatedUnion("layout", [
+  SyntheticData,
+  ...Object.values(LAYOUTS).map((l) => l.data as unknown as AnyObject),
+] as [AnyObject, ...AnyObject[]]);
 /** Parsed `data:` section. */
-export type LoadData = z.infer<typeof LoadData>;
+export type LoadData = { layout: string; [key: string]: unknown };
 
 /** Options of the `load` stage (`with:`). */
-export const LoadOptions = z.strictObject({});
+export const LoadOptions = z.strictObject({
+  onBadFile: z.enum(["fail", "skip"]).default("fail").describe(
+    "A corrupt, truncated, empty or non-WAV file stops the run (fail) or is skipped and listed (skip)",
+  ),
+  scanHeaders: z.boolean().default(true).describe(
+    "Read every WAV header when the dataset opens, so bad files and mixed sample rates are found before training",
+  ),
+  workers: z.int().min(0).max(32).default(2).describe(
+    "Decoding threads (0: decode on the main thread)",
+  ),
+  cacheMegabytes: z.number().min(0).default(0).describe(
+    "Keep decoded audio in memory up to this many MiB (int16 for 16-bit files); 0 disables the cache",
+  ),
+  backgroundNoise: z.string().min(1).optional().describe(
+    "Folder of WAV files loaded once as background noise for augmentation (e.g. Speech Commands' _background_noise_)",
+  ),
+});
 /** Parsed options of the `load` stage. */
 export type LoadOptions = z.infer<typeof LoadOptions>;
 
 /** The `load` stage. */
 export const stage = defineStage<LoadOptions, LoadData>({
   id: "load",
-  version: "0.1.0",
+  version: "1.0.0",
   api: 1,
   kind: "source",
   summary: "Load a dataset's clips at their native sample rate",
   options: LoadOptions,
-  data: LoadData,
+  data: LoadData as unknown as z.ZodType<LoadData>,
   takes: [],
   provides: ["channels", "sampleRate", "label", "path"],
-  open(data, _options, ctx): Promise<Dataset> {
-    const splits = {
-      train: data.perClass.train * data.classes.length,
-      validation: data.perClass.validation * data.classes.length,
-      test: data.perClass.test * data.classes.length,
-    };
-    const perClass: Record<string, number> = data.perClass;
-    return Promise.resolve({
-      classes: data.classes,
-      splits,
-      info: {
-        layout: data.layout,
-        sampleRateHz: data.sampleRateHz,
-        channels: data.channels,
-      },
-      example(split: string, index: number) {
-        const n = Object.hasOwn(perClass, split) ? perClass[split] : undefined;
-        if (n === undefined || index < 0 || index >= n * data.classes.length) {
-          return Promise.reject(
-            new RangeError(
-              `Cannot read example ${index} of split "${split}": it has ${
-                (n ?? 0) * data.classes.length
-              } examples`,
-            ),
-          );
-        }
-        const label = Math.floor(index / n);
-        const channels = synthesizeClip(
-          label,
-          data,
-          ctx.rng.child(split, index),
-        );
-        return Promise.resolve({
-          channels,
-          sampleRate: data.sampleRateHz,
-          label,
-          path: `synthetic:${split}/${data.classes[label]}/${index % n}`,
-        });
-      },
+  async open(data, options, ctx): Promise<Dataset> {
+    if (data.layout === "synthetic") {
+      const synthetic = SyntheticData.parse(data);
+      const dataset = openSynthetic(synthetic, ctx.rng);
+      if (!options.backgroundNoise) return dataset;
+      return {
+        ...dataset,
+        assets: {
+          backgroundNoise: await loadNoiseFolder(options.backgroundNoise),
+        },
+      };
+    }
+    const layout = (LAYOUTS as Readonly<Record<string, Layout>>)[data.layout];
+    const root = typeof data.root === "string" ? resolve(data.root) : "";
+    const what = `dataset "${data.layout}" at ${root}`;
+    const { index, problems } = await layout.index(data, {
+      seed: ctx.rng.int(2 ** 31),
     });
+    if (!index || problems.length > 0) throw new DataError(what, problems);
+    const dataset = await openAudioDataset(what, index, options, ctx.log);
+    ctx.log.info(
+      `${what}: ${
+        Object.entries(dataset.splits).map(([s, n]) => `${s} ${n}`).join(", ")
+      } clips at ${dataset.info.sampleRateHz ?? "?"} Hz`,
+    );
+    return dataset;
   },
 });
+
+/** A dataset of generated tones (see `_synthetic.ts`). */
+function openSynthetic(data: SyntheticData, rng: Rng): Dataset {
+  const perClass: Record<string, number> = data.perClass;
+  const splits = Object.fromEntries(
+    Object.entries(perClass).map(([s, n]) => [s, n * data.classes.length]),
+  );
+  return {
+    classes: data.classes,
+    splits,
+    info: {
+      layout: data.layout,
+      sampleRateHz: data.sampleRateHz,
+      channels: data.channels,
+    },
+    labels: (split) =>
+      Array.from(
+        { length: splits[split] ?? 0 },
+        (_, i) => Math.floor(i / perClass[split]),
+      ),
+    example(split: string, index: number) {
+      const n = Object.hasOwn(perClass, split) ? perClass[split] : undefined;
+      if (n === undefined || index < 0 || index >= n * data.classes.length) {
+        return Promise.reject(
+          new RangeError(
+            `Cannot read example ${index} of split "${split}": it has ${
+              (n ?? 0) * data.classes.length
+            } examples`,
+          ),
+        );
+      }
+      const label = Math.floor(index / n);
+      return Promise.resolve({
+        channels: synthesizeClip(label, data, rng.child(split, index)),
+        sampleRate: data.sampleRateHz,
+        label,
+        path: `synthetic:${split}/${data.classes[label]}/${index % n}`,
+      });
+    },
+  };
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LoadData, stage } from "./load.ts";
+import { LoadData, LoadOptions, stage } from "./load.ts";
 import { classFrequencyHz } from "./_synthetic.ts";
 import { createRng } from "../pipeline/rng.ts";
 import type { Dataset, SourceContext } from "../pipeline/types.ts";
@@ -8,7 +8,11 @@ function open(data: Record<string, unknown>, seed = 0): Promise<Dataset> {
   const ctx = {
     rng: createRng("stage/load", seed),
   } as unknown as SourceContext;
-  return stage.open(LoadData.parse({ layout: "synthetic", ...data }), {}, ctx);
+  return stage.open(
+    LoadData.parse({ layout: "synthetic", ...data }),
+    LoadOptions.parse({}),
+    ctx,
+  );
 }
 
 async function channelsOf(
@@ -16,7 +20,7 @@ async function channelsOf(
   split: string,
   index: number,
 ): Promise<Float32Array[]> {
-  return (await ds.example(split, index)).channels as Float32Array[];
+  return (await ds.example(split, index))!.channels as Float32Array[];
 }
 
 const small = { sampleRateHz: 8000, durationSeconds: 0.25 };
@@ -45,7 +49,7 @@ Deno.test("load examples are class-major with labels, rate and path", async () =
   const labels: number[] = [];
   const paths: string[] = [];
   for (let i = 0; i < ds.splits.train; i++) {
-    const ex = await ds.example("train", i);
+    const ex = await ds.example("train", i) as Record<string, unknown>;
     labels.push(ex.label as number);
     paths.push(ex.path as string);
     assert.equal(ex.sampleRate, 8000);
@@ -59,7 +63,7 @@ Deno.test("load examples are class-major with labels, rate and path", async () =
     "synthetic:train/high/1",
     "synthetic:train/high/2",
   ]);
-  assert.equal((await ds.example("test", 1)).label, 1);
+  assert.equal((await ds.example("test", 1))!.label, 1);
 });
 
 Deno.test("load gives bit-identical clips for the same seed and different ones otherwise", async () => {
@@ -129,7 +133,7 @@ Deno.test("load clips have their class frequency within 5%", async () => {
     perClass: { train: 2, validation: 0, test: 0 },
   });
   for (let i = 0; i < ds.splits.train; i++) {
-    const ex = await ds.example("train", i);
+    const ex = await ds.example("train", i) as Record<string, unknown>;
     const [ch] = ex.channels as Float32Array[];
     // sin(x) + 0.3·sin(2x) crosses zero upwards once per period.
     let up = 0;

@@ -11,10 +11,12 @@ import type { Stage } from "../pipeline/types.ts";
 import { stage as load } from "./load.ts";
 import { stage as monoMix } from "./mono_mix.ts";
 import { stage as describeData } from "./describe_data.ts";
+import { stage as fixedLength } from "./fixed_length.ts";
 
 /** Built-in stages by id. */
 export const BUILTIN_STAGES: Readonly<Record<string, Stage>> = Object.freeze({
   [load.id]: load as Stage,
   [monoMix.id]: monoMix as Stage,
+  [fixedLength.id]: fixedLength as Stage,
   [describeData.id]: describeData as Stage,
 });

@@ -1,0 +1,27 @@
+/**
+ * Benchmarks: `deno task bench <name>`. Speed and memory targets live here,
+ * never in unit tests. Each prints one JSON object.
+ *
+ * - `data`: clips/s through the `load` stage and the scheduler's batches for
+ *   1 s 16 kHz and 10 s 44.1 kHz WAV files (targets ≥ 1,000 and ≥ 60 clips/s
+ *   on a 2-core machine).
+ *
+ * @module
+ */
+// deno-lint-ignore-file no-console -- a benchmark prints its results
+import { benchData } from "./data_bench.ts";
+
+const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
+  data: benchData,
+};
+
+const [name, ...rest] = Deno.args;
+if (!name || !(name in BENCHES)) {
+  console.error(
+    `usage: deno task bench <name> [options]\nbenchmarks: ${
+      Object.keys(BENCHES).join(", ")
+    }`,
+  );
+  Deno.exit(2);
+}
+console.log(JSON.stringify(await BENCHES[name](rest), null, 2));

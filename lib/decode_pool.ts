@@ -1,0 +1,139 @@
+/**
+ * Parallel WAV decoding: a pool of workers that read and decode files off the
+ * main thread, so data loading overlaps with model work and uses every core.
+ * With zero workers (or when workers cannot start, e.g. inside a single-file
+ * bundle) files are decoded on the calling thread.
+ *
+ * @module
+ */
+import { readWav, WavError } from "./wav.ts";
+
+/** Decoded samples of one file. */
+export interface DecodedAudio {
+  readonly sampleRateHz: number;
+  /** Channels-first samples in [-1, 1]. */
+  readonly channels: Float32Array[];
+  /** Bits per sample of the source encoding. */
+  readonly bitsPerSample: number;
+  /** Source encoding. */
+  readonly encoding: "pcm" | "float";
+}
+
+/** A pool of decoders. */
+export interface DecodePool {
+  /** Number of worker threads (0: decoding on the calling thread). */
+  readonly workers: number;
+  /** Reads and decodes one file; rejects with a {@linkcode WavError} for a bad file. */
+  decode(path: string): Promise<DecodedAudio>;
+  /** Stops the workers. */
+  close(): void;
+}
+
+interface Pending {
+  resolve(value: DecodedAudio): void;
+  reject(error: Error): void;
+}
+
+interface Slot {
+  worker?: Worker;
+  pending: Map<number, Pending>;
+}
+
+async function decodeHere(path: string): Promise<DecodedAudio> {
+  const d = await readWav(path);
+  return {
+    sampleRateHz: d.sampleRateHz,
+    channels: d.channels,
+    bitsPerSample: d.info.bitsPerSample,
+    encoding: d.info.encoding,
+  };
+}
+
+/**
+ * Starts a decode pool.
+ *
+ * @param workers Number of worker threads; 0 decodes on the calling thread.
+ * @param onFallback Called once if workers fail to start and decoding falls back to this thread.
+ */
+export function createDecodePool(
+  workers: number,
+  onFallback?: (reason: string) => void,
+): DecodePool {
+  if (workers <= 0) {
+    return { workers: 0, decode: decodeHere, close() {} };
+  }
+  let nextId = 0;
+  let fellBack = false;
+  const url = new URL("./decode_worker.ts", import.meta.url).href;
+  const slots: Slot[] = [];
+  const fail = (slot: Slot, reason: string) => {
+    slot.worker?.terminate();
+    slot.worker = undefined;
+    for (const p of slot.pending.values()) p.reject(new Error(reason));
+    slot.pending.clear();
+    if (!fellBack) {
+      fellBack = true;
+      onFallback?.(reason);
+    }
+  };
+  for (let i = 0; i < workers; i++) {
+    const slot: Slot = { pending: new Map() };
+    try {
+      slot.worker = new Worker(url, { type: "module" });
+    } catch (error) {
+      fail(slot, `Cannot start decode workers: ${(error as Error).message}`);
+    }
+    slot.worker?.addEventListener("message", (event: MessageEvent) => {
+      const m = event.data;
+      const p = slot.pending.get(m.id);
+      if (!p) return;
+      slot.pending.delete(m.id);
+      if (m.ok) {
+        p.resolve({
+          sampleRateHz: m.sampleRateHz,
+          channels: m.channels,
+          bitsPerSample: m.bitsPerSample,
+          encoding: m.encoding,
+        });
+      } else if (m.wav) {
+        // Rebuild the WavError so callers can tell bad files from I/O errors.
+        const e = new WavError(m.file, "");
+        e.message = m.message;
+        p.reject(e);
+      } else p.reject(new Error(m.message));
+    });
+    slot.worker?.addEventListener("error", (event: ErrorEvent) => {
+      event.preventDefault();
+      fail(slot, `Cannot use decode worker: ${event.message}`);
+    });
+    slots.push(slot);
+  }
+  return {
+    workers,
+    decode(path) {
+      const live = slots.filter((s) => s.worker);
+      if (live.length === 0) return decodeHere(path);
+      const slot = live.reduce((a, b) =>
+        a.pending.size <= b.pending.size ? a : b
+      );
+      const id = nextId++;
+      return new Promise<DecodedAudio>((resolve, reject) => {
+        slot.pending.set(id, {
+          resolve,
+          // A worker that died mid-request: decode here instead.
+          reject: (error) =>
+            error instanceof WavError
+              ? reject(error)
+              : slot.worker
+              ? reject(error)
+              : decodeHere(path).then(resolve, reject),
+        });
+        slot.worker!.postMessage({ id, path });
+      });
+    },
+    close() {
+      for (const s of slots) s.worker?.terminate();
+      slots.length = 0;
+    },
+  };
+}

@@ -1,0 +1,56 @@
+/**
+ * What a dataset layout produces: an index of clip files per split with their
+ * labels, built from the folder structure and split lists alone (no audio is
+ * decoded), and every structural problem found on the way.
+ *
+ * @module
+ */
+import type { OptionsSchema } from "../../pipeline/types.ts";
+
+/** One clip of a split: its file and class index. */
+export interface ClipRef {
+  /** Absolute path of the WAV file. */
+  readonly path: string;
+  /** Class index into {@linkcode DatasetIndex.classes}. */
+  readonly label: number;
+}
+
+/** The clips of a dataset, by split. */
+export interface DatasetIndex {
+  /** Class names in id order (label i is classes[i]). */
+  readonly classes: readonly string[];
+  /** Clips per split; split names are `train`, `validation`, `test`. */
+  readonly splits: Readonly<Record<string, readonly ClipRef[]>>;
+  /** Facts worth recording (layout, root, fold, version, ...). */
+  readonly info: Readonly<Record<string, unknown>>;
+}
+
+/** A structural problem: the path it concerns and what is wrong. */
+export interface DataProblem {
+  /** The file or folder concerned. */
+  readonly path: string;
+  /** What is wrong, sentence case, no final period. */
+  readonly message: string;
+}
+
+/** What indexing returns: the index when it could be built, and every problem. */
+export interface IndexResult {
+  readonly index?: DatasetIndex;
+  readonly problems: readonly DataProblem[];
+}
+
+/** Context of indexing. */
+export interface IndexContext {
+  /** The run's seed, for layouts that draw a split. */
+  readonly seed: number;
+}
+
+/** A dataset layout: its `data:` schema and its indexer. */
+export interface Layout<D = unknown> {
+  /** The `data.layout` value. */
+  readonly id: string;
+  /** Schema of the whole `data:` section for this layout (with `layout` as a literal). */
+  readonly data: OptionsSchema<D>;
+  /** Builds the index. Never throws for data problems: it reports them. */
+  index(data: D, ctx: IndexContext): Promise<IndexResult>;
+}

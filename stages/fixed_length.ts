@@ -1,0 +1,126 @@
+/**
+ * The `fixed_length` map stage: brings every waveform to the same number of
+ * samples, as the AMAuT reference does before its mel transform
+ * (`AudioPadding` and `AudioClip` in the authors' `lib/wavUtils.py`).
+ *
+ * - Shorter clips are zero-padded to the length. The head pad is uniform in
+ *   {0 … deficit} when training (`AudioPadding(random_shift=True)`), and
+ *   `floor(deficit / 2)` — centred — when evaluating; the rest goes to the tail.
+ * - Longer clips are cut to their first samples with `clip: head`
+ *   (`AudioClip(mode='head')`, used for VocalSound after padding); with
+ *   `clip: none` they pass unchanged, as the reference's padding never crops.
+ *
+ * The length is given in `samples`, or in `seconds` (times each clip's
+ * sample rate, rounded). Takes and provides `waveform` (`[s]` per example).
+ *
+ * ```yaml
+ * - use: fixed_length
+ *   with: { seconds: 1 }             # 16000 samples at 16 kHz
+ * - use: fixed_length
+ *   with: { samples: 160000, clip: head }
+ * ```
+ *
+ * @module
+ */
+import * as z from "zod";
+import { defineStage } from "../pipeline/define_stage.ts";
+import type { Rng } from "../pipeline/rng.ts";
+
+const PadPosition = z.enum(["random", "center", "end"]);
+
+/** Options of the `fixed_length` stage. */
+export const FixedLengthOptions = z.strictObject({
+  samples: z.int().min(1).optional().describe(
+    "Target length in samples (give samples or seconds)",
+  ),
+  seconds: z.number().positive().optional().describe(
+    "Target length in seconds, times each clip's sample rate (give samples or seconds)",
+  ),
+  pad: z.strictObject({
+    fit: PadPosition.default("random").describe(
+      "Where the padding goes when training: random head pad, centred, or all at the end",
+    ),
+    eval: PadPosition.default("center").describe(
+      "Where the padding goes when evaluating",
+    ),
+  }).default({ fit: "random", eval: "center" }).describe(
+    "Position of the zero padding of short clips, per phase",
+  ),
+  clip: z.enum(["head", "none"]).default("head").describe(
+    "Longer clips: keep the first samples (head) or leave them unchanged (none)",
+  ),
+}).refine((o) => (o.samples === undefined) !== (o.seconds === undefined), {
+  message: "give exactly one of samples and seconds",
+});
+/** Parsed options of the `fixed_length` stage. */
+export type FixedLengthOptions = z.infer<typeof FixedLengthOptions>;
+
+/**
+ * Pads or clips one waveform to `length` samples.
+ *
+ * @param waveform The samples.
+ * @param length Target length in samples.
+ * @param position Where the zero padding goes (`random` draws the head pad from `rng`).
+ * @param clip What to do with longer clips.
+ * @param rng Source of the random head pad.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fitLength } from "./fixed_length.ts";
+ * const out = fitLength(new Float32Array([1, 2]), 5, "center", "head");
+ * assert.deepEqual([...out], [0, 1, 2, 0, 0]);
+ * ```
+ */
+export function fitLength(
+  waveform: Float32Array,
+  length: number,
+  position: "random" | "center" | "end",
+  clip: "head" | "none",
+  rng?: Rng,
+): Float32Array {
+  const deficit = length - waveform.length;
+  if (deficit === 0) return waveform;
+  if (deficit < 0) {
+    return clip === "head" ? waveform.slice(0, length) : waveform;
+  }
+  let head: number;
+  if (position === "center") head = Math.floor(deficit / 2);
+  else if (position === "end") head = 0;
+  else {
+    if (!rng) throw new TypeError("fitLength needs an rng for random padding");
+    head = rng.int(deficit + 1);
+  }
+  const out = new Float32Array(length);
+  out.set(waveform, head);
+  return out;
+}
+
+/** The `fixed_length` stage. */
+export const stage = defineStage<FixedLengthOptions>({
+  id: "fixed_length",
+  version: "1.0.0",
+  api: 1,
+  kind: "map",
+  summary: "Pad or clip waveforms to a fixed number of samples",
+  options: FixedLengthOptions,
+  takes: ["waveform", "sampleRate"],
+  provides: ["waveform"],
+  apply(batch, options, ctx) {
+    const waves = batch.waveform as Float32Array[];
+    const rates = batch.sampleRate as number[];
+    const position = options.pad[batch.phase];
+    return {
+      ...batch,
+      waveform: waves.map((w, i) =>
+        fitLength(
+          w,
+          options.samples ?? Math.round(options.seconds! * rates[i]),
+          position,
+          options.clip,
+          ctx.rng,
+        )
+      ),
+    };
+  },
+});
