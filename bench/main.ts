@@ -5,14 +5,18 @@
  * - `data`: clips/s through the `load` stage and the scheduler's batches for
  *   1 s 16 kHz and 10 s 44.1 kHz WAV files (targets ≥ 1,000 and ≥ 60 clips/s
  *   on a 2-core machine).
+ * - `mel`: log-mel features per second for SC- and CS-sized batches of 32 on
+ *   the chosen backend (`--backend`), plus fixture parity with `--fixtures`.
  *
  * @module
  */
 // deno-lint-ignore-file no-console -- a benchmark prints its results
 import { benchData } from "./data_bench.ts";
+import { benchMel } from "./mel_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
+  mel: benchMel,
 };
 
 const [name, ...rest] = Deno.args;

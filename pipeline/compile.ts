@@ -215,6 +215,22 @@ export async function compile(
     }
   });
 
+  // `phases:` only means something for map stages.
+  resolved.forEach((r, i) => {
+    const entry = rawStages[i] as Record<string, unknown>;
+    if (r && r.stage.kind !== "map" && entry.phases !== undefined) {
+      issues.push({
+        ...locate(target, ["stages", i, "phases"], "key"),
+        code: "invalid_value",
+        path: describePath(["stages", i, "phases"], stageNames),
+        message: `Cannot use phases on "${
+          stageNames[i]
+        }": it is a ${r.stage.kind} stage, and only map stages run per phase`,
+        hint: "remove `phases:` from this entry",
+      });
+    }
+  });
+
   // Options of every stage, and the source's data section.
   const stageOptions: unknown[] = [];
   let data: unknown = undefined;
@@ -289,8 +305,8 @@ export async function compile(
     origin: r.origin,
     ...(r.specifier ? { specifier: r.specifier } : {}),
     ...(r.integrity ? { integrity: r.integrity } : {}),
-    ...(r.stage.kind === "map" && r.stage.phases
-      ? { phases: r.stage.phases }
+    ...(r.stage.kind === "map" && (env.stages[i].phases ?? r.stage.phases)
+      ? { phases: env.stages[i].phases ?? r.stage.phases }
       : {}),
     options: stageOptions[i] ?? {},
     takes: r.stage.takes,
@@ -304,6 +320,7 @@ export async function compile(
     stages: stages.map((s, i) => ({
       use: s.use,
       ...(env.stages[i].name ? { name: s.name } : {}),
+      ...(env.stages[i].phases ? { phases: env.stages[i].phases } : {}),
       with: s.options,
     })),
   };

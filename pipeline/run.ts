@@ -142,6 +142,8 @@ export function assembleBatch(
 
 interface MapEntry {
   readonly name: string;
+  /** Phases it runs in; undefined: every phase. */
+  readonly phases?: readonly string[];
   readonly stage: MapStage;
   readonly options: unknown;
   readonly log: Logger;
@@ -193,7 +195,7 @@ function dataAccess(
         ? Math.floor(n / o.batchSize)
         : Math.ceil(n / o.batchSize);
       const active = maps.filter((m) =>
-        !m.stage.phases || m.stage.phases.includes(o.phase)
+        !m.phases || m.phases.includes(o.phase)
       );
       const fetch = async (b: number) =>
         (await Promise.all(
@@ -421,6 +423,7 @@ export async function runPipeline(
         // Map stages apply to batches drawn by later steps, in spec order.
         maps.push({
           name: p.name,
+          phases: p.phases,
           stage,
           options: p.options,
           log: log.withStage(p.name),

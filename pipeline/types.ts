@@ -55,8 +55,12 @@ export interface SchemaIssue {
   readonly note?: string;
 }
 
-/** Phases a batch can be drawn for: `fit` (training) or `eval`. */
-export type Phase = "fit" | "eval";
+/**
+ * The phase a batch is drawn for. By convention `fit` (training) and `eval`
+ * (validation and test); steps may use others (e.g. `adapt` for test-time
+ * adaptation), and map stages run only in the phases they list.
+ */
+export type Phase = string;
 
 /** Fields every stage contract has. */
 export interface StageBase<O> {
@@ -150,7 +154,7 @@ export interface MapContext extends StageContext {
 export interface BatchOptions {
   /** Examples per batch. */
   readonly batchSize: number;
-  /** `fit` runs every map stage; `eval` skips stages limited to `fit`. */
+  /** The phase: map stages run only when it is one of their phases (`fit`, `eval`, ...). */
   readonly phase: Phase;
   /** Shuffle with the run's seed (per epoch). Default: true for `fit`. */
   readonly shuffle?: boolean;

@@ -42,6 +42,10 @@ export const StageEntry = z.strictObject({
   with: z.record(z.string(), z.unknown()).default({}).describe(
     "Options of the stage, checked against its own schema",
   ),
+  phases: z.array(z.string().regex(/^[a-z][a-zA-Z0-9]*$/)).min(1).optional()
+    .describe(
+      "Map stages only: the phases it runs in (fit, eval, or a step's own such as adapt); default: the stage's own",
+    ),
 });
 /** Parsed stage entry. */
 export type StageEntry = z.infer<typeof StageEntry>;

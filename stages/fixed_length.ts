@@ -41,7 +41,7 @@ export const FixedLengthOptions = z.strictObject({
       "Where the padding goes when training: random head pad, centred, or all at the end",
     ),
     eval: PadPosition.default("center").describe(
-      "Where the padding goes when evaluating",
+      "Where the padding goes in every other phase (evaluation, adaptation)",
     ),
   }).default({ fit: "random", eval: "center" }).describe(
     "Position of the zero padding of short clips, per phase",
@@ -109,7 +109,7 @@ export const stage = defineStage<FixedLengthOptions>({
   apply(batch, options, ctx) {
     const waves = batch.waveform as Float32Array[];
     const rates = batch.sampleRate as number[];
-    const position = options.pad[batch.phase];
+    const position = batch.phase === "fit" ? options.pad.fit : options.pad.eval;
     return {
       ...batch,
       waveform: waves.map((w, i) =>

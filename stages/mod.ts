@@ -12,11 +12,17 @@ import { stage as load } from "./load.ts";
 import { stage as monoMix } from "./mono_mix.ts";
 import { stage as describeData } from "./describe_data.ts";
 import { stage as fixedLength } from "./fixed_length.ts";
+import { stage as augment } from "./augment.ts";
+import { stage as mel } from "./mel.ts";
+import { stage as tokenize } from "./tokenize.ts";
 
 /** Built-in stages by id. */
 export const BUILTIN_STAGES: Readonly<Record<string, Stage>> = Object.freeze({
   [load.id]: load as Stage,
   [monoMix.id]: monoMix as Stage,
+  [augment.id]: augment as Stage,
   [fixedLength.id]: fixedLength as Stage,
+  [mel.id]: mel as Stage,
+  [tokenize.id]: tokenize as Stage,
   [describeData.id]: describeData as Stage,
 });
