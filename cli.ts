@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import {
   compile,
   ConfigError,
+  describeSteps,
   formatConfigError,
   formatPlan,
   openSource,
@@ -29,6 +30,7 @@ import { checkBackend } from "./pipeline/backend_check.ts";
 
 const USAGE = `usage:
   deno task run <spec.yaml> [--set path=value]... [--dry-run] [--json] [--lock deno.lock] [--verbose]
+  deno task run <spec.yaml> --resume runs/<dir>
   deno task validate <spec.yaml>... [--set path=value]... [--lock deno.lock]
   deno task data <spec.yaml> [--set path=value]... [--json]
   deno task stages
@@ -53,6 +55,7 @@ function parse(args: string[]) {
       "dry-run": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       lock: { type: "string" },
+      resume: { type: "string" },
       verbose: { type: "boolean", default: false },
       backend: { type: "string", default: "auto" },
       help: { type: "boolean", short: "h", default: false },
@@ -102,11 +105,22 @@ async function run(
     throw error;
   }
   if (values["dry-run"]) {
-    out(
-      values.json
-        ? JSON.stringify(compiled.plan, null, 2)
-        : formatPlan(compiled.plan),
-    );
+    let described: Record<string, string> = {};
+    try {
+      described = await describeSteps(compiled, { console: err });
+    } catch (error) {
+      err(`note: no model summary: ${(error as Error).message.split("\n")[0]}`);
+    }
+    if (values.json) {
+      out(
+        JSON.stringify({ plan: compiled.plan, describe: described }, null, 2),
+      );
+    } else {
+      out(formatPlan(compiled.plan));
+      for (const [name, text] of Object.entries(described)) {
+        out(`\n${name}:\n${text}`);
+      }
+    }
     return 0;
   }
   const controller = new AbortController();
@@ -114,6 +128,7 @@ async function run(
   Deno.addSignalListener("SIGINT", onSignal);
   try {
     const result = await runPipeline(compiled, {
+      ...(values.resume ? { resume: values.resume } : {}),
       console: err,
       interactive: Deno.stderr.isTerminal(),
       verbose: values.verbose,

@@ -14,7 +14,13 @@ export type {
   Plan,
   PlannedStage,
 } from "./compile.ts";
-export { createRunDir, openSource, runPipeline, StageError } from "./run.ts";
+export {
+  createRunDir,
+  describeSteps,
+  openSource,
+  runPipeline,
+  StageError,
+} from "./run.ts";
 export type { RunOptions, RunResult } from "./run.ts";
 export { createRng, rngFromState } from "./rng.ts";
 export type { Rng } from "./rng.ts";

@@ -70,6 +70,8 @@ export interface RunOptions {
   readonly verbose?: boolean;
   /** Use this run folder instead of `<outputDir>/<name>-<timestamp>`. */
   readonly runDir?: string;
+  /** Continue the run in this folder (`--resume`): steps resume from their checkpoints there. */
+  readonly resume?: string;
   /** Cancels the run. */
   readonly signal?: AbortSignal;
 }
@@ -293,6 +295,55 @@ export async function openSource(
 }
 
 /**
+ * Describes the step stages for `--dry-run`: opens the source (cpu backend,
+ * no run folder) and lets each step with a `describe` hook look at the data
+ * through the map stages declared before it (e.g. to print a model summary).
+ *
+ * @param compiled The output of `compile()`.
+ * @returns One text per describing step, by stage name.
+ */
+export async function describeSteps(
+  compiled: CompiledPipeline,
+  options: { console?: (line: string) => void } = {},
+): Promise<Record<string, string>> {
+  const { plan, modules } = compiled;
+  const describing = modules.some((m) => m.kind === "step" && m.describe);
+  if (!describing) return {};
+  const dataset = await openSource(compiled, options);
+  const { tf, backend } = await selectBackend("cpu");
+  const log = createLogger({ console: options.console });
+  const maps: MapEntry[] = [];
+  const out: Record<string, string> = {};
+  try {
+    for (let i = 1; i < plan.stages.length; i++) {
+      const p = plan.stages[i];
+      const stage = modules[i];
+      if (stage.kind === "map") {
+        maps.push({
+          name: p.name,
+          phases: p.phases,
+          stage,
+          options: p.options,
+          log: log.withStage(p.name),
+        });
+      } else if (stage.kind === "step" && stage.describe) {
+        const data = dataAccess(dataset, [...maps], {
+          tf,
+          backend,
+          seed: plan.runtime.seed,
+          timings: {},
+        });
+        out[p.name] = await stage.describe(p.options, { tf, data });
+      }
+    }
+  } finally {
+    log.close();
+    await dataset.close?.();
+  }
+  return out;
+}
+
+/**
  * Runs a compiled pipeline.
  *
  * @param compiled The output of `compile()`.
@@ -305,9 +356,22 @@ export async function runPipeline(
   options: RunOptions = {},
 ): Promise<RunResult> {
   const { plan, modules } = compiled;
-  const runDir = options.runDir ??
+  const runDir = options.resume ?? options.runDir ??
     await createRunDir(plan.runtime.outputDir, plan.name);
-  if (options.runDir) await Deno.mkdir(runDir, { recursive: true });
+  if (options.resume) {
+    const stat = await Deno.stat(join(runDir, "plan.json")).catch(() =>
+      undefined
+    );
+    if (!stat) {
+      throw new StageError(
+        "resume",
+        runDir,
+        new Error(
+          `Cannot resume "${runDir}": it holds no plan.json, so it is not a run folder`,
+        ),
+      );
+    }
+  } else if (options.runDir) await Deno.mkdir(runDir, { recursive: true });
   await writeJsonAtomic(join(runDir, "plan.json"), plan);
   await writeFileAtomic(
     join(runDir, "spec.yaml"),
@@ -348,7 +412,12 @@ export async function runPipeline(
       timingsMs: timings,
     });
   await saveManifest();
-  log.event("run:start", { runDir, plan: plan.name, specHash: plan.specHash });
+  log.event("run:start", {
+    runDir,
+    plan: plan.name,
+    specHash: plan.specHash,
+    ...(options.resume ? { resume: true } : {}),
+  });
   log.info(`run folder ${runDir}`);
 
   let current = "backend";
@@ -448,6 +517,8 @@ export async function runPipeline(
         data: view,
         progress,
         signal: abort.signal,
+        resume: options.resume !== undefined,
+        specHash: plan.specHash,
       });
       backend.checkErrors();
       Object.assign(values, out);

@@ -190,6 +190,10 @@ export interface StepContext extends StageContext {
   readonly progress: ProgressFactory;
   /** Aborts when the run is cancelled (Ctrl-C). */
   readonly signal: AbortSignal;
+  /** True when the run continues an earlier one in the same folder (`--resume`): steps pick up their checkpoints. */
+  readonly resume: boolean;
+  /** The compiled plan's spec hash, for checkpoints. */
+  readonly specHash: string;
 }
 
 /** A source stage. */
@@ -210,9 +214,17 @@ export interface MapStage<O = unknown> extends StageBase<O> {
   apply(batch: Batch, options: O, ctx: MapContext): Batch;
 }
 
+/** What a step's `describe` gets: the data as the step would see it. */
+export interface DescribeContext {
+  readonly tf: Tf;
+  readonly data: DataAccess;
+}
+
 /** A step stage: whole-run work. */
 export interface StepStage<O = unknown> extends StageBase<O> {
   readonly kind: "step";
+  /** Optional text for `--dry-run` (e.g. a model summary); may draw a batch from `ctx.data`. */
+  describe?(options: O, ctx: DescribeContext): Promise<string>;
   /** Runs the step; returns the values it provides. */
   run(options: O, ctx: StepContext): Promise<Record<string, unknown>>;
 }

@@ -15,6 +15,7 @@ import { stage as fixedLength } from "./fixed_length.ts";
 import { stage as augment } from "./augment.ts";
 import { stage as mel } from "./mel.ts";
 import { stage as tokenize } from "./tokenize.ts";
+import { stage as train } from "./train.ts";
 
 /** Built-in stages by id. */
 export const BUILTIN_STAGES: Readonly<Record<string, Stage>> = Object.freeze({
@@ -24,5 +25,6 @@ export const BUILTIN_STAGES: Readonly<Record<string, Stage>> = Object.freeze({
   [fixedLength.id]: fixedLength as Stage,
   [mel.id]: mel as Stage,
   [tokenize.id]: tokenize as Stage,
+  [train.id]: train as Stage,
   [describeData.id]: describeData as Stage,
 });

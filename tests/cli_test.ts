@@ -73,7 +73,7 @@ Deno.test("cli run --dry-run prints the plan (text and JSON) without running", a
     "--dry-run",
     "--json",
   );
-  const plan = JSON.parse(json.stdout);
+  const plan = JSON.parse(json.stdout).plan;
   assert.equal(plan.name, "synthetic");
   assert.deepEqual(plan.stages.map((s: { name: string }) => s.name), [
     "load",
@@ -166,4 +166,19 @@ Deno.test("cli backend reports the chosen backend and a passing self-check", asy
   const bad = await cli("backend", "--backend", "tpu");
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--backend must be auto, webgpu or cpu, got "tpu"/);
+});
+
+Deno.test("cli run --dry-run prints the model summary with the parameter count", async () => {
+  const r = await cli("run", "presets/demo.yaml", "--dry-run");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^train:\nmodel dims \{"nMels":32,"frames":41,"classes":10\}$/m,
+  );
+  assert.match(
+    r.stdout,
+    /^ {2}transform\.embedding\.restnet\.root +\[20, 16\]$/m,
+  );
+  assert.match(r.stdout, /^ {2}classifier\.fc3 +\[10\]$/m);
+  assert.match(r.stdout, /^parameters: 146804$/m);
 });

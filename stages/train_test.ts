@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { compile, runPipeline, StageError } from "../pipeline/mod.ts";
+import { BUILTIN_STAGES } from "./mod.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
+import * as tf from "@tensorflow/tfjs";
+
+const SPEC = `name: tiny-train
+runtime: { backend: cpu, seed: 3 }
+data: { layout: synthetic, sampleRateHz: 8000, durationSeconds: 0.5, perClass: { train: 8, validation: 3, test: 3 } }
+stages:
+  - use: load
+  - use: mono_mix
+  - use: augment
+    with:
+      views:
+        - { name: shift, chain: [{ type: pad, seconds: 0.5 }, { type: roll }] }
+        - { name: noise, chain: [{ type: noise }, { type: pad, seconds: 0.5 }] }
+  - use: fixed_length
+    with: { seconds: 0.5 }
+  - use: mel
+    with: { sampleRateHz: 8000, nFft: 256, winLength: 200, hopLength: 80, nMels: 16 }
+  - use: tokenize
+  - use: train
+    with:
+      epochs: 2
+      batchSize: 8
+      lr: 0.05
+      lrCardinality: 2
+      readEvery: 2
+      model: { width: 4, groups: [1, 1], embedDim: 16, depth: 1, heads: 2, mlpDim: 32, extend: 16, conv: 8, dropout: 0.1 }
+`;
+
+async function setup(overrides: string[] = []) {
+  const dir = await Deno.makeTempDir({ prefix: "train_test_" });
+  await Deno.writeTextFile(join(dir, "spec.yaml"), SPEC);
+  const compiled = await compile(join(dir, "spec.yaml"), {
+    builtins: BUILTIN_STAGES,
+    overrides: [`runtime.outputDir=${join(dir, "runs")}`, ...overrides],
+  });
+  return { dir, compiled };
+}
+
+async function params(runDir: string, name: string) {
+  const c = await loadCheckpoint(tf, join(runDir, "checkpoints"), name);
+  const out: Record<string, number[]> = {};
+  for (const [k, t] of c.groups.params) out[k] = Array.from(await t.data());
+  tf.dispose(Object.values(c.groups).flatMap((g) => [...g.values()]));
+  return { meta: c.meta, values: out };
+}
+
+Deno.test("train writes metrics.jsonl, summary.json and best/last checkpoints, without leaking tensors", async () => {
+  await tf.setBackend("cpu");
+  const { compiled } = await setup();
+  const result = await runPipeline(compiled, {});
+  const lines = (await Deno.readTextFile(join(result.runDir, "metrics.jsonl")))
+    .trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((l) => [l.epoch, l.split]), [
+    [0, "train"],
+    [0, "validation"],
+    [1, "train"],
+    [1, "validation"],
+  ]);
+  for (const l of lines) {
+    assert.ok(Number.isFinite(l.loss) && l.accuracy >= 0 && l.accuracy <= 1);
+  }
+  const train = lines.filter((l) => l.split === "train");
+  assert.equal(
+    train[0].tensorsAtStart,
+    train[1].tensorsAtStart,
+    "tensor count grew between epochs",
+  );
+  assert.equal(train[0].lr, 0.05);
+  const summary = JSON.parse(
+    await Deno.readTextFile(join(result.runDir, "summary.json")),
+  );
+  for (const split of ["train", "validation", "test"]) {
+    assert.ok(
+      summary[split].accuracy >= 0 && summary[split].accuracy <= 1,
+      split,
+    );
+  }
+  assert.ok(summary.parameters > 1000);
+  for (const f of ["best.json", "best.bin", "last.json", "last.bin"]) {
+    await Deno.stat(join(result.runDir, "checkpoints", f));
+  }
+  const last = await params(result.runDir, "last");
+  assert.equal(last.meta.epoch, 1);
+  assert.equal(last.meta.specHash, compiled.plan.specHash);
+});
+
+Deno.test("train --resume after an interruption ends with the same weights as an uninterrupted run", async () => {
+  const a = await setup();
+  const full = await runPipeline(a.compiled, {});
+  const b = await setup();
+  const controller = new AbortController();
+  let runDir = "";
+  await assert.rejects(
+    runPipeline(b.compiled, {
+      signal: controller.signal,
+      console: (line) => {
+        if (line.includes("epoch 1/2:")) {
+          controller.abort(new Error("interrupted"));
+        }
+      },
+    }),
+    (e: unknown) => {
+      runDir = (e as StageError).runDir;
+      return e instanceof StageError && e.stage === "train";
+    },
+  );
+  const partial = await params(runDir, "last");
+  assert.equal(
+    partial.meta.epoch,
+    0,
+    "the interrupted run kept epoch 1's checkpoint",
+  );
+  await runPipeline(b.compiled, { resume: runDir });
+  const resumed = await params(runDir, "last");
+  const uninterrupted = await params(full.runDir, "last");
+  assert.equal(resumed.meta.epoch, 1);
+  assert.deepEqual(resumed.values, uninterrupted.values);
+  const metrics = (await Deno.readTextFile(join(runDir, "metrics.jsonl")))
+    .trim().split("\n");
+  assert.equal(metrics.length, 4);
+});
+
+Deno.test("train refuses to resume from a checkpoint of another spec, saying what differs", async () => {
+  const a = await setup();
+  const done = await runPipeline(a.compiled, {});
+  const other = await setup(["train.lr=0.01"]);
+  await assert.rejects(
+    runPipeline(other.compiled, { resume: done.runDir }),
+    /another spec \(spec hash .* in the checkpoint, .* in this run\)/,
+  );
+});
+
+Deno.test("train stops on a non-finite loss, naming the epoch and step", async () => {
+  const { compiled } = await setup(["train.lr=1e12", "train.readEvery=1"]);
+  await assert.rejects(
+    runPipeline(compiled, {}),
+    /Cannot continue training: the loss is (NaN|Infinity|-Infinity) at epoch \d+, step \d+; the last good checkpoint is/,
+  );
+});
