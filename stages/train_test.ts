@@ -45,13 +45,14 @@ async function params(runDir: string, name: string) {
   const c = await loadCheckpoint(tf, join(runDir, "checkpoints"), name);
   const out: Record<string, number[]> = {};
   for (const [k, t] of c.groups.params) out[k] = Array.from(await t.data());
+  const momentumBuffers = c.groups.optimizer?.size ?? 0;
   tf.dispose(Object.values(c.groups).flatMap((g) => [...g.values()]));
-  return { meta: c.meta, values: out };
+  return { meta: c.meta, values: out, momentumBuffers };
 }
 
 Deno.test("train writes metrics.jsonl, summary.json and best/last checkpoints, without leaking tensors", async () => {
   await tf.setBackend("cpu");
-  const { compiled } = await setup();
+  const { compiled } = await setup(["train.epochs=3", "train.lrCardinality=3"]);
   const result = await runPipeline(compiled, {});
   const lines = (await Deno.readTextFile(join(result.runDir, "metrics.jsonl")))
     .trim().split("\n").map((l) => JSON.parse(l));
@@ -60,6 +61,8 @@ Deno.test("train writes metrics.jsonl, summary.json and best/last checkpoints, w
     [0, "validation"],
     [1, "train"],
     [1, "validation"],
+    [2, "train"],
+    [2, "validation"],
   ]);
   for (const l of lines) {
     assert.ok(Number.isFinite(l.loss) && l.accuracy >= 0 && l.accuracy <= 1);
@@ -69,6 +72,17 @@ Deno.test("train writes metrics.jsonl, summary.json and best/last checkpoints, w
     train[0].tensorsAtStart,
     train[1].tensorsAtStart,
     "tensor count grew between epochs",
+  );
+  // Epoch 2 (the first with momentum on) adds exactly the SGD momentum buffers
+  // (one per parameter that gets a gradient; the unused FFN norm gets none).
+  const last = await params(result.runDir, "last");
+  assert.equal(
+    train[2].tensorsAtStart - train[1].tensorsAtStart,
+    last.momentumBuffers,
+  );
+  assert.ok(
+    last.momentumBuffers > 0 &&
+      last.momentumBuffers <= Object.keys(last.values).length,
   );
   assert.equal(train[0].lr, 0.05);
   const summary = JSON.parse(
@@ -84,8 +98,7 @@ Deno.test("train writes metrics.jsonl, summary.json and best/last checkpoints, w
   for (const f of ["best.json", "best.bin", "last.json", "last.bin"]) {
     await Deno.stat(join(result.runDir, "checkpoints", f));
   }
-  const last = await params(result.runDir, "last");
-  assert.equal(last.meta.epoch, 1);
+  assert.equal(last.meta.epoch, 2);
   assert.equal(last.meta.specHash, compiled.plan.specHash);
 });
 
