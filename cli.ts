@@ -31,6 +31,7 @@ import { checkBackend } from "./pipeline/backend_check.ts";
 const USAGE = `usage:
   deno task run <spec.yaml> [--set path=value]... [--dry-run] [--json] [--lock deno.lock] [--verbose]
   deno task run <spec.yaml> --resume runs/<dir>
+  deno task run <spec.yaml> --repeat 3 [--same-seed]   (several models, e.g. for TTAu's Mlt)
   deno task validate <spec.yaml>... [--set path=value]... [--lock deno.lock]
   deno task data <spec.yaml> [--set path=value]... [--json]
   deno task stages
@@ -56,6 +57,8 @@ function parse(args: string[]) {
       json: { type: "boolean", default: false },
       lock: { type: "string" },
       resume: { type: "string" },
+      repeat: { type: "string", default: "1" },
+      "same-seed": { type: "boolean", default: false },
       verbose: { type: "boolean", default: false },
       backend: { type: "string", default: "auto" },
       help: { type: "boolean", short: "h", default: false },
@@ -90,20 +93,32 @@ async function run(
   file: string,
   values: ReturnType<typeof parse>["values"],
 ): Promise<number> {
-  let compiled;
-  try {
-    compiled = await compile(file, {
-      builtins: BUILTIN_STAGES,
-      overrides: values.set,
-      lockfile: values.lock,
-    });
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      err(formatConfigError(error));
-      return 2;
-    }
-    throw error;
+  const repeat = Number(values.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1) {
+    err(`error: --repeat must be a positive integer, got "${values.repeat}"`);
+    return 2;
   }
+  if (repeat > 1 && values.resume) {
+    err("error: --repeat and --resume cannot be combined");
+    return 2;
+  }
+  const compileWith = async (extra: string[]) => {
+    try {
+      return await compile(file, {
+        builtins: BUILTIN_STAGES,
+        overrides: [...values.set, ...extra],
+        lockfile: values.lock,
+      });
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        err(formatConfigError(error));
+        return undefined;
+      }
+      throw error;
+    }
+  };
+  const compiled = await compileWith([]);
+  if (!compiled) return 2;
   if (values["dry-run"]) {
     let described: Record<string, string> = {};
     try {
@@ -126,17 +141,32 @@ async function run(
   const controller = new AbortController();
   const onSignal = () => controller.abort(new Error("interrupted (SIGINT)"));
   Deno.addSignalListener("SIGINT", onSignal);
+  const runs: string[] = [];
   try {
-    const result = await runPipeline(compiled, {
-      ...(values.resume ? { resume: values.resume } : {}),
-      console: err,
-      interactive: Deno.stderr.isTerminal(),
-      verbose: values.verbose,
-      signal: controller.signal,
-    });
-    if (values.json) {
-      out(JSON.stringify({ runDir: result.runDir, timingsMs: result.timings }));
-    } else out(`run folder: ${result.runDir}`);
+    for (let r = 0; r < repeat; r++) {
+      // Repeats get distinct seeds (seed + r) unless --same-seed (the reference's choice).
+      const c = r === 0 || values["same-seed"]
+        ? compiled
+        : await compileWith([`runtime.seed=${compiled.plan.runtime.seed + r}`]);
+      if (!c) return 2;
+      if (repeat > 1) {
+        err(`repeat ${r + 1}/${repeat} (seed ${c.plan.runtime.seed})`);
+      }
+      const result = await runPipeline(c, {
+        ...(values.resume ? { resume: values.resume } : {}),
+        siblingRuns: [...runs],
+        console: err,
+        interactive: Deno.stderr.isTerminal(),
+        verbose: values.verbose,
+        signal: controller.signal,
+      });
+      runs.push(result.runDir);
+      if (values.json) {
+        out(
+          JSON.stringify({ runDir: result.runDir, timingsMs: result.timings }),
+        );
+      } else out(`run folder: ${result.runDir}`);
+    }
     return 0;
   } catch (error) {
     if (error instanceof StageError) {

@@ -72,6 +72,8 @@ export interface RunOptions {
   readonly runDir?: string;
   /** Continue the run in this folder (`--resume`): steps resume from their checkpoints there. */
   readonly resume?: string;
+  /** Run folders of earlier repeats of this spec (`--repeat`), given to steps as `values.siblingRuns` (e.g. the ensemble of TTAu's Mlt). */
+  readonly siblingRuns?: readonly string[];
   /** Cancels the run. */
   readonly signal?: AbortSignal;
 }
@@ -483,6 +485,7 @@ export async function runPipeline(
     const values: Record<string, unknown> = {
       classes: dataset.classes,
       dataset: dataset.info,
+      siblingRuns: options.siblingRuns ?? [],
     };
     for (let i = 1; i < plan.stages.length; i++) {
       const p = plan.stages[i];

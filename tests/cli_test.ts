@@ -182,3 +182,45 @@ Deno.test("cli run --dry-run prints the model summary with the parameter count",
   assert.match(r.stdout, /^ {2}classifier\.fc3 +\[10\]$/m);
   assert.match(r.stdout, /^parameters: 146804$/m);
 });
+
+Deno.test("cli run --repeat writes one run folder per repeat with distinct seeds, or shared with --same-seed", async () => {
+  const out = await Deno.makeTempDir({ prefix: "cli_test_" });
+  const r = await cli(
+    "run",
+    "presets/tiny/synthetic.yaml",
+    "--repeat",
+    "2",
+    "--json",
+    "--set",
+    `runtime.outputDir=${out}`,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const dirs = r.stdout.trim().split("\n").map((l) => JSON.parse(l).runDir);
+  assert.equal(dirs.length, 2);
+  const seeds = await Promise.all(
+    dirs.map(async (d: string) =>
+      JSON.parse(await Deno.readTextFile(join(d, "plan.json"))).runtime.seed
+    ),
+  );
+  assert.deepEqual(seeds, [0, 1]);
+  const same = await cli(
+    "run",
+    "presets/tiny/synthetic.yaml",
+    "--repeat",
+    "2",
+    "--same-seed",
+    "--json",
+    "--set",
+    `runtime.outputDir=${out}`,
+  );
+  const sameSeeds = await Promise.all(
+    same.stdout.trim().split("\n").map(async (l) =>
+      JSON.parse(
+        await Deno.readTextFile(join(JSON.parse(l).runDir, "plan.json")),
+      ).runtime.seed
+    ),
+  );
+  assert.deepEqual(sameSeeds, [0, 0]);
+  const bad = await cli("run", "presets/tiny/synthetic.yaml", "--repeat", "0");
+  assert.equal(bad.code, 2);
+});
