@@ -16,6 +16,9 @@ import { stage as augment } from "./augment.ts";
 import { stage as mel } from "./mel.ts";
 import { stage as tokenize } from "./tokenize.ts";
 import { stage as train } from "./train.ts";
+import { stage as testTimeAugmentation } from "./test_time_augmentation.ts";
+import { stage as testTimeAdaptation } from "./test_time_adaptation.ts";
+import { stage as report } from "./report.ts";
 
 /** Built-in stages by id. */
 export const BUILTIN_STAGES: Readonly<Record<string, Stage>> = Object.freeze({
@@ -26,5 +29,8 @@ export const BUILTIN_STAGES: Readonly<Record<string, Stage>> = Object.freeze({
   [mel.id]: mel as Stage,
   [tokenize.id]: tokenize as Stage,
   [train.id]: train as Stage,
+  [testTimeAugmentation.id]: testTimeAugmentation as Stage,
+  [testTimeAdaptation.id]: testTimeAdaptation as Stage,
+  [report.id]: report as Stage,
   [describeData.id]: describeData as Stage,
 });

@@ -1,0 +1,233 @@
+/**
+ * Tests of the `test_time_adaptation` stage: the reference's lr schedule and
+ * SGD timing, and a tiny end-to-end run (synthetic clips, tiny model, 1
+ * training epoch, 2 TTDA roll views) on the cpu backend.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { compile, runPipeline } from "../pipeline/mod.ts";
+import { BUILTIN_STAGES } from "./mod.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
+import type { AmautModel } from "../model/amaut.ts";
+import {
+  moduleLrDecay,
+  stage,
+  type TtdaEpochMetrics,
+  ttdaLearningRateFactor,
+  TtdaOptions,
+  type TtdaResult,
+  ttdaSgdOptions,
+} from "./test_time_adaptation.ts";
+
+const SPEC = `name: tiny-ttda
+runtime: { backend: cpu, seed: 5 }
+data: { layout: synthetic, sampleRateHz: 8000, durationSeconds: 0.5, perClass: { train: 8, validation: 3, test: 4 } }
+stages:
+  - use: load
+  - use: mono_mix
+  - use: augment
+    with:
+      views:
+        - { name: shift, chain: [{ type: pad, seconds: 0.5 }, { type: roll }] }
+  - use: augment
+    name: ttda_views
+    phases: [adapt]
+    with:
+      views:
+        - { name: right, chain: [{ type: pad, seconds: 0.5, position: center }, { type: roll, direction: right }] }
+        - { name: left, chain: [{ type: pad, seconds: 0.5, position: center }, { type: roll, direction: left }] }
+  - use: fixed_length
+    with: { seconds: 0.5 }
+  - use: mel
+    with: { sampleRateHz: 8000, nFft: 256, winLength: 200, hopLength: 80, nMels: 16 }
+  - use: tokenize
+  - use: train
+    with:
+      epochs: 1
+      batchSize: 8
+      lr: 0.05
+      lrCardinality: 2
+      model: { width: 4, groups: [1, 1], embedDim: 16, depth: 1, heads: 2, mlpDim: 32, extend: 16, conv: 8, dropout: 0.1 }
+  - use: test_time_adaptation
+    with: { epochs: 3, batchSize: 6, lr: 0.01, lrCardinality: 3, lrStopBefore: 1, evalBatchSize: 8 }
+`;
+
+async function run(overrides: string[] = []) {
+  await tf.setBackend("cpu");
+  const dir = await Deno.makeTempDir({ prefix: "ttda_test_" });
+  await Deno.writeTextFile(join(dir, "spec.yaml"), SPEC);
+  const compiled = await compile(join(dir, "spec.yaml"), {
+    builtins: { ...BUILTIN_STAGES, test_time_adaptation: stage },
+    overrides: [`runtime.outputDir=${join(dir, "runs")}`, ...overrides],
+  });
+  const result = await runPipeline(compiled, {});
+  const model = result.values.model as AmautModel;
+  const ttda = result.values.ttda as TtdaResult;
+  // The train stage leaves the best checkpoint's weights in the model: the
+  // weights TTDA started from.
+  const ckpt = await loadCheckpoint(
+    tf,
+    join(result.runDir, "checkpoints"),
+    "best",
+  );
+  const changed = new Map<string, boolean>();
+  for (const [name, v] of model.params) {
+    const a = await v.data();
+    const b = await ckpt.groups.params.get(name)!.data();
+    changed.set(name, a.some((x, i) => x !== b[i]));
+  }
+  tf.dispose(Object.values(ckpt.groups).flatMap((g) => [...g.values()]));
+  const lines = (await Deno.readTextFile(
+    join(result.runDir, "ttda_metrics.jsonl"),
+  )).trim().split("\n").map((l) => JSON.parse(l) as TtdaEpochMetrics);
+  const log = await Deno.readTextFile(join(result.runDir, "log.jsonl"));
+  model.dispose();
+  return { ttda, lines, changed, log };
+}
+
+const some = (m: Map<string, boolean>, prefix: string, v: boolean) =>
+  [...m].some(([n, c]) => n.startsWith(prefix) && c === v);
+const all = (m: Map<string, boolean>, prefix: string, v: boolean) =>
+  [...m].filter(([n]) => n.startsWith(prefix)).every(([, c]) => c === v);
+
+Deno.test("TTDA lr factor follows the reference's scheduler timing (γ 30, C 50, threshold 25)", () => {
+  const s = { gamma: 30, cardinality: 50, stopBefore: 25 };
+  const f = (k: number) => ttdaLearningRateFactor(k, s);
+  // lr_scheduler(epoch=e) runs after epoch e and updates only while e < 25.
+  assert.equal(f(0), 1);
+  assert.equal(f(1), 1); // set after epoch 0 to (1 + 0)^−0.75
+  assert.equal(f(2), Math.pow(1 + 30 / 50, -0.75));
+  assert.equal(f(10), Math.pow(1 + 30 * 9 / 50, -0.75));
+  assert.equal(f(25), Math.pow(1 + 30 * 24 / 50, -0.75));
+  for (let k = 26; k < 80; k++) assert.equal(f(k), f(25), `epoch ${k}`);
+  assert.ok(Math.abs(f(25) - 0.1286) < 5e-5, `frozen at ${f(25)}`);
+  for (let k = 2; k <= 25; k++) assert.ok(f(k) < f(k - 1), `epoch ${k}`);
+  // Per-epoch lr of the AM/VS/CS defaults: 1e-4 × 0.55 (features), × 1.0 (classifier).
+  const o = TtdaOptions.parse({});
+  assert.deepEqual(
+    [o.lr, o.featureLrDecay, o.classifierLrDecay, o.lrGamma, o.lrCardinality],
+    [1e-4, 0.55, 1.0, 30, 50],
+  );
+  assert.equal(o.lrStopBefore, 25);
+  assert.ok(
+    Math.abs(o.lr * o.featureLrDecay * f(49) - 0.55e-4 * 0.1286351) < 1e-11,
+  );
+  // A threshold ≥ C: the scheduler never updates, so lr stays lr0 and SGD
+  // never gets momentum or weight decay.
+  const never = { gamma: 30, cardinality: 5, stopBefore: 5 };
+  assert.equal(ttdaLearningRateFactor(3, never), 1);
+  const sgdOf = (k: number, stopBefore: number) =>
+    ttdaSgdOptions(k, {
+      momentum: 0.9,
+      weightDecay: 1e-3,
+      nesterov: false,
+      cardinality: 5,
+      stopBefore,
+    });
+  assert.deepEqual(
+    [sgdOf(3, 5).momentum, sgdOf(3, 5).weightDecay],
+    [0, 0],
+  );
+  assert.deepEqual([sgdOf(0, 1).momentum, sgdOf(0, 1).weightDecay], [0, 0]);
+  assert.deepEqual([sgdOf(1, 1).momentum, sgdOf(1, 1).weightDecay], [
+    0.9,
+    1e-3,
+  ]);
+  assert.equal(sgdOf(4, 1).momentum, 0.9); // frozen schedule keeps momentum
+  assert.throws(() => ttdaLearningRateFactor(-1, s), RangeError);
+});
+
+Deno.test("TTDA options: defaults are the reference's AM/VS/CS values, and every field is described", () => {
+  const o = TtdaOptions.parse({});
+  assert.deepEqual(o, {
+    epochs: 50,
+    batchSize: 70,
+    split: "test",
+    phase: "adapt",
+    lr: 1e-4,
+    featureLrDecay: 0.55,
+    classifierLrDecay: 1.0,
+    lrGamma: 30,
+    lrCardinality: 50,
+    lrStopBefore: 25,
+    lrPower: 0.75,
+    alpha: 1.0,
+    beta: 0.5,
+    gamma: 0.5,
+    q: 1.1,
+    momentum: 0.9,
+    weightDecay: 1e-3,
+    nesterov: false,
+    evalBatchSize: 32,
+  });
+  for (const [k, v] of Object.entries(TtdaOptions.shape)) {
+    assert.ok(v.description, `${k} has no description`);
+  }
+  assert.equal(TtdaOptions.safeParse({ q: 1 }).success, false);
+  assert.equal(moduleLrDecay("transform.pos_embed", o), 0.55);
+  assert.equal(moduleLrDecay("classifier.fc.weight", o), 1.0);
+  assert.throws(() => moduleLrDecay("decoder.w", o), /neither transform/);
+});
+
+Deno.test("TTDA end to end: adapts every module in place, writes ttda_metrics.jsonl, reports final and best, no leak", async () => {
+  const { ttda, lines, changed, log } = await run();
+  assert.match(log, /TTDA views: right, left/);
+  assert.match(log, /TTDA best epoch by test accuracy .* optimistic/);
+  assert.deepEqual(lines.map((l) => l.epoch), [1, 2, 3]);
+  for (const l of lines) {
+    assert.ok(Number.isFinite(l.loss), `loss ${l.loss}`);
+    assert.ok(l.accuracy >= 0 && l.accuracy <= 1);
+  }
+  // lr per epoch: lr0 · decay · factor, with C 3 and threshold 1 (updates
+  // after epochs 0 and 1): factors 1, 1, (1 + 30/3)^−0.75.
+  const factors = [1, 1, Math.pow(1 + 30 / 3, -0.75)];
+  lines.forEach((l, i) => {
+    assert.ok(Math.abs(l.featureLr - 0.01 * 0.55 * factors[i]) < 1e-12);
+    assert.ok(Math.abs(l.classifierLr - 0.01 * factors[i]) < 1e-12);
+  });
+  assert.deepEqual(lines.map((l) => l.momentum), [0, 0.9, 0.9]);
+  assert.deepEqual(lines.map((l) => l.weightDecay), [0, 1e-3, 1e-3]);
+  // No tensor growth between epochs apart from the momentum buffers, which
+  // appear in the first epoch with momentum on.
+  assert.equal(lines[0].momentumBuffers, 0);
+  assert.ok(lines[1].momentumBuffers > 0);
+  assert.equal(lines[1].tensorsAtStart, lines[0].tensorsAtStart);
+  assert.equal(
+    lines[2].tensorsAtStart - lines[1].tensorsAtStart,
+    lines[1].momentumBuffers,
+  );
+  assert.deepEqual(ttda.final, { epoch: 3, accuracy: lines[2].accuracy });
+  const bestAccuracy = Math.max(...lines.map((l) => l.accuracy));
+  assert.equal(ttda.best.accuracy, bestAccuracy);
+  assert.equal(lines[ttda.best.epoch - 1].accuracy, bestAccuracy);
+  assert.equal(ttda.best.note, "chosen by test accuracy: optimistic");
+  assert.equal(ttda.before.epoch, 0);
+  assert.ok(ttda.before.accuracy >= 0 && ttda.before.accuracy <= 1);
+  assert.equal(ttda.epochs.length, 3);
+  assert.ok(some(changed, "transform.", true), "no transform.* param changed");
+  assert.ok(
+    some(changed, "classifier.", true),
+    "no classifier.* param changed",
+  );
+});
+
+Deno.test("TTDA with featureLrDecay 0 leaves transform.* unchanged and adapts classifier.*", async () => {
+  const { changed, lines } = await run([
+    "test_time_adaptation.featureLrDecay=0",
+    "test_time_adaptation.epochs=2",
+  ]);
+  assert.equal(lines.length, 2);
+  assert.ok(all(changed, "transform.", false), "a transform.* param changed");
+  assert.ok(all(changed, "classifier.", true), "a classifier.* param stayed");
+  assert.equal(lines[0].featureLr, 0);
+});
+
+Deno.test("TTDA stops on a non-finite loss, naming the epoch and step", async () => {
+  await assert.rejects(
+    run(["test_time_adaptation.lr=1e30", "test_time_adaptation.epochs=2"]),
+    /Cannot continue test-time adaptation: the loss is (NaN|Infinity|-Infinity) at epoch \d+, step \d+/,
+  );
+});

@@ -1,0 +1,535 @@
+/**
+ * The `test_time_augmentation` step stage: AMAuT's TTAu (reference §10,
+ * paper Eqs. 10–12), test-time augmentation and ensembling without any
+ * parameter update (eval mode: BatchNorm running statistics, no dropout).
+ *
+ * Four modes, each an argmax of merged outputs:
+ * - `orig`: the current model on view 0 (or the only view);
+ * - `aug` (Eq. 10): the current model, merged over the views — the reference
+ *   uses the original plus fixed −17 % and +17 % rolls;
+ * - `mlt` (Eq. 11): merged over the ensemble members on view 0;
+ * - `hyb` (Eq. 12): merged over the members of (merged over the views), e.g.
+ *   9 forward passes for 3 models × 3 views.
+ *
+ * Outputs are merged as raw logits (`merge: logits`, the reference for SC, AM
+ * and CS) or as softmax probabilities (`merge: softmax`, the reference for VS).
+ *
+ * The views come from the map stages: batches are drawn in phase `ttau`, so an
+ * `augment` entry with `phases: [ttau]` supplies them (put the original, an
+ * empty chain, first). Without one a batch has a single view and `aug` equals
+ * `orig`. The ensemble's first member is the current model (`model`, from
+ * `train`); the others are checkpoints of separately trained runs
+ * (`checkpoints`, plus the earlier `--repeat` runs with `siblingRuns: true`),
+ * loaded one at a time into one second model of the same options and
+ * dimensions. A checkpoint of another model shape is refused.
+ *
+ * Takes `tokens` (`[b, t, f]` per batch, views stacked view-major), `label`
+ * and `model`; provides `ttau` (accuracy per mode, the member count, the view
+ * names and the merge rule) and writes `ttau.json` (the same plus each mode's
+ * predicted class per example, in split order).
+ *
+ * ```yaml
+ * - use: augment
+ *   name: ttau_views
+ *   phases: [ttau]
+ *   with:
+ *     views:
+ *       - { name: original, chain: [] }
+ *       - { name: left, chain: [{ type: roll, random: false, direction: left, fraction: 0.17 }] }
+ *       - { name: right, chain: [{ type: roll, random: false, direction: right, fraction: 0.17 }] }
+ * # ... fixed_length, mel, tokenize, train ...
+ * - use: test_time_augmentation
+ *   with:
+ *     merge: logits            # softmax for VS
+ *     checkpoints: [runs/demo-2, runs/demo-3]
+ * ```
+ *
+ * @module
+ */
+import { basename, dirname, join } from "node:path";
+import * as z from "zod";
+import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
+import { defineStage } from "../pipeline/define_stage.ts";
+import { writeJsonAtomic } from "../pipeline/atomic.ts";
+import type { StepContext } from "../pipeline/types.ts";
+import { createModel } from "../model/amaut.ts";
+import type { AmautModel } from "../model/amaut.ts";
+import {
+  checkCompatible,
+  loadCheckpoint,
+  modelSignature,
+} from "../model/checkpoint.ts";
+
+/** The TTAu modes, in report order. */
+export const TTAU_MODES = ["orig", "aug", "mlt", "hyb"] as const;
+/** One TTAu mode. */
+export type TtauMode = typeof TTAU_MODES[number];
+/** How outputs are averaged: raw logits or softmax probabilities. */
+export type Merge = "logits" | "softmax";
+
+/** Options of the `test_time_augmentation` stage. */
+export const TestTimeAugmentationOptions = z.strictObject({
+  modes: z.array(z.enum(TTAU_MODES)).min(1).optional().describe(
+    "Modes to evaluate (orig, aug, mlt, hyb); default: every possible one (aug needs several views, mlt and hyb need checkpoints)",
+  ),
+  split: z.string().min(1).default("test").describe("Split to evaluate"),
+  phase: z.string().min(1).default("ttau").describe(
+    "Phase the batches are drawn in: map stages listing it (an augment entry with phases: [ttau]) make the views",
+  ),
+  merge: z.enum(["logits", "softmax"]).default("logits").describe(
+    "Average raw logits (reference for SC, AM, CS) or softmax probabilities (reference for VS)",
+  ),
+  checkpoints: z.array(z.string().min(1)).default([]).describe(
+    "Other trained models for mlt/hyb: run folders (runs/demo-2), checkpoint folders or checkpoint paths (runs/demo-2/checkpoints/best); relative to the working directory; the current model is the first member",
+  ),
+  siblingRuns: z.boolean().default(false).describe(
+    "Also use the run folders of this spec's earlier --repeat runs as members",
+  ),
+  which: z.enum(["best", "last"]).default("best").describe(
+    "Checkpoint to load from each run folder",
+  ),
+  batchSize: z.int().min(1).default(32).describe(
+    "Clips per batch (each view is a separate forward pass of this size)",
+  ),
+}).superRefine((o, ctx) => {
+  const needs = o.modes?.filter((m) => m === "mlt" || m === "hyb") ?? [];
+  if (needs.length > 0 && o.checkpoints.length === 0 && !o.siblingRuns) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["modes"],
+      message: `mode ${
+        needs.join(" and ")
+      } needs other trained models: list their run folders in checkpoints`,
+    });
+  }
+});
+/** Parsed options of the `test_time_augmentation` stage. */
+export type TestTimeAugmentationOptions = z.infer<
+  typeof TestTimeAugmentationOptions
+>;
+
+/** What the stage provides as `ttau`. */
+export interface TtauResult {
+  readonly orig?: { readonly accuracy: number };
+  readonly aug?: { readonly accuracy: number };
+  readonly mlt?: { readonly accuracy: number };
+  readonly hyb?: { readonly accuracy: number };
+  /** Ensemble size, the current model included. */
+  readonly members: number;
+  /** View names, view 0 first. */
+  readonly views: readonly string[];
+  readonly merge: Merge;
+}
+
+/**
+ * Row-wise softmax of a row-major `[n, classes]` array (max-subtracted).
+ *
+ * @param x Logits, `n · classes` values.
+ * @param classes Row length.
+ */
+export function softmaxRows(x: Float32Array, classes: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < x.length; r += classes) {
+    let max = -Infinity;
+    for (let c = 0; c < classes; c++) max = Math.max(max, x[r + c]);
+    let sum = 0;
+    for (let c = 0; c < classes; c++) {
+      out[r + c] = Math.exp(x[r + c] - max);
+      sum += out[r + c];
+    }
+    for (let c = 0; c < classes; c++) out[r + c] /= sum;
+  }
+  return out;
+}
+
+function mean(arrays: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(arrays[0].length);
+  for (const a of arrays) {
+    if (a.length !== out.length) {
+      throw new RangeError(
+        `Cannot merge outputs of ${a.length} and ${out.length} values`,
+      );
+    }
+    for (let i = 0; i < a.length; i++) out[i] += a[i];
+  }
+  for (let i = 0; i < out.length; i++) out[i] /= arrays.length;
+  return out;
+}
+
+/**
+ * Merges several outputs for the same examples: the mean of the raw logits
+ * (`logits`) or of their softmax probabilities (`softmax`).
+ *
+ * @param outputs Raw logits, each row-major `[n, classes]`.
+ * @param classes Row length.
+ * @param merge The merge rule.
+ * @returns Merged scores, `[n, classes]`.
+ */
+export function mergeOutputs(
+  outputs: readonly Float32Array[],
+  classes: number,
+  merge: Merge,
+): Float32Array {
+  if (outputs.length === 0) throw new RangeError("Cannot merge no outputs");
+  return mean(
+    merge === "softmax" ? outputs.map((o) => softmaxRows(o, classes)) : outputs,
+  );
+}
+
+/**
+ * Index of the largest value of each row (the first on ties).
+ *
+ * @param scores Row-major `[n, classes]`.
+ * @param classes Row length.
+ */
+export function argmaxRows(scores: Float32Array, classes: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < scores.length; r += classes) {
+    let best = 0;
+    for (let c = 1; c < classes; c++) {
+      if (scores[r + c] > scores[r + best]) best = c;
+    }
+    out.push(best);
+  }
+  return out;
+}
+
+/**
+ * The scores of each TTAu mode from raw logits: orig = member 0 on view 0;
+ * aug = member 0 merged over its views; mlt = the members merged on view 0;
+ * hyb = the members merged over (each member merged over its views). With
+ * `softmax`, every forward pass's logits become probabilities before any
+ * averaging, and the per-member averages are averaged as they are.
+ *
+ * @param logits Raw logits by member then view, each `[n, classes]`; member 0
+ *   is the current model. A member may give only view 0 (then it cannot take
+ *   part in hyb).
+ * @param classes Row length.
+ * @param merge The merge rule.
+ * @param modes Modes to compute.
+ * @returns Scores by mode.
+ */
+export function ttauScores(
+  logits: readonly (readonly Float32Array[])[],
+  classes: number,
+  merge: Merge,
+  modes: readonly TtauMode[] = TTAU_MODES,
+): Partial<Record<TtauMode, Float32Array>> {
+  const space = (x: Float32Array) =>
+    merge === "softmax" ? softmaxRows(x, classes) : x;
+  const out: Partial<Record<TtauMode, Float32Array>> = {};
+  for (const mode of modes) {
+    switch (mode) {
+      case "orig":
+        out.orig = space(logits[0][0]);
+        break;
+      case "aug":
+        out.aug = mean(logits[0].map(space));
+        break;
+      case "mlt":
+        out.mlt = mean(logits.map((m) => space(m[0])));
+        break;
+      case "hyb": {
+        const views = logits[0].length;
+        if (logits.some((m) => m.length !== views)) {
+          throw new RangeError(
+            "Cannot compute hyb: every member needs the same views",
+          );
+        }
+        out.hyb = mean(logits.map((m) => mean(m.map(space))));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** Fraction of predictions equal to their label. */
+function accuracyOf(predictions: readonly number[], labels: readonly number[]) {
+  let hits = 0;
+  predictions.forEach((p, i) => {
+    if (p === labels[i]) hits++;
+  });
+  return labels.length ? hits / labels.length : NaN;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/**
+ * Finds a checkpoint from a run folder (`<p>/checkpoints/<which>`), a
+ * checkpoint folder (`<p>/<which>`) or a checkpoint path (`<p>` or `<p>.json`).
+ */
+async function resolveCheckpoint(
+  path: string,
+  which: string,
+): Promise<{ dir: string; name: string }> {
+  const candidates = [
+    { dir: join(path, "checkpoints"), name: which },
+    { dir: path, name: which },
+    path.endsWith(".json")
+      ? { dir: dirname(path), name: basename(path, ".json") }
+      : { dir: dirname(path), name: basename(path) },
+  ];
+  for (const c of candidates) {
+    if (await exists(join(c.dir, `${c.name}.json`))) return c;
+  }
+  throw new Error(
+    `Cannot find checkpoint "${which}" of TTAu member "${path}": looked for ${
+      candidates.map((c) => join(c.dir, `${c.name}.json`)).join(", ")
+    }`,
+  );
+}
+
+/** Loads a checkpoint's parameters and buffers into `target`, refusing another model shape. */
+async function loadMember(
+  ctx: StepContext,
+  target: AmautModel,
+  source: { dir: string; name: string },
+  label: string,
+): Promise<void> {
+  const { tf } = ctx;
+  const ckpt = await loadCheckpoint(tf, source.dir, source.name);
+  try {
+    try {
+      checkCompatible(ckpt.meta, {
+        specHash: ckpt.meta.specHash,
+        modelSignature: modelSignature(target.params),
+        allowSpecChange: true,
+      });
+    } catch (error) {
+      throw new Error(
+        `Cannot use "${label}" as a TTAu member: ${
+          (error as Error).message.replace(/^Checkpoint /, "the checkpoint ")
+        } (every member needs the current model's options, mel bins, frames and classes)`,
+      );
+    }
+    for (const group of ["params", "buffers"] as const) {
+      const values = ckpt.groups[group];
+      for (const [name, v] of target[group]) {
+        const t = values?.get(name);
+        if (!t) {
+          throw new Error(
+            `Cannot use "${label}" as a TTAu member: the checkpoint lacks ${group}/${name}`,
+          );
+        }
+        v.assign(t);
+      }
+    }
+  } finally {
+    tf.dispose(Object.values(ckpt.groups).flatMap((g) => [...g.values()]));
+  }
+}
+
+/** One member's raw logits on the split: per view, `[n, classes]`. */
+async function forward(
+  ctx: StepContext,
+  model: AmautModel,
+  options: TestTimeAugmentationOptions,
+  allViews: boolean,
+  label: string,
+): Promise<{ views: string[]; logits: Float32Array[]; labels: number[] }> {
+  const { tf } = ctx;
+  const classes = ctx.data.classes.length;
+  let views: string[] | undefined;
+  const rows: Float32Array[][] = [];
+  const labels: number[] = [];
+  const bar = ctx.progress({
+    label,
+    total: ctx.data.splits[options.split],
+    unit: "clips",
+  });
+  for await (
+    const batch of ctx.data.batches(options.split, {
+      batchSize: options.batchSize,
+      phase: options.phase,
+      shuffle: false,
+    })
+  ) {
+    const names = (batch.viewNames as string[] | undefined) ?? ["original"];
+    if (!views) views = [...names];
+    else if (names.join("/") !== views.join("/")) {
+      throw new Error(
+        `Cannot run TTAu: the views changed from ${views.join(", ")} to ${
+          names.join(", ")
+        } between batches`,
+      );
+    }
+    const tokens = batch.tokens as Tensor3D | undefined;
+    if (!tokens || tokens.rank !== 3) {
+      throw new Error(
+        "Cannot run TTAu: tokens must be a [b, frames, nMels] tensor (put tokenize before test_time_augmentation)",
+      );
+    }
+    const V = names.length;
+    const b = batch.size / V;
+    labels.push(...(batch.label as number[]).slice(0, b));
+    const used = allViews ? V : 1;
+    for (let v = 0; v < used; v++) {
+      const logits = tf.tidy(() =>
+        model.apply(
+          V === 1 ? tokens : tokens.slice([v * b, 0, 0], [b, -1, -1]),
+          { training: false },
+        ).logits
+      ) as Tensor2D;
+      (rows[v] ??= []).push(await logits.data() as Float32Array);
+      logits.dispose();
+    }
+    bar.tick(b);
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+  }
+  bar.done();
+  if (!views) {
+    throw new Error(`Cannot run TTAu: the split "${options.split}" is empty`);
+  }
+  const logits = rows.map((parts) => {
+    const flat = new Float32Array(labels.length * classes);
+    let offset = 0;
+    for (const p of parts) {
+      flat.set(p, offset);
+      offset += p.length;
+    }
+    return flat;
+  });
+  return { views, logits, labels };
+}
+
+/** The `test_time_augmentation` stage. */
+export const stage = defineStage<TestTimeAugmentationOptions>({
+  id: "test_time_augmentation",
+  version: "1.0.0",
+  api: 1,
+  kind: "step",
+  summary:
+    "Evaluate with test-time augmentation and model ensembles (TTAu: Orig, Aug, Mlt, Hyb)",
+  options: TestTimeAugmentationOptions,
+  takes: ["tokens", "label", "model"],
+  provides: ["ttau"],
+  async run(options, ctx) {
+    const { tf, log } = ctx;
+    const model = ctx.values.model as AmautModel | undefined;
+    if (!model || typeof model.apply !== "function") {
+      throw new Error(
+        "Cannot run TTAu: no model (put train before test_time_augmentation)",
+      );
+    }
+    if (!Object.hasOwn(ctx.data.splits, options.split)) {
+      throw new Error(
+        `Cannot run TTAu on split "${options.split}": the dataset has splits ${
+          Object.keys(ctx.data.splits).map((s) => `"${s}"`).join(", ")
+        }`,
+      );
+    }
+    const siblings = options.siblingRuns
+      ? (ctx.values.siblingRuns as readonly string[] | undefined) ?? []
+      : [];
+    const others = [...options.checkpoints, ...siblings];
+    // Resolve every path before any forward pass, so a typo fails at once.
+    const sources = await Promise.all(
+      others.map((p) => resolveCheckpoint(p, options.which)),
+    );
+    const members = 1 + sources.length;
+    const wanted = options.modes;
+    if (wanted?.some((m) => m === "mlt" || m === "hyb") && members === 1) {
+      throw new Error(
+        "Cannot run TTAu modes mlt or hyb with a single model: list other run folders in checkpoints",
+      );
+    }
+    const classes = ctx.data.classes.length;
+    const needViews = !wanted || wanted.includes("aug") ||
+      wanted.includes("hyb");
+
+    const first = await forward(
+      ctx,
+      model,
+      options,
+      needViews,
+      `TTAu model 1/${members}`,
+    );
+    const { views, labels } = first;
+    const modes = TTAU_MODES.filter((m) =>
+      wanted
+        ? wanted.includes(m)
+        : m === "orig" || (m === "aug" && views.length > 1) ||
+          ((m === "mlt" || m === "hyb") && members > 1)
+    );
+    if (modes.includes("aug") && views.length === 1) {
+      log.warn(
+        `TTAu: the batches of phase "${options.phase}" have a single view, so aug equals orig (add an augment entry with phases: [${options.phase}])`,
+      );
+    }
+    const logits: Float32Array[][] = [first.logits];
+    if (modes.includes("mlt") || modes.includes("hyb")) {
+      const hybViews = modes.includes("hyb");
+      const other = createModel(
+        tf,
+        model.options,
+        model.dims,
+        ctx.rng.child("member"),
+      );
+      try {
+        for (let i = 0; i < sources.length; i++) {
+          await loadMember(ctx, other, sources[i], others[i]);
+          const out = await forward(
+            ctx,
+            other,
+            options,
+            hybViews,
+            `TTAu model ${i + 2}/${members}`,
+          );
+          if (out.labels.join() !== labels.join()) {
+            throw new Error(
+              `Cannot run TTAu: member "${
+                others[i]
+              }" saw other examples than the current model (the split must read the same each pass)`,
+            );
+          }
+          logits.push(out.logits);
+        }
+      } finally {
+        other.dispose();
+      }
+    }
+
+    const scores = ttauScores(logits, classes, options.merge, modes);
+    const report: Record<string, unknown> = {};
+    const result: Record<string, unknown> = {};
+    for (const mode of modes) {
+      const predictions = argmaxRows(scores[mode]!, classes);
+      const accuracy = accuracyOf(predictions, labels);
+      report[mode] = { accuracy, predictions };
+      result[mode] = { accuracy };
+    }
+    const common = { members, views, merge: options.merge };
+    await writeJsonAtomic(join(ctx.runDir, "ttau.json"), {
+      split: options.split,
+      examples: labels.length,
+      which: options.which,
+      sources: ["(current model)", ...others],
+      ...common,
+      labels,
+      ...report,
+    });
+    log.info(
+      `TTAu on ${options.split} (${labels.length} clips, ${members} model${
+        members > 1 ? "s" : ""
+      } × ${views.length} view${
+        views.length > 1 ? "s" : ""
+      }, merge ${options.merge}): ${
+        modes.map((m) =>
+          `${m} ${
+            (100 * (result[m] as { accuracy: number }).accuracy).toFixed(2)
+          }%`
+        ).join(" | ")
+      }`,
+    );
+    return { ttau: { ...result, ...common } as unknown as TtauResult };
+  },
+});
