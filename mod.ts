@@ -23,6 +23,24 @@ import { BUILTIN_STAGES } from "./stages/mod.ts";
 export * from "./pipeline/mod.ts";
 export { BUILTIN_STAGES } from "./stages/mod.ts";
 export { mixToMono } from "./stages/mono_mix.ts";
+export {
+  fetchLoader,
+  fitForEval,
+  lengthChange,
+  loadPackage,
+  loadPackageFromDir,
+  memoryLoader,
+  PackageConfig,
+  parsePackageConfig,
+} from "./lib/inference.ts";
+export type {
+  LengthChange,
+  LoadedModel,
+  LoadOptions,
+  PackageLoader,
+} from "./lib/inference.ts";
+export { exportRun, writePackage } from "./_tools/export.ts";
+export type { ModelPackage } from "./_tools/export.ts";
 
 /**
  * Compiles a spec file with the built-in stages.

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { compile, runPipeline } from "../pipeline/mod.ts";
+import { BUILTIN_STAGES } from "../stages/mod.ts";
+import { loadPackage, memoryLoader } from "../lib/inference.ts";
+import { exportRun, main } from "./export.ts";
+
+const SPEC = `name: tiny-export
+runtime: { backend: cpu, seed: 3 }
+data: { layout: synthetic, sampleRateHz: 8000, durationSeconds: 0.5, perClass: { train: 6, validation: 2, test: 2 } }
+stages:
+  - use: load
+  - use: mono_mix
+  - use: fixed_length
+    with: { seconds: 0.5 }
+  - use: mel
+    with: { sampleRateHz: 8000, nFft: 256, winLength: 200, hopLength: 80, nMels: 16 }
+  - use: tokenize
+  - use: train
+    with:
+      epochs: 1
+      batchSize: 6
+      lr: 0.05
+      lrCardinality: 2
+      model: { width: 4, groups: [1, 1], embedDim: 16, depth: 1, heads: 2, mlpDim: 32, extend: 16, conv: 8, dropout: 0.1 }
+`;
+
+async function tinyRun(spec = SPEC) {
+  await tf.setBackend("cpu");
+  const dir = await Deno.makeTempDir({ prefix: "export_test_" });
+  await Deno.writeTextFile(join(dir, "spec.yaml"), spec);
+  const compiled = await compile(join(dir, "spec.yaml"), {
+    builtins: BUILTIN_STAGES,
+    overrides: [`runtime.outputDir=${join(dir, "runs")}`],
+  });
+  const { runDir } = await runPipeline(compiled, {});
+  return { dir, runDir };
+}
+
+Deno.test("export writes a self-describing package: model.json with labels, rate, length, mel options, and a tfjs weights manifest", async () => {
+  const { dir, runDir } = await tinyRun();
+  const out = join(dir, "out");
+  assert.equal(await main([runDir, out]), 0);
+  const config = JSON.parse(await Deno.readTextFile(join(out, "model.json")));
+  assert.equal(config.format, "amaut-model");
+  assert.equal(config.version, 1);
+  assert.equal(config.name, "tiny-export");
+  assert.deepEqual(config.labels, ["low", "mid", "high"]);
+  assert.equal(config.sampleRateHz, 8000);
+  assert.equal(config.lengthSamples, 4000);
+  assert.equal(config.clip, "head");
+  assert.equal(config.mel.nFft, 256);
+  assert.equal(config.mel.hopLength, 80);
+  assert.deepEqual(config.model.dims, { nMels: 16, frames: 51, classes: 3 });
+  assert.equal(config.model.options.embedDim, 16);
+  const [group] = config.weightsManifest;
+  assert.deepEqual(group.paths, ["weights.bin"]);
+  const names = group.weights.map((w: { name: string }) => w.name);
+  assert.ok(names.includes("transform.pos_embed"));
+  assert.ok(names.some((n: string) => n.endsWith("running_var")));
+  const bytes = await Deno.readFile(join(out, "weights.bin"));
+  const size = group.weights.reduce(
+    (n: number, w: { shape: number[] }) =>
+      n + w.shape.reduce((a, b) => a * b, 1),
+    0,
+  );
+  assert.equal(bytes.byteLength, 4 * size);
+  // The tfjs weights format: tf.io.decodeWeights reads it as is.
+  const decoded = tf.io.decodeWeights(bytes.slice().buffer, group.weights);
+  assert.deepEqual(Object.keys(decoded), names);
+  tf.dispose(Object.values(decoded));
+  // No temporary files are left behind.
+  assert.deepEqual(
+    [...Deno.readDirSync(out)].map((e) => e.name).sort(),
+    ["model.json", "weights.bin"],
+  );
+  // --which last works too; a truncated weights file is refused.
+  assert.equal(await main([runDir, join(dir, "last"), "--which", "last"]), 0);
+  const pkg = await exportRun(tf, runDir);
+  await assert.rejects(
+    loadPackage(
+      tf,
+      memoryLoader({
+        "model.json": JSON.stringify(pkg.config),
+        "weights.bin": pkg.weights.slice(0, 100),
+      }),
+    ),
+    /weights.bin holds 100 bytes, too few/,
+  );
+});
+
+Deno.test("export refuses a folder without a train stage or checkpoints, naming the folder", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "export_test_" });
+  await assert.rejects(
+    exportRun(tf, dir),
+    /Cannot export ".*": it has no plan.json/,
+  );
+  await Deno.writeTextFile(
+    join(dir, "plan.json"),
+    JSON.stringify({ name: "x", stages: [{ id: "load", kind: "source" }] }),
+  );
+  await assert.rejects(
+    exportRun(tf, dir),
+    new RegExp(`Cannot export "${dir}": its pipeline has no train stage`),
+  );
+  const { runDir } = await tinyRun();
+  await Deno.remove(join(runDir, "checkpoints"), { recursive: true });
+  await assert.rejects(
+    exportRun(tf, runDir),
+    new RegExp(`Cannot export "${runDir}": it has no checkpoints/best.json`),
+  );
+  assert.equal(await main([dir]), 2);
+  assert.equal(await main([dir, join(dir, "out")]), 1);
+  assert.equal(await main([runDir, join(dir, "out"), "--which", "worst"]), 2);
+});

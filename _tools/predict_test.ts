@@ -1,0 +1,177 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { compile, runPipeline } from "../pipeline/mod.ts";
+import { BUILTIN_STAGES } from "../stages/mod.ts";
+import { encodeWav, toneInt16 } from "../tests/_fixtures.ts";
+import { resample } from "./predict.ts";
+
+const SPEC = `name: tiny-predict
+runtime: { backend: cpu, seed: 3 }
+data: { layout: synthetic, sampleRateHz: 8000, durationSeconds: 0.5, perClass: { train: 6, validation: 2, test: 2 } }
+stages:
+  - use: load
+  - use: mono_mix
+  - use: fixed_length
+    with: { seconds: 0.5 }
+  - use: mel
+    with: { sampleRateHz: 8000, nFft: 256, winLength: 200, hopLength: 80, nMels: 16 }
+  - use: tokenize
+  - use: train
+    with:
+      epochs: 1
+      batchSize: 6
+      lr: 0.05
+      lrCardinality: 2
+      model: { width: 4, groups: [1, 1], embedDim: 16, depth: 1, heads: 2, mlpDim: 32, extend: 16, conv: 8, dropout: 0.1 }
+`;
+
+/** The `deno task predict` permissions, so the task line is tested too. */
+async function predict(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env=LOG_TOKENS,LOG_STREAM",
+      join(import.meta.dirname!, "predict.ts"),
+      "--backend",
+      "cpu",
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return {
+    code: out.code,
+    stdout: decode(out.stdout),
+    stderr: decode(out.stderr),
+  };
+}
+
+async function setup() {
+  await tf.setBackend("cpu");
+  const dir = await Deno.makeTempDir({ prefix: "predict_test_" });
+  await Deno.writeTextFile(join(dir, "spec.yaml"), SPEC);
+  const compiled = await compile(join(dir, "spec.yaml"), {
+    builtins: BUILTIN_STAGES,
+    overrides: [`runtime.outputDir=${join(dir, "runs")}`],
+  });
+  const { runDir } = await runPipeline(compiled, {});
+  const wav = async (name: string, rate: number, seconds: number) => {
+    const path = join(dir, name);
+    const tone = toneInt16(Math.round(rate * seconds), 440, rate);
+    await Deno.writeFile(path, encodeWav([tone], { sampleRateHz: rate }));
+    return path;
+  };
+  return {
+    dir,
+    runDir,
+    exact: await wav("exact.wav", 8000, 0.5),
+    short: await wav("short.wav", 8000, 0.3),
+    long: await wav("long.wav", 8000, 0.8),
+    wrongRate: await wav("wrong_rate.wav", 16000, 0.5),
+  };
+}
+
+Deno.test("predict prints top-k labels per file, notes padding and clipping, and refuses another rate unless --resample", async () => {
+  const f = await setup();
+  const text = await predict([
+    "--model",
+    f.runDir,
+    "--top",
+    "2",
+    f.exact,
+    f.short,
+    f.long,
+  ]);
+  assert.equal(text.code, 0, text.stderr);
+  const blocks = text.stdout.trim().split(/\n(?=\/)/);
+  assert.equal(blocks.length, 3, text.stdout);
+  for (const b of blocks) {
+    assert.equal(
+      b.match(/^ {2}\d\. (low|mid|high) +0\.\d{4}$/gm)?.length,
+      2,
+      b,
+    );
+  }
+  assert.doesNotMatch(blocks[0], /note:/);
+  assert.match(blocks[1], /padded from 2400 to 4000 samples .*centred/);
+  assert.match(blocks[2], /clipped from 6400 to 4000 samples/);
+
+  // --json, from an exported package folder.
+  const out = join(f.dir, "package");
+  const exported = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(import.meta.dirname!, "export.ts"), f.runDir, out],
+  }).output();
+  assert.equal(exported.code, 0);
+  const json = await predict(["--model", out, "--json", f.short, f.long]);
+  assert.equal(json.code, 0, json.stderr);
+  const parsed = JSON.parse(json.stdout);
+  assert.deepEqual(parsed.model.labels, ["low", "mid", "high"]);
+  assert.equal(parsed.model.sampleRateHz, 8000);
+  const [short, long] = parsed.results;
+  assert.equal(short.length, "padded");
+  assert.equal(long.length, "clipped");
+  assert.equal(short.top.length, 3);
+  const sum = Object.values(short.probabilities as Record<string, number>)
+    .reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(sum - 1) < 1e-5);
+  // The run folder and its package predict the same.
+  const fromRun = await predict(["--model", f.runDir, "--json", f.short]);
+  assert.deepEqual(
+    JSON.parse(fromRun.stdout).results[0].probabilities,
+    short.probabilities,
+  );
+
+  // Another sample rate: refused naming both rates, the other files still run.
+  const refused = await predict(["--model", out, f.wrongRate, f.exact]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /16000 Hz and the model expects 8000 Hz/);
+  assert.match(refused.stdout, /exact\.wav\n {2}1\. /);
+  const resampled = await predict(["--model", out, "--resample", f.wrongRate]);
+  assert.equal(resampled.code, 0, resampled.stderr);
+  assert.match(resampled.stdout, /resampled from 16000 Hz to 8000 Hz/);
+  assert.match(resampled.stdout, / {2}1\. (low|mid|high) /);
+
+  // A missing file: exit 1; bad command lines: exit 2.
+  const missing = await predict(["--model", out, join(f.dir, "none.wav")]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /none\.wav/);
+  assert.equal((await predict([f.exact])).code, 2);
+  assert.equal((await predict(["--model", out])).code, 2);
+  assert.equal(
+    (await predict(["--model", out, "--top", "0", f.exact])).code,
+    2,
+  );
+  assert.equal(
+    (await predict(["--model", out, "--frobnicate", f.exact])).code,
+    2,
+  );
+  const notModel = await predict(["--model", f.dir, f.exact]);
+  assert.equal(notModel.code, 1);
+  assert.match(notModel.stderr, /neither model\.json .* nor plan\.json/);
+});
+
+Deno.test("resample keeps a tone in band and has the new length", () => {
+  const from = 16000;
+  const to = 8000;
+  const x = Float32Array.from(
+    { length: from },
+    (_, i) => Math.sin((2 * Math.PI * 440 * i) / from),
+  );
+  const y = resample(x, from, to);
+  assert.equal(y.length, to);
+  let worst = 0;
+  for (let i = 200; i < to - 200; i++) {
+    worst = Math.max(
+      worst,
+      Math.abs(y[i] - Math.sin((2 * Math.PI * 440 * i) / to)),
+    );
+  }
+  assert.ok(worst < 1e-2, `max error ${worst}`);
+  // Upsampling: length and the samples at the original instants.
+  const up = resample(y, to, from);
+  assert.equal(up.length, from);
+  assert.ok(Math.abs(up[4000] - y[2000]) < 1e-2);
+});
