@@ -76,6 +76,9 @@ export const TestTimeAugmentationOptions = z.strictObject({
   phase: z.string().min(1).default("ttau").describe(
     "Phase the batches are drawn in: map stages listing it (an augment entry with phases: [ttau]) make the views",
   ),
+  origPhase: z.string().min(1).optional().describe(
+    "Phase whose view 0 gives Orig and Mlt (e.g. eval, the plain test pipeline) when it differs from the views Aug and Hyb average, as in the reference's AM, VS and CS; default: view 0 of phase",
+  ),
   merge: z.enum(["logits", "softmax"]).default("logits").describe(
     "Average raw logits (reference for SC, AM, CS) or softmax probabilities (reference for VS)",
   ),
@@ -207,6 +210,8 @@ export function argmaxRows(scores: Float32Array, classes: number): number[] {
  * @param classes Row length.
  * @param merge The merge rule.
  * @param modes Modes to compute.
+ * @param origLogits Per member, the logits Orig and Mlt use instead of view 0
+ *   (from the `origPhase` pass); omitted: view 0.
  * @returns Scores by mode.
  */
 export function ttauScores(
@@ -214,6 +219,7 @@ export function ttauScores(
   classes: number,
   merge: Merge,
   modes: readonly TtauMode[] = TTAU_MODES,
+  origLogits?: readonly Float32Array[],
 ): Partial<Record<TtauMode, Float32Array>> {
   const space = (x: Float32Array) =>
     merge === "softmax" ? softmaxRows(x, classes) : x;
@@ -221,13 +227,13 @@ export function ttauScores(
   for (const mode of modes) {
     switch (mode) {
       case "orig":
-        out.orig = space(logits[0][0]);
+        out.orig = space(origLogits?.[0] ?? logits[0][0]);
         break;
       case "aug":
         out.aug = mean(logits[0].map(space));
         break;
       case "mlt":
-        out.mlt = mean(logits.map((m) => space(m[0])));
+        out.mlt = mean(logits.map((m, i) => space(origLogits?.[i] ?? m[0])));
         break;
       case "hyb": {
         const views = logits[0].length;
@@ -466,6 +472,25 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
       );
     }
     const logits: Float32Array[][] = [first.logits];
+    // Orig and Mlt from another phase (the plain test pipeline), when asked.
+    const origLogits: Float32Array[] = [];
+    const origPass = async (member: AmautModel, label: string) => {
+      if (!options.origPhase) return;
+      const out = await forward(
+        ctx,
+        member,
+        { ...options, phase: options.origPhase },
+        false,
+        label,
+      );
+      if (out.labels.join() !== labels.join()) {
+        throw new Error(
+          `Cannot run TTAu: phase "${options.origPhase}" read other examples than phase "${options.phase}"`,
+        );
+      }
+      origLogits.push(out.logits[0]);
+    };
+    await origPass(model, `TTAu model 1/${members} (${options.origPhase})`);
     if (modes.includes("mlt") || modes.includes("hyb")) {
       const hybViews = modes.includes("hyb");
       const other = createModel(
@@ -492,13 +517,23 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
             );
           }
           logits.push(out.logits);
+          await origPass(
+            other,
+            `TTAu model ${i + 2}/${members} (${options.origPhase})`,
+          );
         }
       } finally {
         other.dispose();
       }
     }
 
-    const scores = ttauScores(logits, classes, options.merge, modes);
+    const scores = ttauScores(
+      logits,
+      classes,
+      options.merge,
+      modes,
+      options.origPhase ? origLogits : undefined,
+    );
     const report: Record<string, unknown> = {};
     const result: Record<string, unknown> = {};
     for (const mode of modes) {
@@ -507,7 +542,12 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
       report[mode] = { accuracy, predictions };
       result[mode] = { accuracy };
     }
-    const common = { members, views, merge: options.merge };
+    const common = {
+      members,
+      views,
+      merge: options.merge,
+      ...(options.origPhase ? { origPhase: options.origPhase } : {}),
+    };
     await writeJsonAtomic(join(ctx.runDir, "ttau.json"), {
       split: options.split,
       examples: labels.length,

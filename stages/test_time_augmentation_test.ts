@@ -199,3 +199,47 @@ Deno.test("test_time_augmentation names a missing checkpoint", async () => {
     /Cannot find checkpoint "best" of TTAu member .*nowhere/,
   );
 });
+
+Deno.test("ttauScores takes Orig and Mlt from origLogits when given, Aug and Hyb from the views", () => {
+  const row = (a: number, b: number) => new Float32Array([a, b]);
+  // member 0: views favour class 1; its eval-pipeline logits favour class 0.
+  const logits = [[row(0, 1), row(0, 2)], [row(0, 3), row(0, 1)]];
+  const orig = [row(5, 0), row(1, 0)];
+  const s = ttauScores(
+    logits,
+    2,
+    "logits",
+    ["orig", "aug", "mlt", "hyb"],
+    orig,
+  );
+  assert.deepEqual([...s.orig!], [5, 0]);
+  assert.deepEqual([...s.mlt!], [3, 0]);
+  assert.deepEqual([...s.aug!], [0, 1.5]);
+  assert.deepEqual([...s.hyb!], [0, 1.75]);
+  const plain = ttauScores(logits, 2, "logits", ["orig", "mlt"]);
+  assert.deepEqual([...plain.orig!], [0, 1]);
+  assert.deepEqual([...plain.mlt!], [0, 2]);
+});
+
+Deno.test("test_time_augmentation with origPhase eval scores Orig on the plain test pipeline", async () => {
+  await tf.setBackend("cpu");
+  const dir = await Deno.makeTempDir({ prefix: "ttau_test_" });
+  // View 0 of the ttau phase is deliberately different (a head clip), so only
+  // an Orig taken from the eval phase can equal train's own test accuracy.
+  const run = await runPipeline(
+    await compileSpec(dir, [
+      "test_time_augmentation.origPhase=eval",
+      "ttau_views.views.0.chain=[{ type: clip, samples: 2000 }]",
+    ]),
+    {},
+  );
+  const report = JSON.parse(
+    await Deno.readTextFile(join(run.runDir, "ttau.json")),
+  );
+  const summary = JSON.parse(
+    await Deno.readTextFile(join(run.runDir, "summary.json")),
+  );
+  assert.equal(report.origPhase, "eval");
+  assert.equal(report.orig.accuracy, summary.test.accuracy);
+  assert.ok(report.aug.accuracy >= 0 && report.aug.accuracy <= 1);
+});

@@ -401,12 +401,24 @@ for (const [id, want] of Object.entries(EXPECTED)) {
       "right",
     ]);
     const [orig, left, right] = ttauViews.views.map((v) => v.chain);
-    assert.deepEqual(orig, [{
-      type: "pad",
-      samples: want.samples,
-      position: "center",
-      clip: want.clip,
-    }]);
+    const sc = id === "sc1" || id === "sc2";
+    // SC: the Aug inputs are centre-padded and Orig is view 0. AM, VS and CS:
+    // the Aug inputs are raw-length, and Orig/Mlt come from the eval pipeline.
+    assert.deepEqual(
+      orig,
+      sc
+        ? [{
+          type: "pad",
+          samples: want.samples,
+          position: "center",
+          clip: want.clip,
+        }]
+        : [],
+    );
+    assert.equal(
+      opts(plan, "test_time_augmentation").origPhase,
+      sc ? undefined : "eval",
+    );
     for (const [chain, direction] of [[left, "left"], [right, "right"]]) {
       const roll = chain.at(-1)!;
       assert.deepEqual(roll, {
