@@ -7,16 +7,20 @@
  *   on a 2-core machine).
  * - `mel`: log-mel features per second for SC- and CS-sized batches of 32 on
  *   the chosen backend (`--backend`), plus fixture parity with `--fixtures`.
+ * - `train`: warm training-step time of the real model at a paper preset's
+ *   shapes (`--preset sc1,cs`), eval forward, first step and peak memory.
  *
  * @module
  */
 // deno-lint-ignore-file no-console -- a benchmark prints its results
 import { benchData } from "./data_bench.ts";
 import { benchMel } from "./mel_bench.ts";
+import { benchTrain } from "./train_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
   mel: benchMel,
+  train: benchTrain,
 };
 
 const [name, ...rest] = Deno.args;

@@ -1,0 +1,160 @@
+/**
+ * Training-speed benchmark of the real AMAuT model at a paper preset's shapes
+ * (`deno task bench train --preset sc1|cs [--backend webgpu]`): warm training
+ * steps of 4 views × batch 32 (one forward pass per view, summed
+ * label-smoothed cross-entropy, one gradient, SGD with momentum and weight
+ * decay, BatchNorm running-stat updates — what the `train` stage does), an
+ * eval forward of 32 clips, the first (compile) step, and peak memory as tfjs
+ * accounts it. Prints JSON with the adapter name, to compare with the PyTorch
+ * anchor (`../shared/bench/amaut_torch.py`) run on the same card.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { selectBackend } from "../pipeline/backend.ts";
+import type { BackendChoice } from "../pipeline/backend.ts";
+import { createRng } from "../pipeline/rng.ts";
+import {
+  createModel,
+  labelSmoothedCrossEntropy,
+  PAPER_MODELS,
+  updateRunningStats,
+} from "../model/amaut.ts";
+import type { BatchStat } from "../model/amaut.ts";
+import { createSgd } from "../model/sgd.ts";
+
+/**
+ * Runs the training benchmark.
+ *
+ * @param args `--preset sc1|cs|am|sc2|vs` (repeatable, comma list), `--backend`, `--steps N` (5), `--views N` (4), `--batch N` (32).
+ */
+export async function benchTrain(args: string[]): Promise<unknown> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      preset: { type: "string", default: "sc1" },
+      backend: { type: "string", default: "auto" },
+      steps: { type: "string", default: "5" },
+      views: { type: "string", default: "4" },
+      batch: { type: "string", default: "32" },
+    },
+  });
+  const { tf, backend } = await selectBackend(values.backend as BackendChoice);
+  const steps = Number(values.steps);
+  const V = Number(values.views);
+  const B = Number(values.batch);
+  const results = [];
+  for (const name of values.preset.split(",")) {
+    const paper =
+      (PAPER_MODELS as Record<string, (typeof PAPER_MODELS)["sc1"]>)[name];
+    if (!paper) {
+      throw new Error(
+        `Cannot benchmark preset "${name}": known are ${
+          Object.keys(PAPER_MODELS).join(", ")
+        }`,
+      );
+    }
+    const { options, dims } = paper;
+    const rng = createRng(`bench/train/${name}`, 0);
+    const model = createModel(tf, options, dims, rng);
+    const sgd = createSgd(tf);
+    const vars = [...model.params.values()];
+    const nameOf = new Map([...model.params].map(([n, v]) => [v.name, n]));
+    const tokens = tf.randomNormal([
+      V * B,
+      dims.frames,
+      dims.nMels,
+    ]) as import("@tensorflow/tfjs").Tensor3D;
+    const labels = tf.tensor1d(
+      Array.from({ length: B }, (_, i) => i % dims.classes),
+      "int32",
+    );
+    let peakBytes = 0;
+    const step = async (k: number) => {
+      const t0 = performance.now();
+      const stats: BatchStat[] = [];
+      const { value, grads } = tf.variableGrads(() => {
+        let loss = tf.scalar(0);
+        for (let v = 0; v < V; v++) {
+          const out = model.apply(tokens.slice([v * B, 0, 0], [B, -1, -1]), {
+            training: true,
+            rng: rng.child("dropout", k, v),
+          });
+          stats.push(...out.batchStats);
+          loss = loss.add(
+            labelSmoothedCrossEntropy(tf, out.logits, labels, 0.1),
+          );
+        }
+        return loss as import("@tensorflow/tfjs").Scalar;
+      }, vars);
+      updateRunningStats(tf, model, stats);
+      tf.dispose(stats.flatMap((s) => [s.mean, s.variance]));
+      sgd.step(
+        Object.fromEntries(
+          Object.entries(grads).map(([n, g]) => [nameOf.get(n) ?? n, g]),
+        ),
+        model.params,
+        1e-3,
+        { momentum: 0.9, weightDecay: 1e-3, nesterov: false },
+      );
+      const mem = tf.memory() as {
+        numBytes: number;
+        numBytesInGPUAllocated?: number;
+      };
+      peakBytes = Math.max(
+        peakBytes,
+        mem.numBytesInGPUAllocated ?? mem.numBytes,
+      );
+      const loss = (await value.data())[0]; // one readback per step: the step is complete
+      tf.dispose([value, ...Object.values(grads)]);
+      backend.checkErrors();
+      return { ms: performance.now() - t0, loss };
+    };
+    const first = await step(0);
+    const times: number[] = [];
+    let lastLoss = first.loss;
+    for (let k = 1; k <= steps; k++) {
+      const r = await step(k);
+      times.push(r.ms);
+      lastLoss = r.loss;
+    }
+    const evalTimes: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      const t0 = performance.now();
+      const logits = tf.tidy(() =>
+        model.apply(tokens.slice([0, 0, 0], [B, -1, -1]), { training: false })
+          .logits
+      );
+      await logits.data();
+      logits.dispose();
+      evalTimes.push(performance.now() - t0);
+    }
+    const median = (xs: number[]) =>
+      [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const stepMs = median(times);
+    results.push({
+      preset: name,
+      params: model.summary().parameters,
+      stepMs: Number(stepMs.toFixed(1)),
+      clipsPerSecond: Number((B / stepMs * 1000).toFixed(1)),
+      firstStepMs: Math.round(first.ms),
+      evalForwardMs: Number(median(evalTimes.slice(1)).toFixed(1)),
+      peakMemoryMiB: Math.round(peakBytes / 2 ** 20),
+      lossFirst: first.loss,
+      lossLast: lastLoss,
+      views: V,
+      batch: B,
+    });
+    tf.dispose([tokens, labels]);
+    sgd.dispose();
+    model.dispose();
+  }
+  return {
+    bench: "train",
+    backend: backend.name,
+    adapter: backend.adapter?.description ?? null,
+    reason: backend.reason,
+    deno: Deno.version.deno,
+    results,
+  };
+}
