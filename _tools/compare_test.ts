@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tinyTrainSpec } from "../tests/_tiny_run.ts";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { compile, runPipeline } from "../pipeline/mod.ts";
@@ -7,26 +8,13 @@ import { BUILTIN_STAGES } from "../stages/mod.ts";
 import { stage as report } from "../stages/report.ts";
 import { compareRuns, optionDiff } from "./compare.ts";
 
-const SPEC = `name: tiny-compare
-runtime: { backend: cpu, seed: 7 }
-data: { layout: synthetic, sampleRateHz: 8000, durationSeconds: 0.5, perClass: { train: 4, validation: 2, test: 2 } }
-stages:
-  - use: load
-  - use: mono_mix
-  - use: fixed_length
-    with: { seconds: 0.5 }
-  - use: mel
-    with: { sampleRateHz: 8000, nFft: 256, winLength: 200, hopLength: 80, nMels: 16 }
-  - use: tokenize
-  - use: train
-    with:
-      epochs: 1
-      batchSize: 8
-      lr: 0.05
-      lrCardinality: 2
-      model: { width: 4, groups: [1, 1], embedDim: 16, depth: 1, heads: 2, mlpDim: 32, extend: 16, conv: 8, dropout: 0.1 }
-  - use: report
-`;
+const SPEC = tinyTrainSpec({
+  name: "tiny-compare",
+  seed: 7,
+  perClass: [4, 2, 2],
+  batchSize: 8,
+  extraStages: "  - use: report\n",
+});
 
 async function tinyRun(dir: string, overrides: string[]): Promise<string> {
   await tf.setBackend("cpu");

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tinyTrainSpec } from "../tests/_tiny_run.ts";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { compile, runPipeline } from "../pipeline/mod.ts";
@@ -6,25 +7,7 @@ import { BUILTIN_STAGES } from "../stages/mod.ts";
 import { encodeWav, toneInt16 } from "../tests/_fixtures.ts";
 import { resample } from "./predict.ts";
 
-const SPEC = `name: tiny-predict
-runtime: { backend: cpu, seed: 3 }
-data: { layout: synthetic, sampleRateHz: 8000, durationSeconds: 0.5, perClass: { train: 6, validation: 2, test: 2 } }
-stages:
-  - use: load
-  - use: mono_mix
-  - use: fixed_length
-    with: { seconds: 0.5 }
-  - use: mel
-    with: { sampleRateHz: 8000, nFft: 256, winLength: 200, hopLength: 80, nMels: 16 }
-  - use: tokenize
-  - use: train
-    with:
-      epochs: 1
-      batchSize: 6
-      lr: 0.05
-      lrCardinality: 2
-      model: { width: 4, groups: [1, 1], embedDim: 16, depth: 1, heads: 2, mlpDim: 32, extend: 16, conv: 8, dropout: 0.1 }
-`;
+const SPEC = tinyTrainSpec({ name: "tiny-predict" });
 
 /** The `deno task predict` permissions, so the task line is tested too. */
 async function predict(args: string[]) {

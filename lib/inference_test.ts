@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tinyTrainSpec } from "../tests/_tiny_run.ts";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { compile, defineStage, runPipeline } from "../pipeline/mod.ts";
@@ -16,26 +17,13 @@ import {
 } from "./inference.ts";
 
 // Clips of 0.3–0.7 s against a 0.5 s model: evaluation pads some, clips others.
-const SPEC = `name: tiny-infer
-runtime: { backend: cpu, seed: 5 }
-data: { layout: synthetic, sampleRateHz: 8000, durationSeconds: 0.5, durationJitter: 0.4, perClass: { train: 6, validation: 2, test: 3 } }
-stages:
-  - use: load
-  - use: mono_mix
-  - use: fixed_length
-    with: { seconds: 0.5 }
-  - use: mel
-    with: { sampleRateHz: 8000, nFft: 256, winLength: 200, hopLength: 80, nMels: 16 }
-  - use: tokenize
-  - use: train
-    with:
-      epochs: 1
-      batchSize: 6
-      lr: 0.05
-      lrCardinality: 2
-      model: { width: 4, groups: [1, 1], embedDim: 16, depth: 1, heads: 2, mlpDim: 32, extend: 16, conv: 8, dropout: 0.1 }
-  - use: eval_dump
-`;
+const SPEC = tinyTrainSpec({
+  name: "tiny-infer",
+  seed: 5,
+  perClass: [6, 2, 3],
+  durationJitter: 0.4,
+  extraStages: "  - use: eval_dump\n",
+});
 
 /** Writes the raw test clips and the train stage's own eval-mode logits of them. */
 const evalDump = defineStage<Record<string, never>>({

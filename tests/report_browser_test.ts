@@ -16,6 +16,12 @@
  * @module
  */
 import assert from "node:assert/strict";
+import {
+  collectErrors,
+  launchChromium,
+  requireChromium,
+  runBrowserChild,
+} from "./_chromium.ts";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import * as tf from "@tensorflow/tfjs";
@@ -23,8 +29,6 @@ import { compile, runPipeline } from "../pipeline/mod.ts";
 import type { Stage } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
 import { stage as report } from "../stages/report.ts";
-
-const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
 
 const SPEC = `name: tiny-browser
 runtime: { backend: cpu, seed: 11 }
@@ -133,31 +137,11 @@ interface BrowserResult {
 /** Child side: opens `pageUrl` in headless Chromium, saves a screenshot, prints a {@linkcode BrowserResult}. */
 async function browse(pageUrl: string, pngPath: string, profile: string) {
   const t0 = performance.now();
-  const { chromium } = await import("playwright-core");
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    viewport: { width: 1200, height: 900 },
-    timeout: 60_000,
-  });
+  const context = await launchChromium(profile);
   try {
     const page = context.pages()[0] ?? await context.newPage();
-    const errors: string[] = [];
+    const errors = collectErrors(page);
     const requests: string[] = [];
-    page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-    page.on("console", (m) => {
-      if (m.type() === "error") errors.push(`console: ${m.text()}`);
-    });
     page.on("request", (r) => requests.push(r.url()));
     page.on("requestfailed", (r) => errors.push(`requestfailed: ${r.url()}`));
     const response = await page.goto(pageUrl, { waitUntil: "load" });
@@ -196,12 +180,7 @@ if (import.meta.main) {
 }
 
 Deno.test("report.html renders in headless Chromium without errors and is not blank", async () => {
-  const found = await Deno.stat(CHROMIUM).catch(() => undefined);
-  if (!found?.isFile) {
-    throw new Error(
-      `Cannot run the browser test: no Chromium at ${CHROMIUM}. Install it (Debian: apt-get update && apt-get install -y chromium) or set CHROMIUM_PATH`,
-    );
-  }
+  await requireChromium("the browser test");
   await tf.setBackend("cpu");
   const dir = await Deno.makeTempDir({ prefix: "report_browser_test_" });
   await Deno.writeTextFile(join(dir, "spec.yaml"), SPEC);
@@ -213,24 +192,11 @@ Deno.test("report.html renders in headless Chromium without errors and is not bl
   const pageUrl = pathToFileURL(join(runDir, "report.html")).href;
   const pngPath = join(dir, "report.png");
 
-  const child = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--no-lock",
-      new URL(import.meta.url).pathname,
-      pageUrl,
-      pngPath,
-      join(dir, "chromium-profile"), // a fresh --user-data-dir
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(child.stderr);
-  assert.equal(child.code, 0, `the browser process failed:\n${stderr}`);
-  const result = JSON.parse(
-    new TextDecoder().decode(child.stdout).trim().split("\n").pop()!,
-  ) as BrowserResult;
+  const result = await runBrowserChild<BrowserResult>(import.meta.url, [
+    pageUrl,
+    pngPath,
+    join(dir, "chromium-profile"), // a fresh --user-data-dir
+  ]);
 
   assert.equal(result.title, "Report: tiny-browser");
   assert.deepEqual(result.errors, [], "no page or console errors");

@@ -18,13 +18,18 @@
  * @module
  */
 import assert from "node:assert/strict";
+import {
+  collectErrors,
+  launchChromium,
+  requireChromium,
+  runBrowserChild,
+} from "./_chromium.ts";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { compileSpec, runPipeline } from "../mod.ts";
 import { exportRun, writePackage } from "../_tools/export.ts";
 import { startServer } from "../web/serve.ts";
 
-const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
 const DATA = "data/demo_digits";
 const TOLERANCE = 1e-4;
 
@@ -51,30 +56,10 @@ interface BrowserResult {
 /** Child side: opens `pageUrl`, classifies the WAV at `wavPath`, prints a {@linkcode BrowserResult}. */
 async function browse(pageUrl: string, wavPath: string, profile: string) {
   const t0 = performance.now();
-  const { chromium } = await import("playwright-core");
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    viewport: { width: 1200, height: 900 },
-    timeout: 60_000,
-  });
+  const context = await launchChromium(profile);
   try {
     const page = context.pages()[0] ?? await context.newPage();
-    const errors: string[] = [];
-    page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-    page.on("console", (m) => {
-      if (m.type() === "error") errors.push(`console: ${m.text()}`);
-    });
+    const errors = collectErrors(page);
     page.on("requestfailed", (r) => errors.push(`requestfailed: ${r.url()}`));
     page.on("response", (r) => {
       if (!r.ok()) errors.push(`status ${r.status()}: ${r.url()}`);
@@ -146,12 +131,7 @@ async function fixtureWav(): Promise<string> {
 }
 
 Deno.test("the web page classifies a WAV like the predict CLI (headless Chromium, cpu)", async () => {
-  const found = await Deno.stat(CHROMIUM).catch(() => undefined);
-  if (!found?.isFile) {
-    throw new Error(
-      `Cannot run the web end-to-end test: no Chromium at ${CHROMIUM}. Install it (Debian: apt-get update && apt-get install -y chromium) or set CHROMIUM_PATH`,
-    );
-  }
+  await requireChromium("the web end-to-end test");
   const t0 = performance.now();
   const dir = await Deno.makeTempDir({ prefix: "web_e2e_test_" });
 
@@ -209,24 +189,11 @@ Deno.test("the web page classifies a WAV like the predict CLI (headless Chromium
   });
   let result: BrowserResult;
   try {
-    const child = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--no-lock",
-        new URL(import.meta.url).pathname,
-        server.url,
-        wav,
-        join(dir, "chromium-profile"), // a fresh --user-data-dir
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(child.stderr);
-    assert.equal(child.code, 0, `the browser process failed:\n${stderr}`);
-    result = JSON.parse(
-      new TextDecoder().decode(child.stdout).trim().split("\n").pop()!,
-    ) as BrowserResult;
+    result = await runBrowserChild<BrowserResult>(import.meta.url, [
+      server.url,
+      wav,
+      join(dir, "chromium-profile"), // a fresh --user-data-dir
+    ]);
   } finally {
     await server.shutdown();
   }
