@@ -461,6 +461,9 @@ export const stage = defineStage<TrainOptions>({
         epoch,
         specHash: ctx.specHash,
         modelSignature: signature,
+        // Every random stream of the run derives from the seed and its labels
+        // (epoch, batch), so this state plus the epoch resumes them exactly.
+        rngState: ctx.rng.state(),
         history,
         best,
       };

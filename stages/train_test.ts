@@ -99,6 +99,7 @@ Deno.test("train writes metrics.jsonl, summary.json and best/last checkpoints, w
     await Deno.stat(join(result.runDir, "checkpoints", f));
   }
   assert.equal(last.meta.epoch, 2);
+  assert.equal(last.meta.rngState?.length, 4);
   assert.equal(last.meta.specHash, compiled.plan.specHash);
 });
 
