@@ -14,14 +14,9 @@ import { parseArgs } from "node:util";
 import { selectBackend } from "../pipeline/backend.ts";
 import type { BackendChoice } from "../pipeline/backend.ts";
 import { createRng } from "../pipeline/rng.ts";
-import {
-  createModel,
-  labelSmoothedCrossEntropy,
-  PAPER_MODELS,
-  updateRunningStats,
-} from "../model/amaut.ts";
-import type { BatchStat } from "../model/amaut.ts";
+import { createModel, PAPER_MODELS } from "../model/amaut.ts";
 import { createSgd } from "../model/sgd.ts";
+import { multiviewStep } from "../model/train_step.ts";
 
 /**
  * Runs the training benchmark.
@@ -58,8 +53,6 @@ export async function benchTrain(args: string[]): Promise<unknown> {
     const rng = createRng(`bench/train/${name}`, 0);
     const model = createModel(tf, options, dims, rng);
     const sgd = createSgd(tf);
-    const vars = [...model.params.values()];
-    const nameOf = new Map([...model.params].map(([n, v]) => [v.name, n]));
     const tokens = tf.randomNormal([
       V * B,
       dims.frames,
@@ -72,30 +65,19 @@ export async function benchTrain(args: string[]): Promise<unknown> {
     let peakBytes = 0;
     const step = async (k: number) => {
       const t0 = performance.now();
-      const stats: BatchStat[] = [];
-      const { value, grads } = tf.variableGrads(() => {
-        let loss = tf.scalar(0);
-        for (let v = 0; v < V; v++) {
-          const out = model.apply(tokens.slice([v * B, 0, 0], [B, -1, -1]), {
-            training: true,
-            rng: rng.child("dropout", k, v),
-          });
-          stats.push(...out.batchStats);
-          loss = loss.add(
-            labelSmoothedCrossEntropy(tf, out.logits, labels, 0.1),
-          );
-        }
-        return loss as import("@tensorflow/tfjs").Scalar;
-      }, vars);
-      updateRunningStats(tf, model, stats);
-      tf.dispose(stats.flatMap((s) => [s.mean, s.variance]));
-      sgd.step(
-        Object.fromEntries(
-          Object.entries(grads).map(([n, g]) => [nameOf.get(n) ?? n, g]),
-        ),
-        model.params,
-        1e-3,
-        { momentum: 0.9, weightDecay: 1e-3, nesterov: false },
+      const { loss: value, lastLogits } = multiviewStep(
+        tf,
+        model,
+        sgd,
+        tokens,
+        labels,
+        V,
+        {
+          smoothing: 0.1,
+          lr: 1e-3,
+          sgd: { momentum: 0.9, weightDecay: 1e-3, nesterov: false },
+          rng: rng.child("dropout", k),
+        },
       );
       const mem = tf.memory() as {
         numBytes: number;
@@ -106,7 +88,7 @@ export async function benchTrain(args: string[]): Promise<unknown> {
         mem.numBytesInGPUAllocated ?? mem.numBytes,
       );
       const loss = (await value.data())[0]; // one readback per step: the step is complete
-      tf.dispose([value, ...Object.values(grads)]);
+      tf.dispose([value, lastLogits]);
       backend.checkErrors();
       return { ms: performance.now() - t0, loss };
     };

@@ -37,10 +37,10 @@ import {
   labelSmoothedCrossEntropy,
   ModelOptions,
   modelSummary,
-  updateRunningStats,
 } from "../model/amaut.ts";
-import type { AmautModel, BatchStat, ModelDims } from "../model/amaut.ts";
+import type { AmautModel, ModelDims } from "../model/amaut.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
+import { multiviewStep } from "../model/train_step.ts";
 import { learningRateAt } from "../model/schedule.ts";
 import {
   checkCompatible,
@@ -307,9 +307,6 @@ export const stage = defineStage<TrainOptions>({
         history.map((m) => JSON.stringify(m)).join("\n") + "\n",
       );
     const smoothing = options.labelSmoothing;
-    const vars = [...model.params.values()];
-    // tf.variableGrads keys gradients by variable name; SGD wants state-dict names.
-    const nameOf = new Map([...model.params].map(([n, v]) => [v.name, n]));
 
     for (let epoch = start; epoch < options.epochs; epoch++) {
       const lr = learningRateAt(epoch, {
@@ -346,38 +343,23 @@ export const stage = defineStage<TrainOptions>({
         const b = batch.size / V;
         const tokens = batch.tokens as Tensor3D;
         const labels = (batch.label as number[]).slice(0, b);
-        const stats: BatchStat[] = [];
         const labelsT = tf.tensor1d(labels, "int32");
-        const dropoutRng = ctx.rng.child("dropout", epoch, step);
-        let lastLogits: Tensor | undefined;
-        const { value, grads } = tf.variableGrads(() => {
-          let loss = tf.scalar(0);
-          for (let v = 0; v < V; v++) {
-            const view = tokens.slice([v * b, 0, 0], [b, -1, -1]);
-            const out = model.apply(view, {
-              training: true,
-              rng: dropoutRng.child(v),
-            });
-            stats.push(...out.batchStats); // kept by apply; disposed below
-            loss = loss.add(
-              labelSmoothedCrossEntropy(tf, out.logits, labelsT, smoothing),
-            );
-            if (v === V - 1) lastLogits = tf.keep(out.logits);
-          }
-          return loss as ReturnType<typeof tf.scalar>;
-        }, vars);
-        updateRunningStats(tf, model, stats);
-        tf.dispose(stats.flatMap((s) => [s.mean, s.variance]));
-        sgd.step(
-          Object.fromEntries(
-            Object.entries(grads).map(([k, g]) => [nameOf.get(k) ?? k, g]),
-          ),
-          model.params,
-          lr,
-          sgdOptions,
+        const { loss: value, lastLogits } = multiviewStep(
+          tf,
+          model,
+          sgd,
+          tokens,
+          labelsT,
+          V,
+          {
+            smoothing,
+            lr,
+            sgd: sgdOptions,
+            rng: ctx.rng.child("dropout", epoch, step),
+          },
         );
         const stepHits = tf.tidy(() =>
-          tf.equal(tf.argMax(lastLogits!, 1), labelsT).sum()
+          tf.equal(tf.argMax(lastLogits, 1), labelsT).sum()
         );
         const nextLoss = tf.tidy(() => lossSum.add(value.div(V)));
         const nextHits = hits.add(stepHits);
@@ -386,9 +368,8 @@ export const stage = defineStage<TrainOptions>({
           hits,
           value,
           stepHits,
-          lastLogits!,
+          lastLogits,
           labelsT,
-          ...Object.values(grads),
         ]);
         lossSum = nextLoss;
         hits = nextHits;
