@@ -52,7 +52,7 @@ const evalDump = defineStage<Record<string, never>>({
     ) {
       for (const ch of b.channels as Float32Array[][]) waves.push([...ch[0]]);
     }
-    const r = await evaluate(ctx, model, "test", 64);
+    const r = await evaluate(ctx, model, "test", 64, { keepLogits: true });
     await Deno.writeTextFile(
       join(ctx.runDir, "eval_dump.json"),
       JSON.stringify({ waves, logits: [...r.logits], labels: r.labels }),

@@ -136,6 +136,23 @@ export function perClassRows(ev: ReportData["evaluation"]): string[][] {
   ];
 }
 
+/**
+ * The Table 6 header and cells (HTML and Markdown): the columns of
+ * {@linkcode TABLE6_COLUMNS}, plus the optimistic TTDA best-by-test column
+ * when there is one.
+ */
+export function table6Table(
+  row: Table6Row,
+): { head: string[]; cells: string[] } {
+  const head: string[] = TABLE6_COLUMNS.map(([, label]) => label);
+  const cells = table6Cells(row);
+  if (row.ttdaBest) {
+    head.push("TTDA best-by-test (optimistic)");
+    cells.push(pct(row.ttdaBest.accuracy));
+  }
+  return { head, cells };
+}
+
 /** The Table 6 cells as percentage strings, in {@linkcode TABLE6_COLUMNS} order. */
 export function table6Cells(row: Table6Row): string[] {
   return TABLE6_COLUMNS.map(([key]) =>
@@ -362,12 +379,7 @@ export async function renderReportHtml(report: ReportData): Promise<string> {
   let table6 = "";
   if (report.table6) {
     const t = report.table6;
-    const head: string[] = TABLE6_COLUMNS.map(([, label]) => label);
-    const cells = table6Cells(t);
-    if (t.ttdaBest) {
-      head.push("TTDA best-by-test (optimistic)");
-      cells.push(pct(t.ttdaBest.accuracy));
-    }
+    const { head, cells } = table6Table(t);
     const notes: string[] = [];
     if (t.origFrom === "report") {
       notes.push(

@@ -11,7 +11,7 @@
  */
 import { join } from "node:path";
 import type { Tensor } from "@tensorflow/tfjs";
-import type { CompiledPipeline } from "./compile.ts";
+import type { CompiledPipeline, PlannedStage } from "./compile.ts";
 import type {
   Batch,
   BatchOptions,
@@ -151,6 +151,17 @@ interface MapEntry {
   readonly stage: MapStage;
   readonly options: unknown;
   readonly log: Logger;
+}
+
+/** The scheduler's record of a planned map stage. */
+function mapEntry(p: PlannedStage, stage: MapStage, log: Logger): MapEntry {
+  return {
+    name: p.name,
+    phases: p.phases,
+    stage,
+    options: p.options,
+    log: log.withStage(p.name),
+  };
 }
 
 /** Builds the batched data access for step stages. */
@@ -321,13 +332,7 @@ export async function describeSteps(
       const p = plan.stages[i];
       const stage = modules[i];
       if (stage.kind === "map") {
-        maps.push({
-          name: p.name,
-          phases: p.phases,
-          stage,
-          options: p.options,
-          log: log.withStage(p.name),
-        });
+        maps.push(mapEntry(p, stage, log));
       } else if (stage.kind === "step" && stage.describe) {
         const data = dataAccess(dataset, [...maps], {
           tf,
@@ -493,13 +498,7 @@ export async function runPipeline(
       current = p.name;
       if (stage.kind === "map") {
         // Map stages apply to batches drawn by later steps, in spec order.
-        maps.push({
-          name: p.name,
-          phases: p.phases,
-          stage,
-          options: p.options,
-          log: log.withStage(p.name),
-        });
+        maps.push(mapEntry(p, stage, log));
         continue;
       }
       const step = stage as StepStage;

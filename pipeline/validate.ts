@@ -197,6 +197,14 @@ function convert(
       ? describePath(path, target.stageNames)
       : `"${key}"`;
   };
+  // Any other issue: zod's own message, sentence-cased to ours.
+  const generic = () => [make(
+    "invalid_value",
+    full,
+    `Cannot use ${showValue(found)} for ${label(full)}: ${
+      zi.message.replace(/\.$/, "")
+    }`,
+  )];
   switch (zi.code) {
     case "unrecognized_keys": {
       const allowed = keysAt(schema, rel, input);
@@ -286,13 +294,7 @@ function convert(
           found === undefined ? "key" : "value",
         )];
       }
-      return [make(
-        "invalid_value",
-        full,
-        `Cannot use ${showValue(found)} for ${label(full)}: ${
-          zi.message.replace(/\.$/, "")
-        }`,
-      )];
+      return generic();
     }
     case "too_small":
     case "too_big": {
@@ -300,9 +302,7 @@ function convert(
       const op = zi.code === "too_small"
         ? (zi.inclusive === false ? ">" : ">=")
         : (zi.inclusive === false ? "<" : "<=");
-      const measure = zi.origin === "array"
-        ? "its length"
-        : zi.origin === "string"
+      const measure = zi.origin === "array" || zi.origin === "string"
         ? "its length"
         : "it";
       return [make(
@@ -314,13 +314,7 @@ function convert(
       )];
     }
     default:
-      return [make(
-        "invalid_value",
-        full,
-        `Cannot use ${showValue(found)} for ${label(full)}: ${
-          zi.message.replace(/\.$/, "")
-        }`,
-      )];
+      return generic();
   }
 }
 

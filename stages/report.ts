@@ -34,8 +34,7 @@ import {
   PER_CLASS_HEAD,
   perClassRows,
   renderReportHtml,
-  TABLE6_COLUMNS,
-  table6Cells,
+  table6Table,
 } from "../lib/report_html.ts";
 import type { CurvePoint, ReportData, Table6Row } from "../lib/report_html.ts";
 
@@ -168,12 +167,7 @@ export function renderReportMarkdown(report: ReportData): string {
   }
   if (report.table6) {
     const t = report.table6;
-    const head: string[] = TABLE6_COLUMNS.map(([, label]) => label);
-    const cells = table6Cells(t);
-    if (t.ttdaBest) {
-      head.push("TTDA best-by-test (optimistic)");
-      cells.push(pct(t.ttdaBest.accuracy));
-    }
+    const { head, cells } = table6Table(t);
     out.push(
       "",
       "## Test-time variants (the paper's Table 6), accuracy %",
@@ -313,6 +307,7 @@ export const stage = defineStage<ReportOptions>({
       model,
       options.split,
       options.batchSize,
+      { keepLogits: true },
     );
     const predictions = argmaxRows(result.logits, classes.length);
     const metrics = classificationReport(result.labels, predictions, classes);

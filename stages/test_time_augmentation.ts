@@ -46,6 +46,8 @@
  *
  * @module
  */
+import { argmaxRows } from "../lib/metrics.ts";
+export { argmaxRows };
 import { basename, dirname, join } from "node:path";
 import * as z from "zod";
 import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
@@ -177,24 +179,6 @@ export function mergeOutputs(
   return mean(
     merge === "softmax" ? outputs.map((o) => softmaxRows(o, classes)) : outputs,
   );
-}
-
-/**
- * Index of the largest value of each row (the first on ties).
- *
- * @param scores Row-major `[n, classes]`.
- * @param classes Row length.
- */
-export function argmaxRows(scores: Float32Array, classes: number): number[] {
-  const out: number[] = [];
-  for (let r = 0; r < scores.length; r += classes) {
-    let best = 0;
-    for (let c = 1; c < classes; c++) {
-      if (scores[r + c] > scores[r + best]) best = c;
-    }
-    out.push(best);
-  }
-  return out;
 }
 
 /**

@@ -115,12 +115,18 @@ function viewsOf(batch: Batch): number {
   return names?.length ?? 1;
 }
 
-/** Accuracy and mean (unsmoothed) cross-entropy of the model on a split, with running BatchNorm stats. */
+/**
+ * Accuracy and mean (unsmoothed) cross-entropy of the model on a split, with
+ * running BatchNorm stats. Loss and hits accumulate on the device and are read
+ * once at the end; the logits are read back per batch only when asked
+ * (`keepLogits`), else `logits` is empty.
+ */
 export async function evaluate(
   ctx: StepContext,
   model: AmautModel,
   split: string,
   batchSize: number,
+  { keepLogits = false }: { keepLogits?: boolean } = {},
 ): Promise<
   { loss: number; accuracy: number; logits: Float32Array; labels: number[] }
 > {
@@ -154,7 +160,7 @@ export async function evaluate(
     tf.dispose([lossSum, correct, out.loss, out.hits]);
     lossSum = nextLoss;
     correct = nextCorrect;
-    logitRows.push(await out.logits.data() as Float32Array);
+    if (keepLogits) logitRows.push(await out.logits.data() as Float32Array);
     out.logits.dispose();
     labels.push(...y);
     count += y.length;
