@@ -1,0 +1,377 @@
+/**
+ * A small static-graph WebGPU runtime for the fused training engine
+ * (issue 8): storage buffers allocated once, compute pipelines cached by
+ * their WGSL text, and *recorded* dispatches — pipeline, bind group and
+ * workgroup counts built once — replayed every step inside one long compute
+ * pass per program. Nothing is created per step, so a step costs one
+ * `queue.writeBuffer` for its inputs, one command encoder and one submit,
+ * and each dispatch ~5 µs of encoding (webgpu-notes §7) instead of the
+ * ~120 µs an op costs through tfjs.
+ *
+ * Kernels are WGSL text with their shapes baked in as constants; binding `i`
+ * of `@group(0)` is the `i`-th {@linkcode Region} passed to
+ * {@linkcode Runtime.record}. A kernel binds each `GPUBuffer` at most once
+ * (wgpu rejects a buffer bound writable and again in the same dispatch).
+ *
+ * @module
+ */
+
+/** A byte range of a storage buffer, bound as one WGSL array. */
+export interface Region {
+  /** The buffer. */
+  readonly buffer: GPUBuffer;
+  /** Start in bytes (a multiple of 256, WebGPU's storage-offset alignment). */
+  readonly offset: number;
+  /** Length in bytes (a multiple of 4, > 0). */
+  readonly size: number;
+  /** Debug name. */
+  readonly label: string;
+}
+
+/** One kernel instance: WGSL source and how many workgroups to launch. */
+export interface KernelSpec {
+  /** Complete WGSL module with entry point `main`. */
+  readonly code: string;
+  /** Workgroups along x, y, z (each ≤ 65,535). */
+  readonly workgroups: readonly [number, number, number];
+  /** Name shown in profiles (default: the first line of the code). */
+  readonly label?: string;
+}
+
+/**
+ * One dispatch of a kernel plan: the kernel and the symbolic names of its
+ * bindings, in binding order. The caller maps names to {@linkcode Region}s.
+ */
+export interface KernelStep {
+  /** The kernel. */
+  readonly spec: KernelSpec;
+  /** Binding names in order (binding i gets the region named `bind[i]`). */
+  readonly bind: readonly string[];
+}
+
+/**
+ * What a kernel generator returns: dispatches to record in order, and the
+ * scratch regions they need (name → element count), which the caller
+ * allocates (scratch contents need not survive between plans).
+ */
+export interface KernelPlan {
+  /** Dispatches, in order. */
+  readonly steps: readonly KernelStep[];
+  /** Scratch regions by name and size in 4-byte elements. */
+  readonly scratch?: Readonly<Record<string, number>>;
+}
+
+/** A recorded dispatch. */
+export interface Dispatch {
+  /** Profile label. */
+  readonly label: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly bindGroup: GPUBindGroup;
+  readonly workgroups: readonly [number, number, number];
+}
+
+/** Per-label GPU time from timestamp queries. */
+export interface ProfileEntry {
+  /** Kernel label. */
+  readonly label: string;
+  /** Dispatches with this label. */
+  readonly count: number;
+  /** Summed GPU time in milliseconds. */
+  readonly ms: number;
+}
+
+/** The runtime: allocation, pipelines, recording and replay. */
+export interface Runtime {
+  /** The device everything runs on. */
+  readonly device: GPUDevice;
+  /**
+   * Allocates a zeroed storage buffer of `floats` 4-byte elements (at least 1).
+   *
+   * @param label Debug name.
+   * @param floats Element count (f32, i32 or u32 alike).
+   */
+  alloc(label: string, floats: number): Region;
+  /**
+   * Allocates one buffer holding several regions, each starting on a
+   * 256-byte boundary (so every region can be bound on its own).
+   *
+   * @param label Buffer name.
+   * @param parts Region names and element counts, in order.
+   * @returns The whole buffer as a region, and one region per part.
+   */
+  arena(
+    label: string,
+    parts: readonly { name: string; floats: number }[],
+  ): { whole: Region; parts: Map<string, Region> };
+  /**
+   * Records one dispatch into `list`: the pipeline (cached by WGSL text) and
+   * its bind group are created now, once.
+   *
+   * @throws {Error} On a workgroup count outside 1…65,535, naming the kernel.
+   */
+  record(
+    list: Dispatch[],
+    kernel: KernelSpec,
+    bindings: readonly Region[],
+  ): void;
+  /**
+   * Encodes the lists in order — each as one compute pass — after the
+   * optional `before` commands (copies, clears), and submits once.
+   */
+  run(
+    lists: readonly (readonly Dispatch[])[],
+    before?: (encoder: GPUCommandEncoder) => void,
+  ): void;
+  /**
+   * Runs `lists` with a timestamp pair around every dispatch (one pass
+   * each, so slower than {@linkcode run}) and sums GPU time per label.
+   * Needs the device's `timestamp-query` feature.
+   */
+  profile(
+    lists: readonly (readonly Dispatch[])[],
+    before?: (encoder: GPUCommandEncoder) => void,
+  ): Promise<ProfileEntry[]>;
+  /** Writes host data at the start of a region (queued before the next submit). */
+  write(region: Region, data: Float32Array | Int32Array | Uint32Array): void;
+  /** Reads a region back (waits for all submitted work). */
+  read(region: Region): Promise<Float32Array>;
+  /** Bytes allocated, buffers, and distinct pipelines so far. */
+  stats(): { bytes: number; buffers: number; pipelines: number };
+  /** Destroys every buffer this runtime allocated. */
+  destroy(): void;
+}
+
+const ALIGN = 256;
+const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
+
+/**
+ * Creates a runtime on a device (for example tfjs-backend-webgpu's, so tfjs
+ * tensors and engine buffers can be copied into each other on the GPU).
+ *
+ * @param device A WebGPU device.
+ * @returns The runtime.
+ */
+export function createRuntime(device: GPUDevice): Runtime {
+  const pipelines = new Map<string, GPUComputePipeline>();
+  const buffers: GPUBuffer[] = [];
+  let bytes = 0;
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+    GPUBufferUsage.COPY_DST;
+
+  const newBuffer = (label: string, size: number): GPUBuffer => {
+    const buffer = device.createBuffer({ label, size, usage });
+    buffers.push(buffer);
+    bytes += size;
+    return buffer;
+  };
+
+  const pipelineOf = (code: string, label: string): GPUComputePipeline => {
+    let p = pipelines.get(code);
+    if (!p) {
+      const module = device.createShaderModule({ code, label });
+      p = device.createComputePipeline({
+        label,
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+      });
+      pipelines.set(code, p);
+    }
+    return p;
+  };
+
+  const encodeLists = (
+    encoder: GPUCommandEncoder,
+    lists: readonly (readonly Dispatch[])[],
+  ): void => {
+    for (const list of lists) {
+      if (list.length === 0) continue;
+      const pass = encoder.beginComputePass();
+      let current: GPUComputePipeline | undefined;
+      for (const d of list) {
+        if (d.pipeline !== current) {
+          pass.setPipeline(d.pipeline);
+          current = d.pipeline;
+        }
+        pass.setBindGroup(0, d.bindGroup);
+        pass.dispatchWorkgroups(
+          d.workgroups[0],
+          d.workgroups[1],
+          d.workgroups[2],
+        );
+      }
+      pass.end();
+    }
+  };
+
+  return {
+    device,
+    alloc(label, floats) {
+      const size = alignUp(Math.max(1, floats) * 4, 16);
+      return {
+        buffer: newBuffer(label, size),
+        offset: 0,
+        size: Math.max(1, floats) * 4,
+        label,
+      };
+    },
+    arena(label, parts) {
+      let at = 0;
+      const offsets: number[] = [];
+      for (const p of parts) {
+        offsets.push(at);
+        at = alignUp(at + Math.max(1, p.floats) * 4, ALIGN);
+      }
+      const size = Math.max(at, 16);
+      const buffer = newBuffer(label, size);
+      const map = new Map<string, Region>();
+      parts.forEach((p, i) =>
+        map.set(p.name, {
+          buffer,
+          offset: offsets[i],
+          size: Math.max(1, p.floats) * 4,
+          label: p.name,
+        })
+      );
+      return { whole: { buffer, offset: 0, size, label }, parts: map };
+    },
+    record(list, kernel, bindings) {
+      const label = kernel.label ?? kernel.code.split("\n", 1)[0];
+      for (const n of kernel.workgroups) {
+        if (!Number.isInteger(n) || n < 1 || n > 65535) {
+          throw new Error(
+            `gpu kernel ${label}: workgroup count ${n} is outside 1…65535 (${kernel.workgroups})`,
+          );
+        }
+      }
+      const seen = new Set<GPUBuffer>();
+      for (const b of bindings) {
+        if (seen.has(b.buffer)) {
+          throw new Error(
+            `gpu kernel ${label}: buffer of region "${b.label}" is bound twice in one dispatch`,
+          );
+        }
+        seen.add(b.buffer);
+      }
+      const pipeline = pipelineOf(kernel.code, label);
+      const bindGroup = device.createBindGroup({
+        label,
+        layout: pipeline.getBindGroupLayout(0),
+        entries: bindings.map((r, i) => ({
+          binding: i,
+          resource: {
+            buffer: r.buffer,
+            offset: r.offset,
+            size: alignUp(r.size, 4),
+          },
+        })),
+      });
+      list.push({ label, pipeline, bindGroup, workgroups: kernel.workgroups });
+    },
+    run(lists, before) {
+      const encoder = device.createCommandEncoder();
+      before?.(encoder);
+      encodeLists(encoder, lists);
+      device.queue.submit([encoder.finish()]);
+    },
+    async profile(lists, before) {
+      const all = lists.flat();
+      const n = all.length;
+      const querySet = device.createQuerySet({
+        type: "timestamp",
+        count: 2 * n,
+      });
+      const resolve = device.createBuffer({
+        size: 16 * n,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
+      const readback = device.createBuffer({
+        size: 16 * n,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      const encoder = device.createCommandEncoder();
+      before?.(encoder);
+      all.forEach((d, i) => {
+        const pass = encoder.beginComputePass({
+          timestampWrites: {
+            querySet,
+            beginningOfPassWriteIndex: 2 * i,
+            endOfPassWriteIndex: 2 * i + 1,
+          },
+        });
+        pass.setPipeline(d.pipeline);
+        pass.setBindGroup(0, d.bindGroup);
+        pass.dispatchWorkgroups(
+          d.workgroups[0],
+          d.workgroups[1],
+          d.workgroups[2],
+        );
+        pass.end();
+      });
+      encoder.resolveQuerySet(querySet, 0, 2 * n, resolve, 0);
+      encoder.copyBufferToBuffer(resolve, 0, readback, 0, 16 * n);
+      device.queue.submit([encoder.finish()]);
+      await readback.mapAsync(GPUMapMode.READ);
+      const t = new BigUint64Array(readback.getMappedRange().slice(0));
+      readback.unmap();
+      readback.destroy();
+      resolve.destroy();
+      querySet.destroy();
+      const sums = new Map<string, { count: number; ns: number }>();
+      all.forEach((d, i) => {
+        const e = sums.get(d.label) ?? { count: 0, ns: 0 };
+        e.count++;
+        e.ns += Number(t[2 * i + 1] - t[2 * i]);
+        sums.set(d.label, e);
+      });
+      return [...sums].map(([label, e]) => ({
+        label,
+        count: e.count,
+        ms: e.ns / 1e6,
+      }))
+        .sort((a, b) => b.ms - a.ms);
+    },
+    write(region, data) {
+      if (data.byteLength > region.size) {
+        throw new Error(
+          `gpu write: ${data.byteLength} bytes do not fit region "${region.label}" (${region.size} bytes)`,
+        );
+      }
+      device.queue.writeBuffer(
+        region.buffer,
+        region.offset,
+        data.buffer as ArrayBuffer,
+        data.byteOffset,
+        data.byteLength,
+      );
+    },
+    async read(region) {
+      const size = alignUp(region.size, 4);
+      const staging = device.createBuffer({
+        size,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      const encoder = device.createCommandEncoder();
+      encoder.copyBufferToBuffer(
+        region.buffer,
+        region.offset,
+        staging,
+        0,
+        size,
+      );
+      device.queue.submit([encoder.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      const out = new Float32Array(staging.getMappedRange().slice(0));
+      staging.unmap();
+      staging.destroy();
+      return out;
+    },
+    stats() {
+      return { bytes, buffers: buffers.length, pipelines: pipelines.size };
+    },
+    destroy() {
+      for (const b of buffers) b.destroy();
+      buffers.length = 0;
+      bytes = 0;
+    },
+  };
+}
