@@ -5,12 +5,8 @@
  *
  * @module
  */
-import {
-  createRuntime,
-  type KernelSpec,
-  type Region,
-  type Runtime,
-} from "./runtime.ts";
+import type { KernelPlan, KernelSpec, Region, Runtime } from "./runtime.ts";
+import { createRuntime } from "./runtime.ts";
 
 let cached: Promise<Runtime | undefined> | undefined;
 
