@@ -8,7 +8,11 @@
  * - `mel`: log-mel features per second for SC- and CS-sized batches of 32 on
  *   the chosen backend (`--backend`), plus fixture parity with `--fixtures`.
  * - `train`: warm training-step time of the real model at a paper preset's
- *   shapes (`--preset sc1,cs`), eval forward, first step and peak memory.
+ *   shapes (`--preset sc1,cs`, `--engine fused|tfjs`), eval forward, first
+ *   step, dispatches per step, peak memory, and with `--profile` per-kernel
+ *   GPU times.
+ * - `parity`: the fused WebGPU engine against the PyTorch fixtures and the
+ *   tfjs cpu training step, on the device's GPU.
  *
  * @module
  */
@@ -16,11 +20,13 @@
 import { benchData } from "./data_bench.ts";
 import { benchMel } from "./mel_bench.ts";
 import { benchTrain } from "./train_bench.ts";
+import { benchParity } from "./parity_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
   mel: benchMel,
   train: benchTrain,
+  parity: benchParity,
 };
 
 const [name, ...rest] = Deno.args;

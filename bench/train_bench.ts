@@ -17,11 +17,20 @@ import { createRng } from "../pipeline/rng.ts";
 import { createModel, PAPER_MODELS } from "../model/amaut.ts";
 import { createSgd } from "../model/sgd.ts";
 import { multiviewStep } from "../model/train_step.ts";
+import type { AmautModel } from "../model/amaut.ts";
+import type { Sgd } from "../model/sgd.ts";
+import type { Tensor3D } from "@tensorflow/tfjs";
+import type { Tf } from "../pipeline/types.ts";
+import { createFusedEngine } from "../gpu/engine.ts";
+import type { ProfileEntry } from "../gpu/runtime.ts";
 
 /**
  * Runs the training benchmark.
  *
- * @param args `--preset sc1|cs|am|sc2|vs` (repeatable, comma list), `--backend`, `--steps N` (5), `--views N` (4), `--batch N` (32).
+ * @param args `--preset sc1|cs|am|sc2|vs` (comma list), `--backend`,
+ *   `--engine auto|fused|tfjs` (auto: fused on WebGPU), `--steps N` (5),
+ *   `--views N` (4), `--batch N` (32), `--profile` (per-kernel GPU times of
+ *   one fused step from timestamp queries).
  */
 export async function benchTrain(args: string[]): Promise<unknown> {
   const { values } = parseArgs({
@@ -32,12 +41,22 @@ export async function benchTrain(args: string[]): Promise<unknown> {
       steps: { type: "string", default: "5" },
       views: { type: "string", default: "4" },
       batch: { type: "string", default: "32" },
+      engine: { type: "string", default: "auto" },
+      profile: { type: "boolean", default: false },
     },
   });
   const { tf, backend } = await selectBackend(values.backend as BackendChoice);
   const steps = Number(values.steps);
   const V = Number(values.views);
   const B = Number(values.batch);
+  const engineChoice = values.engine === "auto"
+    ? (backend.name === "webgpu" ? "fused" : "tfjs")
+    : values.engine;
+  if (engineChoice !== "fused" && engineChoice !== "tfjs") {
+    throw new Error(
+      `Unknown --engine "${values.engine}": use auto, fused or tfjs`,
+    );
+  }
   const results = [];
   for (const name of values.preset.split(",")) {
     const paper =
@@ -58,10 +77,21 @@ export async function benchTrain(args: string[]): Promise<unknown> {
       dims.frames,
       dims.nMels,
     ]) as import("@tensorflow/tfjs").Tensor3D;
-    const labels = tf.tensor1d(
-      Array.from({ length: B }, (_, i) => i % dims.classes),
-      "int32",
-    );
+    const labelArray = Array.from({ length: B }, (_, i) => i % dims.classes);
+    if (engineChoice === "fused") {
+      results.push(
+        await benchFused(tf, name, model, sgd, tokens, labelArray, {
+          steps,
+          views: V,
+          profile: values.profile,
+        }),
+      );
+      tf.dispose(tokens);
+      sgd.dispose();
+      model.dispose();
+      continue;
+    }
+    const labels = tf.tensor1d(labelArray, "int32");
     let peakBytes = 0;
     const step = async (k: number) => {
       const t0 = performance.now();
@@ -133,10 +163,103 @@ export async function benchTrain(args: string[]): Promise<unknown> {
   }
   return {
     bench: "train",
+    engine: engineChoice,
     backend: backend.name,
     adapter: backend.adapter?.description ?? null,
     reason: backend.reason,
     deno: Deno.version.deno,
     results,
   };
+}
+
+/** Times the fused engine (`gpu/engine.ts`) as the anchor times PyTorch: steps enqueued back to back, one sync. */
+async function benchFused(
+  tf: Tf,
+  name: string,
+  model: AmautModel,
+  sgd: Sgd,
+  tokens: Tensor3D,
+  labels: number[],
+  o: { steps: number; views: number; profile: boolean },
+): Promise<Record<string, unknown>> {
+  const B = labels.length;
+  const engine = createFusedEngine(tf, model.options, model.dims);
+  try {
+    await engine.upload(model, sgd);
+    const settings = (k: number) => ({
+      smoothing: 0.1,
+      lr: 1e-3,
+      sgd: { momentum: 0.9, weightDecay: 1e-3, nesterov: false },
+      seed: k,
+    });
+    let t0 = performance.now();
+    await engine.step(tokens, labels, o.views, settings(0));
+    await engine.sync();
+    const firstStepMs = performance.now() - t0;
+    const first = await engine.metrics();
+    for (let k = 1; k <= 2; k++) {
+      await engine.step(tokens, labels, o.views, settings(k));
+    }
+    await engine.sync();
+    await engine.metrics();
+    t0 = performance.now();
+    for (let k = 0; k < o.steps; k++) {
+      await engine.step(tokens, labels, o.views, settings(3 + k));
+    }
+    await engine.sync();
+    const stepMs = (performance.now() - t0) / o.steps;
+    const last = await engine.metrics();
+    const evalInput = tf.slice(tokens, [0, 0, 0], [B, -1, -1]);
+    for (let k = 0; k < 3; k++) await engine.evalEnqueue(evalInput, B);
+    await engine.sync();
+    t0 = performance.now();
+    for (let k = 0; k < o.steps; k++) await engine.evalEnqueue(evalInput, B);
+    await engine.sync();
+    const evalMs = (performance.now() - t0) / o.steps;
+    evalInput.dispose();
+    const counts = engine.counts(o.views, B);
+    const evalCounts = engine.counts(1, B, false);
+    const mem = tf.memory() as { numBytesInGPUAllocated?: number };
+    const engineBytes = engine.runtime.stats().bytes;
+    const result: Record<string, unknown> = {
+      preset: name,
+      params: model.summary().parameters,
+      stepMs: Number(stepMs.toFixed(1)),
+      clipsPerSecond: Number((B / stepMs * 1000).toFixed(1)),
+      firstStepMs: Math.round(firstStepMs),
+      evalForwardMs: Number(evalMs.toFixed(2)),
+      dispatchesPerStep: counts.total,
+      dispatches: counts,
+      evalDispatches: evalCounts.forward,
+      pipelines: engine.runtime.stats().pipelines,
+      engineMemoryMiB: Math.round(engineBytes / 2 ** 20),
+      tfjsMemoryMiB: Math.round((mem.numBytesInGPUAllocated ?? 0) / 2 ** 20),
+      peakMemoryMiB: Math.round(
+        (engineBytes + (mem.numBytesInGPUAllocated ?? 0)) / 2 ** 20,
+      ),
+      lossFirst: first.lossSum,
+      lossLast: last.lossSum / o.steps,
+      views: o.views,
+      batch: B,
+    };
+    if (o.profile) {
+      const summary = (entries: ProfileEntry[]) => ({
+        kernelMs: Number(entries.reduce((a, e) => a + e.ms, 0).toFixed(2)),
+        top: entries.slice(0, 25).map((e) => ({
+          label: e.label,
+          count: e.count,
+          ms: Number(e.ms.toFixed(3)),
+        })),
+      });
+      result.profile = summary(
+        await engine.profile(tokens, labels, o.views, settings(99)),
+      );
+      const evalInput = tf.slice(tokens, [0, 0, 0], [B, -1, -1]);
+      result.evalProfile = summary(await engine.profileEval(evalInput, B));
+      evalInput.dispose();
+    }
+    return result;
+  } finally {
+    engine.destroy();
+  }
 }

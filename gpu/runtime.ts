@@ -10,8 +10,8 @@
  *
  * Kernels are WGSL text with their shapes baked in as constants; binding `i`
  * of `@group(0)` is the `i`-th {@linkcode Region} passed to
- * {@linkcode Runtime.record}. A kernel binds each `GPUBuffer` at most once
- * (wgpu rejects a buffer bound writable and again in the same dispatch).
+ * {@linkcode Runtime.record}. A buffer bound `read_write` may not be bound
+ * a second time in the same dispatch (wgpu rejects it; checked at record time).
  *
  * @module
  */
@@ -135,13 +135,28 @@ export interface Runtime {
   write(region: Region, data: Float32Array | Int32Array | Uint32Array): void;
   /** Reads a region back (waits for all submitted work). */
   read(region: Region): Promise<Float32Array>;
-  /** Bytes allocated, buffers, and distinct pipelines so far. */
+  /** Bytes allocated, buffers, and pipelines this runtime compiled (others came from the device's cache). */
   stats(): { bytes: number; buffers: number; pipelines: number };
   /** Destroys every buffer this runtime allocated. */
   destroy(): void;
 }
 
 const ALIGN = 256;
+/**
+ * Compiled pipelines per device, shared by every runtime on it: a pure
+ * memo (WGSL text → pipeline), so engines built one after another (tests,
+ * benchmarks of several presets) compile each kernel once.
+ */
+const pipelineCaches = new WeakMap<
+  GPUDevice,
+  Map<string, GPUComputePipeline>
+>();
+const binding = /@binding\((\d+)\)\s*var<storage,\s*read_write>/g;
+
+/** Indices of the bindings a WGSL module declares `read_write`. */
+function writableBindings(code: string): Set<number> {
+  return new Set([...code.matchAll(binding)].map((m) => Number(m[1])));
+}
 const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
 
 /**
@@ -152,7 +167,13 @@ const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
  * @returns The runtime.
  */
 export function createRuntime(device: GPUDevice): Runtime {
-  const pipelines = new Map<string, GPUComputePipeline>();
+  let pipelines = pipelineCaches.get(device);
+  if (!pipelines) {
+    pipelines = new Map();
+    pipelineCaches.set(device, pipelines);
+  }
+  const compiled = pipelines;
+  let used = 0;
   const buffers: GPUBuffer[] = [];
   let bytes = 0;
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
@@ -166,15 +187,16 @@ export function createRuntime(device: GPUDevice): Runtime {
   };
 
   const pipelineOf = (code: string, label: string): GPUComputePipeline => {
-    let p = pipelines.get(code);
+    let p = compiled.get(code);
     if (!p) {
+      used++;
       const module = device.createShaderModule({ code, label });
       p = device.createComputePipeline({
         label,
         layout: "auto",
         compute: { module, entryPoint: "main" },
       });
-      pipelines.set(code, p);
+      compiled.set(code, p);
     }
     return p;
   };
@@ -243,15 +265,18 @@ export function createRuntime(device: GPUDevice): Runtime {
           );
         }
       }
-      const seen = new Set<GPUBuffer>();
-      for (const b of bindings) {
-        if (seen.has(b.buffer)) {
-          throw new Error(
-            `gpu kernel ${label}: buffer of region "${b.label}" is bound twice in one dispatch`,
-          );
-        }
-        seen.add(b.buffer);
-      }
+      // wgpu rejects a buffer bound writable and bound again in one dispatch.
+      const writable = writableBindings(kernel.code);
+      bindings.forEach((r, i) => {
+        if (!writable.has(i)) return;
+        bindings.forEach((o, j) => {
+          if (j !== i && o.buffer === r.buffer) {
+            throw new Error(
+              `gpu kernel ${label}: region "${r.label}" is bound writable and its buffer again as "${o.label}" in one dispatch`,
+            );
+          }
+        });
+      });
       const pipeline = pipelineOf(kernel.code, label);
       const bindGroup = device.createBindGroup({
         label,
@@ -366,7 +391,7 @@ export function createRuntime(device: GPUDevice): Runtime {
       return out;
     },
     stats() {
-      return { bytes, buffers: buffers.length, pipelines: pipelines.size };
+      return { bytes, buffers: buffers.length, pipelines: used };
     },
     destroy() {
       for (const b of buffers) b.destroy();

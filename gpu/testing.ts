@@ -56,10 +56,12 @@ export async function checked<T>(
   let value: T;
   try {
     value = await fn();
-  } finally {
-    const error = await rt.device.popErrorScope();
-    if (error) throw new Error(`GPU validation error: ${error.message}`);
+  } catch (e) {
+    await rt.device.popErrorScope();
+    throw e;
   }
+  const error = await rt.device.popErrorScope();
+  if (error) throw new Error(`GPU validation error: ${error.message}`);
   return value;
 }
 

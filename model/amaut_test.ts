@@ -11,90 +11,15 @@ import {
   type ModelDims,
   ModelOptions,
   parameterCount,
-  type StateTensor,
   toTorchLayout,
   updateRunningStats,
 } from "./amaut.ts";
+import { loadModelFixture, structurallyZero } from "./fixture.ts";
 
 const FIXTURES = new URL(
   "../../shared/fixtures/reference/model/",
   import.meta.url,
 );
-
-interface FixtureEntry {
-  shape: number[];
-  file: string;
-}
-interface FixtureModel {
-  config: {
-    "n_mels": number;
-    T: number;
-    width: number;
-    layers: number[];
-    K: number;
-    C: number;
-    embed: number;
-    L: number;
-    H: number;
-    mlp: number;
-    extend: number;
-    conv: number;
-    head: "avg" | "fce";
-  };
-  params: number;
-  loss: number;
-  "state_dict": Record<string, FixtureEntry>;
-  grads: Record<string, FixtureEntry>;
-  arrays: Record<string, number[]>;
-}
-
-async function readF32(url: URL): Promise<Float32Array> {
-  const bytes = await Deno.readFile(url);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-}
-
-async function loadFixture(name: string) {
-  const manifest = JSON.parse(
-    await Deno.readTextFile(new URL("manifest.json", FIXTURES)),
-  );
-  const m = manifest.models[name] as FixtureModel;
-  const dir = new URL(`${name}/`, FIXTURES);
-  const c = m.config;
-  const options = ModelOptions.parse({
-    width: c.width,
-    groups: c.layers,
-    tokens: c.K,
-    embedDim: c.embed,
-    depth: c.L,
-    heads: c.H,
-    mlpDim: c.mlp,
-    extend: c.extend,
-    conv: c.conv,
-    head: c.head,
-  });
-  const dims: ModelDims = { nMels: c.n_mels, frames: c.T, classes: c.C };
-  const state: Record<string, StateTensor> = {};
-  for (const [key, e] of Object.entries(m.state_dict)) {
-    state[key] = { shape: e.shape, data: await readF32(new URL(e.file, dir)) };
-  }
-  const grads: Record<string, StateTensor> = {};
-  for (const [key, e] of Object.entries(m.grads)) {
-    grads[key] = { shape: e.shape, data: await readF32(new URL(e.file, dir)) };
-  }
-  const arrays: Record<string, Float32Array> = {};
-  for (const key of Object.keys(m.arrays)) {
-    if (key !== "labels") {
-      arrays[key] = await readF32(new URL(`${key}.f32`, dir));
-    }
-  }
-  const labelBytes = await Deno.readFile(new URL("labels.i32", dir));
-  const labels = new Int32Array(
-    labelBytes.buffer,
-    labelBytes.byteOffset,
-    labelBytes.byteLength / 4,
-  );
-  return { m, options, dims, state, grads, arrays, labels };
-}
 
 async function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): Promise<number> {
   const d = tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))));
@@ -110,45 +35,27 @@ async function norm(t: tf.Tensor): Promise<number> {
   return v;
 }
 
-/**
- * Gradients that are zero in exact arithmetic, so the fixture holds only
- * float32 rounding noise (~1e-8 to 1e-6) and a relative error is meaningless:
- * attention key biases (softmax is invariant to a per-query constant), and
- * biases followed, up to linear maps, by a training-mode BatchNorm or a
- * LayerNorm over the same axis (the mean subtraction removes them).
- */
-function structurallyZero(name: string, head: "avg" | "fce"): boolean {
-  if (/\.attention\.k\.bias$/.test(name)) return true;
-  if (head === "avg") {
-    return [
-      "transform.tf_norm.bias",
-      "classifier.fc1.bias",
-      "classifier.fc2.bias",
-    ].includes(name);
-  }
-  return name === "classifier.merge.bias";
-}
-
 for (const name of ["tiny_avg", "tiny_fce"]) {
   Deno.test(`AMAuT matches the PyTorch reference on ${name}: logits, loss, every gradient`, async () => {
     await tf.setBackend("cpu");
-    const f = await loadFixture(name);
+    const f = await loadModelFixture(FIXTURES, name);
     const model = createModel(tf, f.options, f.dims, createRng("parity", 0));
     try {
-      assert.equal(model.summary().parameters, f.m.params);
-      assert.equal(parameterCount(f.options, f.dims), f.m.params);
+      assert.equal(model.summary().parameters, f.params);
+      assert.equal(parameterCount(f.options, f.dims), f.params);
       loadStateDict(tf, model, f.state);
       const input = (key: string) =>
         tf.tidy(() =>
           tf.transpose(
             tf.tensor3d(
-              f.arrays[key],
-              f.m.arrays[key] as [number, number, number],
+              f.arrays[key].data,
+              f.arrays[key].shape as [number, number, number],
             ),
             [0, 2, 1],
           )
         ) as tf.Tensor3D;
-      const ref = (key: string) => tf.tensor(f.arrays[key], f.m.arrays[key]);
+      const ref = (key: string) =>
+        tf.tensor(f.arrays[key].data, f.arrays[key].shape);
       const x1 = input("x1");
       const x2 = input("x2");
       const labels = tf.tensor1d(f.labels, "int32");
@@ -184,8 +91,8 @@ for (const name of ["tiny_avg", "tiny_fce"]) {
         );
       }, [...model.params.values()]);
       const loss = (await value.data())[0];
-      const lossErr = Math.abs(loss - f.m.loss) / Math.abs(f.m.loss);
-      assert.ok(lossErr <= 1e-4, `loss ${loss} vs ${f.m.loss}`);
+      const lossErr = Math.abs(loss - f.loss) / Math.abs(f.loss);
+      assert.ok(lossErr <= 1e-4, `loss ${loss} vs ${f.loss}`);
 
       // ffn_norm is unused (reproduced bug): no gradient, none in the fixture.
       const named = new Map<string, tf.Tensor>();

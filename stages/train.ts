@@ -42,6 +42,7 @@ import type { AmautModel, ModelDims } from "../model/amaut.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import { multiviewStep } from "../model/train_step.ts";
 import { learningRateAt } from "../model/schedule.ts";
+import { createFusedEngine, tfjsDevice } from "../gpu/engine.ts";
 import {
   checkCompatible,
   loadCheckpoint,
@@ -88,6 +89,9 @@ export const TrainOptions = z.strictObject({
   ),
   readEvery: z.int().min(1).default(10).describe(
     "Steps between reads of the loss from the device (reads stall a GPU)",
+  ),
+  engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
+    "Training-step engine: fused = the whole step as one recorded WebGPU graph (gpu/, far faster), tfjs = op by op; auto = fused on the webgpu backend, tfjs on cpu",
   ),
   limitBatches: z.int().min(1).optional().describe(
     "Stop each epoch after this many batches (quick runs)",
@@ -307,158 +311,215 @@ export const stage = defineStage<TrainOptions>({
       );
     }
 
-    const writeMetrics = () =>
-      writeFileAtomic(
-        join(ctx.runDir, "metrics.jsonl"),
-        history.map((m) => JSON.stringify(m)).join("\n") + "\n",
+    const fused = options.engine === "fused" ||
+      (options.engine === "auto" && tfjsDevice(tf) !== undefined);
+    if (fused && !tfjsDevice(tf)) {
+      throw new Error(
+        `Cannot train with engine "fused": it needs the webgpu backend, and this run uses "${tf.getBackend()}" (use engine: tfjs or auto)`,
       );
-    const smoothing = options.labelSmoothing;
+    }
+    const engine = fused
+      ? createFusedEngine(tf, options.model, dims)
+      : undefined;
+    if (engine) {
+      await engine.upload(model, sgd);
+      log.info(
+        `engine: fused WebGPU graph, ${
+          engine.counts(1, options.batchSize).total
+        } dispatches per single-view step`,
+      );
+    }
+    try {
+      const writeMetrics = () =>
+        writeFileAtomic(
+          join(ctx.runDir, "metrics.jsonl"),
+          history.map((m) => JSON.stringify(m)).join("\n") + "\n",
+        );
+      const smoothing = options.labelSmoothing;
+      const checkLoss = (l: number, epoch: number, step: number) => {
+        if (!Number.isFinite(l)) {
+          throw new Error(
+            `Cannot continue training: the loss is ${l} at epoch ${
+              epoch + 1
+            }, step ${step}; the last good checkpoint is ${
+              join(checkpoints, "last")
+            }`,
+          );
+        }
+      };
 
-    for (let epoch = start; epoch < options.epochs; epoch++) {
-      const lr = learningRateAt(epoch, {
-        lr0: options.lr,
-        gamma: options.lrGamma,
-        cardinality: options.lrCardinality,
-        power: options.lrPower,
-      });
-      const sgdOptions = referenceSgdOptions(epoch, options);
-      const epochStart = performance.now();
-      const total = Math.ceil(ctx.data.splits.train / options.batchSize);
-      const steps = Math.min(total, options.limitBatches ?? total);
-      const bar = ctx.progress({
-        label: `train epoch ${epoch + 1}/${options.epochs}`,
-        total: Math.min(ctx.data.splits.train, steps * options.batchSize),
-        unit: "clips",
-      });
-      let lossSum: Tensor = tf.scalar(0);
-      let hits: Tensor = tf.scalar(0, "int32");
-      let clips = 0;
-      let step = 0;
-      const startTensors = tf.memory().numTensors;
-      for await (
-        const batch of ctx.data.batches("train", {
-          batchSize: options.batchSize,
-          phase: "fit",
-          epoch,
-          limit: options.limitBatches
-            ? options.limitBatches * options.batchSize
-            : undefined,
-        })
-      ) {
-        const V = viewsOf(batch);
-        const b = batch.size / V;
-        const tokens = batch.tokens as Tensor3D;
-        const labels = (batch.label as number[]).slice(0, b);
-        const labelsT = tf.tensor1d(labels, "int32");
-        const { loss: value, lastLogits } = multiviewStep(
-          tf,
+      for (let epoch = start; epoch < options.epochs; epoch++) {
+        const lr = learningRateAt(epoch, {
+          lr0: options.lr,
+          gamma: options.lrGamma,
+          cardinality: options.lrCardinality,
+          power: options.lrPower,
+        });
+        const sgdOptions = referenceSgdOptions(epoch, options);
+        const epochStart = performance.now();
+        const total = Math.ceil(ctx.data.splits.train / options.batchSize);
+        const steps = Math.min(total, options.limitBatches ?? total);
+        const bar = ctx.progress({
+          label: `train epoch ${epoch + 1}/${options.epochs}`,
+          total: Math.min(ctx.data.splits.train, steps * options.batchSize),
+          unit: "clips",
+        });
+        let lossSum: Tensor = tf.scalar(0);
+        let hits: Tensor = tf.scalar(0, "int32");
+        let clips = 0;
+        let step = 0;
+        let fusedViews = 1;
+        const startTensors = tf.memory().numTensors;
+        for await (
+          const batch of ctx.data.batches("train", {
+            batchSize: options.batchSize,
+            phase: "fit",
+            epoch,
+            limit: options.limitBatches
+              ? options.limitBatches * options.batchSize
+              : undefined,
+          })
+        ) {
+          const V = viewsOf(batch);
+          const b = batch.size / V;
+          const tokens = batch.tokens as Tensor3D;
+          const labels = (batch.label as number[]).slice(0, b);
+          if (engine) {
+            await engine.step(tokens, labels, V, {
+              smoothing,
+              lr,
+              sgd: sgdOptions,
+              seed: ctx.rng.child("dropout", epoch, step).int(0x7fffffff),
+            });
+            clips += b;
+            step++;
+            fusedViews = V;
+            if (step % options.readEvery === 0 || step === steps) {
+              const m = await engine.metrics(false);
+              const l = m.lossSum / V / step;
+              checkLoss(l, epoch, step);
+              bar.tick(b, {
+                loss: l,
+                accuracy: m.correct / Math.max(1, m.count),
+              });
+            } else bar.tick(b);
+            if (ctx.signal.aborted) throw ctx.signal.reason;
+            continue;
+          }
+          const labelsT = tf.tensor1d(labels, "int32");
+          const { loss: value, lastLogits } = multiviewStep(
+            tf,
+            model,
+            sgd,
+            tokens,
+            labelsT,
+            V,
+            {
+              smoothing,
+              lr,
+              sgd: sgdOptions,
+              rng: ctx.rng.child("dropout", epoch, step),
+            },
+          );
+          const stepHits = tf.tidy(() =>
+            tf.equal(tf.argMax(lastLogits, 1), labelsT).sum()
+          );
+          const nextLoss = tf.tidy(() => lossSum.add(value.div(V)));
+          const nextHits = hits.add(stepHits);
+          tf.dispose([
+            lossSum,
+            hits,
+            value,
+            stepHits,
+            lastLogits,
+            labelsT,
+          ]);
+          lossSum = nextLoss;
+          hits = nextHits;
+          clips += b;
+          step++;
+          if (step % options.readEvery === 0 || step === steps) {
+            const l = (await lossSum.data())[0] / step;
+            const acc = (await hits.data())[0] / clips;
+            checkLoss(l, epoch, step);
+            bar.tick(b, { loss: l, accuracy: acc });
+          } else bar.tick(b);
+          if (ctx.signal.aborted) throw ctx.signal.reason;
+        }
+        let trainLoss = (await lossSum.data())[0] / Math.max(1, step);
+        let trainAccuracy = (await hits.data())[0] / Math.max(1, clips);
+        tf.dispose([lossSum, hits]);
+        if (engine) {
+          const m = await engine.metrics(true);
+          trainLoss = m.lossSum / fusedViews / Math.max(1, step);
+          trainAccuracy = m.correct / Math.max(1, m.count);
+          // Evaluation, checkpoints and later stages use the tfjs model.
+          await engine.download(model, sgd);
+        }
+        const seconds = (performance.now() - epochStart) / 1000;
+        bar.done({ loss: trainLoss, accuracy: trainAccuracy });
+        if (tf.memory().numTensors > startTensors) {
+          log.debug(
+            `tensors grew by ${
+              tf.memory().numTensors - startTensors
+            } during epoch ${epoch + 1}`,
+          );
+        }
+        const evaluation = await evaluate(
+          ctx,
           model,
-          sgd,
-          tokens,
-          labelsT,
-          V,
+          options.selectOn,
+          options.evalBatchSize,
+        );
+        history.push(
           {
-            smoothing,
+            epoch,
+            split: "train",
+            loss: trainLoss,
+            accuracy: trainAccuracy,
             lr,
-            sgd: sgdOptions,
-            rng: ctx.rng.child("dropout", epoch, step),
+            seconds,
+            clipsPerSecond: clips / seconds,
+            tensorsAtStart: startTensors,
+          },
+          {
+            epoch,
+            split: options.selectOn,
+            loss: evaluation.loss,
+            accuracy: evaluation.accuracy,
           },
         );
-        const stepHits = tf.tidy(() =>
-          tf.equal(tf.argMax(lastLogits, 1), labelsT).sum()
+        log.info(
+          `epoch ${epoch + 1}/${options.epochs}: train loss ${
+            trainLoss.toFixed(4)
+          } acc ${
+            (100 * trainAccuracy).toFixed(1)
+          }%, ${options.selectOn} loss ${evaluation.loss.toFixed(4)} acc ${
+            (100 * evaluation.accuracy).toFixed(1)
+          }%, lr ${lr.toExponential(3)}, ${
+            (clips / seconds).toFixed(1)
+          } clips/s`,
         );
-        const nextLoss = tf.tidy(() => lossSum.add(value.div(V)));
-        const nextHits = hits.add(stepHits);
-        tf.dispose([
-          lossSum,
-          hits,
-          value,
-          stepHits,
-          lastLogits,
-          labelsT,
-        ]);
-        lossSum = nextLoss;
-        hits = nextHits;
-        clips += b;
-        step++;
-        if (step % options.readEvery === 0 || step === steps) {
-          const l = (await lossSum.data())[0] / step;
-          const acc = (await hits.data())[0] / clips;
-          if (!Number.isFinite(l)) {
-            throw new Error(
-              `Cannot continue training: the loss is ${l} at epoch ${
-                epoch + 1
-              }, step ${step}; the last good checkpoint is ${
-                join(checkpoints, "last")
-              }`,
-            );
-          }
-          bar.tick(b, { loss: l, accuracy: acc });
-        } else bar.tick(b);
-        if (ctx.signal.aborted) throw ctx.signal.reason;
-      }
-      const trainLoss = (await lossSum.data())[0] / Math.max(1, step);
-      const trainAccuracy = (await hits.data())[0] / Math.max(1, clips);
-      tf.dispose([lossSum, hits]);
-      const seconds = (performance.now() - epochStart) / 1000;
-      bar.done({ loss: trainLoss, accuracy: trainAccuracy });
-      if (tf.memory().numTensors > startTensors) {
-        log.debug(
-          `tensors grew by ${
-            tf.memory().numTensors - startTensors
-          } during epoch ${epoch + 1}`,
-        );
-      }
-      const evaluation = await evaluate(
-        ctx,
-        model,
-        options.selectOn,
-        options.evalBatchSize,
-      );
-      history.push(
-        {
+        const improved = evaluation.accuracy >= best.accuracy; // ties go to the later epoch
+        if (improved) best = { epoch, accuracy: evaluation.accuracy };
+        const meta = {
           epoch,
-          split: "train",
-          loss: trainLoss,
-          accuracy: trainAccuracy,
-          lr,
-          seconds,
-          clipsPerSecond: clips / seconds,
-          tensorsAtStart: startTensors,
-        },
-        {
-          epoch,
-          split: options.selectOn,
-          loss: evaluation.loss,
-          accuracy: evaluation.accuracy,
-        },
-      );
-      log.info(
-        `epoch ${epoch + 1}/${options.epochs}: train loss ${
-          trainLoss.toFixed(4)
-        } acc ${(100 * trainAccuracy).toFixed(1)}%, ${options.selectOn} loss ${
-          evaluation.loss.toFixed(4)
-        } acc ${(100 * evaluation.accuracy).toFixed(1)}%, lr ${
-          lr.toExponential(3)
-        }, ${(clips / seconds).toFixed(1)} clips/s`,
-      );
-      const improved = evaluation.accuracy >= best.accuracy; // ties go to the later epoch
-      if (improved) best = { epoch, accuracy: evaluation.accuracy };
-      const meta = {
-        epoch,
-        specHash: ctx.specHash,
-        modelSignature: signature,
-        // Every random stream of the run derives from the seed and its labels
-        // (epoch, batch), so this state plus the epoch resumes them exactly.
-        rngState: ctx.rng.state(),
-        history,
-        best,
-      };
-      if (improved) {
-        await saveCheckpoint(checkpoints, "best", meta, groups(model, sgd));
+          specHash: ctx.specHash,
+          modelSignature: signature,
+          // Every random stream of the run derives from the seed and its labels
+          // (epoch, batch), so this state plus the epoch resumes them exactly.
+          rngState: ctx.rng.state(),
+          history,
+          best,
+        };
+        if (improved) {
+          await saveCheckpoint(checkpoints, "best", meta, groups(model, sgd));
+        }
+        await saveCheckpoint(checkpoints, "last", meta, groups(model, sgd));
+        await writeMetrics();
       }
-      await saveCheckpoint(checkpoints, "last", meta, groups(model, sgd));
-      await writeMetrics();
+    } finally {
+      engine?.destroy();
     }
 
     // Final evaluation with the best weights on every split.

@@ -1,0 +1,418 @@
+/**
+ * The fused WebGPU training engine (issue 8): owns a model's parameters,
+ * gradients, SGD momentum and BatchNorm running statistics on the GPU, and
+ * runs whole training steps (`gpu/amaut_graph.ts`) and eval forwards as
+ * recorded dispatch lists — one submit per step, nothing read back until
+ * asked. Weights move to and from a tfjs {@linkcode AmautModel} with
+ * {@linkcode FusedEngine.upload} / {@linkcode FusedEngine.download}, so
+ * checkpoints, evaluation, TTDA and export keep using the tfjs model.
+ *
+ * @module
+ */
+import type { Tensor, Variable } from "@tensorflow/tfjs";
+import type { Tf } from "../pipeline/types.ts";
+import type { AmautModel } from "../model/amaut.ts";
+import type { ModelDims, ModelOptions } from "../model/config.ts";
+import type { Sgd, SgdOptions } from "../model/sgd.ts";
+import {
+  createRuntime,
+  type ProfileEntry,
+  type Region,
+  type Runtime,
+} from "./runtime.ts";
+import {
+  type Arenas,
+  buildGraph,
+  createArenas,
+  createBufferPool,
+  type Graph,
+} from "./amaut_graph.ts";
+import { sgdHyper } from "./kernels/model_ops.ts";
+
+/** Settings of one fused step (as {@linkcode multiviewStep}'s, with an integer dropout seed). */
+export interface FusedStepSettings {
+  /** Label smoothing ε. */
+  readonly smoothing: number;
+  /** Learning rate: one for all tensors or a function of the parameter name. */
+  readonly lr: number | ((name: string) => number);
+  /** Momentum, weight decay, Nesterov, dampening of this step. */
+  readonly sgd: SgdOptions;
+  /** Seed of the dropout masks (u32). */
+  readonly seed: number;
+  /** Embedding dropout rate (default: the model's `dropout` option). */
+  readonly dropout?: number;
+}
+
+/** Token input: host data, or a tfjs tensor on the same WebGPU device. */
+export type TokenInput = Float32Array | Tensor;
+
+/** Summed training metrics since the last read. */
+export interface FusedMetrics {
+  /** Sum over steps of the step's summed-over-views mean loss. */
+  readonly lossSum: number;
+  /** Correct predictions of the last view. */
+  readonly correct: number;
+  /** Clips counted (per view). */
+  readonly count: number;
+}
+
+/** Dispatches per recorded list of a graph. */
+export interface DispatchCounts {
+  readonly forward: number;
+  readonly backward: number;
+  readonly update: number;
+  readonly total: number;
+}
+
+/** The engine. */
+export interface FusedEngine {
+  /** The runtime (device, allocation statistics). */
+  readonly runtime: Runtime;
+  /** Parameter arenas. */
+  readonly arenas: Arenas;
+  /** Copies the model's parameters and running statistics, and the optimizer's momentum, to the GPU. */
+  upload(model: AmautModel, sgd?: Sgd): Promise<void>;
+  /** Copies parameters, running statistics and (with `sgd`) momentum back into the tfjs model and optimizer. */
+  download(model: AmautModel, sgd?: Sgd): Promise<void>;
+  /**
+   * Enqueues one training step: forward and backward over all views at
+   * once, running-statistics updates, SGD. Returns at once; the GPU works
+   * while the caller prepares the next batch.
+   *
+   * @param tokens `[views·perView, frames, nMels]` view-major.
+   * @param labels Labels of one view (`perView` ints).
+   * @param views Number of views V.
+   * @param settings Smoothing, learning rate, SGD options, dropout seed.
+   */
+  step(
+    tokens: TokenInput,
+    labels: readonly number[],
+    views: number,
+    settings: FusedStepSettings,
+  ): Promise<void>;
+  /** Reads (and by default resets) the summed loss and accuracy counters. */
+  metrics(reset?: boolean): Promise<FusedMetrics>;
+  /**
+   * Eval forward (running statistics, no dropout) of `rows` clips.
+   *
+   * @returns Logits `[rows, classes]`.
+   */
+  evalLogits(tokens: TokenInput, rows: number): Promise<Float32Array>;
+  /** Enqueues an eval forward without reading it back (for timing). */
+  evalEnqueue(tokens: TokenInput, rows: number): Promise<void>;
+  /** Waits until the GPU has finished everything enqueued. */
+  sync(): Promise<void>;
+  /** Dispatch counts of the training graph for V views × perView. */
+  counts(views: number, perView: number, training?: boolean): DispatchCounts;
+  /** Per-kernel GPU time (timestamp queries) of one training step. */
+  profile(
+    tokens: TokenInput,
+    labels: readonly number[],
+    views: number,
+    settings: FusedStepSettings,
+  ): Promise<ProfileEntry[]>;
+  /** Per-kernel GPU time (timestamp queries) of one eval forward of `rows` clips. */
+  profileEval(tokens: TokenInput, rows: number): Promise<ProfileEntry[]>;
+  /** Frees every GPU buffer. */
+  destroy(): void;
+}
+
+interface WebGpuBackendLike {
+  device: GPUDevice;
+  tensorMap: { get(id: object): { resource?: GPUBuffer } | undefined };
+  uploadToGPU(id: object): void;
+  commandEncoder: GPUCommandEncoder | null;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+}
+
+/**
+ * The GPU device of tfjs's current backend, when it is WebGPU.
+ *
+ * @param tf The TF.js namespace.
+ * @returns The device, or undefined on other backends.
+ */
+export function tfjsDevice(tf: Tf): GPUDevice | undefined {
+  if (tf.getBackend() !== "webgpu") return undefined;
+  return (tf.backend() as unknown as WebGpuBackendLike).device;
+}
+
+/**
+ * Creates an engine for a model's structure on a device.
+ *
+ * @param tf The TF.js namespace (reads tensors, builds the synced variables).
+ * @param device A WebGPU device; default: tfjs's WebGPU device.
+ * @param options Model options.
+ * @param dims Data sizes.
+ * @throws {Error} Without a device.
+ */
+export function createFusedEngine(
+  tf: Tf,
+  options: ModelOptions,
+  dims: ModelDims,
+  device: GPUDevice | undefined = tfjsDevice(tf),
+): FusedEngine {
+  if (!device) {
+    throw new Error(
+      "The fused engine needs WebGPU: select the webgpu backend or pass a GPUDevice",
+    );
+  }
+  const rt = createRuntime(device);
+  const arenas = createArenas(rt, options, dims);
+  const graphs = new Map<string, Graph>();
+  const pool = createBufferPool();
+  let momentumStarted = false;
+  const graphOf = (
+    training: boolean,
+    views: number,
+    perView: number,
+    smoothing = 0.1,
+    dropout = options.dropout,
+  ): Graph => {
+    const key = `${training}:${views}:${perView}:${smoothing}:${dropout}`;
+    let g = graphs.get(key);
+    if (!g) {
+      g = buildGraph(rt, arenas, options, dims, {
+        training,
+        views,
+        perView,
+        smoothing,
+        dropout,
+        pool,
+      });
+      graphs.set(key, g);
+    }
+    return g;
+  };
+  const rowFloats = dims.frames * dims.nMels;
+
+  /** Stages the tokens: a GPU copy command, or a host write. */
+  const stage = async (
+    tokens: TokenInput,
+    rows: number,
+    target: Region,
+  ): Promise<((e: GPUCommandEncoder) => void) | undefined> => {
+    const floats = rows * rowFloats;
+    if (tokens instanceof Float32Array) {
+      if (tokens.length !== floats) {
+        throw new RangeError(
+          `fused engine: expected ${floats} token values (${rows} × ${dims.frames} × ${dims.nMels}), got ${tokens.length}`,
+        );
+      }
+      rt.write(target, tokens);
+      return undefined;
+    }
+    if (tokens.size !== floats) {
+      throw new RangeError(
+        `fused engine: tokens [${tokens.shape}] do not match [${rows}, ${dims.frames}, ${dims.nMels}]`,
+      );
+    }
+    const backend = tf.backend() as unknown as WebGpuBackendLike;
+    if (tf.getBackend() === "webgpu" && backend.device === device) {
+      const id = tokens.dataId as object;
+      backend.uploadToGPU(id);
+      const source = backend.tensorMap.get(id)?.resource;
+      if (source) {
+        if (backend.commandEncoder) {
+          backend.endComputePassEncoder();
+          backend.submitQueue();
+        }
+        return (e) =>
+          e.copyBufferToBuffer(
+            source,
+            0,
+            target.buffer,
+            target.offset,
+            floats * 4,
+          );
+      }
+    }
+    rt.write(target, (await tokens.data()) as Float32Array);
+    return undefined;
+  };
+
+  const prepareStep = async (
+    tokens: TokenInput,
+    labels: readonly number[],
+    views: number,
+    settings: FusedStepSettings,
+  ) => {
+    const perView = labels.length;
+    const g = graphOf(
+      true,
+      views,
+      perView,
+      settings.smoothing,
+      settings.dropout,
+    );
+    const copy = await stage(tokens, views * perView, g.input);
+    rt.write(g.labels!, Int32Array.from(labels));
+    rt.write(g.step!, Uint32Array.of(settings.seed >>> 0));
+    const lrOf = typeof settings.lr === "number"
+      ? () => settings.lr as number
+      : settings.lr;
+    const lrs = arenas.slots.filter((s) => s.trained).map((s) => lrOf(s.name));
+    const momentum = settings.sgd.momentum;
+    rt.write(
+      g.hyper!,
+      sgdHyper({
+        momentum,
+        weightDecay: settings.sgd.weightDecay,
+        dampening: settings.sgd.dampening ?? 0,
+        nesterov: settings.sgd.nesterov,
+        first: momentum !== 0 && !momentumStarted,
+        lrs,
+      }),
+    );
+    if (momentum !== 0) momentumStarted = true;
+    const before = (e: GPUCommandEncoder) => {
+      for (const c of g.clears) {
+        e.clearBuffer(c.buffer, c.offset, Math.ceil(c.size / 4) * 4);
+      }
+      copy?.(e);
+    };
+    return { g, before };
+  };
+
+  const readRegion = (
+    whole: Float32Array,
+    slot: { offset: number; size: number },
+  ) => whole.subarray(slot.offset, slot.offset + slot.size);
+
+  return {
+    runtime: rt,
+    arenas,
+    async upload(model, sgd) {
+      for (const slot of arenas.slots) {
+        const v = model.params.get(slot.name);
+        if (!v) {
+          throw new Error(
+            `fused engine: the model has no parameter ${slot.name}`,
+          );
+        }
+        const data = (await v.data()) as Float32Array;
+        rt.write(
+          {
+            buffer: arenas.params.buffer,
+            offset: slot.offset * 4,
+            size: slot.size * 4,
+            label: slot.name,
+          },
+          data,
+        );
+        const m = sgd?.buffers.get(slot.name);
+        const zeros = new Float32Array(slot.size);
+        rt.write(
+          {
+            buffer: arenas.momentum.buffer,
+            offset: slot.offset * 4,
+            size: slot.size * 4,
+            label: slot.name,
+          },
+          m ? (await m.data()) as Float32Array : zeros,
+        );
+      }
+      for (const [name, slot] of arenas.runningSlots) {
+        const v = model.buffers.get(name);
+        if (!v) {
+          throw new Error(`fused engine: the model has no buffer ${name}`);
+        }
+        rt.write(
+          {
+            buffer: arenas.running.buffer,
+            offset: slot.offset * 4,
+            size: slot.size * 4,
+            label: name,
+          },
+          (await v.data()) as Float32Array,
+        );
+      }
+      momentumStarted = (sgd?.buffers.size ?? 0) > 0;
+    },
+    async download(model, sgd) {
+      const params = await rt.read(arenas.params);
+      const running = await rt.read(arenas.running);
+      const assign = (v: Variable, data: Float32Array) =>
+        tf.tidy(() => v.assign(tf.tensor(data.slice(), v.shape, "float32")));
+      for (const slot of arenas.slots) {
+        assign(model.params.get(slot.name)!, readRegion(params, slot));
+      }
+      for (const [name, slot] of arenas.runningSlots) {
+        assign(model.buffers.get(name)!, readRegion(running, slot));
+      }
+      if (sgd && momentumStarted) {
+        const momentum = await rt.read(arenas.momentum);
+        const map = new Map<string, Tensor>();
+        for (const slot of arenas.slots) {
+          if (!slot.trained) continue;
+          const v = model.params.get(slot.name)!;
+          map.set(
+            slot.name,
+            tf.tensor(
+              momentum.slice(slot.offset, slot.offset + slot.size),
+              v.shape,
+              "float32",
+            ),
+          );
+        }
+        sgd.load(map);
+        tf.dispose([...map.values()]);
+      }
+    },
+    async step(tokens, labels, views, settings) {
+      const { g, before } = await prepareStep(tokens, labels, views, settings);
+      rt.run([g.lists.forward, g.lists.backward, g.lists.update], before);
+    },
+    async metrics(reset = true) {
+      let lossSum = 0;
+      let correct = 0;
+      let count = 0;
+      for (const g of graphs.values()) {
+        if (!g.metrics) continue;
+        const m = await rt.read(g.metrics);
+        lossSum += m[0];
+        correct += m[1];
+        count += m[2];
+        if (reset) rt.write(g.metrics, new Float32Array(4));
+      }
+      return { lossSum, correct, count };
+    },
+    async evalLogits(tokens, rows) {
+      const g = graphOf(false, 1, rows);
+      const copy = await stage(tokens, rows, g.input);
+      rt.run([g.lists.forward], copy);
+      return (await rt.read(g.logits)).slice(0, rows * dims.classes);
+    },
+    async evalEnqueue(tokens, rows) {
+      const g = graphOf(false, 1, rows);
+      const copy = await stage(tokens, rows, g.input);
+      rt.run([g.lists.forward], copy);
+    },
+    async sync() {
+      await device.queue.onSubmittedWorkDone();
+    },
+    counts(views, perView, training = true) {
+      const g = graphOf(training, views, perView);
+      const forward = g.lists.forward.length;
+      const backward = g.lists.backward.length;
+      const update = g.lists.update.length;
+      return { forward, backward, update, total: forward + backward + update };
+    },
+    async profile(tokens, labels, views, settings) {
+      const { g, before } = await prepareStep(tokens, labels, views, settings);
+      return await rt.profile(
+        [g.lists.forward, g.lists.backward, g.lists.update],
+        before,
+      );
+    },
+    async profileEval(tokens, rows) {
+      const g = graphOf(false, 1, rows);
+      const copy = await stage(tokens, rows, g.input);
+      return await rt.profile([g.lists.forward], copy);
+    },
+    destroy() {
+      rt.destroy();
+      graphs.clear();
+    },
+  };
+}

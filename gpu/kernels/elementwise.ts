@@ -1,0 +1,663 @@
+/**
+ * Element-wise and small-reduction kernels of the fused WebGPU engine:
+ * exact (erf) GELU and its gradient, column sums (bias gradients), row
+ * softmax and its gradient, the mean over time and its gradient, `add` and
+ * scaled `copy`. Every generator returns a {@linkcode KernelPlan} whose
+ * binding names are documented on the function; all sizes are element
+ * counts baked into the WGSL.
+ *
+ * Large element counts (tens of millions) run on a 2-D grid of 256-thread
+ * workgroups ({@linkcode grid2d}); when the element count is a multiple of 4
+ * the element-wise kernels bind their arrays as `array<vec4<f32>>` (a
+ * region of `n` floats is then exactly `n / 4` vectors).
+ *
+ * @module
+ */
+import type { KernelPlan } from "../runtime.ts";
+
+/** Threads per workgroup of every kernel in this module and `conv.ts`. */
+export const WORKGROUP_SIZE = 256;
+
+/** Largest workgroup count WebGPU allows along one grid dimension. */
+export const MAX_GRID_DIM = 65535;
+
+/**
+ * Lays `groups` workgroups out on a 2-D grid with each dimension ≤ 65,535:
+ * `y = ceil(groups / 65535)` rows of `x = ceil(groups / y)` groups, so at
+ * most `y − 1` workgroups are surplus. A kernel recovers the linear group
+ * index as `wid.y * x + wid.x` and must skip indices ≥ `groups`
+ * ({@linkcode linearGroupWgsl}).
+ *
+ * @param groups Workgroups needed (≥ 1, integer).
+ * @returns `[x, y, 1]` workgroup counts.
+ * @throws {RangeError} When `groups` is not a positive integer or needs
+ *   more than 65,535² workgroups.
+ */
+export function grid2d(groups: number): [number, number, number] {
+  if (!Number.isInteger(groups) || groups < 1) {
+    throw new RangeError(`grid2d: bad workgroup count ${groups}`);
+  }
+  const y = Math.ceil(groups / MAX_GRID_DIM);
+  if (y > MAX_GRID_DIM) {
+    throw new RangeError(`grid2d: ${groups} workgroups do not fit a 2-D grid`);
+  }
+  return [Math.ceil(groups / y), y, 1];
+}
+
+/**
+ * The grid for one thread per item: `ceil(items / 256)` workgroups laid out
+ * by {@linkcode grid2d}.
+ *
+ * @param items Threads needed (≥ 1).
+ * @returns The workgroup counts and the number of groups actually needed.
+ */
+export function gridFor(
+  items: number,
+): { workgroups: [number, number, number]; groups: number } {
+  const groups = Math.ceil(Math.max(1, items) / WORKGROUP_SIZE);
+  return { workgroups: grid2d(groups), groups };
+}
+
+/**
+ * WGSL expression of the linear workgroup index on a grid from
+ * {@linkcode grid2d} (`wid` is the `workgroup_id` builtin).
+ *
+ * @param workgroups The grid.
+ * @returns For example `(wid.y * 1234u + wid.x)`.
+ */
+export function linearGroupWgsl(
+  workgroups: readonly [number, number, number],
+): string {
+  return workgroups[1] === 1 ? "wid.x" : `(wid.y * ${workgroups[0]}u + wid.x)`;
+}
+
+/** A WGSL float literal (always with a decimal point or exponent). */
+export function f32Literal(v: number): string {
+  if (!Number.isFinite(v)) throw new RangeError(`f32Literal: ${v}`);
+  const s = String(Math.fround(v));
+  return /[.eE]/.test(s) ? s : `${s}.0`;
+}
+
+/** WGSL `main` header of a 256-thread kernel on a 2-D grid. */
+export const MAIN_HEADER = `@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {`;
+
+type Access = "read" | "read_write";
+
+/**
+ * Builds a one-step element-wise plan: one thread per element (or per
+ * vec4 when `n % 4 == 0`), `body(T)` computing from `i` (the element /
+ * vector index).
+ */
+function elementwise(
+  label: string,
+  n: number,
+  bindings: readonly { name: string; access: Access }[],
+  body: (t: string) => string,
+  helpers: (t: string) => string = () => "",
+  vec = true,
+): KernelPlan {
+  if (!Number.isInteger(n) || n < 1) {
+    throw new RangeError(`${label}: bad element count ${n}`);
+  }
+  const v4 = vec && n % 4 === 0;
+  const t = v4 ? "vec4<f32>" : "f32";
+  const items = v4 ? n / 4 : n;
+  const { workgroups } = gridFor(items);
+  const decls = bindings.map((b, i) =>
+    `@group(0) @binding(${i}) var<storage, ${b.access}> ${b.name}: array<${t}>;`
+  ).join("\n");
+  const code = `// ${label}
+${decls}
+const N: u32 = ${items}u;
+${helpers(t)}
+${MAIN_HEADER}
+  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
+  if (i >= N) { return; }
+${body(t)}
+}
+`;
+  return {
+    steps: [{
+      spec: { code, workgroups, label },
+      bind: bindings.map((b) => b.name),
+    }],
+  };
+}
+
+const checkN = (name: string, v: number, min = 1): void => {
+  if (!Number.isInteger(v) || v < min) {
+    throw new RangeError(`${name}: expected an integer ≥ ${min}, got ${v}`);
+  }
+};
+
+/**
+ * WGSL function `erf_(a: t) -> t` for `t` = `f32` or `vec4<f32>`: Norbert
+ * Juffa's faithfully rounded single-precision erf (max error ≈ 1 ulp; both
+ * branches are evaluated and `select`ed, so it vectorises).
+ *
+ * @param t The WGSL type.
+ * @returns WGSL text declaring `erf_`.
+ */
+export function erfWgsl(t: string): string {
+  const c = (v: string) => `${t}(${v})`;
+  return `fn erf_(a: ${t}) -> ${t} {
+  let t = abs(a);
+  let s = a * a;
+  // |a| > 0.927734375: erf = 1 - exp(poly(t)), max error 0.99527 ulp.
+  var r = fma(${c("-1.72853470e-5")}, t, ${c("3.83197126e-4")});
+  let u = fma(${c("-3.88396438e-3")}, t, ${c("2.42546219e-2")});
+  r = fma(r, s, u);
+  r = fma(r, t, ${c("-1.06777877e-1")});
+  r = fma(r, t, ${c("-6.34846687e-1")});
+  r = fma(r, t, ${c("-1.28717512e-1")});
+  r = fma(r, t, -t);
+  let big = ${c("1.0")} - exp(r);
+  // |a| <= 0.927734375: odd polynomial, max error 0.98929 ulp.
+  var q = ${c("-5.96761703e-4")};
+  q = fma(q, s, ${c("4.99119423e-3")});
+  q = fma(q, s, ${c("-2.67681349e-2")});
+  q = fma(q, s, ${c("1.12819925e-1")});
+  q = fma(q, s, ${c("-3.76125336e-1")});
+  q = fma(q, s, ${c("1.28379166e-1")});
+  q = fma(q, a, a);
+  let signed = select(big, -big, a < ${c("0.0")});
+  return select(q, signed, t > ${c("0.927734375")});
+}`;
+}
+
+/**
+ * Exact GELU, `y = 0.5·x·(1 + erf(x/√2))` (PyTorch's `nn.GELU()` and
+ * `model/layers.ts` `gelu`), with a float32 erf accurate to about 1 ulp
+ * (max abs error ≈ 1.2e-7).
+ *
+ * Bindings: `x` (read, `[n]`), `y` (out, `[n]`).
+ *
+ * @param o `n`: element count.
+ * @returns One dispatch, no scratch.
+ */
+export function gelu(o: { n: number }): KernelPlan {
+  checkN("gelu n", o.n);
+  return elementwise(
+    `gelu n${o.n}`,
+    o.n,
+    [{ name: "x", access: "read" }, { name: "y", access: "read_write" }],
+    (t) =>
+      `  let v = x[i];
+  y[i] = ${t}(0.5) * v * (${t}(1.0) + erf_(v * ${t}(${Math.SQRT1_2})));`,
+    erfWgsl,
+  );
+}
+
+/**
+ * GELU gradient: `dx = dy·(Φ(x) + x·φ(x))` with Φ the standard normal CDF
+ * `0.5·(1 + erf(x/√2))` and φ its density.
+ *
+ * Bindings: `dy` (read, `[n]`), `x` (read, `[n]`, the pre-activation),
+ * `dx` (out, `[n]`; `+=` when `accumulate`).
+ *
+ * @param o `n`: element count; `accumulate`: add into `dx`.
+ * @returns One dispatch, no scratch.
+ */
+export function geluBackward(
+  o: { n: number; accumulate?: boolean },
+): KernelPlan {
+  checkN("geluBackward n", o.n);
+  const acc = o.accumulate ?? false;
+  return elementwise(
+    `geluBackward n${o.n}${acc ? " acc" : ""}`,
+    o.n,
+    [
+      { name: "dy", access: "read" },
+      { name: "x", access: "read" },
+      { name: "dx", access: "read_write" },
+    ],
+    (t) =>
+      `  let v = x[i];
+  let cdf = ${t}(0.5) * (${t}(1.0) + erf_(v * ${t}(${Math.SQRT1_2})));
+  let pdf = ${t}(${1 / Math.sqrt(2 * Math.PI)}) * exp(${t}(-0.5) * v * v);
+  let g = dy[i] * (cdf + v * pdf);
+  dx[i] = ${acc ? "dx[i] + g" : "g"};`,
+    erfWgsl,
+  );
+}
+
+/** Columns per workgroup tile of the column reductions. */
+const TILE_COLS = 32;
+/** Row lanes per workgroup of the column reductions (256 / 32). */
+const ROW_LANES = WORKGROUP_SIZE / TILE_COLS;
+
+/**
+ * One column-reduction dispatch over `x` `[rows][cols]`: workgroup
+ * `(tile, chunk)` sums rows `chunk·rpc … min(rows, (chunk+1)·rpc) − 1` of a
+ * 32-column tile (8 row lanes × 32 columns, coalesced 128-byte row
+ * segments, a workgroup-memory tree over the lanes) and writes
+ * `out[chunk·cols + col] = scale·sum (+ out[…])`.
+ */
+function columnReduce(o: {
+  label: string;
+  input: string;
+  output: string;
+  rows: number;
+  cols: number;
+  rpc: number;
+  chunks: number;
+  scale: number;
+  accumulate: boolean;
+}): KernelPlan {
+  const tiles = Math.ceil(o.cols / TILE_COLS);
+  if (tiles > MAX_GRID_DIM || o.chunks > MAX_GRID_DIM) {
+    throw new RangeError(`${o.label}: grid too large`);
+  }
+  const tree: string[] = [];
+  for (let off = ROW_LANES / 2; off >= 1; off /= 2) {
+    tree.push(`  if (ly < ${off}u) { sh[li] += sh[li + ${off * TILE_COLS}u]; }
+  workgroupBarrier();`);
+  }
+  const value = o.scale === 1 ? "sh[lx]" : `${f32Literal(o.scale)} * sh[lx]`;
+  const code = `// ${o.label}
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+const ROWS: u32 = ${o.rows}u;
+const COLS: u32 = ${o.cols}u;
+const RPC: u32 = ${o.rpc}u;
+var<workgroup> sh: array<f32, ${WORKGROUP_SIZE}>;
+${MAIN_HEADER}
+  let lx = li % ${TILE_COLS}u;
+  let ly = li / ${TILE_COLS}u;
+  let col = wid.x * ${TILE_COLS}u + lx;
+  let r0 = wid.y * RPC;
+  let r1 = min(r0 + RPC, ROWS);
+  var a0 = 0.0;
+  var a1 = 0.0;
+  var a2 = 0.0;
+  var a3 = 0.0;
+  if (col < COLS) {
+    var r = r0 + ly;
+    for (; r + ${3 * ROW_LANES}u < r1; r += ${4 * ROW_LANES}u) {
+      a0 += src[r * COLS + col];
+      a1 += src[(r + ${ROW_LANES}u) * COLS + col];
+      a2 += src[(r + ${2 * ROW_LANES}u) * COLS + col];
+      a3 += src[(r + ${3 * ROW_LANES}u) * COLS + col];
+    }
+    for (; r < r1; r += ${ROW_LANES}u) {
+      a0 += src[r * COLS + col];
+    }
+  }
+  sh[li] = (a0 + a1) + (a2 + a3);
+  workgroupBarrier();
+${tree.join("\n")}
+  if (ly == 0u && col < COLS) {
+    let at = wid.y * COLS + col;
+    dst[at] = ${o.accumulate ? `dst[at] + ` : ""}${value};
+  }
+}
+`;
+  return {
+    steps: [{
+      spec: { code, workgroups: [tiles, o.chunks, 1], label: o.label },
+      bind: [o.input, o.output],
+    }],
+  };
+}
+
+/** Scratch name of {@linkcode columnSum}'s per-chunk partial sums. */
+export const COLUMN_SUM_SCRATCH = "columnSum.partial";
+
+/**
+ * Column sums (bias gradients): `out[j] = scale·Σ_i x[i][j]`.
+ *
+ * Up to 2,048 rows run as one dispatch; more run in two stages: stage 1
+ * splits the rows into `chunks` (≥ 128 rows each, about 2,048 workgroups
+ * in all) and writes per-chunk sums to the scratch region
+ * `"columnSum.partial"` (`[chunks][cols]` floats); stage 2 sums the chunks.
+ *
+ * Bindings: `x` (read, `[rows][cols]`), `out` (out, `[cols]`; `+=` when
+ * `accumulate`), plus scratch `"columnSum.partial"` when two-stage.
+ *
+ * @param o `rows`, `cols`: shape of `x`; `accumulate`: add into `out`;
+ *   `scale`: factor applied to the sums (default 1).
+ * @returns One or two dispatches.
+ */
+export function columnSum(o: {
+  rows: number;
+  cols: number;
+  accumulate?: boolean;
+  scale?: number;
+}): KernelPlan {
+  checkN("columnSum rows", o.rows);
+  checkN("columnSum cols", o.cols);
+  const scale = o.scale ?? 1;
+  const accumulate = o.accumulate ?? false;
+  const tiles = Math.ceil(o.cols / TILE_COLS);
+  const name = `columnSum ${o.rows}x${o.cols}${accumulate ? " acc" : ""}${
+    scale === 1 ? "" : ` s${scale}`
+  }`;
+  const chunks = o.rows <= 2048 ? 1 : Math.max(
+    1,
+    Math.min(Math.ceil(2048 / tiles), Math.ceil(o.rows / 128)),
+  );
+  if (chunks === 1) {
+    return columnReduce({
+      label: name,
+      input: "x",
+      output: "out",
+      rows: o.rows,
+      cols: o.cols,
+      rpc: o.rows,
+      chunks: 1,
+      scale,
+      accumulate,
+    });
+  }
+  const rpc = Math.ceil(o.rows / chunks);
+  const used = Math.ceil(o.rows / rpc);
+  const s1 = columnReduce({
+    label: `${name} stage1`,
+    input: "x",
+    output: COLUMN_SUM_SCRATCH,
+    rows: o.rows,
+    cols: o.cols,
+    rpc,
+    chunks: used,
+    scale: 1,
+    accumulate: false,
+  });
+  const s2 = columnReduce({
+    label: `${name} stage2`,
+    input: COLUMN_SUM_SCRATCH,
+    output: "out",
+    rows: used,
+    cols: o.cols,
+    rpc: used,
+    chunks: 1,
+    scale,
+    accumulate,
+  });
+  return {
+    steps: [...s1.steps, ...s2.steps],
+    scratch: { [COLUMN_SUM_SCRATCH]: used * o.cols },
+  };
+}
+
+/**
+ * Mean over time: `y[b][d] = (1/t)·Σ_τ x[b·t + τ][d]`.
+ *
+ * Bindings: `x` (read, `[batch·t][dim]`), `y` (out, `[batch][dim]`).
+ *
+ * @param o `batch`, `t` (time steps), `dim` (channels).
+ * @returns One dispatch (a 32-column × batch grid), no scratch.
+ */
+export function meanRows(
+  o: { batch: number; t: number; dim: number },
+): KernelPlan {
+  checkN("meanRows batch", o.batch);
+  checkN("meanRows t", o.t);
+  checkN("meanRows dim", o.dim);
+  return columnReduce({
+    label: `meanRows b${o.batch} t${o.t} d${o.dim}`,
+    input: "x",
+    output: "y",
+    rows: o.batch * o.t,
+    cols: o.dim,
+    rpc: o.t,
+    chunks: o.batch,
+    scale: 1 / o.t,
+    accumulate: false,
+  });
+}
+
+/**
+ * Gradient of {@linkcode meanRows}: `dx[b·t + τ][d] = dy[b][d] / t`.
+ *
+ * Bindings: `dy` (read, `[batch][dim]`), `dx` (out, `[batch·t][dim]`;
+ * `+=` when `accumulate`).
+ *
+ * @param o `batch`, `t`, `dim`; `accumulate`: add into `dx`.
+ * @returns One dispatch, no scratch.
+ */
+export function meanRowsBackward(o: {
+  batch: number;
+  t: number;
+  dim: number;
+  accumulate?: boolean;
+}): KernelPlan {
+  checkN("meanRowsBackward batch", o.batch);
+  checkN("meanRowsBackward t", o.t);
+  checkN("meanRowsBackward dim", o.dim);
+  const acc = o.accumulate ?? false;
+  const v4 = o.dim % 4 === 0;
+  const d = v4 ? o.dim / 4 : o.dim;
+  return elementwise(
+    `meanRowsBackward b${o.batch} t${o.t} d${o.dim}${acc ? " acc" : ""}`,
+    o.batch * o.t * o.dim,
+    [{ name: "dy", access: "read" }, { name: "dx", access: "read_write" }],
+    (t) =>
+      `  let g = ${t}(${f32Literal(1 / o.t)}) * dy[(i / ${
+        d * o.t
+      }u) * ${d}u + i % ${d}u];
+  dx[i] = ${acc ? "dx[i] + g" : "g"};`,
+    undefined,
+    v4,
+  );
+}
+
+/**
+ * `y = a + b` (or `y += a + b` when `accumulate`), element-wise.
+ *
+ * Bindings: `a` (read, `[n]`), `b` (read, `[n]`), `y` (out, `[n]`).
+ *
+ * @param o `n`: element count; `accumulate`: add into `y`.
+ * @returns One dispatch, no scratch.
+ */
+export function add(o: { n: number; accumulate?: boolean }): KernelPlan {
+  checkN("add n", o.n);
+  const acc = o.accumulate ?? false;
+  return elementwise(
+    `add n${o.n}${acc ? " acc" : ""}`,
+    o.n,
+    [
+      { name: "a", access: "read" },
+      { name: "b", access: "read" },
+      { name: "y", access: "read_write" },
+    ],
+    () => `  y[i] = ${acc ? "y[i] + " : ""}(a[i] + b[i]);`,
+  );
+}
+
+/**
+ * `y = scale·x` (or `y += scale·x` when `accumulate`), element-wise.
+ *
+ * Bindings: `x` (read, `[n]`), `y` (out, `[n]`).
+ *
+ * @param o `n`: element count; `accumulate`: add into `y`; `scale`
+ *   (default 1).
+ * @returns One dispatch, no scratch.
+ */
+export function copy(
+  o: { n: number; accumulate?: boolean; scale?: number },
+): KernelPlan {
+  checkN("copy n", o.n);
+  const acc = o.accumulate ?? false;
+  const scale = o.scale ?? 1;
+  return elementwise(
+    `copy n${o.n}${acc ? " acc" : ""}${scale === 1 ? "" : ` s${scale}`}`,
+    o.n,
+    [{ name: "x", access: "read" }, { name: "y", access: "read_write" }],
+    (t) => {
+      const v = scale === 1 ? "x[i]" : `${t}(${f32Literal(scale)}) * x[i]`;
+      return `  y[i] = ${acc ? `y[i] + ${v}` : v};`;
+    },
+  );
+}
+
+/**
+ * Row layout of the softmax kernels: `lanes` threads (a power of two ≤ 256)
+ * share a row, each holding `per` elements in registers (column
+ * `e·lanes + lane`); a workgroup holds `256 / lanes` rows.
+ *
+ * @param cols Row length.
+ * @returns Lanes per row and elements per lane.
+ */
+export function softmaxLayout(cols: number): { lanes: number; per: number } {
+  checkN("softmax cols", cols);
+  let lanes = 1;
+  while (lanes < WORKGROUP_SIZE && lanes * 4 < cols) lanes *= 2;
+  const per = Math.ceil(cols / lanes);
+  if (per > 64) {
+    throw new RangeError(`softmax: ${cols} columns exceed 16,384`);
+  }
+  return { lanes, per };
+}
+
+/** Shared WGSL of the softmax kernels: row/lane indices and a tree reduce. */
+function softmaxFrame(rows: number, cols: number) {
+  const { lanes, per } = softmaxLayout(cols);
+  const rpw = WORKGROUP_SIZE / lanes;
+  const groups = Math.ceil(rows / rpw);
+  const workgroups = grid2d(groups);
+  const head = `const ROWS: u32 = ${rows}u;
+const COLS: u32 = ${cols}u;
+var<workgroup> sh: array<f32, ${WORKGROUP_SIZE}>;
+${MAIN_HEADER}
+  let lane = li % ${lanes}u;
+  let row = ${linearGroupWgsl(workgroups)} * ${rpw}u + li / ${lanes}u;
+  let ok = row < ROWS;
+  let base = min(row, ROWS - 1u) * COLS;`;
+  /** Reduces `expr` over the lanes of a row with `op`; result in `name`. */
+  const reduce = (name: string, expr: string, op: "max" | "+"): string => {
+    const steps: string[] = [];
+    for (let off = lanes / 2; off >= 1; off /= 2) {
+      const rhs = op === "max"
+        ? `max(sh[li], sh[li + ${off}u])`
+        : `sh[li] + sh[li + ${off}u]`;
+      steps.push(`  if (lane < ${off}u) { sh[li] = ${rhs}; }
+  workgroupBarrier();`);
+    }
+    return `  sh[li] = ${expr};
+  workgroupBarrier();
+${steps.join("\n")}
+  let ${name} = sh[li - lane];
+  workgroupBarrier();`;
+  };
+  /** Per-element column index and whether it is in range (text). */
+  const cells = Array.from({ length: per }, (_, e) => ({
+    e,
+    col: `(${e * lanes}u + lane)`,
+    always: (e + 1) * lanes <= cols,
+  }));
+  return { lanes, per, workgroups, head, reduce, cells };
+}
+
+/**
+ * Row softmax, `p[r][j] = exp(s[r][j] − m_r) / Σ_k exp(s[r][k] − m_r)` with
+ * `m_r` the row max (as `tf.softmax` in `multiHeadAttention`).
+ *
+ * Bindings: `s` (read, `[rows][cols]`), `p` (out, `[rows][cols]`).
+ *
+ * @param o `rows`, `cols` (cols ≤ 16,384; a row is spread over up to 256
+ *   threads, each holding ≤ 64 values in registers).
+ * @returns One dispatch, no scratch.
+ */
+export function softmaxRows(o: { rows: number; cols: number }): KernelPlan {
+  checkN("softmaxRows rows", o.rows);
+  const f = softmaxFrame(o.rows, o.cols);
+  const lines: string[] = [];
+  const ninf = "bitcast<f32>(0xff800000u)";
+  for (const c of f.cells) {
+    lines.push(
+      c.always
+        ? `  let v${c.e} = s[base + ${c.col}];`
+        : `  var v${c.e} = ${ninf};
+  if (${c.col} < COLS) { v${c.e} = s[base + ${c.col}]; }`,
+    );
+  }
+  const mx = f.cells.map((c) => `v${c.e}`).reduce((a, b) => `max(${a}, ${b})`);
+  lines.push(f.reduce("m", mx, "max"));
+  for (const c of f.cells) {
+    lines.push(
+      c.always
+        ? `  let e${c.e} = exp(v${c.e} - m);`
+        : `  let e${c.e} = select(0.0, exp(v${c.e} - m), ${c.col} < COLS);`,
+    );
+  }
+  lines.push(f.reduce("z", f.cells.map((c) => `e${c.e}`).join(" + "), "+"));
+  lines.push("  let inv = 1.0 / z;\n  if (!ok) { return; }");
+  for (const c of f.cells) {
+    const st = `p[base + ${c.col}] = e${c.e} * inv;`;
+    lines.push(c.always ? `  ${st}` : `  if (${c.col} < COLS) { ${st} }`);
+  }
+  const label = `softmaxRows ${o.rows}x${o.cols}`;
+  const code = `// ${label}
+@group(0) @binding(0) var<storage, read> s: array<f32>;
+@group(0) @binding(1) var<storage, read_write> p: array<f32>;
+${f.head}
+${lines.join("\n")}
+}
+`;
+  return {
+    steps: [{
+      spec: { code, workgroups: f.workgroups, label },
+      bind: ["s", "p"],
+    }],
+  };
+}
+
+/**
+ * Softmax gradient: `ds[r][j] = scale·p[r][j]·(dp[r][j] − Σ_k dp[r][k]·p[r][k])`
+ * (`scale` folds in, for example, attention's 1/√dh).
+ *
+ * Bindings: `dp` (read, `[rows][cols]`), `p` (read, `[rows][cols]`, the
+ * softmax output), `ds` (out, `[rows][cols]`).
+ *
+ * @param o `rows`, `cols` (as {@linkcode softmaxRows}); `scale` (default 1).
+ * @returns One dispatch, no scratch.
+ */
+export function softmaxBackward(
+  o: { rows: number; cols: number; scale?: number },
+): KernelPlan {
+  checkN("softmaxBackward rows", o.rows);
+  const scale = o.scale ?? 1;
+  const f = softmaxFrame(o.rows, o.cols);
+  const lines: string[] = [];
+  for (const c of f.cells) {
+    lines.push(
+      c.always
+        ? `  let g${c.e} = dp[base + ${c.col}];
+  let q${c.e} = p[base + ${c.col}];`
+        : `  var g${c.e} = 0.0;
+  var q${c.e} = 0.0;
+  if (${c.col} < COLS) {
+    g${c.e} = dp[base + ${c.col}];
+    q${c.e} = p[base + ${c.col}];
+  }`,
+    );
+  }
+  lines.push(
+    f.reduce("dot", f.cells.map((c) => `g${c.e} * q${c.e}`).join(" + "), "+"),
+  );
+  lines.push("  if (!ok) { return; }");
+  const sc = scale === 1 ? "" : `${f32Literal(scale)} * `;
+  for (const c of f.cells) {
+    const st = `ds[base + ${c.col}] = ${sc}q${c.e} * (g${c.e} - dot);`;
+    lines.push(c.always ? `  ${st}` : `  if (${c.col} < COLS) { ${st} }`);
+  }
+  const label = `softmaxBackward ${o.rows}x${o.cols}${
+    scale === 1 ? "" : ` s${scale}`
+  }`;
+  const code = `// ${label}
+@group(0) @binding(0) var<storage, read> dp: array<f32>;
+@group(0) @binding(1) var<storage, read> p: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ds: array<f32>;
+${f.head}
+${lines.join("\n")}
+}
+`;
+  return {
+    steps: [{
+      spec: { code, workgroups: f.workgroups, label },
+      bind: ["dp", "p", "ds"],
+    }],
+  };
+}

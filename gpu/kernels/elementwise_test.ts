@@ -1,0 +1,462 @@
+/**
+ * Tests of `gpu/kernels/elementwise.ts` against float64 references: the
+ * 2-D grid arithmetic (pure, including sizes too big to run on lavapipe),
+ * erf accuracy over [−6, 6], GELU and its gradient (analytic and finite
+ * differences), column sums (one- and two-stage), row softmax and its
+ * gradient (finite differences), the mean over time and its gradient,
+ * `add` and `copy` — every option, scalar and vec4 paths.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import {
+  add,
+  COLUMN_SUM_SCRATCH,
+  columnSum,
+  copy,
+  erfWgsl,
+  gelu,
+  geluBackward,
+  grid2d,
+  gridFor,
+  linearGroupWgsl,
+  MAIN_HEADER,
+  MAX_GRID_DIM,
+  meanRows,
+  meanRowsBackward,
+  softmaxBackward,
+  softmaxLayout,
+  softmaxRows,
+  WORKGROUP_SIZE,
+} from "./elementwise.ts";
+import {
+  hasGpu,
+  maxAbsDiff,
+  randomArray,
+  runKernel,
+  runPlan,
+  testRuntime,
+} from "../testing.ts";
+import type { KernelPlan, Runtime } from "../runtime.ts";
+
+const rt = async (): Promise<Runtime> => (await testRuntime())!;
+
+/** float64 erf: Taylor series below 3, continued fraction for erfc above. */
+function erf64(x: number): number {
+  const a = Math.abs(x);
+  if (a < 3) {
+    let term = x;
+    let sum = x;
+    for (let n = 1; n < 200; n++) {
+      term *= -x * x / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    return sum * 2 / Math.sqrt(Math.PI);
+  }
+  let k = a;
+  for (let n = 80; n >= 1; n--) k = a + (n / 2) / k;
+  const erfc = Math.exp(-a * a) / (Math.sqrt(Math.PI) * k);
+  return Math.sign(x) * (1 - erfc);
+}
+
+const gelu64 = (x: number): number => 0.5 * x * (1 + erf64(x / Math.SQRT2));
+const gelu64Grad = (x: number): number =>
+  0.5 * (1 + erf64(x / Math.SQRT2)) +
+  x * Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);
+
+/** Values spread over [−6, 6]: an even grid, then random. */
+function spread(n: number, seed: number): Float32Array {
+  const r = randomArray(n, seed, 6);
+  const grid = Math.min(n, 601);
+  for (let i = 0; i < grid; i++) r[i] = -6 + 12 * i / (grid - 1);
+  return r;
+}
+
+const run = async (
+  plan: KernelPlan,
+  named: Record<string, Float32Array | Int32Array>,
+  outputs: string[],
+) => await runPlan(await rt(), plan, named, outputs);
+
+const nans = (n: number): Float32Array => new Float32Array(n).fill(NaN);
+
+Deno.test("grid2d: arithmetic for small and huge workgroup counts", () => {
+  const counts = [
+    1,
+    2,
+    255,
+    65534,
+    65535,
+    65536,
+    65537,
+    131070,
+    131071,
+    Math.ceil(37_000_000 / 256),
+    Math.ceil(94_208 * 896 / 4 / 256),
+    Math.ceil(94_208 * 896 / 256),
+    Math.ceil(2 ** 31 / 256),
+    MAX_GRID_DIM * MAX_GRID_DIM,
+  ];
+  for (const g of counts) {
+    const [x, y, z] = grid2d(g);
+    assert.equal(z, 1);
+    assert(x >= 1 && x <= MAX_GRID_DIM && y >= 1 && y <= MAX_GRID_DIM, `${g}`);
+    assert(x * y >= g, `${g} covered`);
+    assert(x * y - g < y, `${g}: at most y − 1 surplus groups`);
+    // The last group's linear index lands on the last grid row.
+    assert.equal(Math.floor((g - 1) / x), y - 1);
+    if (g <= MAX_GRID_DIM) assert.deepEqual([x, y], [g, 1]);
+  }
+  for (const bad of [0, -1, 1.5, MAX_GRID_DIM * MAX_GRID_DIM + 1]) {
+    assert.throws(() => grid2d(bad), RangeError);
+  }
+  const big = gridFor(37_748_736 / 4);
+  assert.equal(big.groups, 36_864);
+  assert.deepEqual(big.workgroups, [36_864, 1, 1]);
+  const huge = gridFor(37_748_736);
+  assert.equal(huge.groups, 147_456);
+  assert.deepEqual(huge.workgroups, [49_152, 3, 1]);
+  assert.equal(linearGroupWgsl(huge.workgroups), "(wid.y * 49152u + wid.x)");
+  assert.equal(linearGroupWgsl([7, 1, 1]), "wid.x");
+  // The generated element-wise kernels use the 2-D index for big n.
+  const plan = add({ n: 37_748_737 });
+  assert.deepEqual(plan.steps[0].spec.workgroups, [49_153, 3, 1]);
+  assert(plan.steps[0].spec.code.includes("(wid.y * 49153u + wid.x)"));
+  assert(plan.steps[0].spec.code.includes("const N: u32 = 37748737u;"));
+});
+
+Deno.test({
+  name: "erf: max abs error ≤ 2e-7 over [−6, 6] (f32 and vec4)",
+  ignore: !hasGpu,
+  async fn() {
+    const r = await rt();
+    const n = 12_004;
+    const x = new Float32Array(n);
+    for (let i = 0; i < 12_001; i++) x[i] = -6 + i / 1000;
+    x[12_001] = 0.927734375;
+    x[12_002] = Math.fround(0.927734375 + 1e-7);
+    x[12_003] = 1e-30;
+    for (const t of ["f32", "vec4<f32>"]) {
+      const items = t === "f32" ? n : n / 4;
+      const { workgroups } = gridFor(items);
+      const code = `@group(0) @binding(0) var<storage, read> x: array<${t}>;
+@group(0) @binding(1) var<storage, read_write> y: array<${t}>;
+${erfWgsl(t)}
+${MAIN_HEADER}
+  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
+  if (i < ${items}u) { y[i] = erf_(x[i]); }
+}`;
+      const [y] = await runKernel(r, { code, workgroups }, [x, nans(n)], [1]);
+      let worst = 0;
+      for (let i = 0; i < n; i++) {
+        worst = Math.max(worst, Math.abs(y[i] - erf64(x[i])));
+      }
+      assert(worst <= 2e-7, `${t}: erf max abs error ${worst}`);
+      const tiny = 1e-30 * 2 / Math.sqrt(Math.PI);
+      assert(Math.abs(y[12_003] / tiny - 1) < 1e-6, `${t}: erf(1e-30)`);
+    }
+    // The float64 reference itself, at known values.
+    assert(Math.abs(erf64(0.5) - 0.5204998778130465) < 1e-15);
+    assert(Math.abs(erf64(2.5) - 0.9995930479825550) < 1e-14);
+    assert(Math.abs(erf64(-3.5) + 0.9999992569016276) < 1e-15);
+  },
+});
+
+Deno.test({
+  name: "gelu: forward matches float64 exact-erf GELU (n odd and n % 4 == 0)",
+  ignore: !hasGpu,
+  async fn() {
+    for (const n of [1001, 1000]) {
+      const x = spread(n, n);
+      const { y } = await run(gelu({ n }), { x, y: nans(n) }, ["y"]);
+      for (let i = 0; i < n; i++) {
+        const d = Math.abs(y[i] - gelu64(x[i]));
+        assert(d <= 3e-7 * Math.max(1, Math.abs(x[i])), `x=${x[i]}: ${d}`);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "geluBackward: analytic, finite differences, accumulate",
+  ignore: !hasGpu,
+  async fn() {
+    // The float64 formula against central differences of float64 GELU.
+    for (let x = -6; x <= 6; x += 0.37) {
+      const h = 1e-5;
+      const fd = (gelu64(x + h) - gelu64(x - h)) / (2 * h);
+      assert(Math.abs(fd - gelu64Grad(x)) < 1e-8, `x=${x}`);
+    }
+    for (const n of [1001, 1000]) {
+      const x = spread(n, 3 * n);
+      const dy = randomArray(n, 7 * n, 2);
+      // GPU gradient vs central differences of the GPU forward.
+      const h = 1 / 64;
+      const xp = x.map((v) => v + h);
+      const xm = x.map((v) => v - h);
+      const { y: yp } = await run(gelu({ n }), { x: xp, y: nans(n) }, ["y"]);
+      const { y: ym } = await run(gelu({ n }), { x: xm, y: nans(n) }, ["y"]);
+      for (const accumulate of [false, true]) {
+        const init = accumulate ? randomArray(n, 5, 3) : nans(n);
+        const { dx } = await run(geluBackward({ n, accumulate }), {
+          dy,
+          x,
+          dx: init,
+        }, ["dx"]);
+        for (let i = 0; i < n; i++) {
+          const base = accumulate ? init[i] : 0;
+          const exact = base + dy[i] * gelu64Grad(x[i]);
+          assert(Math.abs(dx[i] - exact) < 2e-6, `x=${x[i]} acc ${accumulate}`);
+          const fd = base + dy[i] * (yp[i] - ym[i]) / (2 * h);
+          assert(Math.abs(dx[i] - fd) < 2e-4, `fd x=${x[i]}`);
+        }
+      }
+    }
+  },
+});
+
+/** Reference column sums. */
+function refColumnSum(x: Float32Array, rows: number, cols: number) {
+  const out = new Float64Array(cols);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) out[j] += x[i * cols + j];
+  }
+  return out;
+}
+
+Deno.test({
+  name: "columnSum: one stage, two stages with scratch, accumulate, scale",
+  ignore: !hasGpu,
+  async fn() {
+    const cases = [
+      { rows: 37, cols: 45 },
+      { rows: 1, cols: 3 },
+      { rows: 3001, cols: 67, accumulate: true, scale: 0.5 },
+      { rows: 2049, cols: 5, scale: -3 },
+      { rows: 37, cols: 33, accumulate: true },
+    ];
+    let seed = 40;
+    for (const c of cases) {
+      const plan = columnSum(c);
+      const twoStage = c.rows > 2048;
+      assert.equal(plan.steps.length, twoStage ? 2 : 1);
+      if (twoStage) {
+        const chunks = plan.steps[0].spec.workgroups[1];
+        assert(chunks > 1);
+        assert.deepEqual(plan.scratch, {
+          [COLUMN_SUM_SCRATCH]: chunks * c.cols,
+        });
+        assert.deepEqual(plan.steps[0].bind, ["x", COLUMN_SUM_SCRATCH]);
+        assert.deepEqual(plan.steps[1].bind, [COLUMN_SUM_SCRATCH, "out"]);
+      } else {
+        assert.equal(plan.scratch, undefined);
+      }
+      const x = randomArray(c.rows * c.cols, seed++);
+      const init = c.accumulate ? randomArray(c.cols, seed++) : nans(c.cols);
+      const { out } = await run(plan, { x, out: init }, ["out"]);
+      const ref = refColumnSum(x, c.rows, c.cols).map((v, j) =>
+        (c.scale ?? 1) * v + (c.accumulate ? init[j] : 0)
+      );
+      const tol = 1e-6 * Math.sqrt(c.rows) * Math.abs(c.scale ?? 1) + 1e-6;
+      assert(maxAbsDiff(out, ref) < tol, `${JSON.stringify(c)}`);
+    }
+    // Grids of the real sizes stay within limits and spread the rows.
+    for (const cols of [64, 192, 3072]) {
+      const plan = columnSum({ rows: 94_208, cols });
+      const [tiles, chunks] = plan.steps[0].spec.workgroups;
+      assert(tiles * chunks >= 1024 && chunks <= MAX_GRID_DIM, `${cols}`);
+      assert.equal(plan.steps[1].spec.workgroups[1], 1);
+    }
+  },
+});
+
+/** Reference row softmax in float64. */
+function refSoftmax(s: ArrayLike<number>, rows: number, cols: number) {
+  const p = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let m = -Infinity;
+    for (let j = 0; j < cols; j++) m = Math.max(m, s[r * cols + j]);
+    let z = 0;
+    for (let j = 0; j < cols; j++) z += Math.exp(s[r * cols + j] - m);
+    for (let j = 0; j < cols; j++) {
+      p[r * cols + j] = Math.exp(s[r * cols + j] - m) / z;
+    }
+  }
+  return p;
+}
+
+/** Scores with large offsets on some rows (overflow without the max). */
+function scores(rows: number, cols: number, seed: number): Float32Array {
+  const s = randomArray(rows * cols, seed, 4);
+  for (let r = 0; r < rows; r += 3) {
+    for (let j = 0; j < cols; j++) s[r * cols + j] += 95;
+  }
+  return s;
+}
+
+const SOFTMAX_SHAPES = [
+  [37, 15],
+  [29, 94],
+  [13, 1],
+  [11, 3],
+  [7, 300],
+  [300, 5],
+] as const;
+
+Deno.test({
+  name: "softmaxRows: matches float64 softmax, stable for large scores",
+  ignore: !hasGpu,
+  async fn() {
+    assert.deepEqual(softmaxLayout(94), { lanes: 32, per: 3 });
+    assert.deepEqual(softmaxLayout(15), { lanes: 4, per: 4 });
+    assert.deepEqual(softmaxLayout(1), { lanes: 1, per: 1 });
+    let seed = 60;
+    for (const [rows, cols] of SOFTMAX_SHAPES) {
+      const s = scores(rows, cols, seed++);
+      const { p } = await run(softmaxRows({ rows, cols }), {
+        s,
+        p: nans(rows * cols),
+      }, ["p"]);
+      const d = maxAbsDiff(p, refSoftmax(s, rows, cols));
+      assert(d < 1e-6, `${rows}x${cols}: ${d}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "softmaxBackward: analytic with scale, finite differences",
+  ignore: !hasGpu,
+  async fn() {
+    let seed = 80;
+    for (const [rows, cols] of SOFTMAX_SHAPES) {
+      const s = scores(rows, cols, seed++);
+      const p = new Float32Array(refSoftmax(s, rows, cols));
+      const dp = randomArray(rows * cols, seed++);
+      for (const scale of [undefined, 0.125]) {
+        const { ds } = await run(softmaxBackward({ rows, cols, scale }), {
+          dp,
+          p,
+          ds: nans(rows * cols),
+        }, ["ds"]);
+        const ref = new Float64Array(rows * cols);
+        for (let r = 0; r < rows; r++) {
+          let dot = 0;
+          for (let j = 0; j < cols; j++) {
+            dot += dp[r * cols + j] * p[r * cols + j];
+          }
+          for (let j = 0; j < cols; j++) {
+            const i = r * cols + j;
+            ref[i] = (scale ?? 1) * p[i] * (dp[i] - dot);
+          }
+        }
+        const d = maxAbsDiff(ds, ref);
+        assert(d < 1e-6, `${rows}x${cols} scale ${scale}: ${d}`);
+      }
+    }
+    // Finite differences of L(s) = Σ dp ⊙ softmax(s) in float64.
+    const [rows, cols] = [5, 15];
+    const s = Float64Array.from(randomArray(rows * cols, 3, 3));
+    const p = new Float32Array(refSoftmax(s, rows, cols));
+    const dp = randomArray(rows * cols, 4);
+    const { ds } = await run(softmaxBackward({ rows, cols }), {
+      dp,
+      p,
+      ds: nans(rows * cols),
+    }, ["ds"]);
+    const loss = (v: Float64Array): number => {
+      const q = refSoftmax(v, rows, cols);
+      let l = 0;
+      for (let i = 0; i < q.length; i++) l += dp[i] * q[i];
+      return l;
+    };
+    for (let i = 0; i < s.length; i++) {
+      const h = 1e-6;
+      const sp = s.slice();
+      const sm = s.slice();
+      sp[i] += h;
+      sm[i] -= h;
+      const fd = (loss(sp) - loss(sm)) / (2 * h);
+      assert(Math.abs(ds[i] - fd) < 1e-5, `i=${i}: ${ds[i]} vs ${fd}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "meanRows / meanRowsBackward: odd and vec4 widths, accumulate",
+  ignore: !hasGpu,
+  async fn() {
+    let seed = 90;
+    for (const [batch, t, dim] of [[3, 7, 45], [2, 94, 64], [1, 1, 5]]) {
+      const x = randomArray(batch * t * dim, seed++);
+      const { y } = await run(meanRows({ batch, t, dim }), {
+        x,
+        y: nans(batch * dim),
+      }, ["y"]);
+      const ref = new Float64Array(batch * dim);
+      for (let b = 0; b < batch; b++) {
+        for (let s = 0; s < t; s++) {
+          for (let d = 0; d < dim; d++) {
+            ref[b * dim + d] += x[(b * t + s) * dim + d] / t;
+          }
+        }
+      }
+      assert(maxAbsDiff(y, ref) < 1e-6, `mean ${batch} ${t} ${dim}`);
+
+      const dy = randomArray(batch * dim, seed++);
+      for (const accumulate of [false, true]) {
+        const init = accumulate
+          ? randomArray(x.length, seed++)
+          : nans(x.length);
+        const { dx } = await run(
+          meanRowsBackward({ batch, t, dim, accumulate }),
+          { dy, dx: init },
+          ["dx"],
+        );
+        const want = new Float64Array(x.length);
+        for (let b = 0; b < batch; b++) {
+          for (let s = 0; s < t; s++) {
+            for (let d = 0; d < dim; d++) {
+              const i = (b * t + s) * dim + d;
+              want[i] = dy[b * dim + d] / t + (accumulate ? init[i] : 0);
+            }
+          }
+        }
+        assert(maxAbsDiff(dx, want) < 1e-6, `back ${batch} ${t} ${dim}`);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "add / copy: assign, accumulate, scale (n odd and n % 4 == 0)",
+  ignore: !hasGpu,
+  async fn() {
+    for (const n of [1001, 1000, 3]) {
+      const a = randomArray(n, n + 1);
+      const b = randomArray(n, n + 2);
+      const init = randomArray(n, n + 3);
+      for (const accumulate of [false, true]) {
+        const { y } = await run(add({ n, accumulate }), {
+          a,
+          b,
+          y: accumulate ? init : nans(n),
+        }, ["y"]);
+        const want = a.map((v, i) => v + b[i] + (accumulate ? init[i] : 0));
+        assert(maxAbsDiff(y, want) < 1e-6, `add ${n} ${accumulate}`);
+        for (const scale of [undefined, -2.5]) {
+          const { y: z } = await run(copy({ n, accumulate, scale }), {
+            x: a,
+            y: accumulate ? init : nans(n),
+          }, ["y"]);
+          const w = Float64Array.from(
+            a,
+            (v, i) => (scale ?? 1) * v + (accumulate ? init[i] : 0),
+          );
+          assert(maxAbsDiff(z, w) < 1e-6, `copy ${n} ${accumulate} ${scale}`);
+        }
+      }
+    }
+  },
+});

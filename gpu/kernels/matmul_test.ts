@@ -1,0 +1,432 @@
+/**
+ * Tests of `gpu/kernels/matmul.ts` against a float64 reference on small odd
+ * shapes: every transposition, row strides, two-level batch strides
+ * (attention heads), every epilogue option, forced split-K and tiles, and
+ * option errors.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { matmul, type MatmulOptions } from "./matmul.ts";
+import {
+  hasGpu,
+  maxAbsDiff,
+  randomArray,
+  runPlan,
+  testRuntime,
+} from "../testing.ts";
+
+/** Everything `matmul` resolves, for the reference. */
+interface Resolved {
+  m: number;
+  n: number;
+  k: number;
+  tA: boolean;
+  tB: boolean;
+  lda: number;
+  ldb: number;
+  ldc: number;
+  batch: number;
+  bi: number;
+  sA: readonly [number, number];
+  sB: readonly [number, number];
+  sC: readonly [number, number];
+}
+
+function resolved(o: MatmulOptions): Resolved {
+  const tA = o.transA ?? false;
+  const tB = o.transB ?? false;
+  const lda = o.lda ?? (tA ? o.m : o.k);
+  const ldb = o.ldb ?? (tB ? o.k : o.n);
+  const ldc = o.ldc ?? o.n;
+  const batch = o.batch ?? 1;
+  const bi = o.batchInner ?? 1;
+  const rowsA = tA ? o.k : o.m;
+  const rowsB = tB ? o.n : o.k;
+  return {
+    m: o.m,
+    n: o.n,
+    k: o.k,
+    tA,
+    tB,
+    lda,
+    ldb,
+    ldc,
+    batch,
+    bi,
+    sA: o.strideA ?? [bi * rowsA * lda, rowsA * lda],
+    sB: o.strideB ?? [bi * rowsB * ldb, rowsB * ldb],
+    sC: o.strideC ?? [bi * o.m * ldc, o.m * ldc],
+  };
+}
+
+/** Elements a strided operand spans. */
+function span(
+  R: Resolved,
+  s: readonly [number, number],
+  rows: number,
+  ld: number,
+): number {
+  return (R.batch / R.bi - 1) * s[0] + (R.bi - 1) * s[1] + rows * ld;
+}
+
+const erfRef = (x: number): number => {
+  // Simpson's rule on 2/√π·exp(-t²): ample float64 accuracy here
+  const steps = 4000;
+  const h = x / steps;
+  let s = 1 + Math.exp(-x * x);
+  for (let i = 1; i < steps; i++) {
+    s += (i % 2 ? 4 : 2) * Math.exp(-((i * h) ** 2));
+  }
+  return s * h / 3 * 2 / Math.sqrt(Math.PI);
+};
+const geluRef = (x: number): number => 0.5 * x * (1 + erfRef(x / Math.SQRT2));
+
+/** Float64 reference: returns expected c and pre given the inputs. */
+function reference(
+  o: MatmulOptions,
+  x: Record<string, Float32Array>,
+): { c: Float64Array; pre?: Float64Array } {
+  const R = resolved(o);
+  const c = Float64Array.from(x.c);
+  const pre = x.pre ? Float64Array.from(x.pre) : undefined;
+  const alpha = o.alpha ?? 1;
+  for (let z = 0; z < R.batch; z++) {
+    const zo = Math.floor(z / R.bi);
+    const zi = z % R.bi;
+    const oa = zo * R.sA[0] + zi * R.sA[1];
+    const ob = zo * R.sB[0] + zi * R.sB[1];
+    const oc = zo * R.sC[0] + zi * R.sC[1];
+    for (let i = 0; i < R.m; i++) {
+      for (let j = 0; j < R.n; j++) {
+        let s = 0;
+        for (let kk = 0; kk < R.k; kk++) {
+          const av = x.a[oa + (R.tA ? kk * R.lda + i : i * R.lda + kk)];
+          const bv = x.b[ob + (R.tB ? j * R.ldb + kk : kk * R.ldb + j)];
+          s += av * bv;
+        }
+        let v = alpha * s;
+        if (o.bias) v += x.bias[j];
+        const ci = oc + i * R.ldc + j;
+        if (o.residual) v += x.r[ci];
+        if (o.gelu) {
+          pre![ci] = v;
+          c[ci] = geluRef(v);
+        } else if (o.accumulate) c[ci] += v;
+        else c[ci] = v;
+      }
+    }
+  }
+  return { c, pre };
+}
+
+let seed = 1;
+
+/** Runs the plan of `o` on random inputs and compares with the reference. */
+async function check(o: MatmulOptions, what: string): Promise<void> {
+  const rt = (await testRuntime())!;
+  const R = resolved(o);
+  const x: Record<string, Float32Array> = {
+    a: randomArray(
+      span(R, R.sA, R.tA ? R.k : R.m, R.lda),
+      seed++,
+    ),
+    b: randomArray(
+      span(R, R.sB, R.tB ? R.n : R.k, R.ldb),
+      seed++,
+    ),
+    c: randomArray(span(R, R.sC, R.m, R.ldc), seed++),
+  };
+  if (o.bias) x.bias = randomArray(R.n, seed++);
+  if (o.residual) x.r = randomArray(x.c.length, seed++);
+  if (o.gelu) x.pre = randomArray(x.c.length, seed++);
+  const plan = matmul(o);
+  const outs = o.gelu ? ["c", "pre"] : ["c"];
+  const got = await runPlan(rt, plan, x, outs);
+  const want = reference(o, x);
+  const scale = Math.max(1, ...want.c.map(Math.abs));
+  const tol = 2e-5 * scale;
+  const d = maxAbsDiff(got.c, want.c);
+  const label = `${what} [${plan.steps.map((s) => s.spec.label).join(" | ")}]`;
+  assert(d <= tol, `${label}: c differs by ${d} (tol ${tol})`);
+  if (o.gelu) {
+    const dp = maxAbsDiff(got.pre, want.pre!);
+    assert(dp <= tol, `${label}: pre differs by ${dp}`);
+  }
+}
+
+const TILES: readonly (readonly [number, number])[] = [
+  [32, 32],
+  [64, 64],
+  [128, 64],
+  [64, 128],
+  [128, 128],
+];
+const TRANS = [[false, false], [true, false], [false, true], [true, true]];
+const opts = { ignore: !hasGpu, sanitizeResources: false, sanitizeOps: false };
+
+Deno.test(
+  "matmul: every transposition, scalar and vec4 layouts",
+  opts,
+  async () => {
+    for (const [transA, transB] of TRANS) {
+      // odd sizes: scalar loads and stores, edges in m, n and k
+      await check({ m: 37, n: 29, k: 23, transA, transB }, "odd");
+      // multiples of 4 but not of tiles: vec4 loads and stores, checked edges
+      await check({ m: 68, n: 44, k: 36, transA, transB }, "vec4");
+      // mixed: only some operands vec4-aligned
+      await check({ m: 36, n: 21, k: 28, transA, transB }, "mixed");
+    }
+  },
+);
+
+Deno.test(
+  "matmul: every tile configuration, edges and exact multiples",
+  opts,
+  async () => {
+    for (const tile of TILES) {
+      for (const [transA, transB] of [[false, false], [true, true]]) {
+        await check(
+          { m: tile[0] + 3, n: tile[1] + 5, k: 19, transA, transB, tile },
+          `tile ${tile} edges`,
+        );
+      }
+      await check(
+        { m: tile[0], n: tile[1], k: 32, tile, transB: true },
+        `tile ${tile} exact`,
+      );
+      await check(
+        { m: tile[0] * 2 - 4, n: tile[1] - 8, k: 20, tile, transA: true },
+        `tile ${tile} vec4 edges`,
+      );
+    }
+  },
+);
+
+Deno.test("matmul: long K (register-prefetched slices)", opts, async () => {
+  for (const [transA, transB] of TRANS) {
+    await check({ m: 37, n: 29, k: 300, transA, transB }, "long k odd");
+    await check({ m: 36, n: 40, k: 260, transA, transB }, "long k vec4");
+  }
+  await check(
+    { m: 33, n: 20, k: 601, splitK: 2, bias: true, accumulate: true },
+    "long k split",
+  );
+});
+
+Deno.test("matmul: lda, ldb, ldc strides", opts, async () => {
+  for (const [transA, transB] of TRANS) {
+    await check(
+      { m: 21, n: 17, k: 19, transA, transB, lda: 31, ldb: 25, ldc: 20 },
+      "odd strides",
+    );
+    await check(
+      { m: 24, n: 20, k: 12, transA, transB, lda: 40, ldb: 36, ldc: 28 },
+      "vec4 strides",
+    );
+  }
+});
+
+Deno.test(
+  "matmul: two-level batch strides (attention heads)",
+  opts,
+  async () => {
+    for (const [B, T, H, dh] of [[2, 13, 3, 8], [2, 9, 2, 5]]) {
+      const ld = H * dh;
+      // scores[b,h] = Q_bh · K_bhᵀ, Q and K as [B·T, H·dh] rows
+      await check({
+        m: T,
+        n: T,
+        k: dh,
+        transB: true,
+        lda: ld,
+        ldb: ld,
+        batch: B * H,
+        batchInner: H,
+        strideA: [T * ld, dh],
+        strideB: [T * ld, dh],
+        alpha: 1 / Math.sqrt(dh),
+      }, `scores B${B} T${T} H${H} dh${dh}`);
+      // out[b,t,h,:] = P_bh · V_bh, P dense [B·H, T, T]
+      await check({
+        m: T,
+        n: dh,
+        k: T,
+        ldb: ld,
+        ldc: ld,
+        batch: B * H,
+        batchInner: H,
+        strideB: [T * ld, dh],
+        strideC: [T * ld, dh],
+      }, `PV B${B} T${T} H${H} dh${dh}`);
+      // dP = dO · Vᵀ and dV = Pᵀ · dO (the backward cases)
+      await check({
+        m: T,
+        n: T,
+        k: dh,
+        transB: true,
+        lda: ld,
+        ldb: ld,
+        batch: B * H,
+        batchInner: H,
+        strideA: [T * ld, dh],
+        strideB: [T * ld, dh],
+      }, "dP");
+      await check({
+        m: T,
+        n: dh,
+        k: T,
+        transA: true,
+        ldb: ld,
+        ldc: ld,
+        batch: B * H,
+        batchInner: H,
+        strideB: [T * ld, dh],
+        strideC: [T * ld, dh],
+        accumulate: true,
+      }, "dV");
+    }
+    // plain dense batch
+    await check({ m: 12, n: 9, k: 7, batch: 3 }, "dense batch");
+  },
+);
+
+Deno.test("matmul: alpha, bias, residual, accumulate, gelu", opts, async () => {
+  for (const [m, n, k] of [[33, 18, 21], [40, 36, 24]]) {
+    await check({ m, n, k, alpha: -0.37 }, "alpha");
+    await check({ m, n, k, bias: true }, "bias");
+    await check({ m, n, k, residual: true, alpha: 0.5 }, "residual");
+    await check({ m, n, k, residual: true, bias: true }, "residual+bias");
+    await check({ m, n, k, accumulate: true }, "accumulate");
+    await check(
+      { m, n, k, accumulate: true, bias: true, alpha: 2 },
+      "acc+bias",
+    );
+    await check({ m, n, k, gelu: true, bias: true }, "gelu+bias");
+    await check({ m, n, k, gelu: true, residual: true, ldc: n + 4 }, "gelu+r");
+  }
+});
+
+Deno.test("matmul: split-K with every epilogue", opts, async () => {
+  const cases: MatmulOptions[] = [
+    { m: 23, n: 17, k: 70, splitK: 3 },
+    { m: 24, n: 20, k: 96, splitK: 4, transA: true },
+    { m: 19, n: 28, k: 150, splitK: 5, transB: true, bias: true },
+    { m: 33, n: 12, k: 81, splitK: 2, transA: true, transB: true, alpha: 0.3 },
+    { m: 20, n: 16, k: 64, splitK: 2, accumulate: true, bias: true },
+    { m: 21, n: 13, k: 64, splitK: 3, residual: true, ldc: 15 },
+    { m: 17, n: 24, k: 100, splitK: 3, gelu: true, bias: true },
+    { m: 17, n: 11, k: 50, splitK: 2, gelu: true, residual: true },
+    {
+      m: 9,
+      n: 7,
+      k: 40,
+      splitK: 2,
+      batch: 4,
+      batchInner: 2,
+      lda: 44,
+      strideA: [3600, 1770],
+      transA: true,
+      strideC: [200, 70],
+    },
+    { m: 70, n: 68, k: 200, splitK: 3, tile: [64, 64] },
+  ];
+  for (const o of cases) {
+    const plan = matmul(o);
+    assert(plan.steps.length === 2, "split-K must give two steps");
+    assert(plan.scratch?.splitk !== undefined, "split-K needs its scratch");
+    await check(o, `split ${JSON.stringify(o)}`);
+  }
+});
+
+Deno.test("matmul: gelu is exact erf GELU to ~2e-7", opts, async () => {
+  const rt = (await testRuntime())!;
+  const m = 193;
+  const n = 4;
+  // C = a·b with k = 1 and b = 1: pre is a exactly
+  const a = new Float32Array(m);
+  for (let i = 0; i < m; i++) a[i] = -6 + 12 * i / (m - 1) + (i % 3) * 1e-3;
+  const b = new Float32Array(n).fill(1);
+  const got = await runPlan(rt, matmul({ m, n, k: 1, gelu: true }), {
+    a,
+    b,
+    c: new Float32Array(m * n),
+    pre: new Float32Array(m * n),
+  }, ["c", "pre"]);
+  let worst = 0;
+  for (let i = 0; i < m * n; i++) {
+    const x = a[Math.floor(i / n)];
+    assert(got.pre[i] === x, "pre must be the exact input");
+    worst = Math.max(
+      worst,
+      Math.abs(got.c[i] - geluRef(x)) / Math.max(1, Math.abs(x)),
+    );
+  }
+  assert(worst < 4e-7, `gelu error ${worst}`);
+});
+
+Deno.test("matmul: shape-based choice", () => {
+  const label = (o: MatmulOptions) => matmul(o).steps.map((s) => s.spec.label);
+  // big transformer shape: 128×128 tiles, workgroups within limits
+  const big = matmul({ m: 12032, n: 3072, k: 768 });
+  assert(
+    big.steps[0].spec.label!.includes("128x128"),
+    String(label({ m: 12032, n: 3072, k: 768 })[0]),
+  );
+  // weight gradient with huge K: split-K into ≥ ~264 workgroups
+  const dw = matmul({ m: 768, n: 768, k: 94208, transA: true });
+  assert(dw.steps.length === 2, "dW must split K");
+  const [x, y, z] = dw.steps[0].spec.workgroups;
+  assert(x * y * z >= 250, `dW has only ${x * y * z} workgroups`);
+  // attention: small tiles
+  const att = matmul({
+    m: 15,
+    n: 15,
+    k: 64,
+    transB: true,
+    lda: 2304,
+    ldb: 2304,
+    batch: 384,
+    batchInner: 12,
+    strideA: [15 * 2304, 64],
+    strideB: [15 * 2304, 64],
+  });
+  assert(
+    att.steps[0].spec.label!.includes("32x32"),
+    String(att.steps[0].spec.label),
+  );
+  for (
+    const o of [
+      { m: 94208, n: 64, k: 448 },
+      { m: 1920, n: 768, k: 3072 },
+      { m: 3072, n: 768, k: 12032, transA: true },
+      { m: 94, n: 94, k: 64, batch: 1536, batchInner: 12, transB: true },
+    ]
+  ) {
+    for (const s of matmul(o).steps) {
+      for (const w of s.spec.workgroups) assert(w >= 1 && w <= 65535);
+    }
+  }
+});
+
+Deno.test("matmul: option errors", () => {
+  const bad: MatmulOptions[] = [
+    { m: 0, n: 4, k: 4 },
+    { m: 4, n: 4.5, k: 4 },
+    { m: 4, n: 4, k: -1 },
+    { m: 4, n: 4, k: 4, lda: 3 },
+    { m: 4, n: 4, k: 4, transA: true, lda: 3 },
+    { m: 4, n: 4, k: 4, ldb: 2 },
+    { m: 4, n: 4, k: 4, ldc: 3 },
+    { m: 4, n: 4, k: 4, batch: 6, batchInner: 4 },
+    { m: 4, n: 4, k: 4, batch: 0 },
+    { m: 4, n: 4, k: 4, residual: true, accumulate: true },
+    { m: 4, n: 4, k: 4, gelu: true, accumulate: true },
+    { m: 4, n: 4, k: 4, alpha: NaN },
+    { m: 4, n: 4, k: 4, splitK: 0 },
+    { m: 4, n: 4, k: 4, tile: [16, 16] },
+    { m: 4, n: 4, k: 4, strideA: [-1, 0] },
+    { m: 4, n: 4, k: 4, batch: 70000 },
+  ];
+  for (const o of bad) assert.throws(() => matmul(o), RangeError);
+});
