@@ -72,7 +72,7 @@ export async function benchParity(args: string[]): Promise<unknown> {
     const ok =
       Math.abs(r.loss.fused - r.loss.tfjs) <= 1e-4 * Math.abs(r.loss.tfjs) &&
       r.worstWeight.relative <= 1e-4 && r.worstMomentum.relative <= 1e-3 &&
-      r.zeroGradientMaxAbs <= 1e-5;
+      r.zeroGradientMaxAbs <= 1e-5 && r.evalLogitsMaxAbs <= 1e-3;
     pass &&= ok;
     steps[head] = { ...r, pass: ok };
   }

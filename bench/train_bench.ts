@@ -203,8 +203,11 @@ async function benchFused(
     await engine.sync();
     await engine.metrics();
     t0 = performance.now();
+    let hostStep = 0;
     for (let k = 0; k < o.steps; k++) {
+      const h = performance.now();
       await engine.step(tokens, labels, o.views, settings(3 + k));
+      hostStep += performance.now() - h;
     }
     await engine.sync();
     const stepMs = (performance.now() - t0) / o.steps;
@@ -213,7 +216,12 @@ async function benchFused(
     for (let k = 0; k < 3; k++) await engine.evalEnqueue(evalInput, B);
     await engine.sync();
     t0 = performance.now();
-    for (let k = 0; k < o.steps; k++) await engine.evalEnqueue(evalInput, B);
+    let hostEval = 0;
+    for (let k = 0; k < o.steps; k++) {
+      const h = performance.now();
+      await engine.evalEnqueue(evalInput, B);
+      hostEval += performance.now() - h;
+    }
     await engine.sync();
     const evalMs = (performance.now() - t0) / o.steps;
     evalInput.dispose();
@@ -228,6 +236,9 @@ async function benchFused(
       clipsPerSecond: Number((B / stepMs * 1000).toFixed(1)),
       firstStepMs: Math.round(firstStepMs),
       evalForwardMs: Number(evalMs.toFixed(2)),
+      // Host time to encode and submit (the GPU runs while the next is encoded).
+      hostMsPerStep: Number((hostStep / o.steps).toFixed(2)),
+      hostMsPerEval: Number((hostEval / o.steps).toFixed(2)),
       dispatchesPerStep: counts.total,
       dispatches: counts,
       evalDispatches: evalCounts.forward,

@@ -93,8 +93,12 @@ export interface Arenas {
 
 /** A recorded graph. */
 export interface Graph {
-  /** Dispatch lists: forward, backward (training only), update (training only). */
+  /**
+   * Dispatch lists: prepare (eval graphs: weight standardisation, to run
+   * after the weights change), forward, backward and update (training only).
+   */
   readonly lists: {
+    prepare: Dispatch[];
     forward: Dispatch[];
     backward: Dispatch[];
     update: Dispatch[];
@@ -342,6 +346,7 @@ export function buildGraph(
   const before = rt.stats().bytes;
   const pool = settings.pool ?? createBufferPool();
 
+  const prep: Op[] = [];
   const fwd: Op[] = [];
   const bwd: Op[] = [];
   const upd: Op[] = [];
@@ -457,16 +462,22 @@ export function buildGraph(
     w: string,
   ): { out: Region; rec: ConvRec } => {
     const tOut = Math.floor((tIn + 2 * pad - k) / stride) + 1;
-    const wh = act(`${w}.std`, k * cin * cout);
-    const wstats = act(`${w}.stdstats`, 2 * cout);
-    op(
-      weightStdForward({ rows: k * cin, cols: cout, eps: options.stdConvEps }),
-      {
-        w: P(w),
-        wh,
-        stats: wstats,
-      },
-    );
+    // Eval graphs standardise the weights once per weight version (the
+    // `prepare` list) and keep the result; training recomputes them per step.
+    const wh = training
+      ? act(`${w}.std`, k * cin * cout)
+      : pinned(`${w}.std`, k * cin * cout);
+    const wstats = training
+      ? act(`${w}.stdstats`, 2 * cout)
+      : pinned(`${w}.stdstats`, 2 * cout);
+    (training ? fwd : prep).push({
+      plan: weightStdForward({
+        rows: k * cin,
+        cols: cout,
+        eps: options.stdConvEps,
+      }),
+      bind: { w: P(w), wh, stats: wstats },
+    });
     let col = x;
     if (!(k === 1 && stride === 1 && pad === 0)) {
       col = act(`${w}.col`, R * tOut * k * cin);
@@ -1390,9 +1401,9 @@ export function buildGraph(
   }
 
   // ---- plan buffers and record ---------------------------------------------
-  planBuffers(rt, pool, virtuals, [...fwd, ...bwd, ...upd], clears);
+  planBuffers(rt, pool, virtuals, [...prep, ...fwd, ...bwd, ...upd], clears);
   const scratch = new Map<string, number>();
-  for (const o of [...fwd, ...bwd, ...upd]) {
+  for (const o of [...prep, ...fwd, ...bwd, ...upd]) {
     for (const [name, floats] of Object.entries(o.plan.scratch ?? {})) {
       scratch.set(name, Math.max(scratch.get(name) ?? 0, floats));
     }
@@ -1425,6 +1436,7 @@ export function buildGraph(
     return out;
   };
   const lists = {
+    prepare: record(prep),
     forward: record(fwd),
     backward: record(bwd),
     update: record(upd),

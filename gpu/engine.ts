@@ -58,6 +58,8 @@ export interface FusedMetrics {
 
 /** Dispatches per recorded list of a graph. */
 export interface DispatchCounts {
+  /** Run once after the weights change (eval graphs: weight standardisation). */
+  readonly prepare: number;
   readonly forward: number;
   readonly backward: number;
   readonly update: number;
@@ -162,6 +164,14 @@ export function createFusedEngine(
   const graphs = new Map<string, Graph>();
   const pool = createBufferPool();
   let momentumStarted = false;
+  // Bumped whenever the weights change; eval graphs re-standardise once after.
+  let weightsVersion = 0;
+  const prepared = new Map<Graph, number>();
+  const evalLists = (g: Graph) => {
+    if (prepared.get(g) === weightsVersion) return [g.lists.forward];
+    prepared.set(g, weightsVersion);
+    return [g.lists.prepare, g.lists.forward];
+  };
   const graphOf = (
     training: boolean,
     views: number,
@@ -328,6 +338,7 @@ export function createFusedEngine(
         );
       }
       momentumStarted = (sgd?.buffers.size ?? 0) > 0;
+      weightsVersion++;
     },
     async download(model, sgd) {
       const params = await rt.read(arenas.params);
@@ -362,6 +373,7 @@ export function createFusedEngine(
     async step(tokens, labels, views, settings) {
       const { g, before } = await prepareStep(tokens, labels, views, settings);
       rt.run([g.lists.forward, g.lists.backward, g.lists.update], before);
+      weightsVersion++;
     },
     async metrics(reset = true) {
       let lossSum = 0;
@@ -380,23 +392,30 @@ export function createFusedEngine(
     async evalLogits(tokens, rows) {
       const g = graphOf(false, 1, rows);
       const copy = await stage(tokens, rows, g.input);
-      rt.run([g.lists.forward], copy);
+      rt.run(evalLists(g), copy);
       return (await rt.read(g.logits)).slice(0, rows * dims.classes);
     },
     async evalEnqueue(tokens, rows) {
       const g = graphOf(false, 1, rows);
       const copy = await stage(tokens, rows, g.input);
-      rt.run([g.lists.forward], copy);
+      rt.run(evalLists(g), copy);
     },
     async sync() {
       await device.queue.onSubmittedWorkDone();
     },
     counts(views, perView, training = true) {
       const g = graphOf(training, views, perView);
+      const prepare = g.lists.prepare.length;
       const forward = g.lists.forward.length;
       const backward = g.lists.backward.length;
       const update = g.lists.update.length;
-      return { forward, backward, update, total: forward + backward + update };
+      return {
+        prepare,
+        forward,
+        backward,
+        update,
+        total: forward + backward + update,
+      };
     },
     async profile(tokens, labels, views, settings) {
       const { g, before } = await prepareStep(tokens, labels, views, settings);
@@ -408,7 +427,7 @@ export function createFusedEngine(
     async profileEval(tokens, rows) {
       const g = graphOf(false, 1, rows);
       const copy = await stage(tokens, rows, g.input);
-      return await rt.profile([g.lists.forward], copy);
+      return await rt.profile(evalLists(g), copy);
     },
     destroy() {
       rt.destroy();

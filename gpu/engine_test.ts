@@ -75,6 +75,7 @@ for (const head of ["avg", "fce"] as const) {
         JSON.stringify(r.worstMomentum),
       );
       assert.ok(r.zeroGradientMaxAbs <= 1e-5, `${r.zeroGradientMaxAbs}`);
+      assert.ok(r.evalLogitsMaxAbs <= 1e-4, `eval ${r.evalLogitsMaxAbs}`);
       assert.equal(r.momentumBuffers.fused, r.momentumBuffers.tfjs);
     },
   });

@@ -150,6 +150,8 @@ export interface StepParity {
   readonly worstMomentum: { name: string; relative: number };
   /** Largest absolute difference of a parameter or momentum buffer whose gradient is structurally zero. */
   readonly zeroGradientMaxAbs: number;
+  /** Max abs difference of eval logits after the steps (fused vs the tfjs-trained model). */
+  readonly evalLogitsMaxAbs: number;
   /** Momentum buffers (tfjs, fused). */
   readonly momentumBuffers: { tfjs: number; fused: number };
 }
@@ -219,6 +221,23 @@ export async function stepParity(
       });
     }
     const m = await engine.metrics();
+    // Eval after training: the weights changed, so standardisation reruns.
+    const evalTokens = Float32Array.from(
+      { length: o.perView * dims.frames * dims.nMels },
+      () => rng.normal(),
+    );
+    const ours = await engine.evalLogits(evalTokens, o.perView);
+    const x = tf.tensor3d(evalTokens, [o.perView, dims.frames, dims.nMels]);
+    const ref = a.apply(x, { training: false }).logits;
+    const want = await ref.data();
+    tf.dispose([x, ref]);
+    let evalLogitsMaxAbs = 0;
+    for (let i = 0; i < want.length; i++) {
+      evalLogitsMaxAbs = Math.max(
+        evalLogitsMaxAbs,
+        Math.abs(ours[i] - want[i]),
+      );
+    }
     await engine.download(b, sgdB);
     // Structurally zero gradients are float32 noise in both: compare those
     // tensors by absolute difference, all others relative to their norm.
@@ -266,6 +285,7 @@ export async function stepParity(
       worstWeight,
       worstMomentum,
       zeroGradientMaxAbs,
+      evalLogitsMaxAbs,
       momentumBuffers: { tfjs: sgdA.buffers.size, fused: sgdB.buffers.size },
     };
   } finally {

@@ -301,46 +301,55 @@ export function createRuntime(device: GPUDevice): Runtime {
     async profile(lists, before) {
       const all = lists.flat();
       const n = all.length;
-      const querySet = device.createQuerySet({
-        type: "timestamp",
-        count: 2 * n,
-      });
+      // A query set holds at most 4,096 timestamps: 2,048 dispatches each.
+      const chunk = 2048;
+      const sets: GPUQuerySet[] = [];
+      const bytes = alignUp(16 * Math.max(1, n), 256);
       const resolve = device.createBuffer({
-        size: 16 * n,
+        size: bytes,
         usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
       });
       const readback = device.createBuffer({
-        size: 16 * n,
+        size: bytes,
         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       });
       const encoder = device.createCommandEncoder();
       before?.(encoder);
-      all.forEach((d, i) => {
-        const pass = encoder.beginComputePass({
-          timestampWrites: {
-            querySet,
-            beginningOfPassWriteIndex: 2 * i,
-            endOfPassWriteIndex: 2 * i + 1,
-          },
+      for (let start = 0; start < n; start += chunk) {
+        const count = Math.min(chunk, n - start);
+        const querySet = device.createQuerySet({
+          type: "timestamp",
+          count: 2 * count,
         });
-        pass.setPipeline(d.pipeline);
-        pass.setBindGroup(0, d.bindGroup);
-        pass.dispatchWorkgroups(
-          d.workgroups[0],
-          d.workgroups[1],
-          d.workgroups[2],
-        );
-        pass.end();
-      });
-      encoder.resolveQuerySet(querySet, 0, 2 * n, resolve, 0);
-      encoder.copyBufferToBuffer(resolve, 0, readback, 0, 16 * n);
+        sets.push(querySet);
+        for (let j = 0; j < count; j++) {
+          const d = all[start + j];
+          const pass = encoder.beginComputePass({
+            timestampWrites: {
+              querySet,
+              beginningOfPassWriteIndex: 2 * j,
+              endOfPassWriteIndex: 2 * j + 1,
+            },
+          });
+          pass.setPipeline(d.pipeline);
+          pass.setBindGroup(0, d.bindGroup);
+          pass.dispatchWorkgroups(
+            d.workgroups[0],
+            d.workgroups[1],
+            d.workgroups[2],
+          );
+          pass.end();
+        }
+        encoder.resolveQuerySet(querySet, 0, 2 * count, resolve, 16 * start);
+      }
+      encoder.copyBufferToBuffer(resolve, 0, readback, 0, bytes);
       device.queue.submit([encoder.finish()]);
       await readback.mapAsync(GPUMapMode.READ);
       const t = new BigUint64Array(readback.getMappedRange().slice(0));
       readback.unmap();
       readback.destroy();
       resolve.destroy();
-      querySet.destroy();
+      for (const q of sets) q.destroy();
       const sums = new Map<string, { count: number; ns: number }>();
       all.forEach((d, i) => {
         const e = sums.get(d.label) ?? { count: 0, ns: 0 };

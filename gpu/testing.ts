@@ -22,6 +22,9 @@ export function testRuntime(): Promise<Runtime | undefined> {
     const adapter = await gpu?.requestAdapter();
     if (!adapter) return undefined;
     const device = await adapter.requestDevice({
+      requiredFeatures: adapter.features.has("timestamp-query")
+        ? ["timestamp-query"]
+        : [],
       requiredLimits: {
         maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
         maxBufferSize: adapter.limits.maxBufferSize,

@@ -156,3 +156,55 @@ Deno.test("train stops on a non-finite loss, naming the epoch and step", async (
     /Cannot continue training: the loss is (NaN|Infinity|-Infinity) at epoch \d+, step \d+; the last good checkpoint is/,
   );
 });
+
+Deno.test("train with engine: fused on the cpu backend is refused, naming the backend", async () => {
+  const { compiled } = await setup(["train.engine=fused"]);
+  await assert.rejects(
+    runPipeline(compiled, {}),
+    /Cannot train with engine "fused": it needs the webgpu backend, and this run uses "cpu"/,
+  );
+});
+
+const gpu = await navigator.gpu?.requestAdapter();
+Deno.test({
+  name:
+    "train with the fused WebGPU engine learns like the tfjs engine: same first-epoch loss, checkpoints, evaluation",
+  ignore: !gpu,
+  async fn() {
+    const common = ["train.epochs=1", "train.model.dropout=0"];
+    const ref = await setup(common);
+    const tfjsRun = await runPipeline(ref.compiled, {});
+    const fused = await setup([
+      ...common,
+      "runtime.backend=webgpu",
+      "train.engine=fused",
+    ]);
+    try {
+      const run = await runPipeline(fused.compiled, {});
+      const read = async (dir: string) =>
+        (await Deno.readTextFile(join(dir, "metrics.jsonl"))).trim().split(
+          "\n",
+        ).map((l) => JSON.parse(l));
+      const [a, b] = [await read(tfjsRun.runDir), await read(run.runDir)];
+      assert.deepEqual(b.map((l) => l.split), a.map((l) => l.split));
+      // Same data and initial weights; features come from another STFT path
+      // on WebGPU and sums run in another order, so allow float32 drift.
+      assert.ok(
+        Math.abs(b[0].loss - a[0].loss) <= 1e-3 * Math.abs(a[0].loss),
+        `train loss ${b[0].loss} (fused) vs ${a[0].loss} (tfjs)`,
+      );
+      assert.ok(
+        Math.abs(b[1].loss - a[1].loss) <= 1e-2 * Math.abs(a[1].loss),
+        `validation loss ${b[1].loss} (fused) vs ${a[1].loss} (tfjs)`,
+      );
+      const last = await params(run.runDir, "last");
+      assert.equal(last.meta.epoch, 0);
+      const summary = JSON.parse(
+        await Deno.readTextFile(join(run.runDir, "summary.json")),
+      );
+      assert.ok(summary.test.accuracy >= 0 && summary.test.accuracy <= 1);
+    } finally {
+      await tf.setBackend("cpu");
+    }
+  },
+});

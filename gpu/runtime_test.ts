@@ -1,0 +1,160 @@
+import assert from "node:assert/strict";
+import { createRuntime, type Dispatch } from "./runtime.ts";
+import { hasGpu, runKernel, testRuntime } from "./testing.ts";
+
+const DOUBLE = `@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> b: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  if (g.x < arrayLength(&b)) { b[g.x] = a[g.x] * 2.0 + b[g.x]; }
+}`;
+
+Deno.test({
+  name: "runtime: recorded dispatches replay in order, every run",
+  ignore: !hasGpu,
+  async fn() {
+    const rt = createRuntime((await testRuntime())!.device);
+    try {
+      const x = rt.alloc("x", 100);
+      const y = rt.alloc("y", 100);
+      rt.write(x, Float32Array.from({ length: 100 }, (_, i) => i));
+      const list: Dispatch[] = [];
+      rt.record(list, { code: DOUBLE, workgroups: [2, 1, 1] }, [x, y]);
+      rt.record(list, { code: DOUBLE, workgroups: [2, 1, 1] }, [x, y]);
+      rt.run([list]);
+      rt.run([list]);
+      const out = await rt.read(y);
+      assert.equal(out[7], 4 * 2 * 7); // four dispatches of y += 2x
+      assert.equal(rt.stats().buffers, 2);
+    } finally {
+      rt.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "runtime: arena regions start on 256-byte boundaries and bind on their own",
+  ignore: !hasGpu,
+  async fn() {
+    const rt = createRuntime((await testRuntime())!.device);
+    try {
+      const { whole, parts } = rt.arena("params", [
+        { name: "a", floats: 3 },
+        { name: "b", floats: 70 },
+        { name: "c", floats: 1 },
+      ]);
+      assert.deepEqual([...parts.values()].map((p) => p.offset), [0, 256, 768]);
+      assert.equal(whole.size, 1024);
+      const src = rt.alloc("src", 70);
+      rt.write(src, new Float32Array(70).fill(1.5));
+      const list: Dispatch[] = [];
+      rt.record(list, { code: DOUBLE, workgroups: [2, 1, 1] }, [
+        src,
+        parts.get("b")!,
+      ]);
+      rt.run([list]);
+      const all = await rt.read(whole);
+      assert.equal(all[64], 3);
+      assert.equal(all[64 + 69], 3);
+      assert.equal(all[63], 0);
+      assert.equal(all[64 + 70], 0);
+    } finally {
+      rt.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "runtime: a buffer bound writable and again in one dispatch, or a bad workgroup count, is refused at record time",
+  ignore: !hasGpu,
+  async fn() {
+    const rt = createRuntime((await testRuntime())!.device);
+    try {
+      const { parts } = rt.arena("grads", [
+        { name: "w", floats: 4 },
+        { name: "b", floats: 4 },
+      ]);
+      const list: Dispatch[] = [];
+      assert.throws(
+        () =>
+          rt.record(list, { code: DOUBLE, workgroups: [1, 1, 1] }, [
+            parts.get("w")!,
+            parts.get("b")!,
+          ]),
+        /region "b" is bound writable and its buffer again as "w"/,
+      );
+      assert.throws(
+        () =>
+          rt.record(
+            list,
+            { code: DOUBLE, workgroups: [70000, 1, 1], label: "big" },
+            [rt.alloc("x", 4), rt.alloc("y", 4)],
+          ),
+        /gpu kernel big: workgroup count 70000 is outside 1…65535/,
+      );
+      assert.throws(
+        () => rt.write(parts.get("w")!, new Float32Array(5)),
+        /20 bytes do not fit region "w" \(16 bytes\)/,
+      );
+      assert.equal(list.length, 0);
+    } finally {
+      rt.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "runtime: profile sums GPU time per kernel label over more dispatches than one query set holds",
+  ignore: !hasGpu,
+  async fn() {
+    const base = (await testRuntime())!;
+    if (!base.device.features.has("timestamp-query")) return;
+    const rt = createRuntime(base.device);
+    try {
+      const x = rt.alloc("x", 64);
+      const y = rt.alloc("y", 64);
+      const list: Dispatch[] = [];
+      for (let i = 0; i < 2100; i++) {
+        rt.record(list, {
+          code: DOUBLE,
+          workgroups: [1, 1, 1],
+          label: i % 3 === 0 ? "third" : "rest",
+        }, [x, y]);
+      }
+      const entries = await rt.profile([list]);
+      const byLabel = new Map(entries.map((e) => [e.label, e]));
+      assert.equal(byLabel.get("third")!.count, 700);
+      assert.equal(byLabel.get("rest")!.count, 1400);
+      for (const e of entries) assert.ok(e.ms >= 0 && Number.isFinite(e.ms));
+    } finally {
+      rt.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "runtime: pipelines are compiled once per device and shared",
+  ignore: !hasGpu,
+  async fn() {
+    const base = (await testRuntime())!;
+    const code = DOUBLE.replace("2.0", "3.0");
+    const [out] = await runKernel(base, { code, workgroups: [1, 1, 1] }, [
+      new Float32Array(4).fill(1),
+      new Float32Array(4),
+    ], [1]);
+    assert.deepEqual([...out], [3, 3, 3, 3]);
+    const rt = createRuntime(base.device);
+    try {
+      const list: Dispatch[] = [];
+      rt.record(list, { code, workgroups: [1, 1, 1] }, [
+        rt.alloc("a", 4),
+        rt.alloc("b", 4),
+      ]);
+      assert.equal(rt.stats().pipelines, 0); // compiled by the first runtime
+    } finally {
+      rt.destroy();
+    }
+  },
+});
