@@ -56,6 +56,7 @@ import {
   weightNormBackward,
   weightNormForward,
 } from "./kernels/model_ops.ts";
+import { gatherRows, scatterRows } from "./kernels/rows.ts";
 
 /** Where one parameter lives in the arenas. */
 export interface ParamSlot {
@@ -635,6 +636,12 @@ export function buildGraph(
     z: Region; // input of the layer
     h: Region; // LN1 output
     ln1: Region;
+    /** Query rows per clip (T, or the special tokens in a trimmed last block). */
+    tq: number;
+    /** Query/output rows in all (R·tq). */
+    rq: number;
+    zq: Region; // residual input of the query rows
+    hq: Region; // LN1 output of the query rows
     q: Region;
     k: Region;
     v: Region;
@@ -644,19 +651,27 @@ export function buildGraph(
     m: Region; // MLP input (zMid or LN2 output)
     ln2?: Region;
     pre: Region;
-    f: Region;
     zOut: Region;
   }
   const layers: LayerRec[] = [];
   let z = z0;
   const rowsT = R * T;
-  const scores = act("attn.scores", R * H * T * T);
-  const headStrides = {
-    ld: d,
-    stride: [T * d, dh] as [number, number],
+  // The fce head reads only the special tokens, so the last block computes
+  // queries, attention output and MLP for those rows alone (exact: no other
+  // row of its output is used).
+  const trim = options.head === "fce";
+  const special = {
+    batch: R,
+    sequence: T,
+    dim: d,
+    positions: plan.specialPositions,
   };
+  const headStride = (rows: number): [number, number] => [rows * d, dh];
   for (let l = 0; l < options.depth; l++) {
     const p = `transform.layers.${l}`;
+    const last = trim && l === options.depth - 1;
+    const tq = last ? plan.specialPositions.length : T;
+    const rq = R * tq;
     const h = act(`${p}.h`, rowsT * d);
     const ln1 = act(`${p}.ln1`, rowsT * 2);
     op(layerNormForward({ rows: rowsT, dim: d, eps: options.lnEps }), {
@@ -665,22 +680,31 @@ export function buildGraph(
       y: h,
       stats: ln1,
     });
+    let zq = z;
+    let hq = h;
+    if (last) {
+      zq = act(`${p}.zq`, rq * d);
+      hq = act(`${p}.hq`, rq * d);
+      op(gatherRows(special), { x: z, y: zq });
+      op(gatherRows(special), { x: h, y: hq });
+    }
     const a = `${p}.attention`;
-    const proj = (w: string) => {
-      const out = act(`${a}.${w}`, rowsT * d);
-      mm({ m: rowsT, n: d, k: d, bias: true }, {
-        a: h,
+    const proj = (w: string, x: Region, rows: number) => {
+      const out = act(`${a}.${w}`, rows * d);
+      mm({ m: rows, n: d, k: d, bias: true }, {
+        a: x,
         b: P(`${a}.${w}.weight`),
         bias: P(`${a}.${w}.bias`),
         c: out,
       });
       return out;
     };
-    const q = proj("q");
-    const k = proj("k");
-    const v = proj("v");
+    const q = proj("q", hq, rq);
+    const k = proj("k", h, rowsT);
+    const v = proj("v", h, rowsT);
+    const scores = act(`${a}.scores`, R * H * tq * T);
     mm({
-      m: T,
+      m: tq,
       n: T,
       k: dh,
       transB: true,
@@ -688,57 +712,57 @@ export function buildGraph(
       ldb: d,
       batch: R * H,
       batchInner: H,
-      strideA: headStrides.stride,
-      strideB: headStrides.stride,
-      strideC: [H * T * T, T * T],
+      strideA: headStride(tq),
+      strideB: headStride(T),
+      strideC: [H * tq * T, tq * T],
       alpha: 1 / Math.sqrt(dh),
     }, { a: q, b: k, c: scores });
-    const probs = act(`${a}.p`, R * H * T * T);
-    op(softmaxRows({ rows: R * H * T, cols: T }), { s: scores, p: probs });
-    const att = act(`${a}.out`, rowsT * d);
+    const probs = act(`${a}.p`, R * H * tq * T);
+    op(softmaxRows({ rows: R * H * tq, cols: T }), { s: scores, p: probs });
+    const att = act(`${a}.out`, rq * d);
     mm({
-      m: T,
+      m: tq,
       n: dh,
       k: T,
       ldb: d,
       ldc: d,
       batch: R * H,
       batchInner: H,
-      strideA: [H * T * T, T * T],
-      strideB: headStrides.stride,
-      strideC: headStrides.stride,
+      strideA: [H * tq * T, tq * T],
+      strideB: headStride(T),
+      strideC: headStride(tq),
     }, { a: probs, b: v, c: att });
-    const zMid = act(`${p}.zmid`, rowsT * d);
-    mm({ m: rowsT, n: d, k: d, bias: true, residual: true }, {
+    const zMid = act(`${p}.zmid`, rq * d);
+    mm({ m: rq, n: d, k: d, bias: true, residual: true }, {
       a: att,
       b: P(`${a}.o.weight`),
       bias: P(`${a}.o.bias`),
-      r: z,
+      r: zq,
       c: zMid,
     });
     let mIn = zMid;
     let ln2: Region | undefined;
     if (options.ffnNorm) {
-      mIn = act(`${p}.m`, rowsT * d);
-      ln2 = act(`${p}.ln2`, rowsT * 2);
-      op(layerNormForward({ rows: rowsT, dim: d, eps: options.lnEps }), {
+      mIn = act(`${p}.m`, rq * d);
+      ln2 = act(`${p}.ln2`, rq * 2);
+      op(layerNormForward({ rows: rq, dim: d, eps: options.lnEps }), {
         x: zMid,
         gb: gb(`${p}.ffn_norm`),
         y: mIn,
         stats: ln2,
       });
     }
-    const pre = act(`${p}.pre`, rowsT * options.mlpDim);
-    const f = act(`${p}.f`, rowsT * options.mlpDim);
-    mm({ m: rowsT, n: options.mlpDim, k: d, bias: true, gelu: true }, {
+    const pre = act(`${p}.pre`, rq * options.mlpDim);
+    const f = act(`${p}.f`, rq * options.mlpDim);
+    mm({ m: rq, n: options.mlpDim, k: d, bias: true, gelu: true }, {
       a: mIn,
       b: P(`${p}.ffn.fc1.weight`),
       bias: P(`${p}.ffn.fc1.bias`),
       c: f,
       pre,
     });
-    const zOut = act(`${p}.zout`, rowsT * d);
-    mm({ m: rowsT, n: d, k: options.mlpDim, bias: true, residual: true }, {
+    const zOut = act(`${p}.zout`, rq * d);
+    mm({ m: rq, n: d, k: options.mlpDim, bias: true, residual: true }, {
       a: f,
       b: P(`${p}.ffn.fc2.weight`),
       bias: P(`${p}.ffn.fc2.bias`),
@@ -749,6 +773,10 @@ export function buildGraph(
       z,
       h,
       ln1,
+      tq,
+      rq,
+      zq,
+      hq,
       q,
       k,
       v,
@@ -758,19 +786,30 @@ export function buildGraph(
       m: mIn,
       ln2,
       pre,
-      f,
       zOut,
     });
     z = zOut;
   }
-  const zf = act("tf_norm.y", rowsT * d);
-  const lnf = act("tf_norm.stats", rowsT * 2);
-  op(layerNormForward({ rows: rowsT, dim: d, eps: options.lnEps }), {
+  // Rows out of the transformer: every token, or the special ones (trimmed).
+  const rowsOut = trim ? R * plan.specialPositions.length : rowsT;
+  const zf = act("tf_norm.y", rowsOut * d);
+  const lnf = act("tf_norm.stats", rowsOut * 2);
+  op(layerNormForward({ rows: rowsOut, dim: d, eps: options.lnEps }), {
     x: z,
     gb: gb("transform.tf_norm"),
     y: zf,
     stats: lnf,
   });
+  // The fce head's view of zf: compact rows in special-token order.
+  const mergeOpts = {
+    batch: R,
+    sequence: trim ? plan.specialPositions.length : T,
+    dim: d,
+    positions: trim
+      ? plan.specialPositions.map((_, i) => i)
+      : plan.specialPositions,
+    kernel: options.mergeKernel,
+  };
 
   const logits = pinned("logits", R * n);
   interface HeadRec {
@@ -819,13 +858,6 @@ export function buildGraph(
     });
     Object.assign(head, { hm, h1, h2, h3, w3, norms });
   } else {
-    const mergeOpts = {
-      batch: R,
-      sequence: T,
-      dim: d,
-      positions: plan.specialPositions,
-      kernel: options.mergeKernel,
-    };
     const merged = act("head.merge", R * d);
     op(mergeForward(mergeOpts), {
       z: zf,
@@ -937,7 +969,7 @@ export function buildGraph(
       );
     };
 
-    const dzf = act("tf_norm.dy", rowsT * d);
+    const dzf = act("tf_norm.dy", rowsOut * d);
     if (options.head === "avg") {
       const dh3 = act("head.dh3", R * options.conv);
       const dw3 = temp("dw3", options.conv * n);
@@ -1014,13 +1046,6 @@ export function buildGraph(
         dgb: dgb("classifier.norm"),
       });
       clears.push(dzf);
-      const mergeOpts = {
-        batch: R,
-        sequence: T,
-        dim: d,
-        positions: plan.specialPositions,
-        kernel: options.mergeKernel,
-      };
       op(mergeBackward(mergeOpts), {
         dm,
         w: P("classifier.merge.weight"),
@@ -1030,38 +1055,35 @@ export function buildGraph(
         dbias: Gr("classifier.merge.bias"),
       });
     }
-    // final LayerNorm
+    // final LayerNorm; dz is the gradient of the current block's output
+    // (compact special rows for a trimmed last block, then every row).
     const dz = act("dz", rowsT * d);
-    op(layerNormBackward({ rows: rowsT, dim: d }), {
+    let dzTop = dz;
+    if (trim) dzTop = act("dz.special", rowsOut * d);
+    op(layerNormBackward({ rows: rowsOut, dim: d }), {
       dy: dzf,
       x: z,
       gb: gb("transform.tf_norm"),
       stats: lnf,
-      dx: dz,
+      dx: dzTop,
       dgb: dgb("transform.tf_norm"),
     });
-    const dF = temp("dF", rowsT * options.mlpDim);
-    const dPre = temp("dPre", rowsT * options.mlpDim);
-    const dM = options.ffnNorm ? temp("dM", rowsT * d) : undefined;
-    const dA = temp("dA", rowsT * d);
-    const dP = temp("dP", R * H * T * T);
-    const dS = temp("dS", R * H * T * T);
-    const dQ = temp("dQ", rowsT * d);
-    const dK = temp("dK", rowsT * d);
-    const dV = temp("dV", rowsT * d);
-    const dH = temp("dH", rowsT * d);
     for (let l = options.depth - 1; l >= 0; l--) {
       const L = layers[l];
       const p = `transform.layers.${l}`;
       const a = `${p}.attention`;
+      const { tq, rq } = L;
+      const dzl = rq === rowsT ? dz : dzTop;
+      const dF = temp("dF", rq * options.mlpDim);
+      const dPre = temp("dPre", rq * options.mlpDim);
       // z_out = z_mid + fc2(gelu(fc1(m)))
       // GELU is cheap: recompute its output rather than keep it per layer.
-      const f = temp("gelu", rowsT * options.mlpDim);
-      op(gelu({ n: rowsT * options.mlpDim }), { x: L.pre, y: f });
+      const f = temp("gelu", rq * options.mlpDim);
+      op(gelu({ n: rq * options.mlpDim }), { x: L.pre, y: f });
       linBwd(
         f,
-        dz,
-        rowsT,
+        dzl,
+        rq,
         options.mlpDim,
         d,
         P(`${p}.ffn.fc2.weight`),
@@ -1069,16 +1091,17 @@ export function buildGraph(
         Gr(`${p}.ffn.fc2.bias`),
         dF,
       );
-      op(geluBackward({ n: rowsT * options.mlpDim }), {
+      op(geluBackward({ n: rq * options.mlpDim }), {
         dy: dF,
         x: L.pre,
         dx: dPre,
       });
       if (options.ffnNorm) {
+        const dM = temp("dM", rq * d);
         linBwd(
           L.m,
           dPre,
-          rowsT,
+          rq,
           d,
           options.mlpDim,
           P(`${p}.ffn.fc1.weight`),
@@ -1086,33 +1109,34 @@ export function buildGraph(
           Gr(`${p}.ffn.fc1.bias`),
           dM,
         );
-        op(layerNormBackward({ rows: rowsT, dim: d, accumulateDx: true }), {
+        op(layerNormBackward({ rows: rq, dim: d, accumulateDx: true }), {
           dy: dM,
           x: L.zMid,
           gb: gb(`${p}.ffn_norm`),
           stats: L.ln2!,
-          dx: dz,
+          dx: dzl,
           dgb: dgb(`${p}.ffn_norm`),
         });
       } else {
         linBwd(
           L.m,
           dPre,
-          rowsT,
+          rq,
           d,
           options.mlpDim,
           P(`${p}.ffn.fc1.weight`),
           Gr(`${p}.ffn.fc1.weight`),
           Gr(`${p}.ffn.fc1.bias`),
-          dz,
+          dzl,
           true,
         );
       }
-      // dz now holds d z_mid; z_mid = z + o(attention(LN1(z)))
+      // dzl now holds d z_mid; z_mid = z + o(attention(LN1(z)))
+      const dA = temp("dA", rq * d);
       linBwd(
         L.a,
-        dz,
-        rowsT,
+        dzl,
+        rq,
         d,
         d,
         P(`${a}.o.weight`),
@@ -1120,75 +1144,84 @@ export function buildGraph(
         Gr(`${a}.o.bias`),
         dA,
       );
-      const batchHeads = {
-        batch: R * H,
-        batchInner: H,
-      };
+      const batchHeads = { batch: R * H, batchInner: H };
+      const probStride: [number, number] = [H * tq * T, tq * T];
+      const dP = temp("dP", R * H * tq * T);
       mm({
-        m: T,
+        m: tq,
         n: T,
         k: dh,
         transB: true,
         lda: d,
         ldb: d,
         ...batchHeads,
-        strideA: headStrides.stride,
-        strideB: headStrides.stride,
-        strideC: [H * T * T, T * T],
+        strideA: headStride(tq),
+        strideB: headStride(T),
+        strideC: probStride,
       }, { a: dA, b: L.v, c: dP });
+      const dV = temp("dV", rowsT * d);
       mm({
         m: T,
         n: dh,
-        k: T,
+        k: tq,
         transA: true,
+        lda: T,
         ldb: d,
         ldc: d,
         ...batchHeads,
-        strideA: [H * T * T, T * T],
-        strideB: headStrides.stride,
-        strideC: headStrides.stride,
+        strideA: probStride,
+        strideB: headStride(tq),
+        strideC: headStride(T),
       }, { a: L.p, b: dA, c: dV });
+      const dS = temp("dS", R * H * tq * T);
       op(
-        softmaxBackward({ rows: R * H * T, cols: T, scale: 1 / Math.sqrt(dh) }),
-        {
-          dp: dP,
-          p: L.p,
-          ds: dS,
-        },
+        softmaxBackward({
+          rows: R * H * tq,
+          cols: T,
+          scale: 1 / Math.sqrt(dh),
+        }),
+        { dp: dP, p: L.p, ds: dS },
       );
+      const dQ = temp("dQ", rq * d);
       mm({
-        m: T,
+        m: tq,
         n: dh,
         k: T,
         ldb: d,
         ldc: d,
         ...batchHeads,
-        strideA: [H * T * T, T * T],
-        strideB: headStrides.stride,
-        strideC: headStrides.stride,
+        strideA: probStride,
+        strideB: headStride(T),
+        strideC: headStride(tq),
       }, { a: dS, b: L.k, c: dQ });
+      const dK = temp("dK", rowsT * d);
       mm({
         m: T,
         n: dh,
-        k: T,
+        k: tq,
         transA: true,
+        lda: T,
         ldb: d,
         ldc: d,
         ...batchHeads,
-        strideA: [H * T * T, T * T],
-        strideB: headStrides.stride,
-        strideC: headStrides.stride,
+        strideA: probStride,
+        strideB: headStride(tq),
+        strideC: headStride(T),
       }, { a: dS, b: L.q, c: dK });
+      // dH = d LN1(z): keys and values from every row, queries from rq rows.
+      const dH = temp("dH", rowsT * d);
+      const trimmed = rq !== rowsT;
+      const dHq = trimmed ? temp("dHq", rq * d) : dH;
       linBwd(
-        L.h,
+        L.hq,
         dQ,
-        rowsT,
+        rq,
         d,
         d,
         P(`${a}.q.weight`),
         Gr(`${a}.q.weight`),
         Gr(`${a}.q.bias`),
-        dH,
+        dHq,
       );
       linBwd(
         L.h,
@@ -1200,7 +1233,7 @@ export function buildGraph(
         Gr(`${a}.k.weight`),
         Gr(`${a}.k.bias`),
         dH,
-        true,
+        !trimmed,
       );
       linBwd(
         L.h,
@@ -1214,6 +1247,11 @@ export function buildGraph(
         dH,
         true,
       );
+      if (trimmed) {
+        op(scatterRows({ ...special, accumulate: true }), { x: dHq, y: dH });
+        // Only the query rows carry the residual gradient: dz = scatter(dzl).
+        op(scatterRows(special), { x: dzl, y: dz });
+      }
       op(layerNormBackward({ rows: rowsT, dim: d, accumulateDx: true }), {
         dy: dH,
         x: L.z,

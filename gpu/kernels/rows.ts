@@ -1,0 +1,157 @@
+/**
+ * Row selection for the fused engine: gather the rows of chosen sequence
+ * positions out of a `[batch·sequence][dim]` activation into a compact
+ * `[batch·P][dim]` one, and scatter such rows back (zeros elsewhere, or added
+ * in place). The fce head reads only the special tokens, so the last
+ * transformer block computes its queries, output projection and MLP for
+ * those rows alone (`gpu/amaut_graph.ts`).
+ *
+ * @module
+ */
+import type { KernelPlan } from "../runtime.ts";
+import {
+  grid2d,
+  linearGroupWgsl,
+  MAIN_HEADER,
+  WORKGROUP_SIZE,
+} from "./elementwise.ts";
+
+/** Sizes of a row selection. */
+export interface RowsOptions {
+  /** Clips. */
+  readonly batch: number;
+  /** Rows per clip in the full layout. */
+  readonly sequence: number;
+  /** Values per row. */
+  readonly dim: number;
+  /** Selected positions within a clip, in compact order. */
+  readonly positions: readonly number[];
+}
+
+function check(o: RowsOptions): void {
+  for (
+    const [k, v] of [["batch", o.batch], ["sequence", o.sequence], [
+      "dim",
+      o.dim,
+    ]] as const
+  ) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new RangeError(`rows: ${k} must be a positive integer, got ${v}`);
+    }
+  }
+  if (o.positions.length === 0) {
+    throw new RangeError("rows: no positions selected");
+  }
+  const seen = new Set<number>();
+  for (const p of o.positions) {
+    if (!Number.isInteger(p) || p < 0 || p >= o.sequence || seen.has(p)) {
+      throw new RangeError(
+        `rows: positions must be distinct integers in 0…${
+          o.sequence - 1
+        }, got [${o.positions}]`,
+      );
+    }
+    seen.add(p);
+  }
+}
+
+/** WGSL: `SEL` (position → compact index or -1) as a const array. */
+function selectionWgsl(o: RowsOptions): string {
+  const slot = Array.from(
+    { length: o.sequence },
+    (_, s) => o.positions.indexOf(s),
+  );
+  return `const SEL = array<i32, ${o.sequence}>(${
+    slot.map((v) => `${v}`).join(", ")
+  });
+const POS = array<u32, ${o.positions.length}>(${
+    o.positions.map((p) => `${p}u`).join(", ")
+  });`;
+}
+
+/**
+ * Gathers the selected rows: `y[b·P + i] = x[b·sequence + positions[i]]`.
+ * Bindings: "x" (read, `[batch·sequence][dim]`), "y" (out, `[batch·P][dim]`).
+ *
+ * @param o Sizes and positions.
+ */
+export function gatherRows(o: RowsOptions): KernelPlan {
+  check(o);
+  const P = o.positions.length;
+  const n = o.batch * P * o.dim;
+  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
+  const code = `${selectionWgsl(o)}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+${MAIN_HEADER}
+  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
+  if (i >= ${n}u) { return; }
+  let row = i / ${o.dim}u;
+  let col = i % ${o.dim}u;
+  let b = row / ${P}u;
+  let p = POS[row % ${P}u];
+  y[i] = x[(b * ${o.sequence}u + p) * ${o.dim}u + col];
+}`;
+  return {
+    steps: [{
+      spec: {
+        code,
+        workgroups,
+        label: `gatherRows b${o.batch} s${o.sequence}→${P} d${o.dim}`,
+      },
+      bind: ["x", "y"],
+    }],
+  };
+}
+
+/**
+ * Scatters compact rows back into the full layout. Without `accumulate`
+ * every row of `y` is written (the selected rows from `x`, the others 0);
+ * with it, `x` is added to the selected rows and the others stay as they
+ * are. Bindings: "x" (read, `[batch·P][dim]`), "y" (`[batch·sequence][dim]`).
+ *
+ * @param o Sizes, positions and `accumulate`.
+ */
+export function scatterRows(
+  o: RowsOptions & { accumulate?: boolean },
+): KernelPlan {
+  check(o);
+  const P = o.positions.length;
+  const acc = o.accumulate ?? false;
+  const rows = acc ? o.batch * P : o.batch * o.sequence;
+  const n = rows * o.dim;
+  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
+  const body = acc
+    ? `  let row = i / ${o.dim}u;
+  let col = i % ${o.dim}u;
+  let b = row / ${P}u;
+  let p = POS[row % ${P}u];
+  let at = (b * ${o.sequence}u + p) * ${o.dim}u + col;
+  y[at] = y[at] + x[i];`
+    : `  let row = i / ${o.dim}u;
+  let col = i % ${o.dim}u;
+  let b = row / ${o.sequence}u;
+  let slot = SEL[row % ${o.sequence}u];
+  if (slot < 0) { y[i] = 0.0; return; }
+  y[i] = x[(b * ${P}u + u32(slot)) * ${o.dim}u + col];`;
+  const code = `${selectionWgsl(o)}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+${MAIN_HEADER}
+  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
+  if (i >= ${n}u) { return; }
+${body}
+}`;
+  return {
+    steps: [{
+      spec: {
+        code,
+        workgroups,
+        label: `scatterRows b${o.batch} ${P}→s${o.sequence} d${o.dim}${
+          acc ? " acc" : ""
+        }`,
+      },
+      bind: ["x", "y"],
+    }],
+  };
+}
