@@ -57,6 +57,7 @@ import {
   weightNormForward,
 } from "./kernels/model_ops.ts";
 import { gatherRows, scatterRows } from "./kernels/rows.ts";
+import { foldBatchNorm } from "./kernels/fold.ts";
 
 /** Where one parameter lives in the arenas. */
 export interface ParamSlot {
@@ -492,8 +493,86 @@ export function buildGraph(
     };
   };
 
+  /**
+   * Conv + BatchNorm (+ residual) (+ ReLU). Training: the conv, then
+   * BatchNorm on batch statistics. Eval: the BatchNorm is folded into the
+   * standardised kernel and a bias once per weight version, so the whole
+   * thing is one matmul whose epilogue adds the residual and applies ReLU.
+   */
+  const convBn = (
+    x: Region,
+    tIn: number,
+    cin: number,
+    cout: number,
+    k: number,
+    stride: number,
+    pad: number,
+    w: string,
+    bn: string,
+    relu: boolean,
+    r?: Region,
+  ): { y: Region; rec: ConvRec } => {
+    if (training) {
+      const c = stdConv(x, tIn, cin, cout, k, stride, pad, w);
+      const y = bnFwd(c.out, b * c.rec.tOut, cout, bn, relu, r).y;
+      return { y, rec: c.rec };
+    }
+    const tOut = Math.floor((tIn + 2 * pad - k) / stride) + 1;
+    const wh = pinned(`${w}.folded`, k * cin * cout);
+    const wstats = pinned(`${w}.stdstats`, 2 * cout);
+    const bias = pinned(`${bn}.folded_bias`, cout);
+    prep.push({
+      plan: weightStdForward({
+        rows: k * cin,
+        cols: cout,
+        eps: options.stdConvEps,
+      }),
+      bind: { w: P(w), wh, stats: wstats },
+    });
+    prep.push({
+      plan: foldBatchNorm({
+        rows: k * cin,
+        cols: cout,
+        eps: plan.batchNorms.get(bn)!,
+      }),
+      bind: { w: wh, gb: gb(bn), running: arenas.runningOf(bn), bias },
+    });
+    let col = x;
+    if (!(k === 1 && stride === 1 && pad === 0)) {
+      col = act(`${w}.col`, R * tOut * k * cin);
+      op(im2col({ batch: R, tIn, cin, k, stride, pad }), { x, col });
+    }
+    const y = act(`${bn}.y`, R * tOut * cout);
+    mm({
+      m: R * tOut,
+      n: cout,
+      k: k * cin,
+      bias: true,
+      residual: r !== undefined,
+      relu,
+    }, { a: col, b: wh, bias, r, c: y });
+    return {
+      y,
+      rec: {
+        x,
+        out: y,
+        col,
+        wh,
+        wstats,
+        w,
+        tIn,
+        tOut,
+        cin,
+        cout,
+        k,
+        stride,
+        pad,
+      },
+    };
+  };
+
   const cnn = "transform.embedding.restnet";
-  const root = stdConv(
+  const root = convBn(
     input,
     dims.frames,
     dims.nMels,
@@ -502,11 +581,6 @@ export function buildGraph(
     2,
     6,
     `${cnn}.root.0.weight`,
-  );
-  const rootBn = bnFwd(
-    root.out,
-    b * plan.rootLength,
-    options.width,
     `${cnn}.root.1`,
     true,
   );
@@ -520,7 +594,7 @@ export function buildGraph(
     stride: 2,
     pad: 2,
   };
-  op(maxPoolForward(poolOpts), { x: rootBn.y, y: pooled, arg: poolArg });
+  op(maxPoolForward(poolOpts), { x: root.y, y: pooled, arg: poolArg });
 
   interface BlockRec {
     blk: (typeof plan.blocks)[number];
@@ -540,9 +614,20 @@ export function buildGraph(
   const half = (options.kernelSize - 1) / 2;
   for (const blk of plan.blocks) {
     const p = blk.prefix;
-    const c1 = stdConv(x, t, blk.cin, blk.cmid, 1, 1, 0, `${p}.conv1.weight`);
-    const y1 = bnFwd(c1.out, b * t, blk.cmid, `${p}.norm1`, true).y;
-    const c2 = stdConv(
+    const c1 = convBn(
+      x,
+      t,
+      blk.cin,
+      blk.cmid,
+      1,
+      1,
+      0,
+      `${p}.conv1.weight`,
+      `${p}.norm1`,
+      true,
+    );
+    const y1 = c1.y;
+    const c2 = convBn(
       y1,
       t,
       blk.cmid,
@@ -551,23 +636,15 @@ export function buildGraph(
       blk.stride,
       half,
       `${p}.conv2.weight`,
+      `${p}.norm2`,
+      true,
     );
     const t2 = c2.rec.tOut;
-    const y2 = bnFwd(c2.out, b * t2, blk.cmid, `${p}.norm2`, true).y;
-    const c3 = stdConv(
-      y2,
-      t2,
-      blk.cmid,
-      blk.cout,
-      1,
-      1,
-      0,
-      `${p}.conv3.weight`,
-    );
+    const y2 = c2.y;
     let shortcut = x;
     let ds: BlockRec["ds"];
     if (blk.projection) {
-      const cd = stdConv(
+      const cd = convBn(
         x,
         t,
         blk.cin,
@@ -576,12 +653,26 @@ export function buildGraph(
         blk.stride,
         0,
         `${p}.downsample.weight`,
+        `${p}.ds_gn`,
+        false,
       );
-      const yd = bnFwd(cd.out, b * t2, blk.cout, `${p}.ds_gn`, false).y;
-      ds = { conv: cd.rec, y: yd };
-      shortcut = yd;
+      ds = { conv: cd.rec, y: cd.y };
+      shortcut = cd.y;
     }
-    const out = bnFwd(c3.out, b * t2, blk.cout, `${p}.norm3`, true, shortcut).y;
+    const c3 = convBn(
+      y2,
+      t2,
+      blk.cmid,
+      blk.cout,
+      1,
+      1,
+      0,
+      `${p}.conv3.weight`,
+      `${p}.norm3`,
+      true,
+      shortcut,
+    );
+    const out = c3.y;
     blocks.push({
       blk,
       x,
@@ -1403,8 +1494,8 @@ export function buildGraph(
     bnBwd(
       `${cnn}.root.1`,
       dRoot,
-      rootBn.y,
-      root.out,
+      root.y,
+      root.rec.out,
       b * plan.rootLength,
       options.width,
       dRootH,

@@ -75,6 +75,12 @@ export interface MatmulOptions {
    */
   readonly gelu?: boolean;
   /**
+   * Epilogue ReLU after bias and residual: C = max(0, r + alpha·AB + bias)
+   * (folded conv + BatchNorm + ReLU in eval graphs). Excludes `accumulate`
+   * and `gelu`.
+   */
+  readonly relu?: boolean;
+  /**
    * Tuning/test override: number of K slices (split-K; 1 disables it).
    * Default: chosen from the shape.
    */
@@ -156,6 +162,7 @@ interface Layout {
   residual: boolean;
   accumulate: boolean;
   gelu: boolean;
+  relu: boolean;
   /** vec4 access possible for A, B, C (and r, pre). */
   vecA: boolean;
   vecB: boolean;
@@ -217,6 +224,10 @@ function resolve(o: MatmulOptions): Layout {
   const gelu = o.gelu ?? false;
   if (residual && accumulate) bad("residual and accumulate are exclusive");
   if (gelu && accumulate) bad("gelu and accumulate are exclusive");
+  const relu = o.relu ?? false;
+  if (relu && (accumulate || gelu)) {
+    bad("relu excludes accumulate and gelu");
+  }
   const big = Math.max(
     (batch / bi - 1) * sA[0] + (bi - 1) * sA[1] + rowsA * lda,
     (batch / bi - 1) * sB[0] + (bi - 1) * sB[1] + rowsB * ldb,
@@ -243,6 +254,7 @@ function resolve(o: MatmulOptions): Layout {
     residual,
     accumulate,
     gelu,
+    relu,
     vecA: al4(rowA, lda, ...sA),
     vecB: al4(rowB, ldb, ...sB),
     vecC: al4(n, ldc, ...sC),
@@ -390,6 +402,7 @@ function epilogue(
       : ` + bias[${col}]`;
   }
   if (L.residual) v = `r[${ci}] + ${v}`;
+  if (L.relu) v = `max(${v}, ${T}(0.0))`;
   lines.push(`let v: ${T} = ${v};`);
   if (L.gelu) {
     lines.push(`pre[${ci}] = v;`);
@@ -572,7 +585,7 @@ function mainKernel(
     L.transA ? " tA" : ""
   }${L.transB ? " tB" : ""}${L.batch > 1 ? ` b${L.batch}` : ""}${
     splitMode ? ` split${split}` : ""
-  }`;
+  }${L.relu ? " relu" : ""}`;
   lines.push(`// ${label}`);
   lines.push(decl(0, "a", L.vecA, false));
   lines.push(decl(1, "b", L.vecB, false));

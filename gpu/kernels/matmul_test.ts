@@ -109,6 +109,7 @@ function reference(
         if (o.bias) v += x.bias[j];
         const ci = oc + i * R.ldc + j;
         if (o.residual) v += x.r[ci];
+        if (o.relu) v = Math.max(v, 0);
         if (o.gelu) {
           pre![ci] = v;
           c[ci] = geluRef(v);
@@ -297,6 +298,11 @@ Deno.test("matmul: alpha, bias, residual, accumulate, gelu", opts, async () => {
     await check({ m, n, k, bias: true }, "bias");
     await check({ m, n, k, residual: true, alpha: 0.5 }, "residual");
     await check({ m, n, k, residual: true, bias: true }, "residual+bias");
+    await check({ m, n, k, relu: true, bias: true }, "relu+bias");
+    await check(
+      { m, n, k, relu: true, residual: true, bias: true },
+      "relu+residual+bias",
+    );
     await check({ m, n, k, accumulate: true }, "accumulate");
     await check(
       { m, n, k, accumulate: true, bias: true, alpha: 2 },
@@ -317,6 +323,7 @@ Deno.test("matmul: split-K with every epilogue", opts, async () => {
     { m: 21, n: 13, k: 64, splitK: 3, residual: true, ldc: 15 },
     { m: 17, n: 24, k: 100, splitK: 3, gelu: true, bias: true },
     { m: 17, n: 11, k: 50, splitK: 2, gelu: true, residual: true },
+    { m: 18, n: 12, k: 60, splitK: 3, relu: true, bias: true, residual: true },
     {
       m: 9,
       n: 7,
@@ -422,6 +429,8 @@ Deno.test("matmul: option errors", () => {
     { m: 4, n: 4, k: 4, batch: 0 },
     { m: 4, n: 4, k: 4, residual: true, accumulate: true },
     { m: 4, n: 4, k: 4, gelu: true, accumulate: true },
+    { m: 4, n: 4, k: 4, relu: true, accumulate: true },
+    { m: 4, n: 4, k: 4, relu: true, gelu: true },
     { m: 4, n: 4, k: 4, alpha: NaN },
     { m: 4, n: 4, k: 4, splitK: 0 },
     { m: 4, n: 4, k: 4, tile: [16, 16] },

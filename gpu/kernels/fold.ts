@@ -1,0 +1,67 @@
+/**
+ * Folds an eval-mode BatchNorm into the conv before it, for the fused
+ * engine's eval graphs: with running statistics BatchNorm is the per-channel
+ * affine map `x·s + (β − μ·s)`, `s = γ / sqrt(σ² + eps)`, so scaling the
+ * conv kernel's output columns by `s` and adding `β − μ·s` as a bias gives
+ * the same output in one matmul (whose epilogue also adds the residual and
+ * applies the ReLU). Runs once per weight version, after weight
+ * standardisation.
+ *
+ * @module
+ */
+import type { KernelPlan } from "../runtime.ts";
+import {
+  f32Literal,
+  grid2d,
+  linearGroupWgsl,
+  MAIN_HEADER,
+  WORKGROUP_SIZE,
+} from "./elementwise.ts";
+
+/**
+ * Scales kernel `w` (`[rows][cols]`, one column per output channel) in
+ * place by `s[c] = γ[c] / sqrt(var[c] + eps)` and writes the bias
+ * `β[c] − mean[c]·s[c]`. Bindings: "w" (read_write, `[rows][cols]`), "gb"
+ * (read, γ then β, 2·cols), "running" (read, mean then variance, 2·cols),
+ * "bias" (out, cols).
+ *
+ * @param o `rows`, `cols` (elements) and the BatchNorm's `eps`.
+ */
+export function foldBatchNorm(
+  o: { rows: number; cols: number; eps: number },
+): KernelPlan {
+  for (const [k, v] of [["rows", o.rows], ["cols", o.cols]] as const) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new RangeError(
+        `foldBatchNorm: ${k} must be a positive integer, got ${v}`,
+      );
+    }
+  }
+  if (!(o.eps > 0)) {
+    throw new RangeError(`foldBatchNorm: eps must be > 0, got ${o.eps}`);
+  }
+  const n = o.rows * o.cols;
+  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
+  const code = `@group(0) @binding(0) var<storage, read_write> w: array<f32>;
+@group(0) @binding(1) var<storage, read> gb: array<f32>;
+@group(0) @binding(2) var<storage, read> running: array<f32>;
+@group(0) @binding(3) var<storage, read_write> bias: array<f32>;
+${MAIN_HEADER}
+  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
+  if (i >= ${n}u) { return; }
+  let c = i % ${o.cols}u;
+  let s = gb[c] / sqrt(running[${o.cols}u + c] + ${f32Literal(o.eps)});
+  w[i] = w[i] * s;
+  if (i < ${o.cols}u) { bias[c] = gb[${o.cols}u + c] - running[c] * s; }
+}`;
+  return {
+    steps: [{
+      spec: {
+        code,
+        workgroups,
+        label: `foldBatchNorm ${o.rows}x${o.cols}`,
+      },
+      bind: ["w", "gb", "running", "bias"],
+    }],
+  };
+}
