@@ -197,6 +197,7 @@ async function benchFused(
     await engine.sync();
     const firstStepMs = performance.now() - t0;
     const first = await engine.metrics();
+    const bytesAfterFirst = engine.runtime.stats().bytes;
     for (let k = 1; k <= 2; k++) {
       await engine.step(tokens, labels, o.views, settings(k));
     }
@@ -211,6 +212,8 @@ async function benchFused(
     }
     await engine.sync();
     const stepMs = (performance.now() - t0) / o.steps;
+    // Everything is allocated when a graph is built: steps allocate nothing.
+    const growthBytes = engine.runtime.stats().bytes - bytesAfterFirst;
     const last = await engine.metrics();
     const evalInput = tf.slice(tokens, [0, 0, 0], [B, -1, -1]);
     for (let k = 0; k < 3; k++) await engine.evalEnqueue(evalInput, B);
@@ -252,6 +255,7 @@ async function benchFused(
       evalDispatches: evalCounts.forward,
       pipelines: engine.runtime.stats().pipelines,
       engineMemoryMiB: Math.round(engineBytes / 2 ** 20),
+      memoryGrowthOverStepsBytes: growthBytes,
       tfjsMemoryMiB: Math.round((mem.numBytesInGPUAllocated ?? 0) / 2 ** 20),
       peakMemoryMiB: Math.round(
         (engineBytes + (mem.numBytesInGPUAllocated ?? 0)) / 2 ** 20,
