@@ -13,6 +13,8 @@
  *   GPU times.
  * - `parity`: the fused WebGPU engine against the PyTorch fixtures and the
  *   tfjs cpu training step, on the device's GPU.
+ * - `matmul`: tile × split-K sweep of the engine's matmul at the presets'
+ *   shapes (GPU time from timestamp queries).
  *
  * @module
  */
@@ -21,12 +23,14 @@ import { benchData } from "./data_bench.ts";
 import { benchMel } from "./mel_bench.ts";
 import { benchTrain } from "./train_bench.ts";
 import { benchParity } from "./parity_bench.ts";
+import { benchMatmul } from "./matmul_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
   mel: benchMel,
   train: benchTrain,
   parity: benchParity,
+  matmul: benchMatmul,
 };
 
 const [name, ...rest] = Deno.args;

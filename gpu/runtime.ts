@@ -409,3 +409,31 @@ export function createRuntime(device: GPUDevice): Runtime {
     },
   };
 }
+
+/**
+ * Requests a device on the first WebGPU adapter with the limits and features
+ * the engine can use (the adapter's storage-binding and buffer sizes, its
+ * workgroup limits, `timestamp-query` when offered). tfjs creates its own
+ * device; this one is for tools and tests that run the engine alone.
+ *
+ * @returns The device.
+ * @throws {Error} Without a WebGPU adapter.
+ */
+export async function requestEngineDevice(): Promise<GPUDevice> {
+  const gpu = (globalThis.navigator as { gpu?: GPU }).gpu;
+  const adapter = await gpu?.requestAdapter();
+  if (!adapter) throw new Error("No WebGPU adapter was found");
+  const l = adapter.limits;
+  return await adapter.requestDevice({
+    requiredFeatures: adapter.features.has("timestamp-query")
+      ? ["timestamp-query"]
+      : [],
+    requiredLimits: {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    },
+  });
+}

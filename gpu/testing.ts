@@ -6,7 +6,7 @@
  * @module
  */
 import type { KernelPlan, KernelSpec, Region, Runtime } from "./runtime.ts";
-import { createRuntime } from "./runtime.ts";
+import { createRuntime, requestEngineDevice } from "./runtime.ts";
 
 let cached: Promise<Runtime | undefined> | undefined;
 
@@ -19,24 +19,8 @@ let cached: Promise<Runtime | undefined> | undefined;
 export function testRuntime(): Promise<Runtime | undefined> {
   cached ??= (async () => {
     const gpu = (globalThis.navigator as { gpu?: GPU }).gpu;
-    const adapter = await gpu?.requestAdapter();
-    if (!adapter) return undefined;
-    const device = await adapter.requestDevice({
-      requiredFeatures: adapter.features.has("timestamp-query")
-        ? ["timestamp-query"]
-        : [],
-      requiredLimits: {
-        maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
-        maxBufferSize: adapter.limits.maxBufferSize,
-        maxComputeWorkgroupStorageSize:
-          adapter.limits.maxComputeWorkgroupStorageSize,
-        maxComputeInvocationsPerWorkgroup:
-          adapter.limits.maxComputeInvocationsPerWorkgroup,
-        maxStorageBuffersPerShaderStage:
-          adapter.limits.maxStorageBuffersPerShaderStage,
-      },
-    });
-    return createRuntime(device);
+    if (!(await gpu?.requestAdapter())) return undefined;
+    return createRuntime(await requestEngineDevice());
   })();
   return cached;
 }
