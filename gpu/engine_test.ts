@@ -5,7 +5,7 @@ import { createModel, type ModelDims, ModelOptions } from "../model/amaut.ts";
 import { loadModelFixture } from "../model/fixture.ts";
 import { createFusedEngine } from "./engine.ts";
 import { fixtureParity, stepParity } from "./parity.ts";
-import { hasGpu, testRuntime } from "./testing.ts";
+import { gpuTests, testRuntime } from "./testing.ts";
 
 const FIXTURES = new URL(
   "../../shared/fixtures/reference/model/",
@@ -16,7 +16,7 @@ for (const name of ["tiny_avg", "tiny_fce"]) {
   Deno.test({
     name:
       `fused engine matches the PyTorch fixture ${name}: eval logits, 2-view loss, every gradient`,
-    ignore: !hasGpu,
+    ignore: !gpuTests,
     async fn() {
       await tf.setBackend("cpu");
       const rt = (await testRuntime())!;
@@ -53,7 +53,7 @@ for (const head of ["avg", "fce"] as const) {
   Deno.test({
     name:
       `fused engine: two SGD steps (momentum, weight decay, per-tensor lr) equal the tfjs cpu step, ${head} head`,
-    ignore: !hasGpu,
+    ignore: !gpuTests,
     async fn() {
       await tf.setBackend("cpu");
       const rt = (await testRuntime())!;
@@ -84,7 +84,7 @@ for (const head of ["avg", "fce"] as const) {
 Deno.test({
   name:
     "fused engine: eval logits equal the tfjs model's (cls tokens); dispatch counts are reported",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     await tf.setBackend("cpu");
     const rt = (await testRuntime())!;
@@ -125,7 +125,7 @@ Deno.test({
 Deno.test({
   name:
     "fused engine: a token array of the wrong size is refused with the expected shape",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     await tf.setBackend("cpu");
     const rt = (await testRuntime())!;

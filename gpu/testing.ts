@@ -26,8 +26,22 @@ export function testRuntime(): Promise<Runtime | undefined> {
 }
 
 /** Whether a WebGPU adapter exists (top-level await in tests, for `ignore`). */
-export const hasGpu: boolean = (await (globalThis.navigator as { gpu?: GPU })
-  .gpu?.requestAdapter()) != null;
+const adapter = await (globalThis.navigator as { gpu?: GPU }).gpu
+  ?.requestAdapter();
+
+/** Whether any WebGPU adapter exists, a CPU one (Mesa llvmpipe) included. */
+export const hasGpu: boolean = adapter != null;
+
+/**
+ * Whether the kernel and engine tests run: on a real GPU always; on a CPU
+ * (fallback) adapter only with `AMAUT_GPU_TESTS=1`, because llvmpipe's LLVM
+ * spends seconds to tens of seconds compiling each generated kernel the
+ * first time (a cold run of these tests takes over half an hour on two cores;
+ * Mesa's shader cache makes later runs take a few minutes).
+ */
+export const gpuTests: boolean = adapter != null &&
+  (!(adapter.info as { isFallbackAdapter?: boolean }).isFallbackAdapter ||
+    Deno.env.get("AMAUT_GPU_TESTS") === "1");
 
 /**
  * Runs `fn` inside a validation error scope and throws the first GPU error.

@@ -4,6 +4,7 @@ import { compile, runPipeline, StageError } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "./mod.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import * as tf from "@tensorflow/tfjs";
+import { gpuTests } from "../gpu/testing.ts";
 
 const SPEC = `name: tiny-train
 runtime: { backend: cpu, seed: 3 }
@@ -165,11 +166,10 @@ Deno.test("train with engine: fused on the cpu backend is refused, naming the ba
   );
 });
 
-const gpu = await navigator.gpu?.requestAdapter();
 Deno.test({
   name:
     "train with the fused WebGPU engine learns like the tfjs engine: same first-epoch loss, checkpoints, evaluation",
-  ignore: !gpu,
+  ignore: !gpuTests,
   async fn() {
     const common = ["train.epochs=1", "train.model.dropout=0"];
     const ref = await setup(common);

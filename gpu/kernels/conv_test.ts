@@ -16,7 +16,7 @@ import {
 } from "./conv.ts";
 import {
   asInt32,
-  hasGpu,
+  gpuTests,
   maxAbsDiff,
   randomArray,
   runPlan,
@@ -171,7 +171,7 @@ async function checkConv(g: Geo, seed: number): Promise<void> {
 
 Deno.test({
   name: "im2col/col2im: strides 1, 2 × k 1, 7, 14 × pads 0, 3, 6 (cin 3)",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     let seed = 1;
     for (const stride of [1, 2]) {
@@ -189,7 +189,7 @@ Deno.test({
 
 Deno.test({
   name: "im2col/col2im: vec4 channel path (cin 8) and odd batch",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     await checkConv({ batch: 3, tIn: 19, cin: 8, k: 14, stride: 2, pad: 6 }, 5);
     await checkConv({ batch: 3, tIn: 19, cin: 8, k: 7, stride: 1, pad: 3 }, 6);
@@ -200,7 +200,7 @@ Deno.test({
 
 Deno.test({
   name: "col2im: accumulate adds into dx (scalar and vec4)",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     const r = await rt();
     for (const cin of [3, 8]) {
@@ -251,7 +251,7 @@ function refPool(
 
 Deno.test({
   name: "maxPool: forward values, first-max ties, −Inf inputs; backward gather",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     const r = await rt();
     const cases = [

@@ -30,7 +30,7 @@ import {
   WORKGROUP_SIZE,
 } from "./elementwise.ts";
 import {
-  hasGpu,
+  gpuTests,
   maxAbsDiff,
   randomArray,
   runKernel,
@@ -129,7 +129,7 @@ Deno.test("grid2d: arithmetic for small and huge workgroup counts", () => {
 
 Deno.test({
   name: "erf: max abs error ≤ 2e-7 over [−6, 6] (f32 and vec4)",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     const r = await rt();
     const n = 12_004;
@@ -166,7 +166,7 @@ ${MAIN_HEADER}
 
 Deno.test({
   name: "gelu: forward matches float64 exact-erf GELU (n odd and n % 4 == 0)",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     for (const n of [1001, 1000]) {
       const x = spread(n, n);
@@ -181,7 +181,7 @@ Deno.test({
 
 Deno.test({
   name: "geluBackward: analytic, finite differences, accumulate",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     // The float64 formula against central differences of float64 GELU.
     for (let x = -6; x <= 6; x += 0.37) {
@@ -228,7 +228,7 @@ function refColumnSum(x: Float32Array, rows: number, cols: number) {
 
 Deno.test({
   name: "columnSum: one stage, two stages with scratch, accumulate, scale",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     const cases = [
       { rows: 37, cols: 45 },
@@ -307,7 +307,7 @@ const SOFTMAX_SHAPES = [
 
 Deno.test({
   name: "softmaxRows: matches float64 softmax, stable for large scores",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     assert.deepEqual(softmaxLayout(94), { lanes: 32, per: 3 });
     assert.deepEqual(softmaxLayout(15), { lanes: 4, per: 4 });
@@ -327,7 +327,7 @@ Deno.test({
 
 Deno.test({
   name: "softmaxBackward: analytic with scale, finite differences",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     let seed = 80;
     for (const [rows, cols] of SOFTMAX_SHAPES) {
@@ -385,7 +385,7 @@ Deno.test({
 
 Deno.test({
   name: "meanRows / meanRowsBackward: odd and vec4 widths, accumulate",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     let seed = 90;
     for (const [batch, t, dim] of [[3, 7, 45], [2, 94, 64], [1, 1, 5]]) {
@@ -431,7 +431,7 @@ Deno.test({
 
 Deno.test({
   name: "add / copy: assign, accumulate, scale (n odd and n % 4 == 0)",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     for (const n of [1001, 1000, 3]) {
       const a = randomArray(n, n + 1);

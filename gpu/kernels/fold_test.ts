@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { foldBatchNorm } from "./fold.ts";
-import { hasGpu, randomArray, runPlan, testRuntime } from "../testing.ts";
+import { gpuTests, randomArray, runPlan, testRuntime } from "../testing.ts";
 
 Deno.test({
   name:
     "foldBatchNorm: conv with the folded kernel and bias equals conv then eval BatchNorm",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     const rt = (await testRuntime())!;
     const [rows, cols, eps] = [11, 5, 1e-5];

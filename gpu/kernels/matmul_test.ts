@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { matmul, type MatmulOptions } from "./matmul.ts";
 import {
-  hasGpu,
+  gpuTests,
   maxAbsDiff,
   randomArray,
   runPlan,
@@ -164,7 +164,11 @@ const TILES: readonly (readonly [number, number])[] = [
   [128, 128],
 ];
 const TRANS = [[false, false], [true, false], [false, true], [true, true]];
-const opts = { ignore: !hasGpu, sanitizeResources: false, sanitizeOps: false };
+const opts = {
+  ignore: !gpuTests,
+  sanitizeResources: false,
+  sanitizeOps: false,
+};
 
 Deno.test(
   "matmul: every transposition, scalar and vec4 layouts",

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import {
-  hasGpu,
+  gpuTests,
   maxAbsDiff,
   randomArray,
   runPlan,
@@ -126,7 +126,7 @@ for (const o of TOKEN_CASES) {
   const name = `S=${S} embStart=${o.embStart} dropout=${o.dropout}`;
   Deno.test({
     name: `tokensForward ${name}`,
-    ignore: !hasGpu,
+    ignore: !gpuTests,
     async fn() {
       const emb = randomArray(o.batch * o.k * o.dim, 1);
       const special = Array.from(
@@ -153,7 +153,7 @@ for (const o of TOKEN_CASES) {
 
   Deno.test({
     name: `tokensBackward ${name}`,
-    ignore: !hasGpu,
+    ignore: !gpuTests,
     async fn() {
       const { batch, k, dim, sequence, embStart } = o;
       const dz = randomArray(batch * sequence * dim, 3);
@@ -240,7 +240,7 @@ Deno.test("dropoutKeep: keep rate ≈ 1 − p and seeds differ", () => {
 
 Deno.test({
   name: "dropout: WGSL mask equals dropoutKeep, GPU keep rate ≈ 1 − p",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     const o: TokensOptions = {
       batch: 4,
@@ -318,7 +318,7 @@ for (const [ins, outs] of [[19, 5], [300, 3]]) {
   Deno.test({
     name:
       `weightNorm forward + backward (in ${ins}, out ${outs}), finite differences`,
-    ignore: !hasGpu,
+    ignore: !gpuTests,
     async fn() {
       const o = { in: ins, out: outs };
       const g = randomArray(outs, 31, 2);
@@ -424,7 +424,7 @@ const MERGE_CASES: MergeOptions[] = [
 for (const o of MERGE_CASES) {
   Deno.test({
     name: `merge forward + backward ${JSON.stringify(o)}, finite differences`,
-    ignore: !hasGpu,
+    ignore: !gpuTests,
     async fn() {
       const { batch, sequence, dim, kernel } = o;
       const C = o.positions.length;
@@ -520,7 +520,7 @@ const CE_CASES: CrossEntropyOptions[] = [
 for (const o of CE_CASES) {
   Deno.test({
     name: `crossEntropy ${JSON.stringify(o)}, finite differences`,
-    ignore: !hasGpu,
+    ignore: !gpuTests,
     async fn() {
       const { rows, classes, perView } = o;
       const logits = randomArray(rows * classes, 51, 3);
@@ -698,7 +698,7 @@ for (
 ) {
   Deno.test({
     name: `sgdUpdate ${name}: first step, then two momentum steps`,
-    ignore: !hasGpu,
+    ignore: !gpuTests,
     async fn() {
       await sgdThreeSteps(SGD_SEGMENTS, SGD_TOTAL, [
         { ...base, first: true, lrs: LRS },
@@ -712,7 +712,7 @@ for (
 Deno.test({
   name:
     "sgdUpdate momentum 0 (buffers untouched), then the first momentum step",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     const off = {
       momentum: 0,
@@ -732,7 +732,7 @@ Deno.test({
 
 Deno.test({
   name: "sgdUpdate with 500 segments and random gaps",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     const r = randomArray(1000, 71);
     const segments: SgdSegment[] = [];

@@ -18,7 +18,7 @@ import {
   weightStdForward,
 } from "./norm.ts";
 import {
-  hasGpu,
+  gpuTests,
   maxAbsDiff,
   randomArray,
   runPlan,
@@ -274,7 +274,7 @@ const add = (a: Arr, b: Arr): Float64Array =>
 Deno.test({
   name:
     "batchNormForward: per-group statistics, residual and ReLU, every chunking",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const eps = 1e-5;
@@ -337,7 +337,7 @@ Deno.test({
 
 Deno.test({
   name: "batchNormForward: variance is safe for a large mean",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const [G, R, C] = [2, 301, 5];
@@ -367,7 +367,7 @@ Deno.test({
 
 Deno.test({
   name: "batchNormBackward: every option against the analytic float64 gradient",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const eps = 1e-3;
@@ -438,7 +438,7 @@ Deno.test({
 Deno.test({
   name:
     "batchNormBackward: matches finite differences of the fused forward (ReLU, residual)",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const [G, R, C, eps] = [3, 37, 19, 1e-3];
@@ -490,7 +490,7 @@ Deno.test({
 
 Deno.test({
   name: "batchNormEval: running statistics, residual and ReLU",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const [R, C, eps] = [37, 19, 1e-5];
@@ -534,7 +534,7 @@ Deno.test({
 
 Deno.test({
   name: "runningStatsUpdate: groups in order, unbiased variance",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const [G, C, momentum] = [3, 19, 0.1];
@@ -569,7 +569,7 @@ Deno.test({
 
 Deno.test({
   name: "layerNormForward: rows and stats for narrow and wide rows",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const eps = 1e-6;
@@ -598,7 +598,7 @@ Deno.test({
 Deno.test({
   name:
     "layerNormBackward: analytic gradient, accumulation and partial chunking",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const eps = 1e-6;
@@ -635,7 +635,7 @@ Deno.test({
 
 Deno.test({
   name: "layerNormBackward: matches finite differences of the forward",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const [rows, D, eps] = [11, 37, 1e-6];
@@ -669,7 +669,7 @@ Deno.test({
 
 Deno.test({
   name: "weightStdForward: per-column standardisation and stats",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const eps = 1e-5;
@@ -700,7 +700,7 @@ Deno.test({
 Deno.test({
   name:
     "weightStdBackward: analytic gradient, accumulation, finite differences",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   fn: async () => {
     const r = await rt();
     const eps = 1e-5;

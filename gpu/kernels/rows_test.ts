@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { gatherRows, scatterRows } from "./rows.ts";
-import { hasGpu, randomArray, runPlan, testRuntime } from "../testing.ts";
+import { gpuTests, randomArray, runPlan, testRuntime } from "../testing.ts";
 
 const o = { batch: 3, sequence: 7, dim: 5, positions: [6, 0] };
 
 Deno.test({
   name:
     "gatherRows picks the chosen positions of every clip, in the given order",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     const rt = (await testRuntime())!;
     const x = randomArray(3 * 7 * 5, 1);
@@ -28,7 +28,7 @@ Deno.test({
 Deno.test({
   name:
     "scatterRows writes the selected rows and zeros, or adds into the selected rows only",
-  ignore: !hasGpu,
+  ignore: !gpuTests,
   async fn() {
     const rt = (await testRuntime())!;
     const x = randomArray(3 * 2 * 5, 2);
