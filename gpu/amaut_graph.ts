@@ -758,6 +758,68 @@ export function buildGraph(
     positions: plan.specialPositions,
   };
   const headStride = (rows: number): [number, number] => [rows * d, dh];
+  const batchHeads = { batch: R * H, batchInner: H };
+  const probStride = (tq: number): [number, number] => [H * tq * T, tq * T];
+  /**
+   * Per clip and head: `out` [tq × T] = alpha · Xq · Xkᵀ, with Xq (tq rows)
+   * and Xk (T rows) row-major `[rows][d]`, head h at columns h·dh….
+   */
+  const headScores = (
+    tq: number,
+    xq: Region,
+    xk: Region,
+    out: Region,
+    alpha = 1,
+  ) =>
+    mm({
+      m: tq,
+      n: T,
+      k: dh,
+      transB: true,
+      lda: d,
+      ldb: d,
+      ...batchHeads,
+      strideA: headStride(tq),
+      strideB: headStride(T),
+      strideC: probStride(tq),
+      alpha,
+    }, { a: xq, b: xk, c: out });
+  /**
+   * Per clip and head, with P [tq × T]: `out` = P · X (tq rows out of T
+   * rows of X), or with `transposed` Pᵀ · X (T rows out of tq rows of X).
+   */
+  const headMix = (
+    tq: number,
+    p: Region,
+    x: Region,
+    out: Region,
+    transposed: boolean,
+  ) =>
+    transposed
+      ? mm({
+        m: T,
+        n: dh,
+        k: tq,
+        transA: true,
+        lda: T,
+        ldb: d,
+        ldc: d,
+        ...batchHeads,
+        strideA: probStride(tq),
+        strideB: headStride(tq),
+        strideC: headStride(T),
+      }, { a: p, b: x, c: out })
+      : mm({
+        m: tq,
+        n: dh,
+        k: T,
+        ldb: d,
+        ldc: d,
+        ...batchHeads,
+        strideA: probStride(tq),
+        strideB: headStride(T),
+        strideC: headStride(tq),
+      }, { a: p, b: x, c: out });
   for (let l = 0; l < options.depth; l++) {
     const p = `transform.layers.${l}`;
     const last = trim && l === options.depth - 1;
@@ -794,35 +856,11 @@ export function buildGraph(
     const k = proj("k", h, rowsT);
     const v = proj("v", h, rowsT);
     const scores = act(`${a}.scores`, R * H * tq * T);
-    mm({
-      m: tq,
-      n: T,
-      k: dh,
-      transB: true,
-      lda: d,
-      ldb: d,
-      batch: R * H,
-      batchInner: H,
-      strideA: headStride(tq),
-      strideB: headStride(T),
-      strideC: [H * tq * T, tq * T],
-      alpha: 1 / Math.sqrt(dh),
-    }, { a: q, b: k, c: scores });
+    headScores(tq, q, k, scores, 1 / Math.sqrt(dh));
     const probs = act(`${a}.p`, R * H * tq * T);
     op(softmaxRows({ rows: R * H * tq, cols: T }), { s: scores, p: probs });
     const att = act(`${a}.out`, rq * d);
-    mm({
-      m: tq,
-      n: dh,
-      k: T,
-      ldb: d,
-      ldc: d,
-      batch: R * H,
-      batchInner: H,
-      strideA: [H * tq * T, tq * T],
-      strideB: headStride(T),
-      strideC: headStride(tq),
-    }, { a: probs, b: v, c: att });
+    headMix(tq, probs, v, att, false);
     const zMid = act(`${p}.zmid`, rq * d);
     mm({ m: rq, n: d, k: d, bias: true, residual: true }, {
       a: att,
@@ -1235,35 +1273,10 @@ export function buildGraph(
         Gr(`${a}.o.bias`),
         dA,
       );
-      const batchHeads = { batch: R * H, batchInner: H };
-      const probStride: [number, number] = [H * tq * T, tq * T];
       const dP = temp("dP", R * H * tq * T);
-      mm({
-        m: tq,
-        n: T,
-        k: dh,
-        transB: true,
-        lda: d,
-        ldb: d,
-        ...batchHeads,
-        strideA: headStride(tq),
-        strideB: headStride(T),
-        strideC: probStride,
-      }, { a: dA, b: L.v, c: dP });
+      headScores(tq, dA, L.v, dP);
       const dV = temp("dV", rowsT * d);
-      mm({
-        m: T,
-        n: dh,
-        k: tq,
-        transA: true,
-        lda: T,
-        ldb: d,
-        ldc: d,
-        ...batchHeads,
-        strideA: probStride,
-        strideB: headStride(tq),
-        strideC: headStride(T),
-      }, { a: L.p, b: dA, c: dV });
+      headMix(tq, L.p, dA, dV, true);
       const dS = temp("dS", R * H * tq * T);
       op(
         softmaxBackward({
@@ -1274,31 +1287,9 @@ export function buildGraph(
         { dp: dP, p: L.p, ds: dS },
       );
       const dQ = temp("dQ", rq * d);
-      mm({
-        m: tq,
-        n: dh,
-        k: T,
-        ldb: d,
-        ldc: d,
-        ...batchHeads,
-        strideA: probStride,
-        strideB: headStride(T),
-        strideC: headStride(tq),
-      }, { a: dS, b: L.k, c: dQ });
+      headMix(tq, dS, L.k, dQ, false);
       const dK = temp("dK", rowsT * d);
-      mm({
-        m: T,
-        n: dh,
-        k: tq,
-        transA: true,
-        lda: T,
-        ldb: d,
-        ldc: d,
-        ...batchHeads,
-        strideA: probStride,
-        strideB: headStride(tq),
-        strideC: headStride(T),
-      }, { a: dS, b: L.q, c: dK });
+      headMix(tq, dS, L.q, dK, true);
       // dH = d LN1(z): keys and values from every row, queries from rq rows.
       const dH = temp("dH", rowsT * d);
       const trimmed = rq !== rowsT;
