@@ -159,6 +159,17 @@ function writableBindings(code: string): Set<number> {
 }
 const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
 
+/** Encodes one recorded dispatch (setting its pipeline when asked). */
+function encodeDispatch(
+  pass: GPUComputePassEncoder,
+  d: Dispatch,
+  setPipeline: boolean,
+): void {
+  if (setPipeline) pass.setPipeline(d.pipeline);
+  pass.setBindGroup(0, d.bindGroup);
+  pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+}
+
 /**
  * Creates a runtime on a device (for example tfjs-backend-webgpu's, so tfjs
  * tensors and engine buffers can be copied into each other on the GPU).
@@ -210,16 +221,8 @@ export function createRuntime(device: GPUDevice): Runtime {
       const pass = encoder.beginComputePass();
       let current: GPUComputePipeline | undefined;
       for (const d of list) {
-        if (d.pipeline !== current) {
-          pass.setPipeline(d.pipeline);
-          current = d.pipeline;
-        }
-        pass.setBindGroup(0, d.bindGroup);
-        pass.dispatchWorkgroups(
-          d.workgroups[0],
-          d.workgroups[1],
-          d.workgroups[2],
-        );
+        encodeDispatch(pass, d, d.pipeline !== current);
+        current = d.pipeline;
       }
       pass.end();
     }
@@ -331,13 +334,7 @@ export function createRuntime(device: GPUDevice): Runtime {
               endOfPassWriteIndex: 2 * j + 1,
             },
           });
-          pass.setPipeline(d.pipeline);
-          pass.setBindGroup(0, d.bindGroup);
-          pass.dispatchWorkgroups(
-            d.workgroups[0],
-            d.workgroups[1],
-            d.workgroups[2],
-          );
+          encodeDispatch(pass, d, true);
           pass.end();
         }
         encoder.resolveQuerySet(querySet, 0, 2 * count, resolve, 16 * start);
