@@ -1065,6 +1065,29 @@ export function buildGraph(
         });
       }
     };
+    /** linBwd for the linear layer `module` (its `.weight` and `.bias`). */
+    const linearBackward = (
+      module: string,
+      xIn: Region,
+      dy: Region,
+      rows: number,
+      cin: number,
+      cout: number,
+      dx: Region | undefined,
+      accumulateDx = false,
+    ) =>
+      linBwd(
+        xIn,
+        dy,
+        rows,
+        cin,
+        cout,
+        P(`${module}.weight`),
+        Gr(`${module}.weight`),
+        Gr(`${module}.bias`),
+        dx,
+        accumulateDx,
+      );
     const bnBwd = (
       name: string,
       dy: Region,
@@ -1128,43 +1151,29 @@ export function buildGraph(
       const dh2 = act("head.dh2", R * options.conv);
       bnBwd("classifier.bn2", dh3, undefined, head.h2!, b, options.conv, dh2);
       const dh1 = act("head.dh1", R * options.extend);
-      linBwd(
+      linearBackward(
+        "classifier.fc2",
         head.h1!,
         dh2,
         R,
         options.extend,
         options.conv,
-        P("classifier.fc2.weight"),
-        Gr("classifier.fc2.weight"),
-        Gr("classifier.fc2.bias"),
         dh1,
       );
       const dhm = act("head.dhm", R * d);
-      linBwd(
+      linearBackward(
+        "classifier.fc1",
         head.hm!,
         dh1,
         R,
         d,
         options.extend,
-        P("classifier.fc1.weight"),
-        Gr("classifier.fc1.weight"),
-        Gr("classifier.fc1.bias"),
         dhm,
       );
       op(meanRowsBackward({ batch: R, t: T, dim: d }), { dy: dhm, dx: dzf });
     } else {
       const dhn = act("head.dhn", R * d);
-      linBwd(
-        head.hn!,
-        dlogits,
-        R,
-        d,
-        n,
-        P("classifier.fc.weight"),
-        Gr("classifier.fc.weight"),
-        Gr("classifier.fc.bias"),
-        dhn,
-      );
+      linearBackward("classifier.fc", head.hn!, dlogits, R, d, n, dhn);
       const dm = act("head.dm", R * d);
       op(layerNormBackward({ rows: R, dim: d }), {
         dy: dhn,
@@ -1209,17 +1218,7 @@ export function buildGraph(
       // GELU is cheap: recompute its output rather than keep it per layer.
       const f = temp("gelu", rq * options.mlpDim);
       op(gelu({ n: rq * options.mlpDim }), { x: L.pre, y: f });
-      linBwd(
-        f,
-        dzl,
-        rq,
-        options.mlpDim,
-        d,
-        P(`${p}.ffn.fc2.weight`),
-        Gr(`${p}.ffn.fc2.weight`),
-        Gr(`${p}.ffn.fc2.bias`),
-        dF,
-      );
+      linearBackward(`${p}.ffn.fc2`, f, dzl, rq, options.mlpDim, d, dF);
       op(geluBackward({ n: rq * options.mlpDim }), {
         dy: dF,
         x: L.pre,
@@ -1227,17 +1226,7 @@ export function buildGraph(
       });
       if (options.ffnNorm) {
         const dM = temp("dM", rq * d);
-        linBwd(
-          L.m,
-          dPre,
-          rq,
-          d,
-          options.mlpDim,
-          P(`${p}.ffn.fc1.weight`),
-          Gr(`${p}.ffn.fc1.weight`),
-          Gr(`${p}.ffn.fc1.bias`),
-          dM,
-        );
+        linearBackward(`${p}.ffn.fc1`, L.m, dPre, rq, d, options.mlpDim, dM);
         op(layerNormBackward({ rows: rq, dim: d, accumulateDx: true }), {
           dy: dM,
           x: L.zMid,
@@ -1247,32 +1236,20 @@ export function buildGraph(
           dgb: dgb(`${p}.ffn_norm`),
         });
       } else {
-        linBwd(
+        linearBackward(
+          `${p}.ffn.fc1`,
           L.m,
           dPre,
           rq,
           d,
           options.mlpDim,
-          P(`${p}.ffn.fc1.weight`),
-          Gr(`${p}.ffn.fc1.weight`),
-          Gr(`${p}.ffn.fc1.bias`),
           dzl,
           true,
         );
       }
       // dzl now holds d z_mid; z_mid = z + o(attention(LN1(z)))
       const dA = temp("dA", rq * d);
-      linBwd(
-        L.a,
-        dzl,
-        rq,
-        d,
-        d,
-        P(`${a}.o.weight`),
-        Gr(`${a}.o.weight`),
-        Gr(`${a}.o.bias`),
-        dA,
-      );
+      linearBackward(`${a}.o`, L.a, dzl, rq, d, d, dA);
       const dP = temp("dP", R * H * tq * T);
       headScores(tq, dA, L.v, dP);
       const dV = temp("dV", rowsT * d);
@@ -1294,41 +1271,9 @@ export function buildGraph(
       const dH = temp("dH", rowsT * d);
       const trimmed = rq !== rowsT;
       const dHq = trimmed ? temp("dHq", rq * d) : dH;
-      linBwd(
-        L.hq,
-        dQ,
-        rq,
-        d,
-        d,
-        P(`${a}.q.weight`),
-        Gr(`${a}.q.weight`),
-        Gr(`${a}.q.bias`),
-        dHq,
-      );
-      linBwd(
-        L.h,
-        dK,
-        rowsT,
-        d,
-        d,
-        P(`${a}.k.weight`),
-        Gr(`${a}.k.weight`),
-        Gr(`${a}.k.bias`),
-        dH,
-        !trimmed,
-      );
-      linBwd(
-        L.h,
-        dV,
-        rowsT,
-        d,
-        d,
-        P(`${a}.v.weight`),
-        Gr(`${a}.v.weight`),
-        Gr(`${a}.v.bias`),
-        dH,
-        true,
-      );
+      linearBackward(`${a}.q`, L.hq, dQ, rq, d, d, dHq);
+      linearBackward(`${a}.k`, L.h, dK, rowsT, d, d, dH, !trimmed);
+      linearBackward(`${a}.v`, L.h, dV, rowsT, d, d, dH, true);
       if (trimmed) {
         op(scatterRows({ ...special, accumulate: true }), { x: dHq, y: dH });
         // Only the query rows carry the residual gradient: dz = scatter(dzl).
@@ -1356,15 +1301,13 @@ export function buildGraph(
       op(tokensBackward(tokenOpts), bind);
     }
     let dOut = act("cnn.dout", R * K * cnnC);
-    linBwd(
+    linearBackward(
+      "transform.embedding.patch_embedding",
       cnnOut,
       demb,
       R * K,
       cnnC,
       d,
-      P("transform.embedding.patch_embedding.weight"),
-      Gr("transform.embedding.patch_embedding.weight"),
-      Gr("transform.embedding.patch_embedding.bias"),
       dOut,
     );
 
