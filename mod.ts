@@ -41,6 +41,14 @@ export type {
 } from "./lib/inference.ts";
 export { exportRun, writePackage } from "./_tools/export.ts";
 export type { ModelPackage } from "./_tools/export.ts";
+export { createFusedEngine, tfjsDevice } from "./gpu/engine.ts";
+export type {
+  DispatchCounts,
+  FusedEngine,
+  FusedMetrics,
+  FusedStepSettings,
+  TokenInput,
+} from "./gpu/engine.ts";
 
 /**
  * Compiles a spec file with the built-in stages.
