@@ -42,7 +42,11 @@ import type { AmautModel, ModelDims } from "../model/amaut.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import { multiviewStep } from "../model/train_step.ts";
 import { learningRateAt } from "../model/schedule.ts";
-import { createFusedEngine, tfjsDevice } from "../gpu/engine.ts";
+import {
+  createFusedEngine,
+  type FusedEngine,
+  tfjsDevice,
+} from "../gpu/engine.ts";
 import {
   checkCompatible,
   loadCheckpoint,
@@ -123,18 +127,24 @@ function viewsOf(batch: Batch): number {
  * Accuracy and mean (unsmoothed) cross-entropy of the model on a split, with
  * running BatchNorm stats. Loss and hits accumulate on the device and are read
  * once at the end; the logits are read back per batch only when asked
- * (`keepLogits`), else `logits` is empty.
+ * (`keepLogits`), else `logits` is empty. With `engine` (holding the same
+ * weights as `model`) the forward passes run on the fused engine's eval
+ * graph, and each batch's logits are read back and scored on the host.
  */
 export async function evaluate(
   ctx: StepContext,
   model: AmautModel,
   split: string,
   batchSize: number,
-  { keepLogits = false }: { keepLogits?: boolean } = {},
+  { keepLogits = false, engine }: {
+    keepLogits?: boolean;
+    engine?: FusedEngine;
+  } = {},
 ): Promise<
   { loss: number; accuracy: number; logits: Float32Array; labels: number[] }
 > {
   const { tf } = ctx;
+  if (engine) return await evaluateFused(ctx, engine, split, batchSize);
   let lossSum: Tensor = tf.scalar(0);
   let correct: Tensor = tf.scalar(0, "int32");
   let count = 0;
@@ -180,6 +190,59 @@ export async function evaluate(
   return {
     loss: count ? l / count : NaN,
     accuracy: count ? c / count : NaN,
+    logits: flat,
+    labels,
+  };
+}
+
+/** {@linkcode evaluate} on the fused engine. */
+async function evaluateFused(
+  ctx: StepContext,
+  engine: FusedEngine,
+  split: string,
+  batchSize: number,
+): Promise<
+  { loss: number; accuracy: number; logits: Float32Array; labels: number[] }
+> {
+  const rows: Float32Array[] = [];
+  const labels: number[] = [];
+  let lossSum = 0;
+  let correct = 0;
+  for await (
+    const batch of ctx.data.batches(split, {
+      batchSize,
+      phase: "eval",
+      shuffle: false,
+    })
+  ) {
+    const y = batch.label as number[];
+    const logits = await engine.evalLogits(batch.tokens as Tensor3D, y.length);
+    const n = logits.length / y.length;
+    y.forEach((label, i) => {
+      const row = logits.subarray(i * n, (i + 1) * n);
+      let best = 0;
+      let max = -Infinity;
+      row.forEach((v, j) => {
+        if (v > max) [max, best] = [v, j];
+      });
+      let sum = 0;
+      for (const v of row) sum += Math.exp(v - max);
+      lossSum += Math.log(sum) + max - row[label];
+      if (best === label) correct++;
+    });
+    rows.push(logits);
+    labels.push(...y);
+  }
+  const flat = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
+  let offset = 0;
+  for (const r of rows) {
+    flat.set(r, offset);
+    offset += r.length;
+  }
+  const count = labels.length;
+  return {
+    loss: count ? lossSum / count : NaN,
+    accuracy: count ? correct / count : NaN,
     logits: flat,
     labels,
   };
@@ -329,6 +392,7 @@ export const stage = defineStage<TrainOptions>({
         } dispatches per single-view step`,
       );
     }
+    const final: Record<string, { accuracy: number; loss: number }> = {};
     try {
       const writeMetrics = () =>
         writeFileAtomic(
@@ -470,6 +534,7 @@ export const stage = defineStage<TrainOptions>({
           model,
           options.selectOn,
           options.evalBatchSize,
+          { engine },
         );
         history.push(
           {
@@ -518,26 +583,29 @@ export const stage = defineStage<TrainOptions>({
         await saveCheckpoint(checkpoints, "last", meta, groups(model, sgd));
         await writeMetrics();
       }
+      // Final evaluation with the best weights on every split.
+      const bestCkpt = await loadCheckpoint(tf, checkpoints, "best");
+      assign(model.params, bestCkpt.groups.params, "parameter");
+      assign(model.buffers, bestCkpt.groups.buffers, "buffer");
+      tf.dispose(
+        Object.values(bestCkpt.groups).flatMap((g) => [...g.values()]),
+      );
+      if (engine) await engine.upload(model);
+      for (const split of Object.keys(ctx.data.splits)) {
+        const r = await evaluate(ctx, model, split, options.evalBatchSize, {
+          engine,
+        });
+        final[split] = { accuracy: r.accuracy, loss: r.loss };
+        log.info(
+          `${split} accuracy ${(100 * r.accuracy).toFixed(2)}% (best epoch ${
+            best.epoch + 1
+          })`,
+        );
+      }
     } finally {
       engine?.destroy();
     }
-
-    // Final evaluation with the best weights on every split.
-    const bestCkpt = await loadCheckpoint(tf, checkpoints, "best");
-    assign(model.params, bestCkpt.groups.params, "parameter");
-    assign(model.buffers, bestCkpt.groups.buffers, "buffer");
-    tf.dispose(Object.values(bestCkpt.groups).flatMap((g) => [...g.values()]));
     sgd.dispose();
-    const final: Record<string, { accuracy: number; loss: number }> = {};
-    for (const split of Object.keys(ctx.data.splits)) {
-      const r = await evaluate(ctx, model, split, options.evalBatchSize);
-      final[split] = { accuracy: r.accuracy, loss: r.loss };
-      log.info(
-        `${split} accuracy ${(100 * r.accuracy).toFixed(2)}% (best epoch ${
-          best.epoch + 1
-        })`,
-      );
-    }
     const summaryJson = {
       bestEpoch: best.epoch + 1,
       selectedOn: options.selectOn,

@@ -199,9 +199,20 @@ Deno.test({
       );
       const last = await params(run.runDir, "last");
       assert.equal(last.meta.epoch, 0);
+      // The final evaluation reloads the best (here: the only) epoch's
+      // weights from the checkpoint into the engine: it must reproduce that
+      // epoch's validation figures.
       const summary = JSON.parse(
         await Deno.readTextFile(join(run.runDir, "summary.json")),
       );
+      assert.ok(
+        Math.abs(summary.validation.loss - b[1].loss) <=
+          1e-5 * Math.abs(b[1].loss),
+        `final validation loss ${summary.validation.loss} vs epoch ${
+          b[1].loss
+        }`,
+      );
+      assert.equal(summary.validation.accuracy, b[1].accuracy);
       assert.ok(summary.test.accuracy >= 0 && summary.test.accuracy <= 1);
     } finally {
       await tf.setBackend("cpu");
