@@ -121,8 +121,6 @@ export interface Graph {
   readonly clears: readonly Region[];
   /** Total rows (views · per view). */
   readonly rows: number;
-  /** Bytes of the graph's own buffers (activations, scratch). */
-  readonly bytes: number;
 }
 
 const NORM_SUFFIX = /\.(attention_norm|ffn_norm|tf_norm|norm)$/;
@@ -345,7 +343,6 @@ export function buildGraph(
   const K = plan.tokens;
   const n = dims.classes;
   const dropout = training ? (settings.dropout ?? options.dropout) : 0;
-  const before = rt.stats().bytes;
   const pool = settings.pool ?? createBufferPool();
 
   const prep: Op[] = [];
@@ -406,7 +403,7 @@ export function buildGraph(
     name: string,
     relu: boolean,
     r?: Region,
-  ): { y: Region; stats: Region } => {
+  ): Region => {
     const eps = plan.batchNorms.get(name)!;
     const y = act(`${name}.y`, G * rows * C);
     if (training) {
@@ -423,7 +420,7 @@ export function buildGraph(
         { x, gb: gb(name), r, y, stats },
       );
       bnRecs.push({ name, stats, rows, channels: C });
-      return { y, stats };
+      return y;
     }
     op(
       batchNormEval({
@@ -435,7 +432,7 @@ export function buildGraph(
       }),
       { x, gb: gb(name), running: arenas.runningOf(name), r, y },
     );
-    return { y, stats: y };
+    return y;
   };
 
   interface ConvRec {
@@ -514,7 +511,7 @@ export function buildGraph(
   ): { y: Region; rec: ConvRec } => {
     if (training) {
       const c = stdConv(x, tIn, cin, cout, k, stride, pad, w);
-      const y = bnFwd(c.out, b * c.rec.tOut, cout, bn, relu, r).y;
+      const y = bnFwd(c.out, b * c.rec.tOut, cout, bn, relu, r);
       return { y, rec: c.rec };
     }
     const tOut = Math.floor((tIn + 2 * pad - k) / stride) + 1;
@@ -970,7 +967,7 @@ export function buildGraph(
       bias: P("classifier.fc2.bias"),
       c: h2,
     });
-    const h3 = bnFwd(h2, b, options.conv, "classifier.bn2", false).y;
+    const h3 = bnFwd(h2, b, options.conv, "classifier.bn2", false);
     const w3 = act("head.w3", options.conv * n);
     const norms = act("head.w3norms", n);
     op(weightNormForward({ in: options.conv, out: n }), {
@@ -1514,6 +1511,5 @@ export function buildGraph(
     hyper,
     clears,
     rows: R,
-    bytes: rt.stats().bytes - before,
   };
 }

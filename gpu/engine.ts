@@ -196,6 +196,39 @@ export function createFusedEngine(
   };
   const rowFloats = dims.frames * dims.nMels;
 
+  /**
+   * Puts a tensor's values at `target`: a GPU-to-GPU copy command when the
+   * tensor lives on this device (tfjs on WebGPU), else a host write (and
+   * undefined). Nothing is read back from the GPU.
+   */
+  const place = async (
+    t: Tensor,
+    target: Region,
+  ): Promise<((e: GPUCommandEncoder) => void) | undefined> => {
+    const backend = tf.backend() as unknown as WebGpuBackendLike;
+    if (tf.getBackend() === "webgpu" && backend.device === device) {
+      const id = t.dataId as object;
+      backend.uploadToGPU(id);
+      const source = backend.tensorMap.get(id)?.resource;
+      if (source) {
+        if (backend.commandEncoder) {
+          backend.endComputePassEncoder();
+          backend.submitQueue();
+        }
+        return (e) =>
+          e.copyBufferToBuffer(
+            source,
+            0,
+            target.buffer,
+            target.offset,
+            t.size * 4,
+          );
+      }
+    }
+    rt.write(target, (await t.data()) as Float32Array);
+    return undefined;
+  };
+
   /** Stages the tokens: a GPU copy command, or a host write. */
   const stage = async (
     tokens: TokenInput,
@@ -217,29 +250,20 @@ export function createFusedEngine(
         `fused engine: tokens [${tokens.shape}] do not match [${rows}, ${dims.frames}, ${dims.nMels}]`,
       );
     }
-    const backend = tf.backend() as unknown as WebGpuBackendLike;
-    if (tf.getBackend() === "webgpu" && backend.device === device) {
-      const id = tokens.dataId as object;
-      backend.uploadToGPU(id);
-      const source = backend.tensorMap.get(id)?.resource;
-      if (source) {
-        if (backend.commandEncoder) {
-          backend.endComputePassEncoder();
-          backend.submitQueue();
-        }
-        return (e) =>
-          e.copyBufferToBuffer(
-            source,
-            0,
-            target.buffer,
-            target.offset,
-            floats * 4,
-          );
-      }
-    }
-    rt.write(target, (await tokens.data()) as Float32Array);
-    return undefined;
+    return await place(tokens, target);
   };
+
+  /** The slot of one tensor inside an arena, as a region. */
+  const slotIn = (
+    arena: Region,
+    slot: { offset: number; size: number },
+    label: string,
+  ): Region => ({
+    buffer: arena.buffer,
+    offset: slot.offset * 4,
+    size: slot.size * 4,
+    label,
+  });
 
   const prepareStep = async (
     tokens: TokenInput,
@@ -284,6 +308,13 @@ export function createFusedEngine(
     return { g, before };
   };
 
+  const enqueueEval = async (tokens: TokenInput, rows: number) => {
+    const g = graphOf(false, 1, rows);
+    const copy = await stage(tokens, rows, g.input);
+    rt.run(evalLists(g), copy);
+    return g;
+  };
+
   const readRegion = (
     whole: Float32Array,
     slot: { offset: number; size: number },
@@ -293,6 +324,17 @@ export function createFusedEngine(
     runtime: rt,
     arenas,
     async upload(model, sgd) {
+      // Momentum starts at zero (its own submit, so that host writes queued
+      // below land after it); tensors then come over as GPU-to-GPU copies in
+      // one submit — a readback per tensor would cost ~12 ms each on WebGPU.
+      const clear = device.createCommandEncoder();
+      clear.clearBuffer(arenas.momentum.buffer, 0, arenas.momentum.size);
+      device.queue.submit([clear.finish()]);
+      const copies: ((e: GPUCommandEncoder) => void)[] = [];
+      const put = async (t: Tensor, target: Region) => {
+        const copy = await place(t, target);
+        if (copy) copies.push(copy);
+      };
       for (const slot of arenas.slots) {
         const v = model.params.get(slot.name);
         if (!v) {
@@ -300,43 +342,18 @@ export function createFusedEngine(
             `fused engine: the model has no parameter ${slot.name}`,
           );
         }
-        const data = (await v.data()) as Float32Array;
-        rt.write(
-          {
-            buffer: arenas.params.buffer,
-            offset: slot.offset * 4,
-            size: slot.size * 4,
-            label: slot.name,
-          },
-          data,
-        );
+        await put(v, slotIn(arenas.params, slot, slot.name));
         const m = sgd?.buffers.get(slot.name);
-        const zeros = new Float32Array(slot.size);
-        rt.write(
-          {
-            buffer: arenas.momentum.buffer,
-            offset: slot.offset * 4,
-            size: slot.size * 4,
-            label: slot.name,
-          },
-          m ? (await m.data()) as Float32Array : zeros,
-        );
+        if (m) await put(m, slotIn(arenas.momentum, slot, slot.name));
       }
       for (const [name, slot] of arenas.runningSlots) {
         const v = model.buffers.get(name);
         if (!v) {
           throw new Error(`fused engine: the model has no buffer ${name}`);
         }
-        rt.write(
-          {
-            buffer: arenas.running.buffer,
-            offset: slot.offset * 4,
-            size: slot.size * 4,
-            label: name,
-          },
-          (await v.data()) as Float32Array,
-        );
+        await put(v, slotIn(arenas.running, slot, name));
       }
+      rt.run([], (e) => copies.forEach((copy) => copy(e)));
       momentumStarted = (sgd?.buffers.size ?? 0) > 0;
       weightsVersion++;
     },
@@ -360,7 +377,7 @@ export function createFusedEngine(
           map.set(
             slot.name,
             tf.tensor(
-              momentum.slice(slot.offset, slot.offset + slot.size),
+              readRegion(momentum, slot).slice(),
               v.shape,
               "float32",
             ),
@@ -390,15 +407,11 @@ export function createFusedEngine(
       return { lossSum, correct, count };
     },
     async evalLogits(tokens, rows) {
-      const g = graphOf(false, 1, rows);
-      const copy = await stage(tokens, rows, g.input);
-      rt.run(evalLists(g), copy);
+      const g = await enqueueEval(tokens, rows);
       return (await rt.read(g.logits)).slice(0, rows * dims.classes);
     },
     async evalEnqueue(tokens, rows) {
-      const g = graphOf(false, 1, rows);
-      const copy = await stage(tokens, rows, g.input);
-      rt.run(evalLists(g), copy);
+      await enqueueEval(tokens, rows);
     },
     async sync() {
       await device.queue.onSubmittedWorkDone();

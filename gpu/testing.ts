@@ -82,20 +82,14 @@ export async function runKernel(
   arrays: readonly (Float32Array | Int32Array | Uint32Array)[],
   outputs: readonly number[],
 ): Promise<Float32Array[]> {
-  return await checked(rt, async () => {
-    const regions: Region[] = arrays.map((a, i) => {
-      const r = rt.alloc(`arg${i}`, a.length);
-      rt.write(r, a);
-      return r;
-    });
-    const list: Parameters<Runtime["record"]>[0] = [];
-    rt.record(list, kernel, regions);
-    rt.run([list]);
-    const out: Float32Array[] = [];
-    for (const i of outputs) out.push(await rt.read(regions[i]));
-    for (const r of regions) r.buffer.destroy();
-    return out;
-  });
+  const named = Object.fromEntries(arrays.map((a, i) => [`arg${i}`, a]));
+  const out = await runPlan(
+    rt,
+    { steps: [{ spec: kernel, bind: arrays.map((_, i) => `arg${i}`) }] },
+    named,
+    outputs.map((i) => `arg${i}`),
+  );
+  return outputs.map((i) => out[`arg${i}`]);
 }
 
 /** Reinterprets read-back bits as int32 (for i32/u32 outputs). */

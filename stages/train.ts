@@ -42,6 +42,7 @@ import type { AmautModel, ModelDims } from "../model/amaut.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import { multiviewStep } from "../model/train_step.ts";
 import { learningRateAt } from "../model/schedule.ts";
+import { argmaxRows } from "../lib/metrics.ts";
 import {
   createFusedEngine,
   type FusedEngine,
@@ -218,17 +219,14 @@ async function evaluateFused(
     const y = batch.label as number[];
     const logits = await engine.evalLogits(batch.tokens as Tensor3D, y.length);
     const n = logits.length / y.length;
+    const predicted = argmaxRows(logits, n);
     y.forEach((label, i) => {
       const row = logits.subarray(i * n, (i + 1) * n);
-      let best = 0;
-      let max = -Infinity;
-      row.forEach((v, j) => {
-        if (v > max) [max, best] = [v, j];
-      });
+      const max = row[predicted[i]];
       let sum = 0;
       for (const v of row) sum += Math.exp(v - max);
       lossSum += Math.log(sum) + max - row[label];
-      if (best === label) correct++;
+      if (predicted[i] === label) correct++;
     });
     rows.push(logits);
     labels.push(...y);
@@ -384,14 +382,7 @@ export const stage = defineStage<TrainOptions>({
     const engine = fused
       ? createFusedEngine(tf, options.model, dims)
       : undefined;
-    if (engine) {
-      await engine.upload(model, sgd);
-      log.info(
-        `engine: fused WebGPU graph, ${
-          engine.counts(1, options.batchSize).total
-        } dispatches per single-view step`,
-      );
-    }
+    if (engine) await engine.upload(model, sgd);
     const final: Record<string, { accuracy: number; loss: number }> = {};
     try {
       const writeMetrics = () =>
@@ -455,6 +446,13 @@ export const stage = defineStage<TrainOptions>({
               sgd: sgdOptions,
               seed: ctx.rng.child("dropout", epoch, step).int(0x7fffffff),
             });
+            if (epoch === start && step === 0) {
+              log.info(
+                `engine: fused WebGPU graph, ${
+                  engine.counts(V, b).total
+                } dispatches per step`,
+              );
+            }
             clips += b;
             step++;
             fusedViews = V;
@@ -510,16 +508,19 @@ export const stage = defineStage<TrainOptions>({
           } else bar.tick(b);
           if (ctx.signal.aborted) throw ctx.signal.reason;
         }
-        let trainLoss = (await lossSum.data())[0] / Math.max(1, step);
-        let trainAccuracy = (await hits.data())[0] / Math.max(1, clips);
-        tf.dispose([lossSum, hits]);
+        let trainLoss: number;
+        let trainAccuracy: number;
         if (engine) {
           const m = await engine.metrics(true);
           trainLoss = m.lossSum / fusedViews / Math.max(1, step);
           trainAccuracy = m.correct / Math.max(1, m.count);
-          // Evaluation, checkpoints and later stages use the tfjs model.
+          // Checkpoints and later stages use the tfjs model.
           await engine.download(model, sgd);
+        } else {
+          trainLoss = (await lossSum.data())[0] / Math.max(1, step);
+          trainAccuracy = (await hits.data())[0] / Math.max(1, clips);
         }
+        tf.dispose([lossSum, hits]);
         const seconds = (performance.now() - epochStart) / 1000;
         bar.done({ loss: trainLoss, accuracy: trainAccuracy });
         if (tf.memory().numTensors > startTensors) {
