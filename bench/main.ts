@@ -13,7 +13,7 @@
  *   GPU times.
  * - `parity`: the fused WebGPU engine against the PyTorch fixtures and the
  *   tfjs cpu training step, on the device's GPU.
- * - `matmul`: tile × split-K sweep of the engine's matmul at the presets'
+ * - `matmul`: tile × split-K × stages sweep of the engine's matmul at the presets'
  *   shapes (GPU time from timestamp queries).
  *
  * @module

@@ -30,7 +30,9 @@ import type { ProfileEntry } from "../gpu/runtime.ts";
  * @param args `--preset sc1|cs|am|sc2|vs` (comma list), `--backend`,
  *   `--engine auto|fused|tfjs` (auto: fused on WebGPU), `--steps N` (5),
  *   `--views N` (4), `--batch N` (32), `--profile` (per-kernel GPU times of
- *   one fused step from timestamp queries).
+ *   one fused step from timestamp queries), `--attention fused|unfused`
+ *   (the fused engine's eval attention; default unfused), `--stages 1|2` (its
+ *   matmuls' workgroup-memory stages; default the kernel's).
  */
 export async function benchTrain(args: string[]): Promise<unknown> {
   const { values } = parseArgs({
@@ -43,8 +45,24 @@ export async function benchTrain(args: string[]): Promise<unknown> {
       batch: { type: "string", default: "32" },
       engine: { type: "string", default: "auto" },
       profile: { type: "boolean", default: false },
+      attention: { type: "string", default: "unfused" },
+      stages: { type: "string" },
     },
   });
+  if (values.attention !== "fused" && values.attention !== "unfused") {
+    throw new Error(
+      `Unknown --attention "${values.attention}": use fused or unfused`,
+    );
+  }
+  if (values.stages !== undefined && !["1", "2"].includes(values.stages)) {
+    throw new Error(`--stages must be 1 or 2, got "${values.stages}"`);
+  }
+  const engineSettings = {
+    fusedAttention: values.attention === "fused",
+    matmulStages: values.stages === undefined
+      ? undefined
+      : Number(values.stages) as 1 | 2,
+  };
   const { tf, backend } = await selectBackend(values.backend as BackendChoice);
   const steps = Number(values.steps);
   const V = Number(values.views);
@@ -84,6 +102,7 @@ export async function benchTrain(args: string[]): Promise<unknown> {
           steps,
           views: V,
           profile: values.profile,
+          engine: engineSettings,
         }),
       );
       tf.dispose(tokens);
@@ -180,10 +199,21 @@ async function benchFused(
   sgd: Sgd,
   tokens: Tensor3D,
   labels: number[],
-  o: { steps: number; views: number; profile: boolean },
+  o: {
+    steps: number;
+    views: number;
+    profile: boolean;
+    engine: { fusedAttention: boolean; matmulStages?: 1 | 2 };
+  },
 ): Promise<Record<string, unknown>> {
   const B = labels.length;
-  const engine = createFusedEngine(tf, model.options, model.dims);
+  const engine = createFusedEngine(
+    tf,
+    model.options,
+    model.dims,
+    undefined,
+    o.engine,
+  );
   try {
     await engine.upload(model, sgd);
     const settings = (k: number) => ({
@@ -242,6 +272,8 @@ async function benchFused(
     const engineBytes = engine.runtime.stats().bytes;
     const result: Record<string, unknown> = {
       preset: name,
+      attention: o.engine.fusedAttention ? "fused" : "unfused",
+      matmulStages: o.engine.matmulStages ?? "default",
       params: model.summary().parameters,
       stepMs: Number(stepMs.toFixed(1)),
       clipsPerSecond: Number((B / stepMs * 1000).toFixed(1)),

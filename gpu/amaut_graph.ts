@@ -58,6 +58,12 @@ import {
 } from "./kernels/model_ops.ts";
 import { gatherRows, scatterRows } from "./kernels/rows.ts";
 import { foldBatchNorm } from "./kernels/fold.ts";
+import {
+  attention,
+  attentionBlock,
+  type AttentionOptions,
+} from "./kernels/attention.ts";
+import { packColumns } from "./kernels/pack.ts";
 
 /** Where one parameter lives in the arenas. */
 export interface ParamSlot {
@@ -235,6 +241,21 @@ export interface GraphSettings {
   readonly dropout?: number;
   /** Physical buffers to draw activations from (shared by an engine's graphs). */
   readonly pool?: BufferPool;
+  /**
+   * Eval graphs: the fused attention kernel (`gpu/kernels/attention.ts`)
+   * instead of a scores matmul, a softmax and a value matmul per block,
+   * where a head's keys fit the workgroup storage (default false: on an
+   * H100 the kernel took 168 µs a CS block against 95 µs unfused). Eval
+   * graphs compute keys, values and queries with one packed matmul either
+   * way.
+   */
+  readonly fusedAttention?: boolean;
+  /**
+   * Workgroup-memory stages of every matmul (`MatmulOptions.stages`; default:
+   * the kernel's shape rule, `chosenStages` in `gpu/kernels/matmul.ts`); for
+   * tuning comparisons.
+   */
+  readonly matmulStages?: 1 | 2;
 }
 
 /**
@@ -385,7 +406,13 @@ export function buildGraph(
       r?: Region;
       pre?: Region;
     },
-  ) => op(matmul(o), bind);
+  ) =>
+    op(
+      matmul(
+        settings.matmulStages ? { stages: settings.matmulStages, ...o } : o,
+      ),
+      bind,
+    );
 
   // ---- forward -------------------------------------------------------------
   const input = pinned("input", R * dims.frames * dims.nMels);
@@ -738,7 +765,7 @@ export function buildGraph(
     zMid: Region;
     m: Region; // MLP input (zMid or LN2 output)
     ln2?: Region;
-    pre: Region;
+    pre?: Region; // fc1 pre-activation (training only)
     zOut: Region;
   }
   const layers: LayerRec[] = [];
@@ -757,9 +784,16 @@ export function buildGraph(
   const headStride = (rows: number): [number, number] => [rows * d, dh];
   const batchHeads = { batch: R * H, batchInner: H };
   const probStride = (tq: number): [number, number] => [H * tq * T, tq * T];
+  /** Where the d columns of a projection sit in its rows: row stride and first column. */
+  interface Cols {
+    ld: number;
+    off: number;
+  }
+  const own: Cols = { ld: d, off: 0 };
   /**
    * Per clip and head: `out` [tq × T] = alpha · Xq · Xkᵀ, with Xq (tq rows)
-   * and Xk (T rows) row-major `[rows][d]`, head h at columns h·dh….
+   * and Xk (T rows) row-major, head h at columns `off + h·dh…` of rows of
+   * stride `ld` (default `[rows][d]`).
    */
   const headScores = (
     tq: number,
@@ -767,18 +801,22 @@ export function buildGraph(
     xk: Region,
     out: Region,
     alpha = 1,
+    lq = own,
+    lk = own,
   ) =>
     mm({
       m: tq,
       n: T,
       k: dh,
       transB: true,
-      lda: d,
-      ldb: d,
+      lda: lq.ld,
+      ldb: lk.ld,
       ...batchHeads,
-      strideA: headStride(tq),
-      strideB: headStride(T),
+      strideA: [tq * lq.ld, dh],
+      strideB: [T * lk.ld, dh],
       strideC: probStride(tq),
+      offsetA: lq.off,
+      offsetB: lk.off,
       alpha,
     }, { a: xq, b: xk, c: out });
   /**
@@ -791,6 +829,7 @@ export function buildGraph(
     x: Region,
     out: Region,
     transposed: boolean,
+    lx = own,
   ) =>
     transposed
       ? mm({
@@ -810,13 +849,40 @@ export function buildGraph(
         m: tq,
         n: dh,
         k: T,
-        ldb: d,
+        ldb: lx.ld,
         ldc: d,
         ...batchHeads,
         strideA: probStride(tq),
-        strideB: headStride(T),
+        strideB: [T * lx.ld, dh],
         strideC: headStride(tq),
+        offsetB: lx.off,
       }, { a: p, b: x, c: out });
+  // Eval: fused attention where a head's keys fit the workgroup storage.
+  /** Fused attention over clips' rows: queries `tq` per clip, K at column 0 and V at d of the K/V rows (stride ldkv), Q at offsetQ. */
+  const attOpts = (
+    tq: number,
+    ldq: number,
+    ldkv: number,
+    offsetQ: number,
+  ): AttentionOptions => ({
+    batch: R,
+    heads: H,
+    queries: tq,
+    keys: T,
+    headDim: dh,
+    ldq,
+    ldk: ldkv,
+    ldv: ldkv,
+    ldo: d,
+    offsetQ,
+    offsetK: 0,
+    offsetV: d,
+    scale: 1 / Math.sqrt(dh),
+    storageBytes: rt.device.limits.maxComputeWorkgroupStorageSize,
+  });
+  const fusedAtt = !training && (settings.fusedAttention ?? false) &&
+    dh % 4 === 0 &&
+    attentionBlock(attOpts(T, 3 * d, 3 * d, 2 * d)) !== undefined;
   for (let l = 0; l < options.depth; l++) {
     const p = `transform.layers.${l}`;
     const last = trim && l === options.depth - 1;
@@ -849,15 +915,78 @@ export function buildGraph(
       });
       return out;
     };
-    const q = proj("q", hq, rq);
-    const k = proj("k", h, rowsT);
-    const v = proj("v", h, rowsT);
-    const scores = act(`${a}.scores`, R * H * tq * T);
-    headScores(tq, q, k, scores, 1 / Math.sqrt(dh));
-    const probs = act(`${a}.p`, R * H * tq * T);
-    op(softmaxRows({ rows: R * H * tq, cols: T }), { s: scores, p: probs });
+    let q: Region;
+    let k: Region;
+    let v: Region;
+    let probs: Region;
     const att = act(`${a}.out`, rq * d);
-    headMix(tq, probs, v, att, false);
+    if (!training) {
+      // keys, values and queries from one matmul over the packed weights
+      const w = pinned(`${a}.kvq.weight`, d * 3 * d);
+      const bias = pinned(`${a}.kvq.bias`, 3 * d);
+      const parts = (suffix: string, out: Region, rows: number) =>
+        prep.push({
+          plan: packColumns({ rows, widths: [d, d, d] }),
+          bind: {
+            src0: P(`${a}.k.${suffix}`),
+            src1: P(`${a}.v.${suffix}`),
+            src2: P(`${a}.q.${suffix}`),
+            out,
+          },
+        });
+      parts("weight", w, d);
+      parts("bias", bias, 1);
+      let lq: Cols;
+      let lk: Cols;
+      let lv: Cols;
+      if (!last) {
+        const kvq = act(`${a}.kvq`, rowsT * 3 * d);
+        mm({ m: rowsT, n: 3 * d, k: d, bias: true }, {
+          a: h,
+          b: w,
+          bias,
+          c: kvq,
+        });
+        q = k = v = kvq;
+        lk = { ld: 3 * d, off: 0 };
+        lv = { ld: 3 * d, off: d };
+        lq = { ld: 3 * d, off: 2 * d };
+      } else {
+        // trimmed block: keys and values of every row (the first 2d packed
+        // columns), queries of the special rows only
+        const kv = act(`${a}.kv`, rowsT * 2 * d);
+        mm({ m: rowsT, n: 2 * d, k: d, ldb: 3 * d, bias: true }, {
+          a: h,
+          b: w,
+          bias,
+          c: kv,
+        });
+        q = proj("q", hq, rq);
+        k = v = kv;
+        lk = { ld: 2 * d, off: 0 };
+        lv = { ld: 2 * d, off: d };
+        lq = own;
+      }
+      if (fusedAtt) {
+        op(attention(attOpts(tq, lq.ld, lk.ld, lq.off)), { q, k, v, o: att });
+        probs = att;
+      } else {
+        const scores = act(`${a}.scores`, R * H * tq * T);
+        headScores(tq, q, k, scores, 1 / Math.sqrt(dh), lq, lk);
+        probs = act(`${a}.p`, R * H * tq * T);
+        op(softmaxRows({ rows: R * H * tq, cols: T }), { s: scores, p: probs });
+        headMix(tq, probs, v, att, false, lv);
+      }
+    } else {
+      q = proj("q", hq, rq);
+      k = proj("k", h, rowsT);
+      v = proj("v", h, rowsT);
+      const scores = act(`${a}.scores`, R * H * tq * T);
+      headScores(tq, q, k, scores, 1 / Math.sqrt(dh));
+      probs = act(`${a}.p`, R * H * tq * T);
+      op(softmaxRows({ rows: R * H * tq, cols: T }), { s: scores, p: probs });
+      headMix(tq, probs, v, att, false);
+    }
     const zMid = act(`${p}.zmid`, rq * d);
     mm({ m: rq, n: d, k: d, bias: true, residual: true }, {
       a: att,
@@ -878,9 +1007,17 @@ export function buildGraph(
         stats: ln2,
       });
     }
-    const pre = act(`${p}.pre`, rq * options.mlpDim);
+    // eval graphs need only the GELU output, not the pre-activation
+    const pre = training ? act(`${p}.pre`, rq * options.mlpDim) : undefined;
     const f = act(`${p}.f`, rq * options.mlpDim);
-    mm({ m: rq, n: options.mlpDim, k: d, bias: true, gelu: true }, {
+    mm({
+      m: rq,
+      n: options.mlpDim,
+      k: d,
+      bias: true,
+      gelu: true,
+      keepPre: training,
+    }, {
       a: mIn,
       b: P(`${p}.ffn.fc1.weight`),
       bias: P(`${p}.ffn.fc1.bias`),
@@ -1214,11 +1351,11 @@ export function buildGraph(
       // z_out = z_mid + fc2(gelu(fc1(m)))
       // GELU is cheap: recompute its output rather than keep it per layer.
       const f = temp("gelu", rq * options.mlpDim);
-      op(gelu({ n: rq * options.mlpDim }), { x: L.pre, y: f });
+      op(gelu({ n: rq * options.mlpDim }), { x: L.pre!, y: f });
       linearBackward(`${p}.ffn.fc2`, f, dzl, rq, options.mlpDim, d, dF);
       op(geluBackward({ n: rq * options.mlpDim }), {
         dy: dF,
-        x: L.pre,
+        x: L.pre!,
         dx: dPre,
       });
       if (options.ffnNorm) {

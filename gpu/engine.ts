@@ -143,9 +143,15 @@ export function tfjsDevice(tf: Tf): GPUDevice | undefined {
  * Creates an engine for a model's structure on a device.
  *
  * @param tf The TF.js namespace (reads tensors, builds the synced variables).
- * @param device A WebGPU device; default: tfjs's WebGPU device.
  * @param options Model options.
  * @param dims Data sizes.
+ * @param device A WebGPU device; default: tfjs's WebGPU device.
+ * @param settings `fusedAttention` (default false): eval graphs run
+ *   attention as one fused kernel per block (`gpu/kernels/attention.ts`)
+ *   where a head's keys fit the workgroup storage, instead of a scores
+ *   matmul, a softmax and a value matmul (faster on an H100).
+ *   `matmulStages` (1 or 2; default the kernel's): workgroup-memory stages
+ *   of every matmul, for tuning comparisons.
  * @throws {Error} Without a device.
  */
 export function createFusedEngine(
@@ -153,6 +159,10 @@ export function createFusedEngine(
   options: ModelOptions,
   dims: ModelDims,
   device: GPUDevice | undefined = tfjsDevice(tf),
+  settings: {
+    readonly fusedAttention?: boolean;
+    readonly matmulStages?: 1 | 2;
+  } = {},
 ): FusedEngine {
   if (!device) {
     throw new Error(
@@ -189,6 +199,8 @@ export function createFusedEngine(
         smoothing,
         dropout,
         pool,
+        fusedAttention: settings.fusedAttention,
+        matmulStages: settings.matmulStages,
       });
       graphs.set(key, g);
     }

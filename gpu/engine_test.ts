@@ -81,46 +81,67 @@ for (const head of ["avg", "fce"] as const) {
   });
 }
 
-Deno.test({
-  name:
-    "fused engine: eval logits equal the tfjs model's (cls tokens); dispatch counts are reported",
-  ignore: !gpuTests,
-  async fn() {
-    await tf.setBackend("cpu");
-    const rt = (await testRuntime())!;
-    const options = ModelOptions.parse({ ...TINY, tokenMode: "cls" });
-    const model = createModel(tf, options, DIMS, createRng("tiny", 4));
-    const engine = createFusedEngine(tf, options, DIMS, rt.device);
-    try {
-      await engine.upload(model);
-      const rng = createRng("eval", 1);
-      const data = Float32Array.from(
-        { length: 5 * DIMS.frames * DIMS.nMels },
-        () => rng.normal(),
-      );
-      const x = tf.tensor3d(data, [5, DIMS.frames, DIMS.nMels]);
-      const ref = model.apply(x, { training: false }).logits;
-      const ours = await engine.evalLogits(data, 5);
-      const want = await ref.data();
-      let err = 0;
-      for (let i = 0; i < want.length; i++) {
-        err = Math.max(err, Math.abs(ours[i] - want[i]));
+for (const head of ["avg", "fce"] as const) {
+  Deno.test({
+    name:
+      `fused engine: eval logits equal the tfjs model's with fused and unfused attention (cls tokens, ${head} head); dispatch counts are reported`,
+    ignore: !gpuTests,
+    async fn() {
+      await tf.setBackend("cpu");
+      const rt = (await testRuntime())!;
+      const options = ModelOptions.parse({ ...TINY, head, tokenMode: "cls" });
+      const model = createModel(tf, options, DIMS, createRng("tiny", 4));
+      const fused = createFusedEngine(tf, options, DIMS, rt.device, {
+        fusedAttention: true,
+      });
+      const unfused = createFusedEngine(tf, options, DIMS, rt.device);
+      try {
+        const rng = createRng("eval", 1);
+        const data = Float32Array.from(
+          { length: 5 * DIMS.frames * DIMS.nMels },
+          () => rng.normal(),
+        );
+        const x = tf.tensor3d(data, [5, DIMS.frames, DIMS.nMels]);
+        const ref = model.apply(x, { training: false }).logits;
+        const want = await ref.data();
+        tf.dispose([x, ref]);
+        for (const engine of [fused, unfused]) {
+          await engine.upload(model);
+          const ours = await engine.evalLogits(data, 5);
+          let err = 0;
+          for (let i = 0; i < want.length; i++) {
+            err = Math.max(err, Math.abs(ours[i] - want[i]));
+          }
+          assert.equal(ours.length, want.length);
+          assert.ok(err <= 1e-4, `eval logits max abs error ${err}`);
+        }
+        const c = fused.counts(2, 3);
+        assert.equal(c.total, c.forward + c.backward + c.update);
+        assert.ok(
+          c.forward > 10 && c.backward > c.forward && c.update >= 2,
+          JSON.stringify(c),
+        );
+        // per block, the fused kernel replaces scores, softmax and value
+        // product (both pack keys, values and queries: 2 prepare dispatches
+        // a block, one projection matmul)
+        const e = fused.counts(1, 5, false);
+        const u = unfused.counts(1, 5, false);
+        assert.equal(
+          u.forward - e.forward,
+          2 * TINY.depth,
+          JSON.stringify({ e, u }),
+        );
+        assert.equal(e.prepare, u.prepare);
+        const t = fused.counts(1, 5, true);
+        assert.ok(u.forward < t.forward, JSON.stringify({ u, t }));
+      } finally {
+        fused.destroy();
+        unfused.destroy();
+        model.dispose();
       }
-      assert.equal(ours.length, want.length);
-      assert.ok(err <= 1e-4, `eval logits max abs error ${err}`);
-      tf.dispose([x, ref]);
-      const c = engine.counts(2, 3);
-      assert.equal(c.total, c.forward + c.backward + c.update);
-      assert.ok(
-        c.forward > 10 && c.backward > c.forward && c.update >= 2,
-        JSON.stringify(c),
-      );
-    } finally {
-      engine.destroy();
-      model.dispose();
-    }
-  },
-});
+    },
+  });
+}
 
 Deno.test({
   name:

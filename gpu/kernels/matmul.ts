@@ -11,10 +11,17 @@
  * (both tiles stored k-major, so the inner loop reads one `vec4` of A and
  * one of B per 4×4 outer product); in long K loops the next slice is
  * prefetched into registers while the current one is multiplied
- * (webgpu-notes §7). Global loads and C stores use `vec4` where the layout
- * allows it (contiguous extent, leading dimension and batch strides
- * multiples of 4); edges are bounds-checked only along the dimensions that
- * are not tile multiples.
+ * (webgpu-notes §7). With two stages (wide products with short K slices
+ * by default, measured faster there on an H100; `stages` overrides) the A
+ * and B slices are double-buffered in workgroup memory instead: every iteration prefetches the next slice into
+ * registers, multiplies the current buffer and stores the registers into
+ * the other one, so one barrier per slice suffices instead of two (the
+ * buffer is picked by an offset computed once per slice). This doubles the
+ * workgroup memory (`2·(BM + BN)·BK·4` bytes, 32 KiB for 128×128); a tile
+ * that would exceed {@linkcode MAX_WORKGROUP_BYTES} is refused. Global loads
+ * and C stores use `vec4` where the layout allows it (contiguous extent,
+ * leading dimension and batch strides multiples of 4); edges are
+ * bounds-checked only along the dimensions that are not tile multiples.
  *
  * The tile (128×128, 128×64, 64×128, 64×64 or 32×32) and a split of K are
  * chosen from the shape by a small H100 cost model; when the split is used
@@ -61,6 +68,14 @@ export interface MatmulOptions {
   readonly strideB?: readonly [number, number];
   /** As strideA, for C (and `r`, `pre`). */
   readonly strideC?: readonly [number, number];
+  /**
+   * Element offsets of the first stored element of A, B and C (and `r`,
+   * `pre`) in their bindings (default 0): e.g. the query, key and value
+   * columns of one packed projection output.
+   */
+  readonly offsetA?: number;
+  readonly offsetB?: number;
+  readonly offsetC?: number;
   /** Scale of the product (default 1). */
   readonly alpha?: number;
   /** Add `bias[j]` (binding "bias", n elements) to every row. */
@@ -74,6 +89,11 @@ export interface MatmulOptions {
    * as C) and `0.5x(1 + erf(x/√2))` of it to C (erf accurate to ~2e-7).
    */
   readonly gelu?: boolean;
+  /**
+   * With `gelu`: also write the pre-activation to binding "pre" (default
+   * true; training keeps it for the backward pass, eval graphs drop it).
+   */
+  readonly keepPre?: boolean;
   /**
    * Epilogue ReLU after bias and residual: C = max(0, r + alpha·AB + bias)
    * (folded conv + BatchNorm + ReLU in eval graphs). Excludes `accumulate`
@@ -90,6 +110,16 @@ export interface MatmulOptions {
    * [128,128], [128,64], [64,128], [64,64], [32,32]. Default: from the shape.
    */
   readonly tile?: readonly [number, number];
+  /**
+   * Tuning/test override: workgroup-memory buffers of the K slices. 1: one
+   * buffer (two barriers per 16-wide K slice; long K loops prefetch the
+   * next slice into registers); 2: double-buffered (one barrier per slice,
+   * twice the workgroup memory: `2·(BM + BN)·64` bytes, 32 KiB for
+   * 128×128). Default: 2 for wide products (n ≥ 1024, B not transposed)
+   * whose K slice per workgroup is at most 768, else 1
+   * ({@linkcode chosenStages}). The label of a 2-stage kernel contains ` s2`.
+   */
+  readonly stages?: 1 | 2;
 }
 
 /** A workgroup tile configuration. */
@@ -107,6 +137,23 @@ interface TileConfig {
 }
 
 const BK = 16;
+/**
+ * Workgroup-memory stages when `stages` is not given: double-buffered for
+ * wide products (n ≥ 1024) with a K slice per workgroup of at most 768 and
+ * B not transposed, else one buffer. Measured in the CS training step and
+ * eval forward on an H100 (same call, each kernel's total): two stages took
+ * 3–13 % less on such products (the q/k/v and fc1 projections, the CNN's
+ * widening 1×1 convolutions) and 11–26 % more on narrow (n ≤ 256) and
+ * transposed-B ones.
+ */
+function autoStages(L: Layout, chunk: number): 1 | 2 {
+  return !L.transB && L.n >= 1024 && chunk <= 768 ? 2 : 1;
+}
+/**
+ * Workgroup memory a tile may use, in bytes (llvmpipe's limit; WebGPU's
+ * default is 16 KiB, and the engine requests the adapter's: 48 KiB on H100).
+ */
+export const MAX_WORKGROUP_BYTES = 32768;
 /** Register prefetch of the next K slice pays off only for long K loops (H100). */
 const PREFETCH_MIN_TILES = 16;
 const TILES: readonly TileConfig[] = [
@@ -157,11 +204,17 @@ interface Layout {
   sA: readonly [number, number];
   sB: readonly [number, number];
   sC: readonly [number, number];
+  /** Element offsets of A, B, C. */
+  oA: number;
+  oB: number;
+  oC: number;
   alpha: number;
   bias: boolean;
   residual: boolean;
   accumulate: boolean;
   gelu: boolean;
+  /** gelu and the pre-activation is written to "pre". */
+  pre: boolean;
   relu: boolean;
   /** vec4 access possible for A, B, C (and r, pre). */
   vecA: boolean;
@@ -225,13 +278,23 @@ function resolve(o: MatmulOptions): Layout {
   if (residual && accumulate) bad("residual and accumulate are exclusive");
   if (gelu && accumulate) bad("gelu and accumulate are exclusive");
   const relu = o.relu ?? false;
+  if (o.keepPre === false && !gelu) bad("keepPre needs gelu");
+  const pre = gelu && (o.keepPre ?? true);
   if (relu && (accumulate || gelu)) {
     bad("relu excludes accumulate and gelu");
   }
+  const offset = (name: string, v: number | undefined): number => {
+    if (v === undefined) return 0;
+    if (!isIdx(v)) bad(`${name} must be a non-negative integer, got ${v}`);
+    return v;
+  };
+  const oA = offset("offsetA", o.offsetA);
+  const oB = offset("offsetB", o.offsetB);
+  const oC = offset("offsetC", o.offsetC);
   const big = Math.max(
-    (batch / bi - 1) * sA[0] + (bi - 1) * sA[1] + rowsA * lda,
-    (batch / bi - 1) * sB[0] + (bi - 1) * sB[1] + rowsB * ldb,
-    (batch / bi - 1) * sC[0] + (bi - 1) * sC[1] + m * ldc,
+    oA + (batch / bi - 1) * sA[0] + (bi - 1) * sA[1] + rowsA * lda,
+    oB + (batch / bi - 1) * sB[0] + (bi - 1) * sB[1] + rowsB * ldb,
+    oC + (batch / bi - 1) * sC[0] + (bi - 1) * sC[1] + m * ldc,
   );
   if (big >= 2 ** 32) bad(`operands span ${big} elements, beyond u32 indexing`);
   const al4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
@@ -249,15 +312,19 @@ function resolve(o: MatmulOptions): Layout {
     sA,
     sB,
     sC,
+    oA,
+    oB,
+    oC,
     alpha,
     bias,
     residual,
     accumulate,
     gelu,
+    pre,
     relu,
-    vecA: al4(rowA, lda, ...sA),
-    vecB: al4(rowB, ldb, ...sB),
-    vecC: al4(n, ldc, ...sC),
+    vecA: al4(rowA, lda, oA, ...sA),
+    vecB: al4(rowB, ldb, oB, ...sB),
+    vecC: al4(n, ldc, oC, ...sC),
   };
 }
 
@@ -284,18 +351,29 @@ function cost(L: Layout, t: TileConfig, split: number): number {
   time += cdiv(perSm, t.occ) * WAVE_S;
   if (s > 1) {
     const outs = L.m * L.n * L.batch;
-    const extra = 1 + (L.residual || L.accumulate ? 1 : 0) + (L.gelu ? 1 : 0);
+    const extra = 1 + (L.residual || L.accumulate ? 1 : 0) + (L.pre ? 1 : 0);
     time += DISPATCH_S + (2 * s + extra) * outs * 4 / MEM_BYTES_PER_S;
   }
   return time;
 }
 
-/** Picks the tile and split: overrides first, else the cheapest by {@linkcode cost}. */
+/** Workgroup memory of a tile's K-slice buffers, in bytes. */
+const tileBytes = (t: TileConfig, stages: number): number =>
+  stages * (t.bm + t.bn) * BK * 4;
+
+/**
+ * Picks the tile and split: overrides first, else the cheapest by
+ * {@linkcode cost} among the tiles whose buffers fit the workgroup memory.
+ */
 function choose(
   L: Layout,
   o: MatmulOptions,
-): { t: TileConfig; chunk: number; split: number } {
-  let tiles = TILES;
+): { t: TileConfig; chunk: number; split: number; stages: 1 | 2 } {
+  const stages = o.stages ?? 1; // tiles are filtered for 1; 2 fits every tile
+  if (stages !== 1 && stages !== 2) {
+    throw new RangeError(`matmul: stages must be 1 or 2, got ${o.stages}`);
+  }
+  let tiles = TILES.filter((t) => tileBytes(t, stages) <= MAX_WORKGROUP_BYTES);
   if (o.tile !== undefined) {
     const t = TILES.find((c) => c.bm === o.tile![0] && c.bn === o.tile![1]);
     if (!t) {
@@ -303,6 +381,13 @@ function choose(
         `matmul: tile ${o.tile} is not one of ${
           TILES.map((c) => `[${c.bm},${c.bn}]`).join(" ")
         }`,
+      );
+    }
+    if (tileBytes(t, stages) > MAX_WORKGROUP_BYTES) {
+      throw new RangeError(
+        `matmul: tile [${t.bm},${t.bn}] with stages ${stages} needs ${
+          tileBytes(t, stages)
+        } bytes of workgroup memory, over ${MAX_WORKGROUP_BYTES}`,
       );
     }
     tiles = [t];
@@ -342,7 +427,19 @@ function choose(
       `matmul: no tile configuration fits the 65,535-workgroup grid limit (m=${L.m}, n=${L.n}, batch=${L.batch}, splitK=${o.splitK})`,
     );
   }
-  return best;
+  return { ...best, stages: o.stages ?? autoStages(L, best.chunk) };
+}
+
+/**
+ * The workgroup-memory stages {@linkcode matmul} uses for these options:
+ * `o.stages` when given, else its shape rule (two for wide products with
+ * short K slices, see the module doc).
+ *
+ * @param o Shape, layout and overrides.
+ * @returns 1 or 2.
+ */
+export function chosenStages(o: MatmulOptions): 1 | 2 {
+  return choose(resolve(o), o).stages;
 }
 
 /** WGSL of erf/GELU for f32 and vec4 (|error of erf| ≲ 2e-7). */
@@ -405,7 +502,7 @@ function epilogue(
   if (L.relu) v = `max(${v}, ${T}(0.0))`;
   lines.push(`let v: ${T} = ${v};`);
   if (L.gelu) {
-    lines.push(`pre[${ci}] = v;`);
+    if (L.pre) lines.push(`pre[${ci}] = v;`);
     lines.push(`c[${ci}] = gelu_${vec ? "4" : "1"}(v);`);
   } else if (L.accumulate) {
     lines.push(`c[${ci}] = c[${ci}] + v;`);
@@ -433,16 +530,20 @@ function epilogueBindings(L: Layout, first: number): {
   }
   decls.push(decl(i++, "c", L.vecC, true));
   names.push("c");
-  if (L.gelu) {
+  if (L.pre) {
     decls.push(decl(i++, "pre", L.vecC, true));
     names.push("pre");
   }
   return { decls, names };
 }
 
-/** Batch offset expression `zo*s0 + zi*s1` (elements). */
-function batchOffset(L: Layout, s: readonly [number, number]): string {
-  const parts: string[] = [];
+/** Operand offset expression `base + zo*s0 + zi*s1` (elements). */
+function batchOffset(
+  L: Layout,
+  s: readonly [number, number],
+  base: number,
+): string {
+  const parts: string[] = base ? [u(base)] : [];
   if (L.batch / L.bi > 1 && s[0] !== 0) parts.push(`zo * ${u(s[0])}`);
   if (L.bi > 1 && s[1] !== 0) parts.push(`zi * ${u(s[1])}`);
   return parts.length ? parts.join(" + ") : "0u";
@@ -450,14 +551,20 @@ function batchOffset(L: Layout, s: readonly [number, number]): string {
 
 /**
  * Code loading one operand's tile slice into prefetch registers `p{X}{i}`
- * (vec4 each) and storing them into workgroup memory.
+ * (vec4 each) and storing them into workgroup memory `As`/`Bs` at a vec4
+ * offset (`store(off)`: `off` is "" or a WGSL term ending in " + ").
  */
 function operandCode(
   X: "a" | "b",
   L: Layout,
   t: TileConfig,
   kChecked: boolean,
-): { setup: string; load: string; store: string; regs: number } {
+): {
+  setup: string;
+  load: string;
+  store: (off: string) => string;
+  regs: number;
+} {
   const nt = t.wx * t.wy;
   const isA = X === "a";
   const D = isA ? t.bm : t.bn; // tile extent along m (A) or n (B)
@@ -491,7 +598,7 @@ function operandCode(
       const mnOk = (j: number) =>
         mnChecked ? `${origin} + ${X}d${p} + ${u(j)} < ${u(MN)}` : "";
       load.push(loadUnit(X, R, idx, vec, kOk, mnOk));
-      store.push(`${S}[${X}k${p} * ${u(q)} + ${X}d${p} / 4u] = ${R};`);
+      store.push(`${S}[OFF${X}k${p} * ${u(q)} + ${X}d${p} / 4u] = ${R};`);
     } else {
       // stored [mn][k]: unit = 4 consecutive kk of one mn row; transposed store
       setup.push(`let ${X}r${p} = ${uu} / ${u(BK / 4)};`);
@@ -509,7 +616,7 @@ function operandCode(
       const q = D / 4;
       for (let j = 0; j < 4; j++) {
         store.push(
-          `${S}[(${X}k${p} + ${u(j)}) * ${
+          `${S}[OFF(${X}k${p} + ${u(j)}) * ${
             u(q)
           } + ${X}r${p} / 4u][${X}r${p} % 4u] = ${R}.${"xyzw"[j]};`,
         );
@@ -519,7 +626,7 @@ function operandCode(
   return {
     setup: setup.join("\n  "),
     load: load.join("\n"),
-    store: store.join("\n      "),
+    store: (off: string) => store.join("\n      ").replaceAll("OFF", off),
     regs: per,
   };
 }
@@ -566,12 +673,16 @@ function loadUnit(
       : `${ind}{\n${inner}\n${ind}}`);
 }
 
-/** The main (tiled) kernel. With `split > 1` it writes raw partial sums to "splitk". */
+/**
+ * The main (tiled) kernel. With `split > 1` it writes raw partial sums to
+ * "splitk"; with `stages` 2 the K slices are double-buffered.
+ */
 function mainKernel(
   L: Layout,
   t: TileConfig,
   chunk: number,
   split: number,
+  stages: 1 | 2,
 ): KernelStep {
   const { m, n, k } = L;
   const gm = t.bm / t.wy / 4; // vec4 groups per thread
@@ -581,11 +692,11 @@ function mainKernel(
   const B = operandCode("b", L, t, kChecked);
   const splitMode = split > 1;
   const lines: string[] = [];
-  const label = `matmul ${t.bm}x${t.bn} m${m} n${n} k${k}${
-    L.transA ? " tA" : ""
-  }${L.transB ? " tB" : ""}${L.batch > 1 ? ` b${L.batch}` : ""}${
-    splitMode ? ` split${split}` : ""
-  }${L.relu ? " relu" : ""}`;
+  const label = `matmul ${t.bm}x${t.bn}${
+    stages === 2 ? " s2" : ""
+  } m${m} n${n} k${k}${L.transA ? " tA" : ""}${L.transB ? " tB" : ""}${
+    L.batch > 1 ? ` b${L.batch}` : ""
+  }${splitMode ? ` split${split}` : ""}${L.relu ? " relu" : ""}`;
   lines.push(`// ${label}`);
   lines.push(decl(0, "a", L.vecA, false));
   lines.push(decl(1, "b", L.vecB, false));
@@ -600,8 +711,10 @@ function mainKernel(
     names = names.concat(e.names);
     if (L.gelu) lines.push(geluWgsl());
   }
-  lines.push(`var<workgroup> As: array<vec4<f32>, ${t.bm * BK / 4}>;`);
-  lines.push(`var<workgroup> Bs: array<vec4<f32>, ${t.bn * BK / 4}>;`);
+  const unitsA = t.bm * BK / 4; // vec4s of one K-slice buffer of A
+  const unitsB = t.bn * BK / 4;
+  lines.push(`var<workgroup> As: array<vec4<f32>, ${stages * unitsA}>;`);
+  lines.push(`var<workgroup> Bs: array<vec4<f32>, ${stages * unitsB}>;`);
   lines.push(`@compute @workgroup_size(${t.wx}, ${t.wy})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let tx = lid.x;
@@ -612,8 +725,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let z = wid.z % ${u(L.batch)};
   let zo = z / ${u(L.bi)};
   let zi = z % ${u(L.bi)};
-  let offa = ${batchOffset(L, L.sA)};
-  let offb = ${batchOffset(L, L.sB)};
+  let offa = ${batchOffset(L, L.sA, L.oA)};
+  let offb = ${batchOffset(L, L.sB, L.oB)};
   let kBeg = (wid.z / ${u(L.batch)}) * ${u(chunk)};
   let kEnd = min(kBeg + ${u(chunk)}, ${u(k)});
   ${A.setup}
@@ -629,61 +742,100 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   lines.push(
     accs.map((c) => `  var ${c} = vec4<f32>(0.0);`).join("\n"),
   );
-  if (chunk >= PREFETCH_MIN_TILES * BK) {
-    // prologue: first slice into registers
+  /**
+   * Multiply-accumulate of one K slice, fully unrolled; `ra`/`rb` are the
+   * thread's vec4 index in `As`/`Bs`: "ty"/"tx" plus the buffer's offset.
+   */
+  const multiply = (ra: string, rb: string): string => {
+    const blocks: string[] = [];
+    for (let kk = 0; kk < BK; kk++) {
+      const body: string[] = [];
+      for (let g = 0; g < gm; g++) {
+        body.push(`let a${g} = As[${u(kk * t.bm / 4 + g * t.wy)} + ${ra}];`);
+      }
+      for (let h = 0; h < gn; h++) {
+        body.push(`let b${h} = Bs[${u(kk * t.bn / 4 + h * t.wx)} + ${rb}];`);
+      }
+      for (let g = 0; g < gm; g++) {
+        for (let q = 0; q < 4; q++) {
+          for (let h = 0; h < gn; h++) {
+            const c = `c${g}_${q}_${h}`;
+            body.push(
+              `${c} = fma(vec4<f32>(a${g}.${"xyzw"[q]}), b${h}, ${c});`,
+            );
+          }
+        }
+      }
+      blocks.push(`    {\n      ${body.join("\n      ")}\n    }`);
+    }
+    return blocks.join("\n");
+  };
+  const load = (kv: string): string =>
+    `${A.load.replaceAll("KV", kv)}\n${B.load.replaceAll("KV", kv)}`;
+  const store = (offA: string, offB: string): string =>
+    `      ${A.store(offA)}\n      ${B.store(offB)}`;
+  if (stages === 2) {
+    // Double-buffered: slice s lives in buffer cur = s % 2, selected by a
+    // runtime offset computed once per slice (the loads keep their constant
+    // offsets; one copy of the unrolled slice also compiles several times
+    // faster on llvmpipe than the loop unrolled by two). While buffer cur is
+    // multiplied, the next slice goes global → registers → buffer 1 − cur;
+    // the one barrier per slice both publishes buffer 1 − cur and ends the
+    // reads of buffer cur before the next iteration overwrites it.
     lines.push(`  {
-${A.load.replaceAll("KV", "kBeg")}
-${B.load.replaceAll("KV", "kBeg")}
+${load("kBeg")}
+${store("", "")}
+  }
+  workgroupBarrier();
+  var cur = 0u;
+  for (var k0 = kBeg; k0 < kEnd; k0 = k0 + ${u(BK)}) {
+    let kn = k0 + ${u(BK)};
+    if (kn < kEnd) {
+${load("kn")}
+    }
+    let ra = cur * ${u(unitsA)} + ty;
+    let rb = cur * ${u(unitsB)} + tx;
+${multiply("ra", "rb")}
+    if (kn >= kEnd) {
+      break;
+    }
+    cur = 1u - cur;
+    let oa = cur * ${u(unitsA)};
+    let ob = cur * ${u(unitsB)};
+${store("oa + ", "ob + ")}
+    workgroupBarrier();
+  }`);
+  } else {
+    if (chunk >= PREFETCH_MIN_TILES * BK) {
+      // prologue: first slice into registers
+      lines.push(`  {
+${load("kBeg")}
   }
   for (var k0 = kBeg; k0 < kEnd; k0 = k0 + ${u(BK)}) {
     {
-      ${A.store}
-      ${B.store}
+${store("", "")}
     }
     workgroupBarrier();
     if (k0 + ${u(BK)} < kEnd) {
       let kn = k0 + ${u(BK)};
-${A.load.replaceAll("KV", "kn")}
-${B.load.replaceAll("KV", "kn")}
+${load("kn")}
     }`);
-  } else {
-    lines.push(`  for (var k0 = kBeg; k0 < kEnd; k0 = k0 + ${u(BK)}) {
+    } else {
+      lines.push(`  for (var k0 = kBeg; k0 < kEnd; k0 = k0 + ${u(BK)}) {
     {
-${A.load.replaceAll("KV", "k0")}
-${B.load.replaceAll("KV", "k0")}
-      ${A.store}
-      ${B.store}
+${load("k0")}
+${store("", "")}
     }
     workgroupBarrier();`);
-  }
-  for (let kk = 0; kk < BK; kk++) {
-    const body: string[] = [];
-    for (let g = 0; g < gm; g++) {
-      body.push(`let a${g} = As[${u(kk * t.bm / 4 + g * t.wy)} + ty];`);
     }
-    for (let h = 0; h < gn; h++) {
-      body.push(
-        `let b${h} = Bs[${u(kk * t.bn / 4 + h * t.wx)} + tx];`,
-      );
-    }
-    for (let g = 0; g < gm; g++) {
-      for (let q = 0; q < 4; q++) {
-        for (let h = 0; h < gn; h++) {
-          const c = `c${g}_${q}_${h}`;
-          body.push(
-            `${c} = fma(vec4<f32>(a${g}.${"xyzw"[q]}), b${h}, ${c});`,
-          );
-        }
-      }
-    }
-    lines.push(`    {\n      ${body.join("\n      ")}\n    }`);
-  }
-  lines.push(`    workgroupBarrier();
+    lines.push(multiply("ty", "tx"));
+    lines.push(`    workgroupBarrier();
   }`);
+  }
   // epilogue
   const mChecked = m % t.bm !== 0;
   const nChecked = n % t.bn !== 0;
-  if (!splitMode) lines.push(`  let offc = ${batchOffset(L, L.sC)};`);
+  if (!splitMode) lines.push(`  let offc = ${batchOffset(L, L.sC, L.oC)};`);
   else lines.push(`  let offc = wid.z * ${u(m * n)};`); // (split, batch) → dense slab
   const ldOut = splitMode ? n : L.ldc;
   for (let g = 0; g < gm; g++) {
@@ -782,7 +934,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let col = rem % ${u(n)};
   let zo = z / ${u(L.bi)};
   let zi = z % ${u(L.bi)};
-  let ci = (${batchOffset(L, L.sC)} + row * ${u(L.ldc)} + col) / ${u(w)};
+  let ci = (${batchOffset(L, L.sC, L.oC)} + row * ${u(L.ldc)} + col) / ${u(w)};
 ${epilogue(L, vec, "acc", "ci", "col", "  ")}
 }
 `;
@@ -799,7 +951,8 @@ ${epilogue(L, vec, "acc", "ci", "col", "  ")}
  *
  * Bindings, in order: "a" (A), "b" (B), "bias" (n elements, with `bias`),
  * "r" (residual, layout of C, with `residual`), "c" (C, read and written
- * with `accumulate`), "pre" (pre-activation, layout of C, with `gelu`).
+ * with `accumulate`), "pre" (pre-activation, layout of C, with `gelu`
+ * unless `keepPre` is false).
  * With split-K there are two steps — the first binds "a", "b" and the
  * scratch "splitk" (`split·batch·m·n` floats), the second "splitk" and the
  * epilogue names.
@@ -808,12 +961,14 @@ ${epilogue(L, vec, "acc", "ci", "col", "  ")}
  * @returns The plan (one or two dispatches).
  * @throws {RangeError} On inconsistent options (non-positive sizes, strides
  *   shorter than rows, batchInner not dividing batch, residual or gelu with
- *   accumulate, an unknown tile, a grid over 65,535 workgroups).
+ *   accumulate, an unknown tile, stages other than 1 or 2, a tile whose
+ *   buffers exceed {@linkcode MAX_WORKGROUP_BYTES} with the stages asked
+ *   for, a grid over 65,535 workgroups).
  */
 export function matmul(o: MatmulOptions): KernelPlan {
   const L = resolve(o);
-  const { t, chunk, split } = choose(L, o);
-  const main = mainKernel(L, t, chunk, split);
+  const { t, chunk, split, stages } = choose(L, o);
+  const main = mainKernel(L, t, chunk, split, stages);
   if (split === 1) return { steps: [main] };
   return {
     steps: [main, reduceKernel(L, split)],

@@ -1,13 +1,18 @@
 /**
  * Tests of `gpu/kernels/matmul.ts` against a float64 reference on small odd
  * shapes: every transposition, row strides, two-level batch strides
- * (attention heads), every epilogue option, forced split-K and tiles, and
- * option errors.
+ * (attention heads), every epilogue option, forced split-K and tiles, the
+ * double-buffered K loop (`stages: 2`) on all of these, and option errors.
  *
  * @module
  */
 import assert from "node:assert/strict";
-import { matmul, type MatmulOptions } from "./matmul.ts";
+import {
+  chosenStages,
+  matmul,
+  type MatmulOptions,
+  MAX_WORKGROUP_BYTES,
+} from "./matmul.ts";
 import {
   gpuTests,
   maxAbsDiff,
@@ -31,6 +36,9 @@ interface Resolved {
   sA: readonly [number, number];
   sB: readonly [number, number];
   sC: readonly [number, number];
+  oA: number;
+  oB: number;
+  oC: number;
 }
 
 function resolved(o: MatmulOptions): Resolved {
@@ -57,17 +65,21 @@ function resolved(o: MatmulOptions): Resolved {
     sA: o.strideA ?? [bi * rowsA * lda, rowsA * lda],
     sB: o.strideB ?? [bi * rowsB * ldb, rowsB * ldb],
     sC: o.strideC ?? [bi * o.m * ldc, o.m * ldc],
+    oA: o.offsetA ?? 0,
+    oB: o.offsetB ?? 0,
+    oC: o.offsetC ?? 0,
   };
 }
 
-/** Elements a strided operand spans. */
+/** Elements a strided operand spans (from element 0 of its binding). */
 function span(
   R: Resolved,
   s: readonly [number, number],
   rows: number,
   ld: number,
+  offset: number,
 ): number {
-  return (R.batch / R.bi - 1) * s[0] + (R.bi - 1) * s[1] + rows * ld;
+  return offset + (R.batch / R.bi - 1) * s[0] + (R.bi - 1) * s[1] + rows * ld;
 }
 
 const erfRef = (x: number): number => {
@@ -94,9 +106,9 @@ function reference(
   for (let z = 0; z < R.batch; z++) {
     const zo = Math.floor(z / R.bi);
     const zi = z % R.bi;
-    const oa = zo * R.sA[0] + zi * R.sA[1];
-    const ob = zo * R.sB[0] + zi * R.sB[1];
-    const oc = zo * R.sC[0] + zi * R.sC[1];
+    const oa = R.oA + zo * R.sA[0] + zi * R.sA[1];
+    const ob = R.oB + zo * R.sB[0] + zi * R.sB[1];
+    const oc = R.oC + zo * R.sC[0] + zi * R.sC[1];
     for (let i = 0; i < R.m; i++) {
       for (let j = 0; j < R.n; j++) {
         let s = 0;
@@ -111,7 +123,7 @@ function reference(
         if (o.residual) v += x.r[ci];
         if (o.relu) v = Math.max(v, 0);
         if (o.gelu) {
-          pre![ci] = v;
+          if (o.keepPre !== false) pre![ci] = v;
           c[ci] = geluRef(v);
         } else if (o.accumulate) c[ci] += v;
         else c[ci] = v;
@@ -129,20 +141,21 @@ async function check(o: MatmulOptions, what: string): Promise<void> {
   const R = resolved(o);
   const x: Record<string, Float32Array> = {
     a: randomArray(
-      span(R, R.sA, R.tA ? R.k : R.m, R.lda),
+      span(R, R.sA, R.tA ? R.k : R.m, R.lda, R.oA),
       seed++,
     ),
     b: randomArray(
-      span(R, R.sB, R.tB ? R.n : R.k, R.ldb),
+      span(R, R.sB, R.tB ? R.n : R.k, R.ldb, R.oB),
       seed++,
     ),
-    c: randomArray(span(R, R.sC, R.m, R.ldc), seed++),
+    c: randomArray(span(R, R.sC, R.m, R.ldc, R.oC), seed++),
   };
   if (o.bias) x.bias = randomArray(R.n, seed++);
   if (o.residual) x.r = randomArray(x.c.length, seed++);
-  if (o.gelu) x.pre = randomArray(x.c.length, seed++);
+  const withPre = o.gelu && o.keepPre !== false;
+  if (withPre) x.pre = randomArray(x.c.length, seed++);
   const plan = matmul(o);
-  const outs = o.gelu ? ["c", "pre"] : ["c"];
+  const outs = withPre ? ["c", "pre"] : ["c"];
   const got = await runPlan(rt, plan, x, outs);
   const want = reference(o, x);
   const scale = Math.max(1, ...want.c.map(Math.abs));
@@ -150,7 +163,7 @@ async function check(o: MatmulOptions, what: string): Promise<void> {
   const d = maxAbsDiff(got.c, want.c);
   const label = `${what} [${plan.steps.map((s) => s.spec.label).join(" | ")}]`;
   assert(d <= tol, `${label}: c differs by ${d} (tol ${tol})`);
-  if (o.gelu) {
+  if (withPre) {
     const dp = maxAbsDiff(got.pre, want.pre!);
     assert(dp <= tol, `${label}: pre differs by ${dp}`);
   }
@@ -296,6 +309,53 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "matmul: operand offsets (heads of one packed K/V/Q projection)",
+  opts,
+  async () => {
+    for (const [B, T, H, dh] of [[2, 13, 3, 8], [2, 9, 2, 5]]) {
+      const d = H * dh;
+      const ld = 3 * d; // rows [K | V | Q]
+      await check({
+        m: T,
+        n: T,
+        k: dh,
+        transB: true,
+        lda: ld,
+        ldb: ld,
+        batch: B * H,
+        batchInner: H,
+        strideA: [T * ld, dh],
+        strideB: [T * ld, dh],
+        offsetA: 2 * d,
+        offsetB: 0,
+        alpha: 0.3,
+      }, `packed scores dh${dh}`);
+      await check({
+        m: T,
+        n: dh,
+        k: T,
+        ldb: ld,
+        ldc: d,
+        batch: B * H,
+        batchInner: H,
+        strideB: [T * ld, dh],
+        strideC: [T * d, dh],
+        offsetB: d,
+      }, `packed PV dh${dh}`);
+    }
+    // C (and the residual) at an offset, through split-K's reduce
+    await check(
+      { m: 19, n: 12, k: 70, splitK: 3, residual: true, ldc: 20, offsetC: 8 },
+      "offset C, split-K",
+    );
+    await check(
+      { m: 19, n: 12, k: 40, bias: true, offsetA: 3, offsetC: 5 },
+      "odd offsets (scalar paths)",
+    );
+  },
+);
+
 Deno.test("matmul: alpha, bias, residual, accumulate, gelu", opts, async () => {
   for (const [m, n, k] of [[33, 18, 21], [40, 36, 24]]) {
     await check({ m, n, k, alpha: -0.37 }, "alpha");
@@ -314,6 +374,10 @@ Deno.test("matmul: alpha, bias, residual, accumulate, gelu", opts, async () => {
     );
     await check({ m, n, k, gelu: true, bias: true }, "gelu+bias");
     await check({ m, n, k, gelu: true, residual: true, ldc: n + 4 }, "gelu+r");
+    await check(
+      { m, n, k, gelu: true, bias: true, keepPre: false },
+      "gelu-pre",
+    );
   }
 });
 
@@ -326,6 +390,7 @@ Deno.test("matmul: split-K with every epilogue", opts, async () => {
     { m: 20, n: 16, k: 64, splitK: 2, accumulate: true, bias: true },
     { m: 21, n: 13, k: 64, splitK: 3, residual: true, ldc: 15 },
     { m: 17, n: 24, k: 100, splitK: 3, gelu: true, bias: true },
+    { m: 17, n: 24, k: 100, splitK: 3, gelu: true, keepPre: false },
     { m: 17, n: 11, k: 50, splitK: 2, gelu: true, residual: true },
     { m: 18, n: 12, k: 60, splitK: 3, relu: true, bias: true, residual: true },
     {
@@ -347,6 +412,143 @@ Deno.test("matmul: split-K with every epilogue", opts, async () => {
     assert(plan.steps.length === 2, "split-K must give two steps");
     assert(plan.scratch?.splitk !== undefined, "split-K needs its scratch");
     await check(o, `split ${JSON.stringify(o)}`);
+  }
+});
+
+// Double-buffered K loop. Slice counts are chosen so the loop ends in either
+// buffer: ceil(k/16) odd ends in buffer 0, even in buffer 1.
+// Each case is one new kernel (llvmpipe compiles each slowly), so the cases
+// combine transpositions, layouts and epilogues.
+
+Deno.test(
+  "matmul stages 2: every tile, edges and exact multiples",
+  opts,
+  async () => {
+    const cases: MatmulOptions[] = [
+      { m: 35, n: 37, k: 19, tile: [32, 32] }, // odd, 2 slices
+      { m: 67, n: 69, k: 40, tile: [64, 64], transA: true, transB: true }, // 3
+      { m: 124, n: 60, k: 36, tile: [128, 64], transA: true, bias: true }, // vec4 edges
+      { m: 64, n: 128, k: 64, tile: [64, 128], transB: true }, // exact, 4 slices
+      { m: 131, n: 133, k: 50, tile: [128, 128], transB: true, residual: true },
+    ];
+    for (const o of cases) {
+      await check({ ...o, stages: 2 }, `s2 tile ${o.tile}`);
+    }
+  },
+);
+
+Deno.test(
+  "matmul stages 2: every transposition, layouts, long K and epilogues",
+  opts,
+  async () => {
+    type Epilogue = Omit<MatmulOptions, "m" | "n" | "k">;
+    // per transposition: an epilogue for the odd case and one for the vec4 case
+    const epilogues: [Epilogue, Epilogue][] = [
+      [{}, { gelu: true, bias: true, keepPre: false }],
+      [
+        { relu: true, residual: true, bias: true },
+        { accumulate: true, bias: true, alpha: 2 },
+      ],
+      [{ gelu: true, residual: true }, { alpha: -0.37 }],
+      [{ bias: true }, { residual: true, alpha: 0.5 }],
+    ];
+    for (let i = 0; i < TRANS.length; i++) {
+      const [transA, transB] = TRANS[i];
+      const [e0, e1] = epilogues[i];
+      // odd sizes: 19 slices (ends in buffer 0), scalar loads and stores
+      await check(
+        { ...e0, m: 37, n: 29, k: 300, transA, transB, stages: 2 },
+        `s2 odd ${JSON.stringify(e0)}`,
+      );
+      // multiples of 4: 16 slices (ends in buffer 1), k not a multiple of 16
+      await check(
+        { ...e1, m: 68, n: 44, k: 248, transA, transB, stages: 2 },
+        `s2 vec4 ${JSON.stringify(e1)}`,
+      );
+    }
+  },
+);
+
+Deno.test("matmul stages 2: strides and batches", opts, async () => {
+  await check(
+    { m: 21, n: 17, k: 19, transA: true, lda: 31, ldb: 25, ldc: 20, stages: 2 },
+    "s2 odd strides",
+  );
+  await check(
+    { m: 24, n: 20, k: 12, transB: true, lda: 40, ldb: 36, ldc: 28, stages: 2 },
+    "s2 vec4 strides",
+  );
+  const [B, T, H, dh] = [2, 13, 3, 8];
+  const ld = H * dh;
+  await check({
+    m: T,
+    n: T,
+    k: dh,
+    transB: true,
+    lda: ld,
+    ldb: ld,
+    batch: B * H,
+    batchInner: H,
+    strideA: [T * ld, dh],
+    strideB: [T * ld, dh],
+    alpha: 1 / Math.sqrt(dh),
+    stages: 2,
+  }, "s2 scores");
+  await check({
+    m: T,
+    n: dh,
+    k: T,
+    transA: true,
+    ldb: ld,
+    ldc: ld,
+    batch: B * H,
+    batchInner: H,
+    strideB: [T * ld, dh],
+    strideC: [T * ld, dh],
+    accumulate: true,
+    stages: 2,
+  }, "s2 dV");
+});
+
+Deno.test("matmul stages 2: split-K with epilogues", opts, async () => {
+  // a split's first dispatch does not depend on the epilogue: one kernel
+  // serves the four epilogues of the first shape
+  const shape: MatmulOptions = { m: 17, n: 24, k: 100, splitK: 3, stages: 2 };
+  const cases: MatmulOptions[] = [
+    { ...shape, gelu: true, bias: true },
+    { ...shape, gelu: true, keepPre: false },
+    { ...shape, accumulate: true, bias: true },
+    { ...shape, relu: true, bias: true, residual: true, ldc: 27 },
+    { m: 19, n: 28, k: 150, splitK: 5, transB: true, bias: true, stages: 2 },
+    {
+      m: 9,
+      n: 7,
+      k: 40,
+      splitK: 2,
+      batch: 4,
+      batchInner: 2,
+      lda: 44,
+      strideA: [3600, 1770],
+      transA: true,
+      strideC: [200, 70],
+      stages: 2,
+    },
+    // long slices: 19 of 16 per split, the last one cut by k
+    {
+      m: 33,
+      n: 20,
+      k: 601,
+      splitK: 2,
+      bias: true,
+      accumulate: true,
+      stages: 2,
+    },
+  ];
+  for (const o of cases) {
+    const plan = matmul(o);
+    assert(plan.steps.length === 2, "split-K must give two steps");
+    assert(plan.steps[0].spec.label!.includes(" s2 "), "label must say s2");
+    await check(o, `s2 split ${JSON.stringify(o)}`);
   }
 });
 
@@ -440,6 +642,39 @@ Deno.test("matmul: option errors", () => {
     { m: 4, n: 4, k: 4, tile: [16, 16] },
     { m: 4, n: 4, k: 4, strideA: [-1, 0] },
     { m: 4, n: 4, k: 4, batch: 70000 },
+    { m: 4, n: 4, k: 4, stages: 3 as 1 },
+    { m: 4, n: 4, k: 4, stages: 0 as 1 },
+    { m: 4, n: 4, k: 4, offsetB: -4 },
+    { m: 4, n: 4, k: 4, offsetC: 1.5 },
   ];
   for (const o of bad) assert.throws(() => matmul(o), RangeError);
+});
+
+Deno.test("matmul: stages option in the plan", () => {
+  const bytes = (code: string) =>
+    [...code.matchAll(/var<workgroup> \w+: array<vec4<f32>, (\d+)>/g)]
+      .reduce((a, m) => a + Number(m[1]) * 16, 0);
+  const barriers = (code: string) =>
+    code.split("workgroupBarrier()").length - 1;
+  for (const tile of TILES) {
+    const o: MatmulOptions = { m: 300, n: 300, k: 300, tile };
+    const one = matmul({ ...o, stages: 1 }).steps[0].spec;
+    const two = matmul({ ...o, stages: 2 }).steps[0].spec;
+    assert.equal(bytes(one.code), (tile[0] + tile[1]) * 16 * 4);
+    assert.equal(bytes(two.code), 2 * bytes(one.code));
+    assert(bytes(two.code) <= MAX_WORKGROUP_BYTES, two.label!);
+    assert(!one.label!.includes(" s2"), one.label!);
+    assert(two.label!.includes(`${tile[0]}x${tile[1]} s2 `), two.label!);
+    // one barrier per slice instead of two
+    assert.equal(barriers(one.code.split("for (var k0")[1]), 2);
+    assert.equal(barriers(two.code.split("for (var k0")[1]), 1);
+  }
+  // default: two stages for wide products with short K slices only
+  const def = (o: MatmulOptions) => matmul(o).steps[0].spec.label!;
+  assert(!def({ m: 300, n: 300, k: 300 }).includes(" s2 "));
+  assert(def({ m: 3008, n: 2304, k: 768 }).includes(" s2 "));
+  assert(!def({ m: 3008, n: 2304, k: 768, transB: true }).includes(" s2 "));
+  assert.equal(chosenStages({ m: 3008, n: 3072, k: 768 }), 2);
+  assert.equal(chosenStages({ m: 3008, n: 768, k: 3072 }), 1);
+  assert.equal(chosenStages({ m: 3008, n: 3072, k: 768, stages: 1 }), 1);
 });
