@@ -245,64 +245,76 @@ Deno.test("matmul: lda, ldb, ldc strides", opts, async () => {
   }
 });
 
+/** The attention products of B clips × H heads of T rows and dh values, as one matmul each. */
+function headProducts(
+  B: number,
+  T: number,
+  H: number,
+  dh: number,
+): Record<"scores" | "PV" | "dP" | "dV", MatmulOptions> {
+  const ld = H * dh;
+  const heads = { batch: B * H, batchInner: H };
+  const rows: [number, number] = [T * ld, dh];
+  return {
+    // scores[b,h] = Q_bh · K_bhᵀ, Q and K as [B·T, H·dh] rows
+    scores: {
+      m: T,
+      n: T,
+      k: dh,
+      transB: true,
+      lda: ld,
+      ldb: ld,
+      ...heads,
+      strideA: rows,
+      strideB: rows,
+      alpha: 1 / Math.sqrt(dh),
+    },
+    // out[b,t,h,:] = P_bh · V_bh, P dense [B·H, T, T]
+    PV: {
+      m: T,
+      n: dh,
+      k: T,
+      ldb: ld,
+      ldc: ld,
+      ...heads,
+      strideB: rows,
+      strideC: rows,
+    },
+    // dP = dO · Vᵀ and dV = Pᵀ · dO (the backward cases)
+    dP: {
+      m: T,
+      n: T,
+      k: dh,
+      transB: true,
+      lda: ld,
+      ldb: ld,
+      ...heads,
+      strideA: rows,
+      strideB: rows,
+    },
+    dV: {
+      m: T,
+      n: dh,
+      k: T,
+      transA: true,
+      ldb: ld,
+      ldc: ld,
+      ...heads,
+      strideB: rows,
+      strideC: rows,
+      accumulate: true,
+    },
+  };
+}
+
 Deno.test(
   "matmul: two-level batch strides (attention heads)",
   opts,
   async () => {
     for (const [B, T, H, dh] of [[2, 13, 3, 8], [2, 9, 2, 5]]) {
-      const ld = H * dh;
-      // scores[b,h] = Q_bh · K_bhᵀ, Q and K as [B·T, H·dh] rows
-      await check({
-        m: T,
-        n: T,
-        k: dh,
-        transB: true,
-        lda: ld,
-        ldb: ld,
-        batch: B * H,
-        batchInner: H,
-        strideA: [T * ld, dh],
-        strideB: [T * ld, dh],
-        alpha: 1 / Math.sqrt(dh),
-      }, `scores B${B} T${T} H${H} dh${dh}`);
-      // out[b,t,h,:] = P_bh · V_bh, P dense [B·H, T, T]
-      await check({
-        m: T,
-        n: dh,
-        k: T,
-        ldb: ld,
-        ldc: ld,
-        batch: B * H,
-        batchInner: H,
-        strideB: [T * ld, dh],
-        strideC: [T * ld, dh],
-      }, `PV B${B} T${T} H${H} dh${dh}`);
-      // dP = dO · Vᵀ and dV = Pᵀ · dO (the backward cases)
-      await check({
-        m: T,
-        n: T,
-        k: dh,
-        transB: true,
-        lda: ld,
-        ldb: ld,
-        batch: B * H,
-        batchInner: H,
-        strideA: [T * ld, dh],
-        strideB: [T * ld, dh],
-      }, "dP");
-      await check({
-        m: T,
-        n: dh,
-        k: T,
-        transA: true,
-        ldb: ld,
-        ldc: ld,
-        batch: B * H,
-        batchInner: H,
-        strideB: [T * ld, dh],
-        strideC: [T * ld, dh],
-        accumulate: true,
-      }, "dV");
+      for (const [name, o] of Object.entries(headProducts(B, T, H, dh))) {
+        await check(o, `${name} B${B} T${T} H${H} dh${dh}`);
+      }
     }
     // plain dense batch
     await check({ m: 12, n: 9, k: 7, batch: 3 }, "dense batch");
@@ -478,36 +490,9 @@ Deno.test("matmul stages 2: strides and batches", opts, async () => {
     { m: 24, n: 20, k: 12, transB: true, lda: 40, ldb: 36, ldc: 28, stages: 2 },
     "s2 vec4 strides",
   );
-  const [B, T, H, dh] = [2, 13, 3, 8];
-  const ld = H * dh;
-  await check({
-    m: T,
-    n: T,
-    k: dh,
-    transB: true,
-    lda: ld,
-    ldb: ld,
-    batch: B * H,
-    batchInner: H,
-    strideA: [T * ld, dh],
-    strideB: [T * ld, dh],
-    alpha: 1 / Math.sqrt(dh),
-    stages: 2,
-  }, "s2 scores");
-  await check({
-    m: T,
-    n: dh,
-    k: T,
-    transA: true,
-    ldb: ld,
-    ldc: ld,
-    batch: B * H,
-    batchInner: H,
-    strideB: [T * ld, dh],
-    strideC: [T * ld, dh],
-    accumulate: true,
-    stages: 2,
-  }, "s2 dV");
+  const { scores, dV } = headProducts(2, 13, 3, 8);
+  await check({ ...scores, stages: 2 }, "s2 scores");
+  await check({ ...dV, stages: 2 }, "s2 dV");
 });
 
 Deno.test("matmul stages 2: split-K with epilogues", opts, async () => {
