@@ -44,6 +44,7 @@ export type { ModelPackage } from "./_tools/export.ts";
 export { createFusedEngine, tfjsDevice } from "./gpu/engine.ts";
 export type {
   DispatchCounts,
+  EngineSettings,
   FusedEngine,
   FusedMetrics,
   FusedStepSettings,

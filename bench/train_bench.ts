@@ -21,7 +21,7 @@ import type { AmautModel } from "../model/amaut.ts";
 import type { Sgd } from "../model/sgd.ts";
 import type { Tensor3D } from "@tensorflow/tfjs";
 import type { Tf } from "../pipeline/types.ts";
-import { createFusedEngine } from "../gpu/engine.ts";
+import { createFusedEngine, type EngineSettings } from "../gpu/engine.ts";
 import type { ProfileEntry } from "../gpu/runtime.ts";
 
 /**
@@ -203,7 +203,7 @@ async function benchFused(
     steps: number;
     views: number;
     profile: boolean;
-    engine: { fusedAttention: boolean; matmulStages?: 1 | 2 };
+    engine: EngineSettings;
   },
 ): Promise<Record<string, unknown>> {
   const B = labels.length;

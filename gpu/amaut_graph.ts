@@ -781,7 +781,6 @@ export function buildGraph(
     dim: d,
     positions: plan.specialPositions,
   };
-  const headStride = (rows: number): [number, number] => [rows * d, dh];
   const batchHeads = { batch: R * H, batchInner: H };
   const probStride = (tq: number): [number, number] => [H * tq * T, tq * T];
   /** Where the d columns of a projection sit in its rows: row stride and first column. */
@@ -790,6 +789,11 @@ export function buildGraph(
     off: number;
   }
   const own: Cols = { ld: d, off: 0 };
+  /** Batch strides of per-clip, per-head blocks of `rows` rows laid out as `l`. */
+  const headStride = (rows: number, l = own): [number, number] => [
+    rows * l.ld,
+    dh,
+  ];
   /**
    * Per clip and head: `out` [tq × T] = alpha · Xq · Xkᵀ, with Xq (tq rows)
    * and Xk (T rows) row-major, head h at columns `off + h·dh…` of rows of
@@ -812,8 +816,8 @@ export function buildGraph(
       lda: lq.ld,
       ldb: lk.ld,
       ...batchHeads,
-      strideA: [tq * lq.ld, dh],
-      strideB: [T * lk.ld, dh],
+      strideA: headStride(tq, lq),
+      strideB: headStride(T, lk),
       strideC: probStride(tq),
       offsetA: lq.off,
       offsetB: lk.off,
@@ -838,12 +842,13 @@ export function buildGraph(
         k: tq,
         transA: true,
         lda: T,
-        ldb: d,
+        ldb: lx.ld,
         ldc: d,
         ...batchHeads,
         strideA: probStride(tq),
-        strideB: headStride(tq),
+        strideB: headStride(tq, lx),
         strideC: headStride(T),
+        offsetB: lx.off,
       }, { a: p, b: x, c: out })
       : mm({
         m: tq,
@@ -853,7 +858,7 @@ export function buildGraph(
         ldc: d,
         ...batchHeads,
         strideA: probStride(tq),
-        strideB: [T * lx.ld, dh],
+        strideB: headStride(T, lx),
         strideC: headStride(tq),
         offsetB: lx.off,
       }, { a: p, b: x, c: out });

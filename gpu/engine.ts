@@ -26,6 +26,7 @@ import {
   createArenas,
   createBufferPool,
   type Graph,
+  type GraphSettings,
 } from "./amaut_graph.ts";
 import { sgdHyper } from "./kernels/model_ops.ts";
 
@@ -65,6 +66,12 @@ export interface DispatchCounts {
   readonly update: number;
   readonly total: number;
 }
+
+/** Graph choices of an engine, for comparisons (see {@linkcode createFusedEngine}). */
+export type EngineSettings = Pick<
+  GraphSettings,
+  "fusedAttention" | "matmulStages"
+>;
 
 /** The engine. */
 export interface FusedEngine {
@@ -159,10 +166,7 @@ export function createFusedEngine(
   options: ModelOptions,
   dims: ModelDims,
   device: GPUDevice | undefined = tfjsDevice(tf),
-  settings: {
-    readonly fusedAttention?: boolean;
-    readonly matmulStages?: 1 | 2;
-  } = {},
+  settings: EngineSettings = {},
 ): FusedEngine {
   if (!device) {
     throw new Error(

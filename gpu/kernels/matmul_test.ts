@@ -393,6 +393,20 @@ Deno.test("matmul: alpha, bias, residual, accumulate, gelu", opts, async () => {
   }
 });
 
+/** Split-K over a two-level strided batch with transposed A. */
+const stridedSplitK: MatmulOptions = {
+  m: 9,
+  n: 7,
+  k: 40,
+  splitK: 2,
+  batch: 4,
+  batchInner: 2,
+  lda: 44,
+  strideA: [3600, 1770],
+  transA: true,
+  strideC: [200, 70],
+};
+
 Deno.test("matmul: split-K with every epilogue", opts, async () => {
   const cases: MatmulOptions[] = [
     { m: 23, n: 17, k: 70, splitK: 3 },
@@ -405,18 +419,7 @@ Deno.test("matmul: split-K with every epilogue", opts, async () => {
     { m: 17, n: 24, k: 100, splitK: 3, gelu: true, keepPre: false },
     { m: 17, n: 11, k: 50, splitK: 2, gelu: true, residual: true },
     { m: 18, n: 12, k: 60, splitK: 3, relu: true, bias: true, residual: true },
-    {
-      m: 9,
-      n: 7,
-      k: 40,
-      splitK: 2,
-      batch: 4,
-      batchInner: 2,
-      lda: 44,
-      strideA: [3600, 1770],
-      transA: true,
-      strideC: [200, 70],
-    },
+    stridedSplitK,
     { m: 70, n: 68, k: 200, splitK: 3, tile: [64, 64] },
   ];
   for (const o of cases) {
@@ -505,19 +508,7 @@ Deno.test("matmul stages 2: split-K with epilogues", opts, async () => {
     { ...shape, accumulate: true, bias: true },
     { ...shape, relu: true, bias: true, residual: true, ldc: 27 },
     { m: 19, n: 28, k: 150, splitK: 5, transB: true, bias: true, stages: 2 },
-    {
-      m: 9,
-      n: 7,
-      k: 40,
-      splitK: 2,
-      batch: 4,
-      batchInner: 2,
-      lda: 44,
-      strideA: [3600, 1770],
-      transA: true,
-      strideC: [200, 70],
-      stages: 2,
-    },
+    { ...stridedSplitK, stages: 2 },
     // long slices: 19 of 16 per split, the last one cut by k
     {
       m: 33,
