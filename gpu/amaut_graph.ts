@@ -18,6 +18,7 @@
  * @module
  */
 import type { ModelDims, ModelOptions, ModelPlan } from "../model/config.ts";
+import type { StemLayer } from "../model/plan.ts";
 import { modelPlan, shapeSize } from "../model/config.ts";
 import type { Dispatch, KernelPlan, Region, Runtime } from "./runtime.ts";
 import { matmul, type MatmulOptions } from "./kernels/matmul.ts";
@@ -431,7 +432,7 @@ export function buildGraph(
     relu: boolean,
     r?: Region,
   ): Region => {
-    const eps = plan.batchNorms.get(name)!;
+    const eps = plan.batchNorms.get(name)!.eps;
     const y = act(`${name}.y`, G * rows * C);
     if (training) {
       const stats = act(`${name}.stats`, G * 2 * C);
@@ -557,7 +558,7 @@ export function buildGraph(
       plan: foldBatchNorm({
         rows: k * cin,
         cols: cout,
-        eps: plan.batchNorms.get(bn)!,
+        eps: plan.batchNorms.get(bn)!.eps,
       }),
       bind: { w: wh, gb: gb(bn), running: arenas.runningOf(bn), bias },
     });
@@ -608,11 +609,17 @@ export function buildGraph(
     `${cnn}.root.1`,
     true,
   );
-  const pooled = act("pool.y", R * plan.poolLength * options.width);
-  const poolArg = act("pool.arg", R * plan.poolLength * options.width);
+  const pooled = act(
+    "pool.y",
+    R * (plan.layers[0] as StemLayer).pool.tOut * options.width,
+  );
+  const poolArg = act(
+    "pool.arg",
+    R * (plan.layers[0] as StemLayer).pool.tOut * options.width,
+  );
   const poolOpts = {
     batch: R,
-    tIn: plan.rootLength,
+    tIn: (plan.layers[0] as StemLayer).conv.tOut,
     channels: options.width,
     k: 6,
     stride: 2,
@@ -634,10 +641,10 @@ export function buildGraph(
   }
   const blocks: BlockRec[] = [];
   let x = pooled;
-  let t = plan.poolLength;
+  let t = (plan.layers[0] as StemLayer).pool.tOut;
   const half = (options.kernelSize - 1) / 2;
   for (const blk of plan.blocks) {
-    const p = blk.prefix;
+    const p = blk.name;
     const c1 = convBn(
       x,
       t,
@@ -667,7 +674,7 @@ export function buildGraph(
     const y2 = c2.y;
     let shortcut = x;
     let ds: BlockRec["ds"];
-    if (blk.projection) {
+    if (blk.shortcut) {
       const cd = convBn(
         x,
         t,
@@ -1243,7 +1250,7 @@ export function buildGraph(
           groups: G,
           rows,
           channels: C,
-          eps: plan.batchNorms.get(name)!,
+          eps: plan.batchNorms.get(name)!.eps,
           relu: y !== undefined,
           residualGrad: dz !== undefined,
         }),
@@ -1519,7 +1526,7 @@ export function buildGraph(
     };
     for (let i = blocks.length - 1; i >= 0; i--) {
       const B = blocks[i];
-      const p = B.blk.prefix;
+      const p = B.blk.name;
       const t2 = B.c2.tOut;
       const dh3 = act(`${p}.dh3`, R * t2 * B.blk.cout);
       const dx = act(`${p}.dx`, R * B.tIn * B.blk.cin);
@@ -1561,15 +1568,21 @@ export function buildGraph(
       convBwd(B.c1, dh1, dx, true);
       dOut = dx;
     }
-    const dRoot = act("root.dy", R * plan.rootLength * options.width);
+    const dRoot = act(
+      "root.dy",
+      R * (plan.layers[0] as StemLayer).conv.tOut * options.width,
+    );
     op(maxPoolBackward(poolOpts), { dy: dOut, arg: poolArg, dx: dRoot });
-    const dRootH = act("root.dh", R * plan.rootLength * options.width);
+    const dRootH = act(
+      "root.dh",
+      R * (plan.layers[0] as StemLayer).conv.tOut * options.width,
+    );
     bnBwd(
       `${cnn}.root.1`,
       dRoot,
       root.y,
       root.rec.out,
-      b * plan.rootLength,
+      b * (plan.layers[0] as StemLayer).conv.tOut,
       options.width,
       dRootH,
     );

@@ -20,6 +20,7 @@ import type {
   Tensor4D,
 } from "@tensorflow/tfjs";
 import type { Tf } from "../pipeline/types.ts";
+import { convLength } from "./plan.ts";
 
 /**
  * Standardises a conv kernel per output channel over `[k, in]` with biased
@@ -82,7 +83,7 @@ export function conv1d(
       const [b, t, cin] = x.shape;
       const [k, , cout] = w.shape;
       const tp = t + 2 * pad;
-      const tout = Math.floor((tp - k) / stride) + 1;
+      const tout = convLength(t, k, stride, pad);
       const rows = Math.ceil(tp / stride);
       const timeMajor = tf.pad(
         tf.transpose(x, [1, 0, 2]),
