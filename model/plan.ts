@@ -71,6 +71,8 @@ export interface BatchNormPlan {
   readonly channels: number;
   /** Added to the variance. */
   readonly eps: number;
+  /** Running-statistics momentum m (PyTorch: running = (1 − m)·running + m·batch). */
+  readonly momentum: number;
 }
 
 /** A LayerNorm module over the last axis. */
@@ -238,6 +240,8 @@ export interface FceHeadLayer {
   readonly kind: "fceHead";
   /** Sequence positions read (the special tokens). */
   readonly positions: readonly number[];
+  /** Rows per clip of its input, T. */
+  readonly sequence: number;
   /** Merge conv: weight `[k, specials, 1]`, bias `[1]`, window over d. */
   readonly merge: {
     readonly weight: string;
@@ -297,6 +301,7 @@ const batchNormPlan = (
   module: string,
   channels: number,
   eps: number,
+  momentum: number,
 ): BatchNormPlan => ({
   module,
   weight: `${module}.weight`,
@@ -305,6 +310,7 @@ const batchNormPlan = (
   runningVar: `${module}.running_var`,
   channels,
   eps,
+  momentum,
 });
 
 const layerNormPlan = (
@@ -350,7 +356,7 @@ function cnnLayers(
     stdEps: options.stdConvEps,
     cin,
     cout,
-    norm: batchNormPlan(norm, cout, eps),
+    norm: batchNormPlan(norm, cout, eps, options.bnMomentum),
   });
   const root = convBn(
     `${cnn}.root.0.weight`,
@@ -503,7 +509,12 @@ function tokenLayers(
       sequence,
       fc1: linearPlan("classifier.fc1", d, options.extend),
       fc2: linearPlan("classifier.fc2", options.extend, options.conv),
-      norm: batchNormPlan("classifier.bn2", options.conv, options.bnEps),
+      norm: batchNormPlan(
+        "classifier.bn2",
+        options.conv,
+        options.bnEps,
+        options.bnMomentum,
+      ),
       fc3: {
         weight: `${fc3}.original1`,
         gain: `${fc3}.original0`,
@@ -516,6 +527,7 @@ function tokenLayers(
     out.push({
       kind: "fceHead",
       positions,
+      sequence,
       merge: {
         weight: "classifier.merge.weight",
         bias: "classifier.merge.bias",
