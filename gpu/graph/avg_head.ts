@@ -81,7 +81,7 @@ export function avgHeadBackward(
   const R = b.rows;
   const d = l.fc1.cin;
   const { cin, cout } = l.fc3;
-  const dx = b.act("tf_norm.dy", R * l.sequence * d);
+  const dx = b.act("final_norm.dy", R * l.sequence * d);
   const dh3 = b.act("head.dh3", R * cin);
   const dw3 = b.act("dw3", cin * cout);
   b.mm({ m: R, n: cin, k: cout, transB: true }, { a: o.dy, b: w3, c: dh3 });

@@ -67,7 +67,7 @@ export function fceHeadBackward(
 ): Region {
   const { layer: l, x, merged, hn, stats } = o.saved;
   const R = b.rows;
-  const dx = b.act("tf_norm.dy", R * l.sequence * l.dim);
+  const dx = b.act("final_norm.dy", R * l.sequence * l.dim);
   const dhn = b.act("head.dhn", R * l.dim);
   linearBackward(b, { linear: l.fc, x: hn, dy: o.dy, rows: R, dx: dhn });
   const dm = b.act("head.dm", R * l.dim);

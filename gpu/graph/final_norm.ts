@@ -23,8 +23,8 @@ export function finalNormForward(
 ): { y: Region; saved: FinalNormSaved } {
   const { layer: l, x } = o;
   const rows = b.rows * l.sequence;
-  const y = b.act("tf_norm.y", rows * l.norm.dim);
-  const stats = b.act("tf_norm.stats", rows * 2);
+  const y = b.act("final_norm.y", rows * l.norm.dim);
+  const stats = b.act("final_norm.stats", rows * 2);
   b.op(layerNormForward({ rows, dim: l.norm.dim, eps: l.norm.eps }), {
     x,
     gb: b.gb(l.norm.module),
