@@ -1,10 +1,10 @@
 /**
  * AMAuT model configuration: the options schema (the train stage's `model:`
  * key), the sizes that come from the data, the paper's five configurations,
- * and the parameter plan every other model function is built from — names,
- * layouts and initialisers of every tensor, the CNN's block and length
- * schedule, and the analytic parameter count (reference §3–§6, authors'
- * `AuT/lib/embed.py` and `AuT/lib/model.py`).
+ * the analytic parameter count and the layer summary. The model description
+ * both engines walk — layers, names, shapes, geometry, every tensor's layout
+ * and initialiser — is {@linkcode modelPlan} (`model/plan.ts`, re-exported
+ * here; reference §3–§6, authors' `AuT/lib/embed.py` and `AuT/lib/model.py`).
  *
  * Everything here is plain data: nothing allocates a tensor, so
  * {@linkcode parameterCount} and {@linkcode modelSummary} are safe for a
