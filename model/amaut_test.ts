@@ -377,6 +377,35 @@ Deno.test("training batch statistics: one per BatchNorm, biased variance, counts
   }
 });
 
+Deno.test("root conv options: kernel, stride and padding set the root conv's tensor and output length", async () => {
+  await tf.setBackend("cpu");
+  const model = tinyModel({ rootKernel: 5, rootStride: 3, rootPadding: 1 });
+  const x = tinyTokens(2);
+  try {
+    assert.deepEqual(
+      model.params.get("transform.embedding.restnet.root.0.weight")!.shape,
+      [5, 6, 4],
+    );
+    const out = model.apply(x, { training: true, dropout: 0 });
+    const root = out.batchStats.find((s) =>
+      s.name === "transform.embedding.restnet.root.1"
+    )!;
+    assert.equal(root.count, 2 * 8); // b · (floor((24 + 2·1 − 5) / 3) + 1)
+    assert.deepEqual(out.logits.shape, [2, 3]);
+    assert.ok((await out.logits.data()).every(Number.isFinite));
+    assert.deepEqual(
+      model.summary().layers.find((l) =>
+        l.name === "transform.embedding.restnet.root"
+      )?.shape,
+      [8, 4],
+    );
+    tf.dispose([out.logits, ...out.batchStats.flatMap(statTensors)]);
+  } finally {
+    x.dispose();
+    model.dispose();
+  }
+});
+
 Deno.test("updateRunningStats: momentum 0.1 and unbiased variance", async () => {
   await tf.setBackend("cpu");
   const model = tinyModel();

@@ -45,6 +45,15 @@ export const ModelOptions = z.strictObject({
   width: z.int().min(1).default(128).describe(
     "Root channels of the 1-D CNN (reference: width); 128 for 1 s inputs, 64 for 10 s inputs",
   ),
+  rootKernel: z.int().min(1).default(14).describe(
+    "Kernel of the CNN's root conv, in frames (14 in the paper)",
+  ),
+  rootStride: z.int().min(1).default(2).describe(
+    "Stride of the CNN's root conv, in frames (2 in the paper)",
+  ),
+  rootPadding: z.int().min(0).default(6).describe(
+    "Zero padding of the CNN's root conv on each side, in frames (6 in the paper)",
+  ),
   groups: z.array(z.int().min(0)).min(1).default([6, 12]).describe(
     "Extra bottleneck blocks per CNN group after the group's first block (reference: num_layers); every group after the first halves the length",
   ),

@@ -71,6 +71,31 @@ Deno.test("ModelOptions rejects bad values and unknown keys", () => {
   assert.equal(ModelOptions.safeParse({ dropout: 1 }).success, false);
   assert.equal(ModelOptions.safeParse({ tokenMode: "tal" }).success, false);
   assert.equal(ModelOptions.safeParse({ widht: 64 }).success, false);
+  assert.equal(ModelOptions.safeParse({ rootStride: 0 }).success, false);
+  assert.equal(ModelOptions.safeParse({ rootPadding: -1 }).success, false);
+});
+
+Deno.test("modelPlan: the root conv's geometry comes from the options and is checked against the frames", () => {
+  const options = ModelOptions.parse({ width: 4, groups: [0] });
+  const dims = { nMels: 6, frames: 24, classes: 3 };
+  const stem = modelPlan(options, dims).layers[0];
+  assert.equal(stem.kind, "stem");
+  if (stem.kind === "stem") {
+    assert.deepEqual(
+      [stem.conv.kernel, stem.conv.stride, stem.conv.pad, stem.conv.tOut],
+      [14, 2, 6, 12],
+    );
+    assert.equal(stem.pool.tIn, 12);
+  }
+  const custom = modelPlan(
+    { ...options, rootKernel: 5, rootStride: 3, rootPadding: 1 },
+    dims,
+  ).layers[0];
+  assert.ok(custom.kind === "stem" && custom.conv.tOut === 8);
+  assert.throws(
+    () => modelPlan({ ...options, rootKernel: 30, rootPadding: 0 }, dims),
+    /24 frames are too few for the CNN root \(conv k30 s2 p0, max-pool k6 s2 p2\)/,
+  );
 });
 
 Deno.test("modelPlan checks tokens against the frame count", () => {

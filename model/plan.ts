@@ -363,7 +363,12 @@ function cnnLayers(
     `${cnn}.root.1`,
     dims.nMels,
     options.width,
-    { kernel: 14, stride: 2, pad: 6, tIn: dims.frames },
+    {
+      kernel: options.rootKernel,
+      stride: options.rootStride,
+      pad: options.rootPadding,
+      tIn: dims.frames,
+    },
   );
   const pool = { kernel: 6, stride: 2, pad: 2, tIn: root.tOut };
   const stem: StemLayer = {
