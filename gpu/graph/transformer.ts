@@ -29,13 +29,18 @@ interface Cols {
   readonly off: number;
 }
 
-/** The per-clip, per-head attention products of one block. */
-function headProducts(b: Builder, l: GraphTransformer, tq: number) {
+/**
+ * A block's sizes — R clips, width d, T rows per clip, tq query rows per clip
+ * (T unless trimmed), rq = R·tq and rowsT = R·T — and its per-clip, per-head
+ * attention products.
+ */
+function blockOf(b: Builder, l: GraphTransformer) {
   const R = b.rows;
   const H = l.heads;
   const T = l.sequence;
   const d = l.dim;
   const dh = d / H;
+  const tq = l.queries?.length ?? T;
   const own: Cols = { ld: d, off: 0 };
   const batchHeads = { batch: R * H, batchInner: H };
   const probStride: [number, number] = [H * tq * T, tq * T];
@@ -45,6 +50,13 @@ function headProducts(b: Builder, l: GraphTransformer, tq: number) {
     dh,
   ];
   return {
+    R,
+    d,
+    T,
+    dh,
+    tq,
+    rq: R * tq,
+    rowsT: R * T,
     own,
     /**
      * Per clip and head: `out` [tq × T] = alpha · Xq · Xkᵀ, with Xq (tq
@@ -136,13 +148,8 @@ export function transformerForward(
   o: { layer: GraphTransformer; z: Region },
 ): { y: Region; saved: TransformerSaved } {
   const { layer: l, z } = o;
-  const R = b.rows;
-  const d = l.dim;
-  const T = l.sequence;
-  const tq = l.queries?.length ?? T;
-  const rq = R * tq;
-  const rowsT = R * T;
-  const dh = d / l.heads;
+  const heads = blockOf(b, l);
+  const { R, d, T, dh, tq, rq, rowsT } = heads;
   const p = l.name;
   const h = b.act(`${p}.h`, rowsT * d);
   const ln1 = b.act(`${p}.ln1`, rowsT * 2);
@@ -161,7 +168,6 @@ export function transformerForward(
     b.op(gatherRows(rows), { x: z, y: zq });
     b.op(gatherRows(rows), { x: h, y: hq });
   }
-  const heads = headProducts(b, l, tq);
   const proj = (w: typeof l.q, x: Region, rows: number) => {
     const out = b.act(w.weight, rows * d);
     linearForward(b, { linear: w, x, rows, out });
@@ -295,12 +301,8 @@ export function transformerBackward(
   if (l.packedQkv) {
     throw new Error("fused engine: a packed Q/K/V block has no backward");
   }
-  const R = b.rows;
-  const d = l.dim;
-  const T = l.sequence;
-  const tq = l.queries?.length ?? T;
-  const rq = R * tq;
-  const rowsT = R * T;
+  const heads = blockOf(b, l);
+  const { R, d, T, dh, tq, rq, rowsT } = heads;
   const mlp = l.mlpDim;
   const dzl = o.dy;
   const dz = l.queries ? b.act("dz", rowsT * d) : dzl;
@@ -334,7 +336,6 @@ export function transformerBackward(
     });
   }
   // dzl now holds d z_mid; z_mid = z + o(attention(LN1(z)))
-  const heads = headProducts(b, l, tq);
   const dA = b.act("dA", rq * d);
   linearBackward(b, { linear: l.o, x: s.a, dy: dzl, rows: rq, dx: dA });
   const dP = b.act("dP", R * l.heads * tq * T);
@@ -346,7 +347,7 @@ export function transformerBackward(
     softmaxBackward({
       rows: R * l.heads * tq,
       cols: T,
-      scale: 1 / Math.sqrt(d / l.heads),
+      scale: 1 / Math.sqrt(dh),
     }),
     { dp: dP, p: s.p, ds: dS },
   );
