@@ -145,15 +145,20 @@ export function trainBatch(batch: Batch): TrainBatch {
  * @param model The model whose variables are assigned.
  * @param sgd The optimizer (it copies the momentum buffers).
  * @param state The values; the caller keeps ownership.
- * @throws {Error} Naming a parameter or buffer `state` lacks.
+ * @throws {Error} Naming a parameter or buffer `state` lacks (nothing is
+ *   assigned then).
  */
 export function loadState(
   model: AmautModel,
   sgd: Sgd,
   state: LoadableState,
 ): void {
-  assign(model.params, state.params, "parameter");
-  assign(model.buffers, state.buffers, "buffer");
+  // Check every name before assigning any, so a refused state changes nothing.
+  const pairs = [
+    ...pairsOf(model.params, state.params, "parameter"),
+    ...pairsOf(model.buffers, state.buffers, "buffer"),
+  ];
+  for (const [v, t] of pairs) v.assign(t);
   if (state.optimizer) sgd.load(state.optimizer);
 }
 
@@ -171,18 +176,18 @@ export function stateOf(model: AmautModel, sgd: Sgd): TrainerState {
   };
 }
 
-function assign(
+function pairsOf(
   targets: ReadonlyMap<string, Variable>,
   values: ReadonlyMap<string, Tensor> | undefined,
   what: string,
-) {
-  for (const [name, v] of targets) {
+): [Variable, Tensor][] {
+  return [...targets].map(([name, v]) => {
     const t = values?.get(name);
     if (!t) {
       throw new Error(
         `Cannot restore ${what} "${name}": the checkpoint lacks it`,
       );
     }
-    v.assign(t);
-  }
+    return [v, t];
+  });
 }

@@ -13,7 +13,13 @@ import type { AmautModel } from "./amaut.ts";
 import { createSgd } from "./sgd.ts";
 import { multiviewStep } from "./train_step.ts";
 import { evaluate } from "./evaluate.ts";
-import { loadState, stateOf, type Trainer } from "./trainer.ts";
+import {
+  loadState,
+  stateOf,
+  type TrainBatch,
+  type Trainer,
+  type TrainStepSettings,
+} from "./trainer.ts";
 
 /**
  * Creates a tfjs trainer for a model, with a fresh SGD optimizer (no
@@ -30,31 +36,33 @@ export function createTfjsTrainer(tf: Tf, model: AmautModel): Trainer {
   let hits: Tensor = tf.scalar(0, "int32");
   let steps = 0;
   let clips = 0;
+  const step = (batch: TrainBatch, settings: TrainStepSettings) => {
+    const labelsT = tf.tensor1d(batch.labels as number[], "int32");
+    const { loss, lastLogits } = multiviewStep(
+      tf,
+      model,
+      sgd,
+      batch.tokens,
+      labelsT,
+      batch.views,
+      settings,
+    );
+    const stepHits = tf.tidy(() =>
+      tf.equal(tf.argMax(lastLogits, 1), labelsT).sum()
+    );
+    const nextLoss = tf.tidy(() => lossSum.add(loss.div(batch.views)));
+    const nextHits = hits.add(stepHits);
+    tf.dispose([lossSum, hits, loss, stepHits, lastLogits, labelsT]);
+    lossSum = nextLoss;
+    hits = nextHits;
+    steps++;
+    clips += batch.labels.length;
+  };
   return {
     engine: "tfjs",
     model,
     step(batch, settings) {
-      const labelsT = tf.tensor1d(batch.labels as number[], "int32");
-      const { loss, lastLogits } = multiviewStep(
-        tf,
-        model,
-        sgd,
-        batch.tokens,
-        labelsT,
-        batch.views,
-        settings,
-      );
-      const stepHits = tf.tidy(() =>
-        tf.equal(tf.argMax(lastLogits, 1), labelsT).sum()
-      );
-      const nextLoss = tf.tidy(() => lossSum.add(loss.div(batch.views)));
-      const nextHits = hits.add(stepHits);
-      tf.dispose([lossSum, hits, loss, stepHits, lastLogits, labelsT]);
-      lossSum = nextLoss;
-      hits = nextHits;
-      steps++;
-      clips += batch.labels.length;
-      return Promise.resolve();
+      return settled(() => step(batch, settings));
     },
     async metrics(reset = true) {
       const m = {
@@ -79,12 +87,21 @@ export function createTfjsTrainer(tf: Tf, model: AmautModel): Trainer {
       return Promise.resolve(stateOf(model, sgd));
     },
     load(state) {
-      loadState(model, sgd, state);
-      return Promise.resolve();
+      return settled(() => loadState(model, sgd, state));
     },
     dispose() {
       tf.dispose([lossSum, hits]);
       sgd.dispose();
     },
   };
+}
+
+/** Runs synchronous work as a promise: its throw becomes a rejection. */
+function settled(work: () => void): Promise<void> {
+  try {
+    work();
+    return Promise.resolve();
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
