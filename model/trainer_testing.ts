@@ -155,30 +155,46 @@ export async function snapshot(
 }
 
 /**
- * Largest difference between two snapshots relative to each tensor's
- * largest magnitude in `want`, with the tensor's name (Infinity when the
- * names differ).
+ * The tensor whose relative L2 error ‖got − want‖ / ‖want‖ is largest
+ * (Infinity when the names or sizes differ), leaving out the names `skip`
+ * picks; and the largest absolute difference over those left out.
  *
  * @param got Snapshot under test.
  * @param want Reference snapshot.
+ * @param skip Names compared by absolute difference only (e.g. tensors
+ *   whose gradient is zero in exact arithmetic, so only rounding noise).
  */
 export function worstRelative(
   got: ReadonlyMap<string, Float32Array>,
   want: ReadonlyMap<string, Float32Array>,
-): { name: string; relative: number } {
-  let worst = { name: "", relative: 0 };
-  if (got.size !== want.size) return { name: "(names)", relative: Infinity };
+  skip: (name: string) => boolean = () => false,
+): { name: string; relative: number; skippedMaxAbs: number } {
+  let worst = { name: "", relative: 0, skippedMaxAbs: 0 };
+  if (got.size !== want.size) {
+    return { name: "(names)", relative: Infinity, skippedMaxAbs: Infinity };
+  }
   for (const [name, w] of want) {
     const g = got.get(name);
-    if (!g || g.length !== w.length) return { name, relative: Infinity };
-    let scale = 1e-6;
-    let diff = 0;
-    for (let i = 0; i < w.length; i++) {
-      scale = Math.max(scale, Math.abs(w[i]));
-      const d = Math.abs(g[i] - w[i]);
-      diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
+    if (!g || g.length !== w.length) {
+      return { name, relative: Infinity, skippedMaxAbs: Infinity };
     }
-    if (diff / scale > worst.relative) worst = { name, relative: diff / scale };
+    let d2 = 0;
+    let w2 = 0;
+    let maxAbs = 0;
+    for (let i = 0; i < w.length; i++) {
+      const d = Math.abs(g[i] - w[i]);
+      d2 += d * d;
+      w2 += w[i] * w[i];
+      maxAbs = Number.isNaN(d) ? Infinity : Math.max(maxAbs, d);
+    }
+    if (skip(name)) {
+      worst.skippedMaxAbs = Math.max(worst.skippedMaxAbs, maxAbs);
+      continue;
+    }
+    const relative = Number.isNaN(d2)
+      ? Infinity
+      : Math.sqrt(d2) / Math.max(Math.sqrt(w2), 1e-30);
+    if (relative > worst.relative) worst = { ...worst, name, relative };
   }
   return worst;
 }
