@@ -1,12 +1,15 @@
 /**
- * The `train` step stage: AMAuT's training loop (reference §7–§8), inline and
- * readable. Per batch it splits the stacked views (see `augment`), runs one
+ * The `train` step stage: AMAuT's training loop (reference §7–§8) as one flat
+ * loop over a {@linkcode Trainer} — tfjs op by op (`model/trainer_tfjs.ts`) or
+ * the fused WebGPU engine (`gpu/trainer_fused.ts`), chosen by `engine`. Per
+ * batch the trainer splits the stacked views (see `augment`), runs one
  * forward pass per view — so BatchNorm statistics are per view — sums the
  * views' label-smoothed cross-entropies (ε 0.1, Eq. 1 and 13), takes one
  * gradient and one SGD step with the reference's quirks (momentum and weight
  * decay off in the first epoch, then 0.9 and 1e-3, coupled; Nesterov off
  * unless asked), and the Eq. 6 learning rate `lr0·(1 + γ·e/C)^(−0.75)`
- * updated after each epoch. After every epoch it evaluates the selection
+ * updated after each epoch. After every epoch it reads the training metrics,
+ * syncs the weights into the tfjs model, evaluates the selection
  * split, keeps the best checkpoint (ties go to the later epoch) and the last,
  * and appends to `metrics.jsonl`. At the end it evaluates the best weights on
  * every split and writes `summary.json`.
@@ -36,7 +39,11 @@ import { createModel, ModelOptions, modelSummary } from "../model/amaut.ts";
 import type { AmautModel, ModelDims } from "../model/amaut.ts";
 import { referenceSgdOptions } from "../model/sgd.ts";
 import { learningRateAt } from "../model/schedule.ts";
-import { trainBatch, type Trainer } from "../model/trainer.ts";
+import {
+  trainBatch,
+  type Trainer,
+  type TrainerState,
+} from "../model/trainer.ts";
 import { createTfjsTrainer } from "../model/trainer_tfjs.ts";
 import { createFusedTrainer } from "../gpu/trainer_fused.ts";
 import { tfjsDevice } from "../gpu/engine.ts";
@@ -183,6 +190,43 @@ async function resume(
     tf.dispose(Object.values(ckpt.groups).flatMap((g) => [...g.values()]));
   }
   return ckpt.meta;
+}
+
+/**
+ * Writes an epoch's record: `checkpoints/best` when it improved, then
+ * `checkpoints/last`, then `metrics.jsonl` (the history so far), each
+ * atomically.
+ */
+async function saveEpoch(
+  runDir: string,
+  meta: CheckpointMeta & { history: readonly EpochMetrics[] },
+  state: TrainerState,
+  improved: boolean,
+): Promise<void> {
+  const checkpoints = join(runDir, "checkpoints");
+  if (improved) await saveCheckpoint(checkpoints, "best", meta, { ...state });
+  await saveCheckpoint(checkpoints, "last", meta, { ...state });
+  await writeFileAtomic(
+    join(runDir, "metrics.jsonl"),
+    meta.history.map((m) => JSON.stringify(m)).join("\n") + "\n",
+  );
+}
+
+/** Loads the `best` checkpoint's weights and running statistics into the trainer. */
+async function loadBest(
+  tf: Tf,
+  trainer: Trainer,
+  checkpoints: string,
+): Promise<void> {
+  const best = await loadCheckpoint(tf, checkpoints, "best");
+  try {
+    await trainer.load({
+      params: best.groups.params,
+      buffers: best.groups.buffers,
+    });
+  } finally {
+    tf.dispose(Object.values(best.groups).flatMap((g) => [...g.values()]));
+  }
 }
 
 /** The `train` stage. */
@@ -359,27 +403,10 @@ export const stage = defineStage<TrainOptions>({
           history,
           best,
         };
-        if (improved) {
-          await saveCheckpoint(checkpoints, "best", meta, { ...state });
-        }
-        await saveCheckpoint(checkpoints, "last", meta, { ...state });
-        await writeFileAtomic(
-          join(ctx.runDir, "metrics.jsonl"),
-          history.map((m) => JSON.stringify(m)).join("\n") + "\n",
-        );
+        await saveEpoch(ctx.runDir, meta, state, improved);
       }
       // Final evaluation with the best weights on every split.
-      const bestCkpt = await loadCheckpoint(tf, checkpoints, "best");
-      try {
-        await trainer.load({
-          params: bestCkpt.groups.params,
-          buffers: bestCkpt.groups.buffers,
-        });
-      } finally {
-        tf.dispose(
-          Object.values(bestCkpt.groups).flatMap((g) => [...g.values()]),
-        );
-      }
+      await loadBest(tf, trainer, checkpoints);
       for (const split of Object.keys(ctx.data.splits)) {
         const r = await trainer.evaluate(
           ctx.data,
