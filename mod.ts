@@ -45,12 +45,12 @@ export { createFusedEngine, tfjsDevice } from "./gpu/engine.ts";
 export { trainBatch } from "./model/trainer.ts";
 export type {
   LoadableState,
+  TrainBatch,
   Trainer,
   TrainerState,
   TrainMetrics,
   TrainStepSettings,
 } from "./model/trainer.ts";
-export type { TrainBatch } from "./model/trainer.ts";
 export { createTfjsTrainer } from "./model/trainer_tfjs.ts";
 export { createFusedTrainer } from "./gpu/trainer_fused.ts";
 export type { FusedTrainerOptions } from "./gpu/trainer_fused.ts";
