@@ -15,9 +15,9 @@
  */
 import type { Tensor, Tensor3D, Variable } from "@tensorflow/tfjs";
 import type { Batch, DataAccess } from "../pipeline/types.ts";
-import type { Rng } from "../pipeline/rng.ts";
 import type { AmautModel } from "./amaut.ts";
-import type { Sgd, SgdOptions } from "./sgd.ts";
+import type { Sgd } from "./sgd.ts";
+import type { StepSettings } from "./train_step.ts";
 import type { Evaluation } from "./evaluate.ts";
 
 /** One training batch: views stacked view-major, labels of one view. */
@@ -30,17 +30,13 @@ export interface TrainBatch {
   readonly views: number;
 }
 
-/** Settings of one training step. */
-export interface TrainStepSettings {
-  /** Label smoothing ε. */
-  readonly smoothing: number;
-  /** Learning rate: one for all tensors or a function of the parameter name. */
-  readonly lr: number | ((name: string) => number);
-  /** Momentum, weight decay and Nesterov of this epoch. */
-  readonly sgd: SgdOptions;
-  /** Dropout randomness of this step (the tfjs engine draws view v from `rng.child(v)`, the fused engine one u32 seed from `rng`). */
-  readonly rng: Rng;
-}
+/**
+ * Settings of one training step: `multiviewStep`'s (label
+ * smoothing, learning rate, SGD options, dropout randomness). The tfjs
+ * trainer draws view v's dropout from `rng.child(v)`, the fused trainer one
+ * u32 mask seed from `rng`.
+ */
+export type TrainStepSettings = StepSettings;
 
 /** Training metrics summed since the last reset. */
 export interface TrainMetrics {
