@@ -27,7 +27,7 @@ import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../pipeline/atomic.ts";
 import type { AmautModel } from "../model/amaut.ts";
-import { evaluate } from "./train.ts";
+import { evaluate } from "../model/evaluate.ts";
 import { argmaxRows, classificationReport } from "../lib/metrics.ts";
 import {
   pct,

@@ -56,7 +56,7 @@ import type { AmautModel, BatchStat } from "../model/amaut.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import type { SgdOptions } from "../model/sgd.ts";
 import { ttdaLoss } from "../model/ttda_loss.ts";
-import { evaluate } from "./train.ts";
+import { evaluate } from "../model/evaluate.ts";
 
 /** Options of the `test_time_adaptation` stage (defaults: the reference's AM/VS/CS values). */
 export const TtdaOptions = z.strictObject({
