@@ -82,7 +82,7 @@ Deno.test({
             parts.get("w")!,
             parts.get("b")!,
           ]),
-        /region "b" is bound writable and its buffer again as "w"/,
+        /Cannot record kernel .*: region "b" is bound writable and its buffer again as "w"/,
       );
       assert.throws(
         () =>
@@ -91,11 +91,11 @@ Deno.test({
             { code: DOUBLE, workgroups: [70000, 1, 1], label: "big" },
             [rt.alloc("x", 4), rt.alloc("y", 4)],
           ),
-        /gpu kernel big: workgroup count 70000 is outside 1…65535/,
+        /Cannot record kernel big: workgroup count 70000 is outside 1…65535/,
       );
       assert.throws(
         () => rt.write(parts.get("w")!, new Float32Array(5)),
-        /20 bytes do not fit region "w" \(16 bytes\)/,
+        /Cannot write 20 bytes to region "w" \(16 bytes\)/,
       );
       assert.equal(list.length, 0);
     } finally {

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { KernelPlan, KernelSpec, Region, Runtime } from "./runtime.ts";
-import { createRuntime, requestEngineDevice } from "./runtime.ts";
+import type { AnyKernelPlan, KernelSpec, Region, Runtime } from "./runtime.ts";
+import { createRuntime, planRegions, requestEngineDevice } from "./runtime.ts";
 
 let cached: Promise<Runtime | undefined> | undefined;
 
@@ -125,7 +125,9 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
 /**
  * Runs every step of a kernel plan on host arrays: `named` gives each
  * binding name's initial contents; scratch regions are allocated zeroed.
- * Returns the final contents of the names listed in `outputs`.
+ * Returns the final contents of the names listed in `outputs`. Names are
+ * checked as the engine checks them ({@linkcode planRegions}): a name the
+ * plan needs and `named` lacks, or one it gives and no step binds, throws.
  *
  * @param rt The runtime.
  * @param plan The kernel plan.
@@ -134,36 +136,79 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
  */
 export async function runPlan(
   rt: Runtime,
-  plan: KernelPlan,
+  plan: AnyKernelPlan,
   named: Readonly<Record<string, Float32Array | Int32Array | Uint32Array>>,
   outputs: readonly string[],
 ): Promise<Record<string, Float32Array>> {
   return await checked(rt, async () => {
     const regions = new Map<string, Region>();
-    for (const [name, a] of Object.entries(named)) {
-      const r = rt.alloc(name, a.length);
-      rt.write(r, a);
-      regions.set(name, r);
-    }
-    for (const [name, n] of Object.entries(plan.scratch ?? {})) {
-      if (!regions.has(name)) regions.set(name, rt.alloc(name, n));
-    }
-    const list: Parameters<Runtime["record"]>[0] = [];
-    for (const step of plan.steps) {
-      rt.record(
-        list,
-        step.spec,
-        step.bind.map((n) => {
-          const r = regions.get(n);
-          if (!r) throw new Error(`runPlan: no array for binding "${n}"`);
-          return r;
-        }),
+    try {
+      for (const [name, a] of Object.entries(named)) {
+        const r = rt.alloc(name, a.length);
+        rt.write(r, a);
+        regions.set(name, r);
+      }
+      for (const [name, n] of Object.entries(plan.scratch ?? {})) {
+        if (!regions.has(name)) regions.set(name, rt.alloc(name, n));
+      }
+      const lists = planRegions(
+        plan,
+        Object.fromEntries(
+          Object.keys(named).map((n) => [n, regions.get(n)]),
+        ),
+        (n) => regions.get(n),
       );
+      const list: Parameters<Runtime["record"]>[0] = [];
+      plan.steps.forEach((step, i) => rt.record(list, step.spec, lists[i]));
+      rt.run([list]);
+      const out: Record<string, Float32Array> = {};
+      for (const n of outputs) {
+        const r = regions.get(n);
+        if (!r) {
+          throw new Error(
+            `Cannot read back "${n}": the plan has no such binding or scratch region`,
+          );
+        }
+        out[n] = await rt.read(r);
+      }
+      return out;
+    } finally {
+      for (const r of regions.values()) r.buffer.destroy();
     }
-    rt.run([list]);
-    const out: Record<string, Float32Array> = {};
-    for (const n of outputs) out[n] = await rt.read(regions.get(n)!);
-    for (const r of regions.values()) r.buffer.destroy();
-    return out;
   });
 }
+
+/**
+ * float64 erf (Taylor series below 3, a continued fraction for erfc above;
+ * accurate to ~1e-15): the reference of every GELU kernel test.
+ *
+ * @param x The argument.
+ * @returns erf(x).
+ */
+export function erf64(x: number): number {
+  const a = Math.abs(x);
+  if (a < 3) {
+    let term = x;
+    let sum = x;
+    for (let n = 1; n < 200; n++) {
+      term *= -x * x / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    return sum * 2 / Math.sqrt(Math.PI);
+  }
+  let k = a;
+  for (let n = 80; n >= 1; n--) k = a + (n / 2) / k;
+  const erfc = Math.exp(-a * a) / (Math.sqrt(Math.PI) * k);
+  return Math.sign(x) * (1 - erfc);
+}
+
+/** float64 exact GELU, `0.5·x·(1 + erf(x/√2))`. */
+export const gelu64 = (x: number): number =>
+  0.5 * x * (1 + erf64(x / Math.SQRT2));
+
+/** float64 derivative of {@linkcode gelu64}: `Φ(x) + x·φ(x)`. */
+export const gelu64Grad = (x: number): number =>
+  0.5 * (1 + erf64(x / Math.SQRT2)) +
+  x * Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);

@@ -23,6 +23,8 @@
  * @module
  */
 import type { KernelPlan } from "../runtime.ts";
+import { readOnly, readWrite, storageBindings } from "./bindings.ts";
+import { f32Literal as f } from "./wgsl.ts";
 
 /** Sizes and layout of {@linkcode attention}. Strides and offsets are in f32 elements. */
 export interface AttentionOptions {
@@ -55,10 +57,6 @@ const THREADS = 256;
 const MAX_BLOCK = 32;
 
 const u = (x: number): string => `${x}u`;
-const f = (x: number): string => {
-  const s = Math.fround(x).toString();
-  return /[.eE]/.test(s) ? s : `${s}.0`;
-};
 const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 
 /** Workgroup bytes used with a block of `qb` query rows. */
@@ -69,7 +67,7 @@ function storageOf(o: AttentionOptions, qb: number): number {
 
 function check(o: AttentionOptions): void {
   const bad = (msg: string): never => {
-    throw new RangeError(`attention: ${msg}`);
+    throw new RangeError(`Cannot build the attention kernel: ${msg}`);
   };
   for (
     const key of [
@@ -153,13 +151,15 @@ export function attentionBlock(o: AttentionOptions): number | undefined {
  * @throws {RangeError} On bad sizes, or when the keys of one head do not
  *   fit the workgroup storage ({@linkcode attentionBlock} is undefined).
  */
-export function attention(o: AttentionOptions): KernelPlan {
+export function attention(
+  o: AttentionOptions,
+): KernelPlan<"q" | "k" | "v" | "o"> {
   const qb = attentionBlock(o);
   if (qb === undefined) {
     throw new RangeError(
-      `attention: ${o.keys} keys of ${o.headDim} values need ${
+      `Cannot build the attention kernel: ${o.keys} keys of ${o.headDim} values need ${
         storageOf(o, 1)
-      } bytes of workgroup storage, over the device's ${o.storageBytes}`,
+      } bytes of workgroup storage, over the device's ${o.storageBytes}; use the unfused path (attentionBlock is undefined)`,
     );
   }
   const T = o.keys;
@@ -263,11 +263,14 @@ export function attention(o: AttentionOptions): KernelPlan {
   ];
   const CH = 8;
   const full = Math.floor(T / CH) * CH;
+  const { decls, bind } = storageBindings([
+    readOnly("q", "vec4<f32>"),
+    readOnly("k", "vec4<f32>"),
+    readOnly("v", "vec4<f32>"),
+    readWrite("o", "vec4<f32>"),
+  ]);
   const code = `// ${label}
-@group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> k: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> v: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> o: array<vec4<f32>>;
+${decls}
 var<workgroup> QS: array<vec4<f32>, ${qb * dv}>;
 var<workgroup> KV: array<vec4<f32>, ${T * ks}>;
 var<workgroup> S: array<f32, ${qb * T}>;
@@ -381,7 +384,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         workgroups: [cdiv(tq, qb), o.heads, o.batch],
         label,
       },
-      bind: ["q", "k", "v", "o"],
+      bind,
     }],
   };
 }

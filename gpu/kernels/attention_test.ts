@@ -210,12 +210,12 @@ Deno.test("attention refuses heads that do not fit and bad layouts", () => {
   assert.equal(attentionBlock(o), undefined);
   assert.throws(
     () => attention(o),
-    /attention: 94 keys of 64 values need 28248 bytes of workgroup storage, over the device's 16384/,
+    /Cannot build the attention kernel: 94 keys of 64 values need 28248 bytes of workgroup storage, over the device's 16384/,
   );
   assert.equal(attentionBlock({ ...o, storageBytes: 49152 }), 32);
   assert.throws(
     () => attention({ ...o, ldk: 766, storageBytes: 49152 }),
-    /attention: ldk \(766\) must be a multiple of 4 and at least heads·headDim = 768/,
+    /Cannot build the attention kernel: ldk \(766\) must be a multiple of 4 and at least heads·headDim = 768/,
   );
   assert.throws(
     () => attention({ ...o, offsetV: 2, storageBytes: 49152 }),

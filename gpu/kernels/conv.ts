@@ -19,12 +19,14 @@
  * @module
  */
 import type { KernelPlan } from "../runtime.ts";
+import { kernelStep, readOnly, readWrite } from "./bindings.ts";
 import {
+  checkSize,
   gridFor,
   linearGroupWgsl,
   MAIN_HEADER,
   WORKGROUP_SIZE,
-} from "./elementwise.ts";
+} from "./grid.ts";
 
 /** Geometry shared by the convolution and pooling kernels. */
 export interface Window1d {
@@ -55,24 +57,18 @@ export function outLength(o: Window1d): number {
       ["pad", o.pad, 0],
     ] as const
   ) {
-    if (!Number.isInteger(v) || v < min) {
-      throw new RangeError(`${name} must be an integer ≥ ${min}, got ${v}`);
-    }
+    checkSize(name, v, min);
   }
   const tOut = Math.floor((o.tIn + 2 * o.pad - o.k) / o.stride) + 1;
   if (tOut < 1) {
     throw new RangeError(
-      `window k=${o.k} does not fit tIn=${o.tIn} with pad ${o.pad}`,
+      `Cannot build a window op: window k=${o.k} does not fit tIn=${o.tIn} with pad ${o.pad}; use a shorter window or more padding`,
     );
   }
   return tOut;
 }
 
-const checkChannels = (name: string, c: number): void => {
-  if (!Number.isInteger(c) || c < 1) {
-    throw new RangeError(`${name} must be a positive integer, got ${c}`);
-  }
-};
+const checkChannels = (name: string, c: number): void => checkSize(name, c);
 
 const consts = (
   o: Window1d,
@@ -98,19 +94,25 @@ const C: u32 = ${c4}u;`;
  * @param o Geometry and `cin` (input channels).
  * @returns One dispatch, no scratch.
  */
-export function im2col(o: Window1d & { cin: number }): KernelPlan {
+export function im2col(
+  o: Window1d & { cin: number },
+): KernelPlan<"x" | "col"> {
   checkChannels("im2col cin", o.cin);
   const tOut = outLength(o);
   const v4 = o.cin % 4 === 0;
   const c4 = v4 ? o.cin / 4 : o.cin;
-  const t = v4 ? "vec4<f32>" : "f32";
+  const t = v4 ? "vec4<f32>" as const : "f32";
   const items = o.batch * tOut * o.k * c4;
   const { workgroups } = gridFor(items);
   const label =
     `im2col b${o.batch} t${o.tIn} c${o.cin} k${o.k} s${o.stride} p${o.pad}`;
-  const code = `// ${label}
-@group(0) @binding(0) var<storage, read> x: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> col: array<${t}>;
+  const step = kernelStep(
+    label,
+    workgroups,
+    [readOnly("x", t), readWrite("col", t)],
+    (decls) =>
+      `// ${label}
+${decls}
 ${consts(o, tOut, c4)}
 const N: u32 = ${items}u;
 ${MAIN_HEADER}
@@ -128,10 +130,9 @@ ${MAIN_HEADER}
   }
   col[i] = v;
 }
-`;
-  return {
-    steps: [{ spec: { code, workgroups, label }, bind: ["x", "col"] }],
-  };
+`,
+  );
+  return { steps: [step] };
 }
 
 /**
@@ -147,22 +148,26 @@ ${MAIN_HEADER}
  */
 export function col2im(
   o: Window1d & { cin: number; accumulate?: boolean },
-): KernelPlan {
+): KernelPlan<"dcol" | "dx"> {
   checkChannels("col2im cin", o.cin);
   const tOut = outLength(o);
   const acc = o.accumulate ?? false;
   const v4 = o.cin % 4 === 0;
   const c4 = v4 ? o.cin / 4 : o.cin;
-  const t = v4 ? "vec4<f32>" : "f32";
+  const t = v4 ? "vec4<f32>" as const : "f32";
   const items = o.batch * o.tIn * c4;
   const { workgroups } = gridFor(items);
   const label =
     `col2im b${o.batch} t${o.tIn} c${o.cin} k${o.k} s${o.stride} p${o.pad}${
       acc ? " acc" : ""
     }`;
-  const code = `// ${label}
-@group(0) @binding(0) var<storage, read> dcol: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> dx: array<${t}>;
+  const step = kernelStep(
+    label,
+    workgroups,
+    [readOnly("dcol", t), readWrite("dx", t)],
+    (decls) =>
+      `// ${label}
+${decls}
 ${consts(o, tOut, c4)}
 const N: u32 = ${items}u;
 ${MAIN_HEADER}
@@ -182,10 +187,9 @@ ${MAIN_HEADER}
   }
   dx[i] = ${acc ? "dx[i] + sum" : "sum"};
 }
-`;
-  return {
-    steps: [{ spec: { code, workgroups, label }, bind: ["dcol", "dx"] }],
-  };
+`,
+  );
+  return { steps: [step] };
 }
 
 /**
@@ -203,21 +207,24 @@ ${MAIN_HEADER}
  */
 export function maxPoolForward(
   o: Window1d & { channels: number },
-): KernelPlan {
+): KernelPlan<"x" | "y" | "arg"> {
   checkChannels("maxPoolForward channels", o.channels);
   const tOut = outLength(o);
   const v4 = o.channels % 4 === 0;
   const c4 = v4 ? o.channels / 4 : o.channels;
-  const t = v4 ? "vec4<f32>" : "f32";
-  const ti = v4 ? "vec4<i32>" : "i32";
+  const t = v4 ? "vec4<f32>" as const : "f32";
+  const ti = v4 ? "vec4<i32>" as const : "i32";
   const items = o.batch * tOut * c4;
   const { workgroups } = gridFor(items);
   const label =
     `maxPoolForward b${o.batch} t${o.tIn} c${o.channels} k${o.k} s${o.stride} p${o.pad}`;
-  const code = `// ${label}
-@group(0) @binding(0) var<storage, read> x: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> y: array<${t}>;
-@group(0) @binding(2) var<storage, read_write> arg: array<${ti}>;
+  const step = kernelStep(
+    label,
+    workgroups,
+    [readOnly("x", t), readWrite("y", t), readWrite("arg", ti)],
+    (decls) =>
+      `// ${label}
+${decls}
 ${consts(o, tOut, c4)}
 const N: u32 = ${items}u;
 ${MAIN_HEADER}
@@ -240,10 +247,9 @@ ${MAIN_HEADER}
   y[i] = best;
   arg[i] = at;
 }
-`;
-  return {
-    steps: [{ spec: { code, workgroups, label }, bind: ["x", "y", "arg"] }],
-  };
+`,
+  );
+  return { steps: [step] };
 }
 
 /**
@@ -260,24 +266,27 @@ ${MAIN_HEADER}
  */
 export function maxPoolBackward(
   o: Window1d & { channels: number; accumulate?: boolean },
-): KernelPlan {
+): KernelPlan<"dy" | "arg" | "dx"> {
   checkChannels("maxPoolBackward channels", o.channels);
   const tOut = outLength(o);
   const acc = o.accumulate ?? false;
   const v4 = o.channels % 4 === 0;
   const c4 = v4 ? o.channels / 4 : o.channels;
-  const t = v4 ? "vec4<f32>" : "f32";
-  const ti = v4 ? "vec4<i32>" : "i32";
+  const t = v4 ? "vec4<f32>" as const : "f32";
+  const ti = v4 ? "vec4<i32>" as const : "i32";
   const items = o.batch * o.tIn * c4;
   const { workgroups } = gridFor(items);
   const label =
     `maxPoolBackward b${o.batch} t${o.tIn} c${o.channels} k${o.k} s${o.stride} p${o.pad}${
       acc ? " acc" : ""
     }`;
-  const code = `// ${label}
-@group(0) @binding(0) var<storage, read> dy: array<${t}>;
-@group(0) @binding(1) var<storage, read> arg: array<${ti}>;
-@group(0) @binding(2) var<storage, read_write> dx: array<${t}>;
+  const step = kernelStep(
+    label,
+    workgroups,
+    [readOnly("dy", t), readOnly("arg", ti), readWrite("dx", t)],
+    (decls) =>
+      `// ${label}
+${decls}
 ${consts(o, tOut, c4)}
 const N: u32 = ${items}u;
 ${MAIN_HEADER}
@@ -299,8 +308,7 @@ ${MAIN_HEADER}
   }
   dx[i] = ${acc ? "dx[i] + sum" : "sum"};
 }
-`;
-  return {
-    steps: [{ spec: { code, workgroups, label }, bind: ["dy", "arg", "dx"] }],
-  };
+`,
+  );
+  return { steps: [step] };
 }

@@ -23,7 +23,7 @@ import {
   testRuntime,
 } from "../testing.ts";
 import type { Runtime } from "../runtime.ts";
-import { MAX_GRID_DIM, WORKGROUP_SIZE } from "./elementwise.ts";
+import { MAX_GRID_DIM, WORKGROUP_SIZE } from "./grid.ts";
 
 const rt = async (): Promise<Runtime> => (await testRuntime())!;
 

@@ -8,12 +8,13 @@
  * @module
  */
 import type { KernelPlan } from "../runtime.ts";
+import { kernelStep, readOnly, readWrite } from "./bindings.ts";
 import {
   grid2d,
   linearGroupWgsl,
   MAIN_HEADER,
   WORKGROUP_SIZE,
-} from "./elementwise.ts";
+} from "./grid.ts";
 
 /** Sizes of {@linkcode packColumns}. */
 export interface PackOptions {
@@ -32,9 +33,11 @@ export interface PackOptions {
  * @returns One dispatch.
  * @throws {RangeError} On non-positive sizes or more than 7 parts.
  */
-export function packColumns(o: PackOptions): KernelPlan {
+export function packColumns(
+  o: PackOptions,
+): KernelPlan<"out" | `src${number}`> {
   const bad = (msg: string): never => {
-    throw new RangeError(`packColumns: ${msg}`);
+    throw new RangeError(`Cannot build kernel packColumns: ${msg}`);
   };
   if (!Number.isInteger(o.rows) || o.rows < 1) {
     bad(`rows must be a positive integer, got ${o.rows}`);
@@ -50,9 +53,6 @@ export function packColumns(o: PackOptions): KernelPlan {
   const width = o.widths.reduce((a, b) => a + b, 0);
   const n = o.rows * width;
   const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
-  const decls = o.widths.map((_, s) =>
-    `@group(0) @binding(${s}) var<storage, read> src${s}: array<f32>;`
-  );
   let start = 0;
   const branches = o.widths.map((w, s) => {
     const line = `${s ? "} else " : ""}if (col < ${start + w}u) {
@@ -60,8 +60,15 @@ export function packColumns(o: PackOptions): KernelPlan {
     start += w;
     return line;
   });
-  const code = `${decls.join("\n")}
-@group(0) @binding(${o.widths.length}) var<storage, read_write> out: array<f32>;
+  const step = kernelStep(
+    `packColumns r${o.rows} [${o.widths}]`,
+    workgroups,
+    [
+      ...o.widths.map((_, s) => readOnly(`src${s}` as `src${number}`)),
+      readWrite("out"),
+    ],
+    (decls) =>
+      `${decls}
 ${MAIN_HEADER}
   let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
   if (i >= ${n}u) { return; }
@@ -69,15 +76,7 @@ ${MAIN_HEADER}
   let col = i % ${width}u;
   ${branches.join("\n  ")}
   }
-}`;
-  return {
-    steps: [{
-      spec: {
-        code,
-        workgroups,
-        label: `packColumns r${o.rows} [${o.widths}]`,
-      },
-      bind: [...o.widths.map((_, s) => `src${s}`), "out"],
-    }],
-  };
+}`,
+  );
+  return { steps: [step] };
 }

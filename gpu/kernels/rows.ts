@@ -9,12 +9,14 @@
  * @module
  */
 import type { KernelPlan } from "../runtime.ts";
+import { readOnly, readWrite, storageBindings } from "./bindings.ts";
 import {
+  checkSize,
   grid2d,
   linearGroupWgsl,
   MAIN_HEADER,
   WORKGROUP_SIZE,
-} from "./elementwise.ts";
+} from "./grid.ts";
 
 /** Sizes of a row selection. */
 export interface RowsOptions {
@@ -35,18 +37,18 @@ function check(o: RowsOptions): void {
       o.dim,
     ]] as const
   ) {
-    if (!Number.isInteger(v) || v < 1) {
-      throw new RangeError(`rows: ${k} must be a positive integer, got ${v}`);
-    }
+    checkSize(`row selection ${k}`, v);
   }
   if (o.positions.length === 0) {
-    throw new RangeError("rows: no positions selected");
+    throw new RangeError(
+      "Cannot build a row selection kernel: no positions selected; pass at least one",
+    );
   }
   const seen = new Set<number>();
   for (const p of o.positions) {
     if (!Number.isInteger(p) || p < 0 || p >= o.sequence || seen.has(p)) {
       throw new RangeError(
-        `rows: positions must be distinct integers in 0…${
+        `Cannot build a row selection kernel: positions must be distinct integers in 0…${
           o.sequence - 1
         }, got [${o.positions}]`,
       );
@@ -54,6 +56,9 @@ function check(o: RowsOptions): void {
     seen.add(p);
   }
 }
+
+/** The bindings of both kernels: `x` read, `y` written. */
+const XY = storageBindings([readOnly("x"), readWrite("y")]);
 
 /** WGSL: `SEL` (position → compact index or -1) as a const array. */
 function selectionWgsl(o: RowsOptions): string {
@@ -75,14 +80,13 @@ const POS = array<u32, ${o.positions.length}>(${
  *
  * @param o Sizes and positions.
  */
-export function gatherRows(o: RowsOptions): KernelPlan {
+export function gatherRows(o: RowsOptions): KernelPlan<"x" | "y"> {
   check(o);
   const P = o.positions.length;
   const n = o.batch * P * o.dim;
   const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
   const code = `${selectionWgsl(o)}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+${XY.decls}
 ${MAIN_HEADER}
   let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
   if (i >= ${n}u) { return; }
@@ -99,7 +103,7 @@ ${MAIN_HEADER}
         workgroups,
         label: `gatherRows b${o.batch} s${o.sequence}→${P} d${o.dim}`,
       },
-      bind: ["x", "y"],
+      bind: XY.bind,
     }],
   };
 }
@@ -114,7 +118,7 @@ ${MAIN_HEADER}
  */
 export function scatterRows(
   o: RowsOptions & { accumulate?: boolean },
-): KernelPlan {
+): KernelPlan<"x" | "y"> {
   check(o);
   const P = o.positions.length;
   const acc = o.accumulate ?? false;
@@ -135,8 +139,7 @@ export function scatterRows(
   if (slot < 0) { y[i] = 0.0; return; }
   y[i] = x[(b * ${P}u + u32(slot)) * ${o.dim}u + col];`;
   const code = `${selectionWgsl(o)}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+${XY.decls}
 ${MAIN_HEADER}
   let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
   if (i >= ${n}u) { return; }
@@ -151,7 +154,7 @@ ${body}
           acc ? " acc" : ""
         }`,
       },
-      bind: ["x", "y"],
+      bind: XY.bind,
     }],
   };
 }
