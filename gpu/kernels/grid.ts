@@ -87,3 +87,19 @@ export function checkSize(name: string, v: number, min = 1): void {
     );
   }
 }
+
+/**
+ * WGSL `main` header of a one-thread-per-element kernel over the grid
+ * `gridFor(n).workgroups`: declares `e`, the element index, and returns for
+ * the surplus threads past `n`.
+ *
+ * @param n Elements (threads needed, ≥ 1).
+ * @returns WGSL text ending inside `main` (the caller closes the brace).
+ */
+export function flatMainWgsl(n: number): string {
+  const [x] = gridFor(n).workgroups;
+  return `@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let e = (wid.y * ${x}u + wid.x) * ${WORKGROUP_SIZE}u + lid.x;
+  if (e >= ${n}u) { return; }`;
+}

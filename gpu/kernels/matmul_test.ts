@@ -14,6 +14,7 @@ import {
   MAX_WORKGROUP_BYTES,
 } from "./matmul.ts";
 import {
+  gelu64,
   gpuTests,
   maxAbsDiff,
   randomArray,
@@ -82,17 +83,6 @@ function span(
   return offset + (R.batch / R.bi - 1) * s[0] + (R.bi - 1) * s[1] + rows * ld;
 }
 
-const erfRef = (x: number): number => {
-  // Simpson's rule on 2/√π·exp(-t²): ample float64 accuracy here
-  const steps = 4000;
-  const h = x / steps;
-  let s = 1 + Math.exp(-x * x);
-  for (let i = 1; i < steps; i++) {
-    s += (i % 2 ? 4 : 2) * Math.exp(-((i * h) ** 2));
-  }
-  return s * h / 3 * 2 / Math.sqrt(Math.PI);
-};
-const geluRef = (x: number): number => 0.5 * x * (1 + erfRef(x / Math.SQRT2));
 
 /** Float64 reference: returns expected c and pre given the inputs. */
 function reference(
@@ -124,7 +114,7 @@ function reference(
         if (o.relu) v = Math.max(v, 0);
         if (o.gelu) {
           if (o.keepPre !== false) pre![ci] = v;
-          c[ci] = geluRef(v);
+          c[ci] = gelu64(v);
         } else if (o.accumulate) c[ci] += v;
         else c[ci] = v;
       }
@@ -548,7 +538,7 @@ Deno.test("matmul: gelu is exact erf GELU to ~2e-7", opts, async () => {
     assert(got.pre[i] === x, "pre must be the exact input");
     worst = Math.max(
       worst,
-      Math.abs(got.c[i] - geluRef(x)) / Math.max(1, Math.abs(x)),
+      Math.abs(got.c[i] - gelu64(x)) / Math.max(1, Math.abs(x)),
     );
   }
   assert(worst < 4e-7, `gelu error ${worst}`);

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { WORKGROUP_SIZE } from "./grid.ts";
 
 /**
  * A WGSL float literal of `v` rounded to float32 (`Math.fround`, round to
@@ -69,3 +70,13 @@ export function erfWgsl(t: string, name = "erf_"): string {
   return select(q, signed, t > ${c("0.927734375")});
 }`;
 }
+
+/**
+ * WGSL statements summing `red[lid.x]` over a 256-thread workgroup into
+ * `red[0]` (a barrier first, then a halving tree; needs `red` and `lid`).
+ */
+export const WORKGROUP_SUM_TREE = `  workgroupBarrier();
+  for (var h = ${WORKGROUP_SIZE / 2}u; h > 0u; h = h >> 1u) {
+    if (lid.x < h) { red[lid.x] += red[lid.x + h]; }
+    workgroupBarrier();
+  }`;
