@@ -19,7 +19,15 @@
  */
 import type { ModelDims, ModelOptions, ModelPlan } from "../model/config.ts";
 import { modelPlan, shapeSize } from "../model/config.ts";
-import type { Dispatch, KernelPlan, Region, Runtime } from "./runtime.ts";
+import type {
+  AnyKernelPlan,
+  Dispatch,
+  KernelPlan,
+  PlanBindings,
+  Region,
+  Runtime,
+} from "./runtime.ts";
+import { planRegions } from "./runtime.ts";
 import { matmul, type MatmulOptions } from "./kernels/matmul.ts";
 import {
   batchNormBackward,
@@ -223,7 +231,7 @@ export function createArenas(
 }
 
 interface Op {
-  readonly plan: KernelPlan;
+  readonly plan: AnyKernelPlan;
   readonly bind: Readonly<Record<string, Region | undefined>>;
 }
 
@@ -371,8 +379,12 @@ export function buildGraph(
   const bwd: Op[] = [];
   const upd: Op[] = [];
   let ops = fwd;
-  const op = (plan: KernelPlan, bind: Record<string, Region | undefined>) =>
-    ops.push({ plan, bind });
+  // Typed by the plan's binding names: a misspelt, missing or extra name is
+  // a compile error (and planRegions checks again at record time).
+  const op = <N extends string, O extends string = never>(
+    plan: KernelPlan<N, O>,
+    bind: NoInfer<PlanBindings<N, O>>,
+  ) => ops.push({ plan, bind: bind as Op["bind"] });
   // Activations and temporaries are virtual until the whole graph is known;
   // then planBuffers() gives each a physical buffer from the pool, reusing
   // buffers whose contents are dead (static liveness over the op order).
@@ -737,14 +749,13 @@ export function buildGraph(
   const stepBuf = training ? pinned("step", 4) : undefined;
   const z0 = act("z0", R * T * d);
   {
-    const bind: Record<string, Region | undefined> = {
+    op(tokensForward(tokenOpts), {
       emb,
       pos: P("transform.pos_embed"),
       step: dropout > 0 ? stepBuf : undefined,
       z: z0,
-    };
-    specials.forEach((s, i) => bind[`special${i}`] = P(s));
-    op(tokensForward(tokenOpts), bind);
+      ...Object.fromEntries(specials.map((s, i) => [`special${i}`, P(s)])),
+    });
   }
 
   interface LayerRec {
@@ -1430,14 +1441,13 @@ export function buildGraph(
     // tokens
     const demb = act("embed.d", R * K * d);
     {
-      const bind: Record<string, Region | undefined> = {
+      op(tokensBackward(tokenOpts), {
         dz,
         step: dropout > 0 ? stepBuf : undefined,
         demb,
         dpos: Gr("transform.pos_embed"),
-      };
-      specials.forEach((s, i) => bind[`dspecial${i}`] = Gr(s));
-      op(tokensBackward(tokenOpts), bind);
+        ...Object.fromEntries(specials.map((s, i) => [`dspecial${i}`, Gr(s)])),
+      });
     }
     let dOut = act("cnn.dout", R * K * cnnC);
     linearBackward(
@@ -1617,23 +1627,8 @@ export function buildGraph(
   const record = (list: Op[]): Dispatch[] => {
     const out: Dispatch[] = [];
     for (const o of list) {
-      for (const step of o.plan.steps) {
-        rt.record(
-          out,
-          step.spec,
-          step.bind.map((name) => {
-            const r = o.bind[name] ?? scratchRegions.get(name);
-            if (!r) {
-              throw new Error(
-                `fused engine: kernel ${
-                  step.spec.label ?? "?"
-                } needs binding "${name}", which the graph did not provide`,
-              );
-            }
-            return r;
-          }),
-        );
-      }
+      const regions = planRegions(o.plan, o.bind, (n) => scratchRegions.get(n));
+      o.plan.steps.forEach((step, i) => rt.record(out, step.spec, regions[i]));
     }
     return out;
   };
