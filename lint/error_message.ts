@@ -15,7 +15,22 @@
 /** Directories whose modules are product code. */
 const PRODUCT = /(^|[\\/])(stages|pipeline|model|gpu|lib)[\\/]/;
 /** Test and test-helper modules, exempt. */
-const TESTS = /(_test|[\\/]testing)\.ts$/;
+const TESTS = /(_test|[\\/]_?testing)\.ts$/;
+/**
+ * Modules whose messages are still to be reworded by the change that is
+ * rewriting them (issue 13: the model description, the GPU graph, the
+ * trainer interface); remove an entry once its module passes.
+ */
+const PENDING = [
+  "model/amaut.ts",
+  "model/config.ts",
+  "gpu/amaut_graph.ts",
+  "gpu/engine.ts",
+  "gpu/parity.ts",
+  "stages/fixed_length.ts",
+  "stages/test_time_adaptation.ts",
+  "stages/_layouts/_util.ts",
+];
 /** Built-in error constructors whose first argument is the message. */
 const ERRORS = new Set([
   "Error",
@@ -30,7 +45,9 @@ const PREFIX = "Cannot ";
 
 /** Whether the rule applies to a file (product code, not a test). */
 export function isProductFile(filename: string): boolean {
-  return PRODUCT.test(filename) && !TESTS.test(filename);
+  const path = filename.replaceAll("\\", "/");
+  return PRODUCT.test(path) && !TESTS.test(path) &&
+    !PENDING.some((p) => path.endsWith(`/${p}`) || path === p);
 }
 
 /**
@@ -73,9 +90,10 @@ const plugin: Deno.lint.Plugin = {
             if (text === undefined || text.startsWith(PREFIX)) return;
             context.report({
               node: node.arguments[0],
-              message: `Error messages in product code start with "${PREFIX}…" (got "${
-                text.slice(0, 40)
-              }…")`,
+              message:
+                `Error messages in product code start with "${PREFIX}…" (got "${
+                  text.slice(0, 40)
+                }…")`,
               hint:
                 'Say what could not be done and what to do, e.g. "Cannot read spec.yaml: no such file; check the path".',
             });

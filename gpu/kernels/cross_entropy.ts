@@ -45,11 +45,13 @@ export function crossEntropy(
   checkSize("perView", o.perView, 1);
   if (o.rows % o.perView !== 0) {
     throw new RangeError(
-      `rows ${o.rows} is not a multiple of perView ${o.perView}`,
+      `Cannot build the cross-entropy kernel: rows ${o.rows} is not a multiple of perView ${o.perView}`,
     );
   }
   if (!(o.smoothing >= 0 && o.smoothing <= 1)) {
-    throw new RangeError(`smoothing must be in [0, 1], got ${o.smoothing}`);
+    throw new RangeError(
+      `Cannot build the cross-entropy kernel: smoothing must be in [0, 1], got ${o.smoothing}`,
+    );
   }
   const { rows, classes, perView } = o;
   const eps = o.smoothing;

@@ -83,7 +83,6 @@ function span(
   return offset + (R.batch / R.bi - 1) * s[0] + (R.bi - 1) * s[1] + rows * ld;
 }
 
-
 /** Float64 reference: returns expected c and pre given the inputs. */
 function reference(
   o: MatmulOptions,

@@ -35,12 +35,22 @@ function checkMerge(o: MergeOptions): void {
   checkSize("dim", o.dim, 1);
   checkSize("kernel", o.kernel, 1);
   if (o.kernel % 2 !== 1) {
-    throw new RangeError(`merge kernel must be odd, got ${o.kernel}`);
+    throw new RangeError(
+      `Cannot build the merge kernels: kernel size must be odd, got ${o.kernel}`,
+    );
   }
-  if (o.positions.length < 1) throw new RangeError("merge needs a position");
+  if (o.positions.length < 1) {
+    throw new RangeError(
+      "Cannot build the merge kernels: no positions given; pass at least one",
+    );
+  }
   for (const p of o.positions) {
     if (!Number.isInteger(p) || p < 0 || p >= o.sequence) {
-      throw new RangeError(`merge position ${p} outside 0…${o.sequence - 1}`);
+      throw new RangeError(
+        `Cannot build the merge kernels: position ${p} is outside 0…${
+          o.sequence - 1
+        }`,
+      );
     }
   }
 }

@@ -121,12 +121,16 @@ export function sgdUpdate(
     checkSize("segment size", s.size, 0);
     if (s.offset < end || s.offset + s.size > o.total) {
       throw new RangeError(
-        `SGD segments must be sorted, non-overlapping and inside 0…${o.total}: {offset ${s.offset}, size ${s.size}}`,
+        `Cannot build the SGD kernel: segments must be sorted, non-overlapping and inside 0…${o.total}: {offset ${s.offset}, size ${s.size}}`,
       );
     }
     end = s.offset + s.size;
   }
-  if (o.total >= 2 ** 32) throw new RangeError("SGD arena over 2³² floats");
+  if (o.total >= 2 ** 32) {
+    throw new RangeError(
+      "Cannot build the SGD kernel: the arena holds over 2³² floats; split the parameters",
+    );
+  }
   const b = storageBindings([
     readWrite("params"),
     readOnly("grads"),

@@ -35,15 +35,21 @@ function checkTokens(o: TokensOptions): void {
   checkSize("dim", o.dim, 1);
   checkSize("embStart", o.embStart, 0);
   if (!(o.dropout >= 0 && o.dropout < 1)) {
-    throw new RangeError(`dropout must be in [0, 1), got ${o.dropout}`);
+    throw new RangeError(
+      `Cannot build the token kernels: dropout must be in [0, 1), got ${o.dropout}`,
+    );
   }
   if (o.sequence !== o.k + o.specialPositions.length) {
     throw new RangeError(
-      `sequence ${o.sequence} ≠ k ${o.k} + ${o.specialPositions.length} special tokens`,
+      `Cannot build the token kernels: sequence ${o.sequence} ≠ k ${o.k} + ${o.specialPositions.length} special tokens`,
     );
   }
   if (o.embStart + o.k > o.sequence) {
-    throw new RangeError(`embedded tokens overrun the sequence`);
+    throw new RangeError(
+      `Cannot build the token kernels: embedded tokens ${o.embStart}…${
+        o.embStart + o.k - 1
+      } overrun the sequence of ${o.sequence}`,
+    );
   }
   const seen = new Set<number>();
   for (const p of o.specialPositions) {
@@ -52,7 +58,7 @@ function checkTokens(o: TokensOptions): void {
       (p >= o.embStart && p < o.embStart + o.k)
     ) {
       throw new RangeError(
-        `special positions [${o.specialPositions}] must be distinct positions outside the embedded tokens`,
+        `Cannot build the token kernels: special positions [${o.specialPositions}] must be distinct positions outside the embedded tokens`,
       );
     }
     seen.add(p);
