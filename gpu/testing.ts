@@ -212,3 +212,134 @@ export const gelu64 = (x: number): number =>
 export const gelu64Grad = (x: number): number =>
   0.5 * (1 + erf64(x / Math.SQRT2)) +
   x * Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);
+
+/**
+ * Asserts `max |actual − expected| ≤ tol·max(1, max |expected|)` (a
+ * tolerance relative to the reference's scale), naming `what`.
+ *
+ * @param actual The kernel's output.
+ * @param expected The float64 reference.
+ * @param what Shown on failure.
+ * @param tol Relative tolerance (default 1e-5).
+ */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  what: string,
+  tol = 1e-5,
+): void {
+  let scale = 1;
+  for (let i = 0; i < expected.length; i++) {
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  const d = maxAbsDiff(actual, expected);
+  if (!(d <= tol * scale)) {
+    throw new Error(
+      `${what}: max abs diff ${d} > ${tol * scale} (scale ${scale})`,
+    );
+  }
+}
+
+/**
+ * Central finite difference of a float64 function at `x[i]`.
+ *
+ * @param f The function.
+ * @param x The point.
+ * @param i The coordinate.
+ * @param h Step (default 1e-4).
+ */
+export function finiteDifference(
+  f: (x: Float64Array) => number,
+  x: ArrayLike<number>,
+  i: number,
+  h = 1e-4,
+): number {
+  const a = Float64Array.from(x);
+  a[i] += h;
+  const up = f(a);
+  a[i] -= 2 * h;
+  const down = f(a);
+  return (up - down) / (2 * h);
+}
+
+/**
+ * Central finite differences of `loss` with respect to every entry of `p`
+ * (changed in place and restored).
+ *
+ * @param p The parameters `loss` reads.
+ * @param loss The float64 loss.
+ * @param h Step (default 1e-5).
+ */
+export function numericGrad(
+  p: Float64Array,
+  loss: () => number,
+  h = 1e-5,
+): Float64Array {
+  const g = new Float64Array(p.length);
+  for (let i = 0; i < p.length; i++) {
+    const v = p[i];
+    p[i] = v + h;
+    const up = loss();
+    p[i] = v - h;
+    const down = loss();
+    p[i] = v;
+    g[i] = (up - down) / (2 * h);
+  }
+  return g;
+}
+
+/**
+ * A normalisation layer's parameters for tests: γ in [0.5, 1.5) then β in
+ * [−0.5, 0.5), `[2n]`.
+ *
+ * @param n Channels.
+ * @param seed Random seed.
+ */
+export function gammaBeta(n: number, seed: number): Float32Array {
+  const g = randomArray(n, seed, 0.5);
+  const b = randomArray(n, seed + 1, 0.5);
+  const out = new Float32Array(2 * n);
+  for (let i = 0; i < n; i++) {
+    out[i] = 1 + g[i];
+    out[n + i] = b[i];
+  }
+  return out;
+}
+
+/**
+ * float64 per-group column mean and biased variance of `x` `[G·R, C]` (two
+ * passes): `[G][2][C]`, mean then variance — the reference statistics of
+ * the BatchNorm and weight-standardisation kernels.
+ *
+ * @param x Values, row-major.
+ * @param G Groups.
+ * @param R Rows per group.
+ * @param C Columns.
+ */
+export function columnStats64(
+  x: ArrayLike<number>,
+  G: number,
+  R: number,
+  C: number,
+): Float64Array {
+  const s = new Float64Array(G * 2 * C);
+  for (let g = 0; g < G; g++) {
+    for (let c = 0; c < C; c++) {
+      let m = 0;
+      for (let r = 0; r < R; r++) m += x[(g * R + r) * C + c];
+      m /= R;
+      let v = 0;
+      for (let r = 0; r < R; r++) v += (x[(g * R + r) * C + c] - m) ** 2;
+      s[g * 2 * C + c] = m;
+      s[g * 2 * C + C + c] = v / R;
+    }
+  }
+  return s;
+}
+
+/** float64 dot product of two equally long arrays. */
+export function dot64(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
