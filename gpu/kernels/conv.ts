@@ -19,7 +19,13 @@
  * @module
  */
 import type { KernelPlan } from "../runtime.ts";
-import { kernelStep, readOnly, readWrite } from "./bindings.ts";
+import {
+  type BindingNames,
+  kernelStep,
+  readOnly,
+  readWrite,
+  type StorageBinding,
+} from "./bindings.ts";
 import {
   checkSize,
   gridFor,
@@ -68,8 +74,6 @@ export function outLength(o: Window1d): number {
   return tOut;
 }
 
-const checkChannels = (name: string, c: number): void => checkSize(name, c);
-
 const consts = (
   o: Window1d,
   tOut: number,
@@ -81,6 +85,62 @@ const K: i32 = ${o.k};
 const S: i32 = ${o.stride};
 const PAD: i32 = ${o.pad};
 const C: u32 = ${c4}u;`;
+
+/** Per-kernel types and sizes of a window kernel (see {@linkcode windowKernel}). */
+interface WindowTypes {
+  /** Channels per thread unit: `channels / 4` with vec4 arrays, else `channels`. */
+  readonly c4: number;
+  /** Element type of the float arrays. */
+  readonly t: "f32" | "vec4<f32>";
+  /** Element type of the index arrays. */
+  readonly ti: "i32" | "vec4<i32>";
+}
+
+/**
+ * One window kernel: one thread per item (per 4 channels when `channels` is
+ * a multiple of 4) over `batch · rows(tOut) · c4` items, the geometry baked
+ * in as constants (`TIN`, `TOUT`, `K`, `S`, `PAD`, `C`), `i` the item index,
+ * and `body` the rest of `main`.
+ */
+function windowKernel<const B extends readonly (StorageBinding | false)[]>(
+  name: string,
+  o: Window1d & { accumulate?: boolean },
+  channels: number,
+  rows: (tOut: number) => number,
+  bindings: (w: WindowTypes) => B,
+  body: (w: WindowTypes) => string,
+): KernelPlan<BindingNames<B>> {
+  checkSize(`${name} channels`, channels);
+  const tOut = outLength(o);
+  const v4 = channels % 4 === 0;
+  const w: WindowTypes = {
+    c4: v4 ? channels / 4 : channels,
+    t: v4 ? "vec4<f32>" : "f32",
+    ti: v4 ? "vec4<i32>" : "i32",
+  };
+  const items = o.batch * rows(tOut) * w.c4;
+  const { workgroups } = gridFor(items);
+  const label =
+    `${name} b${o.batch} t${o.tIn} c${channels} k${o.k} s${o.stride} p${o.pad}${
+      o.accumulate ? " acc" : ""
+    }`;
+  const step = kernelStep(
+    label,
+    workgroups,
+    bindings(w),
+    (decls) =>
+      `// ${label}
+${decls}
+${consts(o, tOut, w.c4)}
+const N: u32 = ${items}u;
+${MAIN_HEADER}
+  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
+  if (i >= N) { return; }
+${body(w)}}
+`,
+  );
+  return { steps: [step] };
+}
 
 /**
  * im2col for a PyTorch-padded 1-D convolution:
@@ -97,42 +157,26 @@ const C: u32 = ${c4}u;`;
 export function im2col(
   o: Window1d & { cin: number },
 ): KernelPlan<"x" | "col"> {
-  checkChannels("im2col cin", o.cin);
-  const tOut = outLength(o);
-  const v4 = o.cin % 4 === 0;
-  const c4 = v4 ? o.cin / 4 : o.cin;
-  const t = v4 ? "vec4<f32>" as const : "f32";
-  const items = o.batch * tOut * o.k * c4;
-  const { workgroups } = gridFor(items);
-  const label =
-    `im2col b${o.batch} t${o.tIn} c${o.cin} k${o.k} s${o.stride} p${o.pad}`;
-  const step = kernelStep(
-    label,
-    workgroups,
-    [readOnly("x", t), readWrite("col", t)],
-    (decls) =>
-      `// ${label}
-${decls}
-${consts(o, tOut, c4)}
-const N: u32 = ${items}u;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
-  let row = i / ${o.k * c4}u;
-  let rem = i % ${o.k * c4}u;
+  return windowKernel(
+    "im2col",
+    o,
+    o.cin,
+    (tOut) => tOut * o.k,
+    (w) => [readOnly("x", w.t), readWrite("col", w.t)],
+    (w) =>
+      `  let row = i / ${o.k * w.c4}u;
+  let rem = i % ${o.k * w.c4}u;
   let j = i32(rem / C);
   let c = rem % C;
   let b = row / u32(TOUT);
   let src = i32(row % u32(TOUT)) * S + j - PAD;
-  var v = ${t}(0.0);
+  var v = ${w.t}(0.0);
   if (src >= 0 && src < TIN) {
     v = x[(b * u32(TIN) + u32(src)) * C + c];
   }
   col[i] = v;
-}
 `,
   );
-  return { steps: [step] };
 }
 
 /**
@@ -149,47 +193,29 @@ ${MAIN_HEADER}
 export function col2im(
   o: Window1d & { cin: number; accumulate?: boolean },
 ): KernelPlan<"dcol" | "dx"> {
-  checkChannels("col2im cin", o.cin);
-  const tOut = outLength(o);
   const acc = o.accumulate ?? false;
-  const v4 = o.cin % 4 === 0;
-  const c4 = v4 ? o.cin / 4 : o.cin;
-  const t = v4 ? "vec4<f32>" as const : "f32";
-  const items = o.batch * o.tIn * c4;
-  const { workgroups } = gridFor(items);
-  const label =
-    `col2im b${o.batch} t${o.tIn} c${o.cin} k${o.k} s${o.stride} p${o.pad}${
-      acc ? " acc" : ""
-    }`;
-  const step = kernelStep(
-    label,
-    workgroups,
-    [readOnly("dcol", t), readWrite("dx", t)],
-    (decls) =>
-      `// ${label}
-${decls}
-${consts(o, tOut, c4)}
-const N: u32 = ${items}u;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
-  let row = i / C;
+  return windowKernel(
+    "col2im",
+    o,
+    o.cin,
+    () => o.tIn,
+    (w) => [readOnly("dcol", w.t), readWrite("dx", w.t)],
+    (w) =>
+      `  let row = i / C;
   let c = i % C;
   let b = row / u32(TIN);
   let tp = i32(row % u32(TIN)) + PAD;
   // Output steps q with q·S = tp − j: j runs up from tp − S·qmax (qmax the
   // largest valid q) in steps of S while j < K and q ≥ 0 (j ≤ tp).
   let qmax = min(tp / S, TOUT - 1);
-  var sum = ${t}(0.0);
+  var sum = ${w.t}(0.0);
   for (var j = tp - S * qmax; j < K && j <= tp; j += S) {
     let q = (tp - j) / S;
     sum += dcol[(b * u32(TOUT) + u32(q)) * u32(K) * C + u32(j) * C + c];
   }
   dx[i] = ${acc ? "dx[i] + sum" : "sum"};
-}
 `,
   );
-  return { steps: [step] };
 }
 
 /**
@@ -208,48 +234,31 @@ ${MAIN_HEADER}
 export function maxPoolForward(
   o: Window1d & { channels: number },
 ): KernelPlan<"x" | "y" | "arg"> {
-  checkChannels("maxPoolForward channels", o.channels);
-  const tOut = outLength(o);
-  const v4 = o.channels % 4 === 0;
-  const c4 = v4 ? o.channels / 4 : o.channels;
-  const t = v4 ? "vec4<f32>" as const : "f32";
-  const ti = v4 ? "vec4<i32>" as const : "i32";
-  const items = o.batch * tOut * c4;
-  const { workgroups } = gridFor(items);
-  const label =
-    `maxPoolForward b${o.batch} t${o.tIn} c${o.channels} k${o.k} s${o.stride} p${o.pad}`;
-  const step = kernelStep(
-    label,
-    workgroups,
-    [readOnly("x", t), readWrite("y", t), readWrite("arg", ti)],
-    (decls) =>
-      `// ${label}
-${decls}
-${consts(o, tOut, c4)}
-const N: u32 = ${items}u;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
-  let row = i / C;
+  return windowKernel(
+    "maxPoolForward",
+    o,
+    o.channels,
+    (tOut) => tOut,
+    (w) => [readOnly("x", w.t), readWrite("y", w.t), readWrite("arg", w.ti)],
+    (w) =>
+      `  let row = i / C;
   let c = i % C;
   let b = row / u32(TOUT);
   let start = i32(row % u32(TOUT)) * S - PAD;
   let lo = max(start, 0);
   let hi = min(start + K, TIN);
-  var best = ${t}(bitcast<f32>(0xff800000u));
-  var at = ${ti}(lo);
+  var best = ${w.t}(bitcast<f32>(0xff800000u));
+  var at = ${w.ti}(lo);
   for (var s = lo; s < hi; s++) {
     let v = x[(b * u32(TIN) + u32(s)) * C + c];
     let take = (v > best) | (v != v);
     best = select(best, v, take);
-    at = select(at, ${ti}(s), take);
+    at = select(at, ${w.ti}(s), take);
   }
   y[i] = best;
   arg[i] = at;
-}
 `,
   );
-  return { steps: [step] };
 }
 
 /**
@@ -267,32 +276,15 @@ ${MAIN_HEADER}
 export function maxPoolBackward(
   o: Window1d & { channels: number; accumulate?: boolean },
 ): KernelPlan<"dy" | "arg" | "dx"> {
-  checkChannels("maxPoolBackward channels", o.channels);
-  const tOut = outLength(o);
   const acc = o.accumulate ?? false;
-  const v4 = o.channels % 4 === 0;
-  const c4 = v4 ? o.channels / 4 : o.channels;
-  const t = v4 ? "vec4<f32>" as const : "f32";
-  const ti = v4 ? "vec4<i32>" as const : "i32";
-  const items = o.batch * o.tIn * c4;
-  const { workgroups } = gridFor(items);
-  const label =
-    `maxPoolBackward b${o.batch} t${o.tIn} c${o.channels} k${o.k} s${o.stride} p${o.pad}${
-      acc ? " acc" : ""
-    }`;
-  const step = kernelStep(
-    label,
-    workgroups,
-    [readOnly("dy", t), readOnly("arg", ti), readWrite("dx", t)],
-    (decls) =>
-      `// ${label}
-${decls}
-${consts(o, tOut, c4)}
-const N: u32 = ${items}u;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
-  let row = i / C;
+  return windowKernel(
+    "maxPoolBackward",
+    o,
+    o.channels,
+    () => o.tIn,
+    (w) => [readOnly("dy", w.t), readOnly("arg", w.ti), readWrite("dx", w.t)],
+    (w) =>
+      `  let row = i / C;
   let c = i % C;
   let b = row / u32(TIN);
   let tt = i32(row % u32(TIN));
@@ -301,14 +293,12 @@ ${MAIN_HEADER}
   let a = tp - K + 1;
   let wlo = select((a + S - 1) / S, 0, a <= 0);
   let whi = min(tp / S, TOUT - 1);
-  var sum = ${t}(0.0);
+  var sum = ${w.t}(0.0);
   for (var w = wlo; w <= whi; w++) {
     let o = (b * u32(TOUT) + u32(w)) * C + c;
-    sum += select(${t}(0.0), dy[o], arg[o] == ${ti}(tt));
+    sum += select(${w.t}(0.0), dy[o], arg[o] == ${w.ti}(tt));
   }
   dx[i] = ${acc ? "dx[i] + sum" : "sum"};
-}
 `,
   );
-  return { steps: [step] };
 }

@@ -116,6 +116,58 @@ fn merge(a: u32, b: u32) {
 }`;
 
 /**
+ * Stage one of a chunked column reduction: workgroup (chunk `k`, column
+ * tile, group `g`) reduces rows `k·CR … min(R, (k+1)·CR) − 1` of its
+ * columns; `body` (WGSL inside `main`, knowing `lc`, `lr`, `c`, `k`, `g`,
+ * `r1`) leaves the two per-column results named by `results` in thread
+ * `lr == 0`'s variables, which go to `normPartials[g][k][2][cols]`.
+ */
+function chunkStage(o: {
+  groups: number;
+  rows: number;
+  cols: number;
+  chunkRows: number;
+  nChunks: number;
+  label: string;
+  inputs: readonly StorageBinding[];
+  prelude: string;
+  body: (tc: number, tr: number) => string;
+  results: readonly [string, string];
+}): KernelStep {
+  const { tc, tr, tiles } = colTile(o.cols);
+  const b = storageBindings([...o.inputs, readWrite(PARTIALS)]);
+  const code = `// ${o.label}
+${b.decls}
+const R = ${o.rows}u;
+const C = ${o.cols}u;
+const CR = ${o.chunkRows}u;
+const NK = ${o.nChunks}u;
+const TC = ${tc}u;
+const TR = ${tr}u;
+${o.prelude}
+
+${HEAD}
+  let lc = t % TC;
+  let lr = t / TC;
+  let c = wid.y * TC + lc;
+  let k = wid.x;
+  let g = wid.z;
+  let r1 = min(k * CR + CR, R);
+${o.body(tc, tr)}
+  if (lr == 0u && c < C) {
+    let o = ((g * NK + k) * 2u) * C + c;
+    ${PARTIALS}[o] = ${o.results[0]};
+    ${PARTIALS}[o + C] = ${o.results[1]};
+  }
+}
+`;
+  return {
+    spec: { code, workgroups: [o.nChunks, tiles, o.groups], label: o.label },
+    bind: b.bind,
+  };
+}
+
+/**
  * Stage one of column statistics: per (chunk, column tile, group) the
  * chunk's mean and M2 per column → `normPartials[g][k][2][cols]`.
  */
@@ -128,26 +180,12 @@ export function welfordPartial(o: {
   nChunks: number;
   label: string;
 }): KernelStep {
-  const { tc, tr, tiles } = colTile(o.cols);
-  const b = storageBindings([readOnly(o.src), readWrite(PARTIALS)]);
-  const code = `// ${o.label}
-${b.decls}
-const R = ${o.rows}u;
-const C = ${o.cols}u;
-const CR = ${o.chunkRows}u;
-const NK = ${o.nChunks}u;
-const TC = ${tc}u;
-const TR = ${tr}u;
-${WELFORD_SHARED}
-
-${HEAD}
-  let lc = t % TC;
-  let lr = t / TC;
-  let c = wid.y * TC + lc;
-  let k = wid.x;
-  let g = wid.z;
-  let r1 = min(k * CR + CR, R);
-  var n = 0.0;
+  return chunkStage({
+    ...o,
+    inputs: [readOnly(o.src)],
+    prelude: WELFORD_SHARED,
+    body: (tc, tr) =>
+      `  var n = 0.0;
   var m = 0.0;
   var q = 0.0;
   if (c < C) {
@@ -163,18 +201,9 @@ ${HEAD}
   sm[t] = m;
   sq[t] = q;
   workgroupBarrier();
-${tree(tr, "lr", tc, (u) => `merge(t, ${u});`)}
-  if (lr == 0u && c < C) {
-    let o = ((g * NK + k) * 2u) * C + c;
-    ${PARTIALS}[o] = sm[t];
-    ${PARTIALS}[o + C] = sq[t];
-  }
-}
-`;
-  return {
-    spec: { code, workgroups: [o.nChunks, tiles, o.groups], label: o.label },
-    bind: b.bind,
-  };
+${tree(tr, "lr", tc, (u) => `merge(t, ${u});`)}`,
+    results: ["sm[t]", "sq[t]"],
+  });
 }
 
 /**
@@ -268,31 +297,14 @@ export function sumsPartial(o: {
   nChunks: number;
   label: string;
 }): KernelStep {
-  const { tc, tr, tiles } = colTile(o.cols);
-  const b = storageBindings([
-    ...o.inputs.map((n) => readOnly(n)),
-    readWrite(PARTIALS),
-  ]);
-  const code = `// ${o.label}
-${b.decls}
-const R = ${o.rows}u;
-const C = ${o.cols}u;
-const CR = ${o.chunkRows}u;
-const NK = ${o.nChunks}u;
-const TC = ${tc}u;
-const TR = ${tr}u;
-${o.consts ?? ""}
+  return chunkStage({
+    ...o,
+    inputs: o.inputs.map((n) => readOnly(n)),
+    prelude: `${o.consts ?? ""}
 var<workgroup> wa: array<f32, ${WG}>;
-var<workgroup> wb: array<f32, ${WG}>;
-
-${HEAD}
-  let lc = t % TC;
-  let lr = t / TC;
-  let c = wid.y * TC + lc;
-  let k = wid.x;
-  let g = wid.z;
-  let r1 = min(k * CR + CR, R);
-  var a = 0.0;
+var<workgroup> wb: array<f32, ${WG}>;`,
+    body: (tc, tr) =>
+      `  var a = 0.0;
   var b = 0.0;
   if (c < C) {
     ${o.pre}
@@ -306,18 +318,9 @@ ${HEAD}
   wa[t] = a;
   wb[t] = b;
   workgroupBarrier();
-${tree(tr, "lr", tc, (u) => `wa[t] += wa[${u}]; wb[t] += wb[${u}];`)}
-  if (lr == 0u && c < C) {
-    let o = ((g * NK + k) * 2u) * C + c;
-    ${PARTIALS}[o] = wa[t];
-    ${PARTIALS}[o + C] = wb[t];
-  }
-}
-`;
-  return {
-    spec: { code, workgroups: [o.nChunks, tiles, o.groups], label: o.label },
-    bind: b.bind,
-  };
+${tree(tr, "lr", tc, (u) => `wa[t] += wa[${u}]; wb[t] += wb[${u}];`)}`,
+    results: ["wa[t]", "wb[t]"],
+  });
 }
 
 /**

@@ -103,8 +103,7 @@ export function tokensForward(
     ` else if (s == ${p}u) { v = special${i}[c]; }`
   ).join("");
   const code = `// tokensForward
-${decls}
-${drop ? dropoutWgsl(o.dropout) : ""}
+${drop ? `${decls}\n${dropoutWgsl(o.dropout)}` : decls}
 ${flatMainWgsl(n)}
   let row = e / ${dim}u;
   let c = e % ${dim}u;
