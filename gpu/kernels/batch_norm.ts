@@ -29,6 +29,18 @@ import {
 } from "./norm_reduce.ts";
 import { f32Literal } from "./wgsl.ts";
 
+/** Checked sizes and the row chunking of a training-mode BatchNorm. */
+function trainingLayout(
+  o: { groups: number; rows: number; channels: number; chunkRows?: number },
+): { G: number; R: number; C: number; chunkRows: number; nChunks: number } {
+  const { groups: G, rows: R, channels: C } = o;
+  checkSize("BatchNorm groups", G);
+  checkSize("BatchNorm rows", R);
+  checkSize("BatchNorm channels", C);
+  const { tr, tiles } = colTile(C);
+  return { G, R, C, ...chunking(G, R, tiles, tr, o.chunkRows) };
+}
+
 /** Options of {@linkcode batchNormForward}. */
 export interface BatchNormForwardOptions {
   /** Groups (training views), each normalised with its own statistics. */
@@ -64,12 +76,7 @@ export interface BatchNormForwardOptions {
 export function batchNormForward(
   o: BatchNormForwardOptions,
 ): KernelPlan<"x" | "gb" | "y" | "stats", "r"> {
-  const { groups: G, rows: R, channels: C } = o;
-  checkSize("groups", G);
-  checkSize("rows", R);
-  checkSize("channels", C);
-  const { tr, tiles } = colTile(C);
-  const { chunkRows, nChunks } = chunking(G, R, tiles, tr, o.chunkRows);
+  const { G, R, C, chunkRows, nChunks } = trainingLayout(o);
   const partial = welfordPartial({
     groups: G,
     rows: R,
@@ -156,12 +163,7 @@ export interface BatchNormBackwardOptions {
 export function batchNormBackward(
   o: BatchNormBackwardOptions,
 ): KernelPlan<"dy" | "x" | "stats" | "gb" | "dx" | "dgb", "y" | "dz"> {
-  const { groups: G, rows: R, channels: C } = o;
-  checkSize("groups", G);
-  checkSize("rows", R);
-  checkSize("channels", C);
-  const { tr, tiles } = colTile(C);
-  const { chunkRows, nChunks } = chunking(G, R, tiles, tr, o.chunkRows);
+  const { G, R, C, chunkRows, nChunks } = trainingLayout(o);
   const eps = `const EPS: f32 = ${f32Literal(o.eps)};`;
   const dzExpr = o.relu ? "select(0.0, dy[i], y[i] > 0.0)" : "dy[i]";
   const partial = sumsPartial({

@@ -26,13 +26,7 @@ import {
   readWrite,
   type StorageBinding,
 } from "./bindings.ts";
-import {
-  checkSize,
-  gridFor,
-  linearGroupWgsl,
-  MAIN_HEADER,
-  WORKGROUP_SIZE,
-} from "./grid.ts";
+import { checkSize, itemMainWgsl } from "./grid.ts";
 
 /** Geometry shared by the convolution and pooling kernels. */
 export interface Window1d {
@@ -119,7 +113,7 @@ function windowKernel<const B extends readonly (StorageBinding | false)[]>(
     ti: v4 ? "vec4<i32>" : "i32",
   };
   const items = o.batch * rows(tOut) * w.c4;
-  const { workgroups } = gridFor(items);
+  const { workgroups, main } = itemMainWgsl(items, "N");
   const label =
     `${name} b${o.batch} t${o.tIn} c${channels} k${o.k} s${o.stride} p${o.pad}${
       o.accumulate ? " acc" : ""
@@ -133,9 +127,7 @@ function windowKernel<const B extends readonly (StorageBinding | false)[]>(
 ${decls}
 ${consts(o, tOut, w.c4)}
 const N: u32 = ${items}u;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
+${main}
 ${body(w)}}
 `,
   );

@@ -23,7 +23,7 @@ import {
 import {
   checkSize as checkN,
   grid2d,
-  gridFor,
+  itemMainWgsl,
   linearGroupWgsl,
   MAIN_HEADER,
   MAX_GRID_DIM,
@@ -48,7 +48,7 @@ function elementwise<N extends string>(
   const v4 = vec && n % 4 === 0;
   const t = v4 ? "vec4<f32>" : "f32";
   const items = v4 ? n / 4 : n;
-  const { workgroups } = gridFor(items);
+  const { workgroups, main } = itemMainWgsl(items, "N");
   const { decls, bind } = storageBindings(
     bindings.map((b) => ({ ...b, type: t } as const)),
   );
@@ -56,9 +56,7 @@ function elementwise<N extends string>(
 ${decls}
 const N: u32 = ${items}u;
 ${helpers(t)}
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
+${main}
 ${body(t)}
 }
 `;

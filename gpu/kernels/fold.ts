@@ -11,13 +11,7 @@
  */
 import type { KernelPlan } from "../runtime.ts";
 import { kernelStep, readOnly, readWrite } from "./bindings.ts";
-import {
-  checkSize,
-  grid2d,
-  linearGroupWgsl,
-  MAIN_HEADER,
-  WORKGROUP_SIZE,
-} from "./grid.ts";
+import { checkSize, itemMainWgsl } from "./grid.ts";
 import { f32Literal } from "./wgsl.ts";
 
 /**
@@ -40,16 +34,14 @@ export function foldBatchNorm(
     );
   }
   const n = o.rows * o.cols;
-  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
+  const { workgroups, main } = itemMainWgsl(n);
   const step = kernelStep(
     `foldBatchNorm ${o.rows}x${o.cols}`,
     workgroups,
     [readWrite("w"), readOnly("gb"), readOnly("running"), readWrite("bias")],
     (decls) =>
       `${decls}
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= ${n}u) { return; }
+${main}
   let c = i % ${o.cols}u;
   let s = gb[c] / sqrt(running[${o.cols}u + c] + ${f32Literal(o.eps)});
   w[i] = w[i] * s;

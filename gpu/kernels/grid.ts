@@ -103,3 +103,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let e = (wid.y * ${x}u + wid.x) * ${WORKGROUP_SIZE}u + lid.x;
   if (e >= ${n}u) { return; }`;
 }
+
+/**
+ * The grid and WGSL prologue of a kernel with one thread per item: the
+ * workgroups of {@linkcode gridFor}, the `main` header
+ * ({@linkcode MAIN_HEADER}), `i` the item index, and an early return for
+ * the surplus threads.
+ *
+ * @param items Threads needed (≥ 1).
+ * @param bound WGSL expression of the item count (default the literal
+ *   `items`; a kernel declaring `const N` passes `"N"`).
+ * @returns The workgroups and the prologue (the caller closes the brace).
+ */
+export function itemMainWgsl(
+  items: number,
+  bound = `${items}u`,
+): { workgroups: [number, number, number]; main: string } {
+  const { workgroups } = gridFor(items);
+  return {
+    workgroups,
+    main: `${MAIN_HEADER}
+  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
+  if (i >= ${bound}) { return; }`,
+  };
+}

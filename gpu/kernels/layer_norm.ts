@@ -38,6 +38,29 @@ function lnLayout(
   return { tpr, rpw: WG / tpr, e: Math.ceil(dim / tpr) };
 }
 
+/**
+ * WGSL constants of a row layout: `D` (and `DF` as f32), `ROWS`, `TPR`,
+ * `RPW`, `RPS` (rows per slot, when given) and `NX` (grid width).
+ */
+function rowLayoutWgsl(
+  dim: number,
+  rows: number,
+  tpr: number,
+  rpw: number,
+  workgroups: readonly [number, number, number],
+  rps?: number,
+): string {
+  return [
+    `const D = ${dim}u;`,
+    `const DF: f32 = ${f32Literal(dim)};`,
+    `const ROWS = ${rows}u;`,
+    `const TPR = ${tpr}u;`,
+    `const RPW = ${rpw}u;`,
+    ...(rps === undefined ? [] : [`const RPS = ${rps}u;`]),
+    `const NX = ${workgroups[0]}u;`,
+  ].join("\n");
+}
+
 /** Per unrolled value j: column expression and whether it needs a bound check. */
 function lnCols(dim: number, tpr: number, e: number) {
   return Array.from({ length: e }, (_, j) => ({
@@ -109,12 +132,7 @@ export function layerNormForward(
     c.guard ? `ok${c.j}` : "true";
   const code = `// ln_fwd
 ${b.decls}
-const D = ${D}u;
-const DF: f32 = ${f32Literal(D)};
-const ROWS = ${o.rows}u;
-const TPR = ${tpr}u;
-const RPW = ${rpw}u;
-const NX = ${workgroups[0]}u;
+${rowLayoutWgsl(D, o.rows, tpr, rpw, workgroups)}
 const EPS: f32 = ${f32Literal(o.eps)};
 var<workgroup> red: array<f32, ${WG}>;
 
@@ -226,13 +244,7 @@ export function layerNormBackward(
     c.guard ? `${ind}if (ok${c.j}) {\n${ind}  ${s}\n${ind}}` : `${ind}${s}`;
   const code = `// ln_bwd
 ${b.decls}
-const D = ${D}u;
-const DF: f32 = ${f32Literal(D)};
-const ROWS = ${o.rows}u;
-const TPR = ${tpr}u;
-const RPW = ${rpw}u;
-const RPS = ${rps}u;
-const NX = ${workgroups[0]}u;
+${rowLayoutWgsl(D, o.rows, tpr, rpw, workgroups, rps)}
 var<workgroup> red: array<vec2<f32>, ${WG}>;
 
 ${HEAD}

@@ -116,6 +116,24 @@ fn merge(a: u32, b: u32) {
 }`;
 
 /**
+ * WGSL constants of a chunked column reduction: `R` rows, `C` columns, `CR`
+ * rows per chunk, `NK` chunks, `TC` × `TR` the workgroup's column × row
+ * lanes.
+ */
+function chunkConstsWgsl(
+  o: { rows: number; cols: number; chunkRows: number; nChunks: number },
+  tc: number,
+  tr: number,
+): string {
+  return `const R = ${o.rows}u;
+const C = ${o.cols}u;
+const CR = ${o.chunkRows}u;
+const NK = ${o.nChunks}u;
+const TC = ${tc}u;
+const TR = ${tr}u;`;
+}
+
+/**
  * Stage one of a chunked column reduction: workgroup (chunk `k`, column
  * tile, group `g`) reduces rows `k·CR … min(R, (k+1)·CR) − 1` of its
  * columns; `body` (WGSL inside `main`, knowing `lc`, `lr`, `c`, `k`, `g`,
@@ -138,12 +156,7 @@ function chunkStage(o: {
   const b = storageBindings([...o.inputs, readWrite(PARTIALS)]);
   const code = `// ${o.label}
 ${b.decls}
-const R = ${o.rows}u;
-const C = ${o.cols}u;
-const CR = ${o.chunkRows}u;
-const NK = ${o.nChunks}u;
-const TC = ${tc}u;
-const TR = ${tr}u;
+${chunkConstsWgsl(o, tc, tr)}
 ${o.prelude}
 
 ${HEAD}
@@ -228,12 +241,7 @@ export function welfordFinal(o: {
   ]);
   const code = `// ${o.label}
 ${b.decls}
-const R = ${o.rows}u;
-const C = ${o.cols}u;
-const CR = ${o.chunkRows}u;
-const NK = ${o.nChunks}u;
-const TC = ${FINAL_TC}u;
-const TR = ${FINAL_TR}u;
+${chunkConstsWgsl(o, FINAL_TC, FINAL_TR)}
 ${o.consts ?? ""}
 ${WELFORD_SHARED}
 

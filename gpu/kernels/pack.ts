@@ -9,12 +9,7 @@
  */
 import type { KernelPlan } from "../runtime.ts";
 import { kernelStep, readOnly, readWrite } from "./bindings.ts";
-import {
-  grid2d,
-  linearGroupWgsl,
-  MAIN_HEADER,
-  WORKGROUP_SIZE,
-} from "./grid.ts";
+import { itemMainWgsl } from "./grid.ts";
 
 /** Sizes of {@linkcode packColumns}. */
 export interface PackOptions {
@@ -52,7 +47,7 @@ export function packColumns(
   }
   const width = o.widths.reduce((a, b) => a + b, 0);
   const n = o.rows * width;
-  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
+  const { workgroups, main } = itemMainWgsl(n);
   let start = 0;
   const branches = o.widths.map((w, s) => {
     const line = `${s ? "} else " : ""}if (col < ${start + w}u) {
@@ -69,9 +64,7 @@ export function packColumns(
     ],
     (decls) =>
       `${decls}
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= ${n}u) { return; }
+${main}
   let row = i / ${width}u;
   let col = i % ${width}u;
   ${branches.join("\n  ")}

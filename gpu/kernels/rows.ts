@@ -10,13 +10,7 @@
  */
 import type { KernelPlan } from "../runtime.ts";
 import { readOnly, readWrite, storageBindings } from "./bindings.ts";
-import {
-  checkSize,
-  grid2d,
-  linearGroupWgsl,
-  MAIN_HEADER,
-  WORKGROUP_SIZE,
-} from "./grid.ts";
+import { checkSize, itemMainWgsl } from "./grid.ts";
 
 /** Sizes of a row selection. */
 export interface RowsOptions {
@@ -60,6 +54,22 @@ function check(o: RowsOptions): void {
 /** The bindings of both kernels: `x` read, `y` written. */
 const XY = storageBindings([readOnly("x"), readWrite("y")]);
 
+/** A one-step plan of `n` threads running `body` (WGSL using `i`, `x`, `y`, `SEL`, `POS`). */
+function rowsPlan(
+  label: string,
+  o: RowsOptions,
+  n: number,
+  body: string,
+): KernelPlan<"x" | "y"> {
+  const { workgroups, main } = itemMainWgsl(n);
+  const code = `${selectionWgsl(o)}
+${XY.decls}
+${main}
+${body}
+}`;
+  return { steps: [{ spec: { code, workgroups, label }, bind: XY.bind }] };
+}
+
 /** WGSL: `SEL` (position → compact index or -1) as a const array. */
 function selectionWgsl(o: RowsOptions): string {
   const slot = Array.from(
@@ -83,29 +93,16 @@ const POS = array<u32, ${o.positions.length}>(${
 export function gatherRows(o: RowsOptions): KernelPlan<"x" | "y"> {
   check(o);
   const P = o.positions.length;
-  const n = o.batch * P * o.dim;
-  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
-  const code = `${selectionWgsl(o)}
-${XY.decls}
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= ${n}u) { return; }
-  let row = i / ${o.dim}u;
+  return rowsPlan(
+    `gatherRows b${o.batch} s${o.sequence}→${P} d${o.dim}`,
+    o,
+    o.batch * P * o.dim,
+    `  let row = i / ${o.dim}u;
   let col = i % ${o.dim}u;
   let b = row / ${P}u;
   let p = POS[row % ${P}u];
-  y[i] = x[(b * ${o.sequence}u + p) * ${o.dim}u + col];
-}`;
-  return {
-    steps: [{
-      spec: {
-        code,
-        workgroups,
-        label: `gatherRows b${o.batch} s${o.sequence}→${P} d${o.dim}`,
-      },
-      bind: XY.bind,
-    }],
-  };
+  y[i] = x[(b * ${o.sequence}u + p) * ${o.dim}u + col];`,
+  );
 }
 
 /**
@@ -123,8 +120,6 @@ export function scatterRows(
   const P = o.positions.length;
   const acc = o.accumulate ?? false;
   const rows = acc ? o.batch * P : o.batch * o.sequence;
-  const n = rows * o.dim;
-  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
   const body = acc
     ? `  let row = i / ${o.dim}u;
   let col = i % ${o.dim}u;
@@ -138,23 +133,10 @@ export function scatterRows(
   let slot = SEL[row % ${o.sequence}u];
   if (slot < 0) { y[i] = 0.0; return; }
   y[i] = x[(b * ${P}u + u32(slot)) * ${o.dim}u + col];`;
-  const code = `${selectionWgsl(o)}
-${XY.decls}
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= ${n}u) { return; }
-${body}
-}`;
-  return {
-    steps: [{
-      spec: {
-        code,
-        workgroups,
-        label: `scatterRows b${o.batch} ${P}→s${o.sequence} d${o.dim}${
-          acc ? " acc" : ""
-        }`,
-      },
-      bind: XY.bind,
-    }],
-  };
+  return rowsPlan(
+    `scatterRows b${o.batch} ${P}→s${o.sequence} d${o.dim}${acc ? " acc" : ""}`,
+    o,
+    rows * o.dim,
+    body,
+  );
 }
