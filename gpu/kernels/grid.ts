@@ -89,22 +89,6 @@ export function checkSize(name: string, v: number, min = 1): void {
 }
 
 /**
- * WGSL `main` header of a one-thread-per-element kernel over the grid
- * `gridFor(n).workgroups`: declares `e`, the element index, and returns for
- * the surplus threads past `n`.
- *
- * @param n Elements (threads needed, ≥ 1).
- * @returns WGSL text ending inside `main` (the caller closes the brace).
- */
-export function flatMainWgsl(n: number): string {
-  const [x] = gridFor(n).workgroups;
-  return `@compute @workgroup_size(${WORKGROUP_SIZE})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let e = (wid.y * ${x}u + wid.x) * ${WORKGROUP_SIZE}u + lid.x;
-  if (e >= ${n}u) { return; }`;
-}
-
-/**
  * The grid and WGSL prologue of a kernel with one thread per item: the
  * workgroups of {@linkcode gridFor}, the `main` header
  * ({@linkcode MAIN_HEADER}), `i` the item index, and an early return for
@@ -113,17 +97,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * @param items Threads needed (≥ 1).
  * @param bound WGSL expression of the item count (default the literal
  *   `items`; a kernel declaring `const N` passes `"N"`).
+ * @param index Name of the item index (default `i`).
  * @returns The workgroups and the prologue (the caller closes the brace).
  */
 export function itemMainWgsl(
   items: number,
   bound = `${items}u`,
+  index = "i",
 ): { workgroups: [number, number, number]; main: string } {
   const { workgroups } = gridFor(items);
   return {
     workgroups,
     main: `${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= ${bound}) { return; }`,
+  let ${index} = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
+  if (${index} >= ${bound}) { return; }`,
   };
 }

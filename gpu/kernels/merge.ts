@@ -9,8 +9,8 @@ import type { KernelPlan, KernelStep } from "../runtime.ts";
 import { readOnly, readWrite, storageBindings } from "./bindings.ts";
 import {
   checkSize,
-  flatMainWgsl,
   gridFor,
+  itemMainWgsl,
   WORKGROUP_SIZE as WG,
 } from "./grid.ts";
 import { WORKGROUP_SUM_TREE } from "./wgsl.ts";
@@ -86,7 +86,7 @@ export function mergeForward(
   ]);
   const code = `// mergeForward
 ${b.decls}
-${flatMainWgsl(n)}
+${itemMainWgsl(n, undefined, "e").main}
   let b = e / ${dim}u;
   let i = i32(e % ${dim}u);
   var acc = 0.0;
@@ -147,7 +147,7 @@ export function mergeBackward(
     const b = storageBindings([readOnly("dm"), readOnly("w"), readWrite("dz")]);
     const code = `// mergeBackward dz
 ${b.decls}
-${flatMainWgsl(n)}
+${itemMainWgsl(n, undefined, "e").main}
   let b = e / ${dim}u;
   let t = i32(e % ${dim}u);
 ${body.map(({ d }) => `  var a${d} = 0.0;`).join("\n")}

@@ -6,7 +6,7 @@
  */
 import type { KernelPlan } from "../runtime.ts";
 import { readOnly, readWrite, storageBindings } from "./bindings.ts";
-import { checkSize, flatMainWgsl, gridFor } from "./grid.ts";
+import { checkSize, gridFor, itemMainWgsl } from "./grid.ts";
 
 /** One parameter tensor in the flat arena (offset and size in floats). */
 export interface SgdSegment {
@@ -139,7 +139,7 @@ export function sgdUpdate(
   ]);
   const code = `// sgdUpdate
 ${b.decls}
-${flatMainWgsl(o.total)}
+${itemMainWgsl(o.total, undefined, "e").main}
   var seg = 0u;
 ${segmentTree(o)}
   let lr = hyper[${HYPER_LR}u + seg];

@@ -8,7 +8,7 @@
  */
 import type { KernelPlan, KernelStep } from "../runtime.ts";
 import { readOnly, readWrite, storageBindings } from "./bindings.ts";
-import { checkSize, flatMainWgsl, gridFor } from "./grid.ts";
+import { checkSize, gridFor, itemMainWgsl } from "./grid.ts";
 import { DROPOUT_STEP, dropoutWgsl } from "./dropout.ts";
 
 /** Sizes of the token assembly. */
@@ -104,7 +104,7 @@ export function tokensForward(
   ).join("");
   const code = `// tokensForward
 ${drop ? `${decls}\n${dropoutWgsl(o.dropout)}` : decls}
-${flatMainWgsl(n)}
+${itemMainWgsl(n, undefined, "e").main}
   let row = e / ${dim}u;
   let c = e % ${dim}u;
   let b = row / ${sequence}u;
@@ -171,7 +171,7 @@ export function tokensBackward(
     const { decl, bind } = head("demb");
     const code = `// tokensBackward demb
 ${decl}
-${flatMainWgsl(n)}
+${itemMainWgsl(n, undefined, "e").main}
   let row = e / ${dim}u;
   let c = e % ${dim}u;
   let b = row / ${k}u;
@@ -195,7 +195,7 @@ ${flatMainWgsl(n)}
     const { decl, bind } = head("dpos");
     const code = `// tokensBackward dpos
 ${decl}
-${flatMainWgsl(n)}
+${itemMainWgsl(n, undefined, "e").main}
   var acc = 0.0;
   for (var b = 0u; b < ${batch}u; b++) {
     let i = b * ${sequence * dim}u + e;
@@ -218,7 +218,7 @@ ${flatMainWgsl(n)}
     const { decl, bind } = head(`dspecial${si}`);
     const code = `// tokensBackward dspecial (position ${p})
 ${decl}
-${flatMainWgsl(dim)}
+${itemMainWgsl(dim, undefined, "e").main}
   var acc = 0.0;
   for (var b = 0u; b < ${batch}u; b++) {
     let i = (b * ${sequence}u + ${p}u) * ${dim}u + e;
