@@ -115,6 +115,22 @@ fn merge(a: u32, b: u32) {
   }
 }`;
 
+/** Sizes and label of one dispatch of a chunked column reduction. */
+export interface ChunkedReduction {
+  /** Groups (statistics per group). */
+  readonly groups: number;
+  /** Rows per group. */
+  readonly rows: number;
+  /** Columns. */
+  readonly cols: number;
+  /** Rows per chunk. */
+  readonly chunkRows: number;
+  /** Chunks per group. */
+  readonly nChunks: number;
+  /** Profile label. */
+  readonly label: string;
+}
+
 /**
  * WGSL constants of a chunked column reduction: `R` rows, `C` columns, `CR`
  * rows per chunk, `NK` chunks, `TC` × `TR` the workgroup's column × row
@@ -140,18 +156,14 @@ const TR = ${tr}u;`;
  * `r1`) leaves the two per-column results named by `results` in thread
  * `lr == 0`'s variables, which go to `normPartials[g][k][2][cols]`.
  */
-function chunkStage(o: {
-  groups: number;
-  rows: number;
-  cols: number;
-  chunkRows: number;
-  nChunks: number;
-  label: string;
-  inputs: readonly StorageBinding[];
-  prelude: string;
-  body: (tc: number, tr: number) => string;
-  results: readonly [string, string];
-}): KernelStep {
+function chunkStage(
+  o: ChunkedReduction & {
+    inputs: readonly StorageBinding[];
+    prelude: string;
+    body: (tc: number, tr: number) => string;
+    results: readonly [string, string];
+  },
+): KernelStep {
   const { tc, tr, tiles } = colTile(o.cols);
   const b = storageBindings([...o.inputs, readWrite(PARTIALS)]);
   const code = `// ${o.label}
@@ -184,15 +196,9 @@ ${o.body(tc, tr)}
  * Stage one of column statistics: per (chunk, column tile, group) the
  * chunk's mean and M2 per column → `normPartials[g][k][2][cols]`.
  */
-export function welfordPartial(o: {
-  groups: number;
-  rows: number;
-  cols: number;
-  src: string;
-  chunkRows: number;
-  nChunks: number;
-  label: string;
-}): KernelStep {
+export function welfordPartial(
+  o: ChunkedReduction & { src: string },
+): KernelStep {
   return chunkStage({
     ...o,
     inputs: [readOnly(o.src)],
@@ -224,17 +230,13 @@ ${tree(tr, "lr", tc, (u) => `merge(t, ${u});`)}`,
  * `out` (WGSL using `g`, `c`, `mean`, `vr` = biased variance) once per
  * (group, column).
  */
-export function welfordFinal(o: {
-  groups: number;
-  rows: number;
-  cols: number;
-  chunkRows: number;
-  nChunks: number;
-  outs: readonly string[];
-  out: string;
-  consts?: string;
-  label: string;
-}): KernelStep {
+export function welfordFinal(
+  o: ChunkedReduction & {
+    outs: readonly string[];
+    out: string;
+    consts?: string;
+  },
+): KernelStep {
   const b = storageBindings([
     readOnly(PARTIALS),
     ...o.outs.map((n) => readWrite(n)),
@@ -293,18 +295,14 @@ ${tree(FINAL_TR, "lr", FINAL_TC, (u) => `merge(t, ${u});`)}
  * Σ dzv·xhv and Σ dzv → `normPartials[g][k][2][cols]`. `pre` runs once per
  * column (`g`, `c` known), `body` per element `i` and defines `dzv`, `xhv`.
  */
-export function sumsPartial(o: {
-  groups: number;
-  rows: number;
-  cols: number;
-  inputs: readonly string[];
-  consts?: string;
-  pre: string;
-  body: string;
-  chunkRows: number;
-  nChunks: number;
-  label: string;
-}): KernelStep {
+export function sumsPartial(
+  o: ChunkedReduction & {
+    inputs: readonly string[];
+    consts?: string;
+    pre: string;
+    body: string;
+  },
+): KernelStep {
   return chunkStage({
     ...o,
     inputs: o.inputs.map((n) => readOnly(n)),
