@@ -24,6 +24,7 @@
  */
 import type { KernelPlan } from "../runtime.ts";
 import { readOnly, readWrite, storageBindings } from "./bindings.ts";
+import { MAX_GRID_DIM } from "./grid.ts";
 import { f32Literal as f } from "./wgsl.ts";
 
 /** Sizes and layout of {@linkcode attention}. Strides and offsets are in f32 elements. */
@@ -108,7 +109,7 @@ function check(o: AttentionOptions): void {
     bad(`headDim must be a multiple of 4, got ${o.headDim}`);
   }
   if (!Number.isFinite(o.scale)) bad(`scale must be finite, got ${o.scale}`);
-  if (o.batch > 65535 || o.heads > 65535) {
+  if (o.batch > MAX_GRID_DIM || o.heads > MAX_GRID_DIM) {
     bad(`batch and heads must be at most 65,535`);
   }
 }

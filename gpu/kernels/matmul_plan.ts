@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { MAX_GRID_DIM } from "./grid.ts";
 
 /**
  * Options of {@linkcode matmul}. Sizes and strides are in f32 elements.
@@ -148,7 +149,6 @@ const WAVE_S = 2e-6;
 /** Least K-slice length a split may leave per workgroup. */
 const MIN_SLICE = 256;
 const MAX_SPLIT = 64;
-export const MAX_GRID = 65535;
 
 export const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 const isNat = (x: unknown): x is number =>
@@ -222,7 +222,7 @@ export function resolve(o: MatmulOptions): Layout {
   if (!isNat(bi) || batch % bi !== 0) {
     bad(`batchInner ${bi} must be a positive integer dividing batch ${batch}`);
   }
-  if (batch > MAX_GRID) bad(`batch ${batch} exceeds ${MAX_GRID}`);
+  if (batch > MAX_GRID_DIM) bad(`batch ${batch} exceeds ${MAX_GRID_DIM}`);
   const stride = (
     name: string,
     s: readonly [number, number] | undefined,
@@ -374,19 +374,21 @@ export function choose(
     Math.min(
       MAX_SPLIT,
       Math.floor(L.k / MIN_SLICE),
-      Math.floor(MAX_GRID / L.batch),
+      Math.floor(MAX_GRID_DIM / L.batch),
     ),
   );
   let best: { t: TileConfig; chunk: number; split: number } | undefined;
   let bestCost = Infinity;
   for (const t of tiles) {
-    if (cdiv(L.m, t.bm) > MAX_GRID || cdiv(L.n, t.bn) > MAX_GRID) continue;
+    if (cdiv(L.m, t.bm) > MAX_GRID_DIM || cdiv(L.n, t.bn) > MAX_GRID_DIM) {
+      continue;
+    }
     const splits = o.splitK !== undefined
       ? [o.splitK]
       : Array.from({ length: maxSplit }, (_, i) => i + 1);
     for (const s0 of splits) {
       const { chunk, split } = sliceOf(L.k, s0);
-      if (L.batch * split > MAX_GRID) continue;
+      if (L.batch * split > MAX_GRID_DIM) continue;
       const c = cost(L, t, s0);
       if (c < bestCost) {
         bestCost = c;

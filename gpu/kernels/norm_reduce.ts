@@ -23,7 +23,7 @@ import {
   type StorageBinding,
   storageBindings,
 } from "./bindings.ts";
-import { checkSize, grid2d } from "./grid.ts";
+import { checkSize, grid2d, MAX_GRID_DIM } from "./grid.ts";
 
 /** Threads per workgroup of every kernel here. */
 export const WG = 256;
@@ -69,7 +69,7 @@ export function chunking(
     cr = Math.ceil(rows / Math.max(1, Math.min(want, most)));
   }
   const nChunks = Math.ceil(rows / cr);
-  if (nChunks > 65535) {
+  if (nChunks > MAX_GRID_DIM) {
     throw new RangeError(
       `Cannot build a normalisation kernel: ${nChunks} row chunks exceed the 65,535-workgroup grid limit; pass a larger chunkRows`,
     );
