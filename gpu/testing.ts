@@ -25,6 +25,22 @@ export function testRuntime(): Promise<Runtime | undefined> {
   return cached;
 }
 
+/**
+ * The test runtime, for tests that run only where {@linkcode gpuTests} is
+ * true.
+ *
+ * @throws {Error} Without a WebGPU adapter.
+ */
+export async function gpuRuntime(): Promise<Runtime> {
+  const rt = await testRuntime();
+  if (!rt) {
+    throw new Error(
+      "Cannot run a GPU test: no WebGPU adapter; skip it with ignore: !gpuTests",
+    );
+  }
+  return rt;
+}
+
 /** Whether a WebGPU adapter exists (top-level await in tests, for `ignore`). */
 const adapter = await (globalThis.navigator as { gpu?: GPU }).gpu
   ?.requestAdapter();

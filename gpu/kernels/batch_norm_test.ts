@@ -16,17 +16,15 @@ import {
   columnStats64,
   dot64,
   gammaBeta,
+  gpuRuntime,
   gpuTests,
   numericGrad,
   randomArray,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { Runtime } from "../runtime.ts";
 
 type Arr = ArrayLike<number>;
 
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
 const f32 = (a: Arr): Float32Array => Float32Array.from(a);
 
 const add = (a: Arr, b: Arr): Float64Array =>
@@ -102,7 +100,7 @@ Deno.test({
     "batchNormForward: per-group statistics, residual and ReLU, every chunking",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const eps = 1e-5;
     for (
       const [k, [G, R, C, chunkRows]] of ([
@@ -165,7 +163,7 @@ Deno.test({
   name: "batchNormForward: variance is safe for a large mean",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const [G, R, C] = [2, 301, 5];
     const noise = randomArray(G * R * C, 3, 0.01);
     const x = Float32Array.from(noise, (v) => 1000 + v);
@@ -195,7 +193,7 @@ Deno.test({
   name: "batchNormBackward: every option against the analytic float64 gradient",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const eps = 1e-3;
     for (
       const [k, [G, R, C, chunkRows]] of ([
@@ -266,7 +264,7 @@ Deno.test({
     "batchNormBackward: matches finite differences of the fused forward (ReLU, residual)",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const [G, R, C, eps] = [3, 37, 19, 1e-3];
     const n = G * R * C;
     const x32 = randomArray(n, 41, 1.5);
@@ -319,7 +317,7 @@ Deno.test({
   name: "batchNormEval: running statistics, residual and ReLU",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const [R, C, eps] = [37, 19, 1e-5];
     const x = randomArray(R * C, 51, 2);
     const gb = gammaBeta(C, 52);
@@ -363,7 +361,7 @@ Deno.test({
   name: "runningStatsUpdate: groups in order, unbiased variance",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const [G, C, momentum] = [3, 19, 0.1];
     const stats = randomArray(G * 2 * C, 61);
     for (let g = 0; g < G; g++) {

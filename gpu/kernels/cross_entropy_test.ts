@@ -7,15 +7,12 @@ import assert from "node:assert/strict";
 import {
   assertClose,
   finiteDifference,
+  gpuRuntime,
   gpuTests,
   randomArray,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { Runtime } from "../runtime.ts";
 import { crossEntropy, type CrossEntropyOptions } from "./cross_entropy.ts";
-
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
 
 function ceLoss(
   o: CrossEntropyOptions,
@@ -70,7 +67,7 @@ for (const o of CE_CASES) {
         labels[1] = 2; // wrong (argmax is 1)
       }
       const metrics0 = new Float32Array([1.5, 2, 3, 4]);
-      const out = await runPlan(await rt(), crossEntropy(o), {
+      const out = await runPlan(await gpuRuntime(), crossEntropy(o), {
         logits,
         labels,
         dlogits: new Float32Array(rows * classes),

@@ -25,15 +25,13 @@ import { MAX_GRID_DIM } from "./grid.ts";
 import {
   gelu64,
   gelu64Grad,
+  gpuRuntime,
   gpuTests,
   maxAbsDiff,
   randomArray,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { KernelPlan, Runtime } from "../runtime.ts";
-
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
+import type { KernelPlan } from "../runtime.ts";
 
 /** Values spread over [−6, 6]: an even grid, then random. */
 function spread(n: number, seed: number): Float32Array {
@@ -47,7 +45,7 @@ const run = async (
   plan: KernelPlan,
   named: Record<string, Float32Array | Int32Array>,
   outputs: string[],
-) => await runPlan(await rt(), plan, named, outputs);
+) => await runPlan(await gpuRuntime(), plan, named, outputs);
 
 const nans = (n: number): Float32Array => new Float32Array(n).fill(NaN);
 

@@ -9,17 +9,15 @@ import {
   assertClose,
   dot64,
   gammaBeta,
+  gpuRuntime,
   gpuTests,
   numericGrad,
   randomArray,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { Runtime } from "../runtime.ts";
 
 type Arr = ArrayLike<number>;
 
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
 const f32 = (a: Arr): Float32Array => Float32Array.from(a);
 
 const add = (a: Arr, b: Arr): Float64Array =>
@@ -87,7 +85,7 @@ Deno.test({
   name: "layerNormForward: rows and stats for narrow and wide rows",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const eps = 1e-6;
     for (const [rows, D] of [[37, 19], [7, 301], [3, 45], [5, 768]] as const) {
       const x = randomArray(rows * D, 71 + D, 2);
@@ -116,7 +114,7 @@ Deno.test({
     "layerNormBackward: analytic gradient, accumulation and partial chunking",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const eps = 1e-6;
     for (
       const [rows, D, chunkRows] of [
@@ -157,7 +155,7 @@ Deno.test({
   name: "layerNormBackward: matches finite differences of the forward",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const [rows, D, eps] = [11, 37, 1e-6];
     const x32 = randomArray(rows * D, 91, 2);
     const gb32 = gammaBeta(D, 92);

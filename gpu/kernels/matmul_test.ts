@@ -13,6 +13,7 @@ import {
   type MatmulOptions,
   MAX_WORKGROUP_BYTES,
 } from "./matmul.ts";
+import type { Layout } from "./matmul_plan.ts";
 import {
   gelu64,
   gpuTests,
@@ -22,25 +23,29 @@ import {
   testRuntime,
 } from "../testing.ts";
 
-/** Everything `matmul` resolves, for the reference. */
-interface Resolved {
-  m: number;
-  n: number;
-  k: number;
-  tA: boolean;
-  tB: boolean;
-  lda: number;
-  ldb: number;
-  ldc: number;
-  batch: number;
-  bi: number;
-  sA: readonly [number, number];
-  sB: readonly [number, number];
-  sC: readonly [number, number];
-  oA: number;
-  oB: number;
-  oC: number;
-}
+/**
+ * Everything `matmul` resolves, for the reference (computed here from the
+ * options, independently of `matmul_plan.ts`).
+ */
+type Resolved =
+  & Pick<
+    Layout,
+    | "m"
+    | "n"
+    | "k"
+    | "lda"
+    | "ldb"
+    | "ldc"
+    | "batch"
+    | "bi"
+    | "sA"
+    | "sB"
+    | "sC"
+    | "oA"
+    | "oB"
+    | "oC"
+  >
+  & { tA: boolean; tB: boolean };
 
 function resolved(o: MatmulOptions): Resolved {
   const tA = o.transA ?? false;

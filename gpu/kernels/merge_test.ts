@@ -7,15 +7,12 @@ import assert from "node:assert/strict";
 import {
   assertClose,
   finiteDifference,
+  gpuRuntime,
   gpuTests,
   randomArray,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { Runtime } from "../runtime.ts";
 import { mergeBackward, mergeForward, type MergeOptions } from "./merge.ts";
-
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
 
 function mergeRef(
   o: MergeOptions,
@@ -59,7 +56,7 @@ for (const o of MERGE_CASES) {
       const z = randomArray(batch * sequence * dim, 41);
       const w = randomArray(kernel * C, 42);
       const bias = randomArray(1, 43);
-      const f = await runPlan(await rt(), mergeForward(o), {
+      const f = await runPlan(await gpuRuntime(), mergeForward(o), {
         z,
         w,
         bias,
@@ -77,7 +74,7 @@ for (const o of MERGE_CASES) {
         ["dm", "z", "dw"],
         ["dm", "dbias"],
       ]);
-      const b = await runPlan(await rt(), plan, {
+      const b = await runPlan(await gpuRuntime(), plan, {
         dm,
         w,
         z,

@@ -6,15 +6,12 @@
 import assert from "node:assert/strict";
 import {
   assertClose,
+  gpuRuntime,
   gpuTests,
   randomArray,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { Runtime } from "../runtime.ts";
 import { sgdHyper, type SgdSegment, sgdUpdate } from "./sgd.ts";
-
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
 
 interface SgdStepOptions {
   momentum: number;
@@ -77,7 +74,7 @@ async function sgdThreeSteps(
   ]]);
   for (const [k, h] of steps.entries()) {
     const grads = randomArray(total, 63 + k);
-    const out = await runPlan(await rt(), plan, {
+    const out = await runPlan(await gpuRuntime(), plan, {
       params,
       grads,
       momentum,

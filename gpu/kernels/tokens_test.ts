@@ -6,16 +6,13 @@
 import assert from "node:assert/strict";
 import {
   assertClose,
+  gpuRuntime,
   gpuTests,
   randomArray,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { Runtime } from "../runtime.ts";
 import { dropoutKeep } from "./dropout.ts";
 import { tokensBackward, tokensForward, type TokensOptions } from "./tokens.ts";
-
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
 
 const SEEDS = [7, 0xdeadbeef];
 
@@ -103,7 +100,7 @@ for (const o of TOKEN_CASES) {
         const plan = tokensForward(o);
         assert.equal(plan.steps.length, 1);
         assert.equal(plan.steps[0].bind.includes("step"), o.dropout > 0);
-        const { z } = await runPlan(await rt(), plan, named, ["z"]);
+        const { z } = await runPlan(await gpuRuntime(), plan, named, ["z"]);
         assertClose(z, tokensReference(o, emb, special, pos, seed), "z");
       }
     },
@@ -159,7 +156,7 @@ for (const o of TOKEN_CASES) {
         };
         dspecial0.forEach((d, i) => named[`dspecial${i}`] = d);
         if (o.dropout > 0) named.step = new Uint32Array([seed]);
-        const out = await runPlan(await rt(), plan, named, [
+        const out = await runPlan(await gpuRuntime(), plan, named, [
           "demb",
           "dpos",
           ...dspecial0.map((_, i) => `dspecial${i}`),
@@ -211,7 +208,7 @@ Deno.test({
     };
     const n = o.batch * o.sequence * o.dim;
     for (const seed of [...SEEDS, 0xffffffff]) {
-      const { z } = await runPlan(await rt(), tokensForward(o), {
+      const { z } = await runPlan(await gpuRuntime(), tokensForward(o), {
         emb: new Float32Array(o.batch * o.k * o.dim).fill(1),
         special0: new Float32Array(o.dim).fill(1),
         pos: new Float32Array(o.sequence * o.dim),

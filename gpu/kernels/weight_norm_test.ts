@@ -7,15 +7,12 @@ import assert from "node:assert/strict";
 import {
   assertClose,
   finiteDifference,
+  gpuRuntime,
   gpuTests,
   randomArray,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { Runtime } from "../runtime.ts";
 import { weightNormBackward, weightNormForward } from "./weight_norm.ts";
-
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
 
 function weightNormRef(
   ins: number,
@@ -48,7 +45,7 @@ for (const [ins, outs] of [[19, 5], [300, 3]]) {
       const g = randomArray(outs, 31, 2);
       const v = randomArray(ins * outs, 32);
       const dw = randomArray(ins * outs, 33); // L = Σ w ⊙ dw
-      const f = await runPlan(await rt(), weightNormForward(o), {
+      const f = await runPlan(await gpuRuntime(), weightNormForward(o), {
         g,
         v,
         w: new Float32Array(ins * outs),
@@ -65,7 +62,7 @@ for (const [ins, outs] of [[19, 5], [300, 3]]) {
         ["dw", "v", "norms", "dg"],
         ["dw", "g", "v", "norms", "dv"],
       ]);
-      const b = await runPlan(await rt(), plan, {
+      const b = await runPlan(await gpuRuntime(), plan, {
         dw,
         g,
         v,

@@ -9,17 +9,15 @@ import {
   assertClose,
   columnStats64,
   dot64,
+  gpuRuntime,
   gpuTests,
   numericGrad,
   randomArray,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { Runtime } from "../runtime.ts";
 
 type Arr = ArrayLike<number>;
 
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
 const f32 = (a: Arr): Float32Array => Float32Array.from(a);
 
 const add = (a: Arr, b: Arr): Float64Array =>
@@ -71,7 +69,7 @@ Deno.test({
   name: "weightStdForward: per-column standardisation and stats",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const eps = 1e-5;
     for (
       const [R, C, chunkRows, offset] of [
@@ -102,7 +100,7 @@ Deno.test({
     "weightStdBackward: analytic gradient, accumulation, finite differences",
   ignore: !gpuTests,
   fn: async () => {
-    const r = await rt();
+    const r = await gpuRuntime();
     const eps = 1e-5;
     for (
       const [R, C, chunkRows] of [[37, 19, undefined], [101, 45, 7]] as const

@@ -13,10 +13,8 @@ import {
   MAIN_HEADER,
   WORKGROUP_SIZE,
 } from "./grid.ts";
-import { erf64, gpuTests, runKernel, testRuntime } from "../testing.ts";
-import type { Runtime } from "../runtime.ts";
+import { erf64, gpuRuntime, gpuTests, runKernel } from "../testing.ts";
 
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
 const nans = (n: number): Float32Array => new Float32Array(n).fill(NaN);
 
 /** WGSL's decimal float literal (abstract float, no suffix). */
@@ -73,7 +71,7 @@ Deno.test({
   name: "erf: max abs error ≤ 2e-7 over [−6, 6] (f32 and vec4)",
   ignore: !gpuTests,
   async fn() {
-    const r = await rt();
+    const r = await gpuRuntime();
     const n = 12_004;
     const x = new Float32Array(n);
     for (let i = 0; i < 12_001; i++) x[i] = -6 + i / 1000;
