@@ -212,7 +212,7 @@ export function batchNorm<T extends Tensor>(
   }
   if (count < 2) {
     throw new RangeError(
-      `BatchNorm in training mode needs more than 1 value per channel, got input shape [${x.shape}]`,
+      `Cannot run BatchNorm in training mode on 1 value per channel (input shape [${x.shape}]); use a batch of at least 2 clips`,
     );
   }
   const mean = tf.mul(tf.sum(x, axes), 1 / count) as Tensor1D;

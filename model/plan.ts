@@ -382,7 +382,7 @@ function cnnLayers(
   };
   if (root.tOut < 1 || stem.pool.tOut < 1) {
     throw new RangeError(
-      `Model dims: ${dims.frames} frames are too few for the CNN root (conv k${root.kernel} s${root.stride} p${root.pad}, max-pool k${pool.kernel} s${pool.stride} p${pool.pad})`,
+      `Cannot build the model: ${dims.frames} frames are too few for the CNN root (conv k${root.kernel} s${root.stride} p${root.pad}, max-pool k${pool.kernel} s${pool.stride} p${pool.pad}); use longer clips or more mel frames, or a smaller rootKernel/rootStride`,
     );
   }
   let w = options.width;
@@ -394,7 +394,7 @@ function cnnLayers(
     const cmid = g === 0 ? w : w / 2;
     if (!Number.isInteger(cmid)) {
       throw new RangeError(
-        `Model options: width ${options.width} cannot be halved for group ${g}`,
+        `Cannot build the model: width ${options.width} cannot be halved for group ${g}; use an even width`,
       );
     }
     for (let j = 0; j <= extra; j++) {
@@ -561,19 +561,21 @@ function tokenLayers(
 export function modelPlan(options: ModelOptions, dims: ModelDims): ModelPlan {
   for (const [key, value] of Object.entries(dims)) {
     if (!Number.isInteger(value) || value < 1) {
-      throw new RangeError(`Model dims: ${key} must be a positive integer`);
+      throw new RangeError(
+        `Cannot build the model: dims.${key} must be a positive integer, got ${value}`,
+      );
     }
   }
   const { stem, blocks, channels } = cnnLayers(options, dims);
   const tokens = blocks.length ? blocks[blocks.length - 1].tOut : 0;
   if (tokens < 1) {
     throw new RangeError(
-      `Model dims: ${dims.frames} frames leave no tokens after ${options.groups.length} CNN groups`,
+      `Cannot build the model: ${dims.frames} frames leave no tokens after ${options.groups.length} CNN groups; use longer clips or fewer groups`,
     );
   }
   if (options.tokens !== undefined && options.tokens !== tokens) {
     throw new RangeError(
-      `Model options: tokens is ${options.tokens} but ${dims.frames} frames give K = ${tokens} tokens`,
+      `Cannot build the model: tokens is ${options.tokens} but ${dims.frames} frames give K = ${tokens} tokens; set model.tokens to ${tokens} or leave it out`,
     );
   }
   const layers: LayerPlan[] = [

@@ -80,7 +80,13 @@ export function memoryData(
     info: {},
     async *batches(split, options) {
       const s = splits[split];
-      if (!s) throw new Error(`memoryData: no split "${split}"`);
+      if (!s) {
+        throw new Error(
+          `Cannot read split "${split}" of the in-memory data: it has ${
+            Object.keys(splits).join(", ")
+          }`,
+        );
+      }
       for (let at = 0; at < s.labels.length; at += options.batchSize) {
         const label = s.labels.slice(at, at + options.batchSize);
         const tokens = tf.tensor3d(

@@ -297,7 +297,10 @@ async function loadMember(
     } catch (error) {
       throw new Error(
         `Cannot use "${label}" as a TTAu member: ${
-          (error as Error).message.replace(/^Checkpoint /, "the checkpoint ")
+          (error as Error).message.replace(
+            /^Cannot use the checkpoint: it /,
+            "the checkpoint ",
+          )
         } (every member needs the current model's options, mel bins, frames and classes)`,
       );
     }

@@ -112,7 +112,11 @@ export function createArenas(
   }
   const get = (a: typeof params, name: string, what: string): Region => {
     const r = a.parts.get(name);
-    if (!r) throw new Error(`fused engine: no ${what} "${name}"`);
+    if (!r) {
+      throw new Error(
+        `Cannot find ${what} "${name}" in the fused engine's arenas: the model description and the graph disagree`,
+      );
+    }
     return r;
   };
   return {

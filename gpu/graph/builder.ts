@@ -9,14 +9,22 @@
  *
  * @module
  */
-import type { Dispatch, KernelPlan, Region, Runtime } from "../runtime.ts";
+import type {
+  AnyKernelPlan,
+  Dispatch,
+  KernelPlan,
+  PlanBindings,
+  Region,
+  Runtime,
+} from "../runtime.ts";
+import { planRegions } from "../runtime.ts";
 import { matmul, type MatmulOptions } from "../kernels/matmul.ts";
 import { type Arenas, gbOf } from "./arenas.ts";
 import type { BatchNormPlan } from "../../model/plan.ts";
 
 /** One kernel plan with its regions by binding name. */
 export interface Op {
-  readonly plan: KernelPlan;
+  readonly plan: AnyKernelPlan;
   readonly bind: Readonly<Record<string, Region | undefined>>;
 }
 
@@ -122,10 +130,14 @@ export interface Builder {
   readonly clears: Region[];
   /** Makes `list` the one {@linkcode Builder.op} appends to. */
   into(list: ListName): void;
-  /** Appends an op to the current list (or to `list`). */
-  op(
-    plan: KernelPlan,
-    bind: Record<string, Region | undefined>,
+  /**
+   * Appends an op to the current list (or to `list`). Typed by the plan's
+   * binding names: a misspelt, missing or extra name is a compile error (and
+   * `planRegions` checks again at record time).
+   */
+  op<N extends string, O extends string = never>(
+    plan: KernelPlan<N, O>,
+    bind: NoInfer<PlanBindings<N, O>>,
     list?: ListName,
   ): void;
   /** A matmul op (`gpu/kernels/matmul.ts` bindings a, b, c, bias, r, pre). */
@@ -184,7 +196,7 @@ export function createBuilder(
   let current: ListName = "forward";
   const virtuals: VirtualRegion[] = [];
   const op: Builder["op"] = (plan, bind, list = current) =>
-    lists[list].push({ plan, bind });
+    lists[list].push({ plan, bind: bind as Op["bind"] });
   return {
     rt,
     arenas,
@@ -312,23 +324,10 @@ export function recordLists(
   const record = (list: readonly Op[]): Dispatch[] => {
     const out: Dispatch[] = [];
     for (const o of list) {
-      for (const step of o.plan.steps) {
-        b.rt.record(
-          out,
-          step.spec,
-          step.bind.map((name) => {
-            const r = o.bind[name] ?? scratchRegions.get(name);
-            if (!r) {
-              throw new Error(
-                `fused engine: kernel ${
-                  step.spec.label ?? "?"
-                } needs binding "${name}", which the graph did not provide`,
-              );
-            }
-            return r;
-          }),
-        );
-      }
+      const regions = planRegions(o.plan, o.bind, (n) => scratchRegions.get(n));
+      o.plan.steps.forEach((step, i) =>
+        b.rt.record(out, step.spec, regions[i])
+      );
     }
     return out;
   };

@@ -102,6 +102,11 @@ export function bnBackward(
   o: { saved: BnSaved; dy: Region; dx: Region; dz?: Region },
 ): void {
   const { saved: s, dy, dx, dz } = o;
+  if (!s.stats) {
+    throw new Error(
+      `Cannot record the backward of ${s.norm.module}: its forward was recorded without batch statistics (an eval graph); build a training graph`,
+    );
+  }
   b.op(
     batchNormBackward({
       groups: b.groups,

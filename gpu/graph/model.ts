@@ -181,7 +181,11 @@ export function buildGraph(
         break;
     }
   }
-  if (!logits) throw new Error("fused engine: the model has no head");
+  if (!logits) {
+    throw new Error(
+      "Cannot build the fused graph: the model description has no head layer",
+    );
+  }
   let loss: ReturnType<typeof recordLoss> | undefined;
   let hyper: Region | undefined;
   if (settings.training) {

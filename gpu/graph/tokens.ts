@@ -39,14 +39,13 @@ export function tokensLayerForward(
   const { layer: l, dropout } = o;
   const step = b.training ? b.pinned("step", 4) : undefined;
   const y = b.act("z0", b.rows * l.sequence * l.dim);
-  const bind: Record<string, Region | undefined> = {
+  b.op(tokensForward(kernelOptions(b, l, dropout)), {
     emb: o.x,
     pos: b.param(l.posEmbed),
     step: dropout > 0 ? step : undefined,
     z: y,
-  };
-  l.special.forEach((s, i) => bind[`special${i}`] = b.param(s));
-  b.op(tokensForward(kernelOptions(b, l, dropout)), bind);
+    ...Object.fromEntries(l.special.map((s, i) => [`special${i}`, b.param(s)])),
+  });
   return {
     y,
     saved: { layer: l, step: dropout > 0 ? step : undefined, dropout },
@@ -66,13 +65,12 @@ export function tokensLayerBackward(
 ): Region {
   const { layer: l, step, dropout } = o.saved;
   const dx = b.act("embed.d", b.rows * l.tokens * l.dim);
-  const bind: Record<string, Region | undefined> = {
+  b.op(tokensBackward(kernelOptions(b, l, dropout)), {
     dz: o.dy,
     step,
     demb: dx,
     dpos: b.grad(l.posEmbed),
-  };
-  l.special.forEach((s, i) => bind[`dspecial${i}`] = b.grad(s));
-  b.op(tokensBackward(kernelOptions(b, l, dropout)), bind);
+    ...Object.fromEntries(l.special.map((s, i) => [`dspecial${i}`, b.grad(s)])),
+  });
   return dx;
 }

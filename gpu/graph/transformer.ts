@@ -299,7 +299,9 @@ export function transformerBackward(
   const s = o.saved;
   const l = s.layer;
   if (l.packedQkv) {
-    throw new Error("fused engine: a packed Q/K/V block has no backward");
+    throw new Error(
+      "Cannot record the backward of a packed Q/K/V block: packing is an eval-only pass; build the training graph from the unpacked layers",
+    );
   }
   const heads = blockOf(b, l);
   const { R, d, T, dh, tq, rq, rowsT } = heads;
