@@ -56,6 +56,7 @@ const STEP_CASES = [
     "root conv kernel 5, stride 3, padding 1",
     { rootKernel: 5, rootStride: 3, rootPadding: 1 },
   ],
+  ["no max-pool after the root conv", { rootPool: false }],
 ] as const;
 
 for (const [label, extra] of STEP_CASES) {

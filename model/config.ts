@@ -54,6 +54,9 @@ export const ModelOptions = z.strictObject({
   rootPadding: z.int().min(0).default(6).describe(
     "Zero padding of the CNN's root conv on each side, in frames (6 in the paper)",
   ),
+  rootPool: z.boolean().default(true).describe(
+    "Max-pool (kernel 6, stride 2, padding 2) after the CNN's root conv, as in the paper; false skips it, so every later layer sees about twice the frames and K about doubles",
+  ),
   groups: z.array(z.int().min(0)).min(1).default([6, 12]).describe(
     "Extra bottleneck blocks per CNN group after the group's first block (reference: num_layers); every group after the first halves the length",
   ),

@@ -75,13 +75,17 @@ export function convBnForward(
   return c.batchNorm(y, conv.norm);
 }
 
-/** The CNN root: max-pool(ReLU(BN(conv(x)))), `[b, t, f]` → `[b, pool.tOut, c]`. */
+/**
+ * The CNN root: max-pool(ReLU(BN(conv(x)))), or ReLU(BN(conv(x))) without
+ * `maxPool`, `[b, t, f]` → `[b, pool.tOut, c]`.
+ */
 export function stemForward(
   c: ForwardContext,
   l: StemLayer,
   x: Tensor3D,
 ): Tensor3D {
   const y = c.tf.relu(convBnForward(c, x, l.conv));
+  if (!l.maxPool) return y;
   return maxPool1d(c.tf, y, l.pool.kernel, l.pool.stride, l.pool.pad);
 }
 

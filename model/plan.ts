@@ -118,14 +118,22 @@ export interface ConvBnPlan extends Window {
   readonly norm: BatchNormPlan;
 }
 
-/** The CNN root: conv + BatchNorm + ReLU, then a max-pool (padded with −∞). */
+/**
+ * The CNN root: conv + BatchNorm + ReLU, then (`maxPool`) a max-pool padded
+ * with −∞.
+ */
 export interface StemLayer {
   readonly kind: "stem";
   /** Module prefix. */
   readonly name: string;
   /** Conv + BatchNorm. */
   readonly conv: ConvBnPlan;
-  /** Max-pool window over the conv output; channels = `conv.cout`. */
+  /** Whether the max-pool runs (option `rootPool`). */
+  readonly maxPool: boolean;
+  /**
+   * Max-pool window over the conv output; channels = `conv.cout`. Without
+   * `maxPool` it passes the conv's length through (k1 s1 p0, `tOut` = `tIn`).
+   */
   readonly pool: Window;
 }
 
@@ -370,11 +378,14 @@ function cnnLayers(
       tIn: dims.frames,
     },
   );
-  const pool = { kernel: 6, stride: 2, pad: 2, tIn: root.tOut };
+  const pool = options.rootPool
+    ? { kernel: 6, stride: 2, pad: 2, tIn: root.tOut }
+    : { kernel: 1, stride: 1, pad: 0, tIn: root.tOut };
   const stem: StemLayer = {
     kind: "stem",
     name: `${cnn}.root`,
     conv: root,
+    maxPool: options.rootPool,
     pool: {
       ...pool,
       tOut: convLength(pool.tIn, pool.kernel, pool.stride, pool.pad),
@@ -382,7 +393,11 @@ function cnnLayers(
   };
   if (root.tOut < 1 || stem.pool.tOut < 1) {
     throw new RangeError(
-      `Cannot build the model: ${dims.frames} frames are too few for the CNN root (conv k${root.kernel} s${root.stride} p${root.pad}, max-pool k${pool.kernel} s${pool.stride} p${pool.pad}); use longer clips or more mel frames, or a smaller rootKernel/rootStride`,
+      `Cannot build the model: ${dims.frames} frames are too few for the CNN root (conv k${root.kernel} s${root.stride} p${root.pad}, ${
+        options.rootPool
+          ? `max-pool k${pool.kernel} s${pool.stride} p${pool.pad}`
+          : "no max-pool"
+      }); use longer clips or more mel frames, or a smaller rootKernel/rootStride`,
     );
   }
   let w = options.width;

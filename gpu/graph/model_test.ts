@@ -87,6 +87,22 @@ Deno.test("graph dispatch counts of the tiny models are those of the single-func
   );
 });
 
+Deno.test("rootPool false: the stem records no max-pool, one dispatch fewer in the forward and in the backward", () => {
+  const pools = (g: Graph) =>
+    Object.values(g.lists).flatMap((l) =>
+      (l as unknown as Recorded[]).filter((d) =>
+        d.kernel.label?.startsWith("maxPool")
+      )
+    ).length;
+  const training = graph({ head: "avg", rootPool: false }, true).g;
+  assert.equal(counts(training), "0/120/183/14");
+  assert.equal(pools(training), 0);
+  assert.equal(pools(graph({ head: "avg" }, true).g), 2);
+  const evaluation = graph({ head: "fce", rootPool: false }, false).g;
+  assert.equal(counts(evaluation), "52/42/0/0");
+  assert.equal(pools(evaluation), 0);
+});
+
 const overlaps = (r: Region, slot: { offset: number; size: number }) =>
   r.offset < (slot.offset + slot.size) * 4 &&
   slot.offset * 4 < r.offset + r.size;

@@ -1,7 +1,7 @@
 /**
  * Forward and backward recorders of the CNN root (`StemLayer`): conv +
- * BatchNorm + ReLU, then a max-pool padded with −∞ whose argmax the
- * backward routes the gradient through.
+ * BatchNorm + ReLU, then (`maxPool`) a max-pool padded with −∞ whose argmax
+ * the backward routes the gradient through.
  *
  * @module
  */
@@ -20,8 +20,8 @@ import {
 export interface StemSaved {
   readonly layer: StemLayer;
   readonly conv: ConvBnSaved;
-  /** Argmax of each pooled value. */
-  readonly arg: Region;
+  /** Argmax of each pooled value (absent without `maxPool`). */
+  readonly arg?: Region;
 }
 
 const poolOptions = (b: Builder, l: StemLayer) => ({
@@ -42,6 +42,7 @@ export function stemForward(
 ): { y: Region; saved: StemSaved } {
   const l = o.layer;
   const conv = convBnForward(b, { conv: l.conv, x: o.x, relu: true });
+  if (!l.maxPool) return { y: conv.y, saved: { layer: l, conv } };
   const floats = b.rows * l.pool.tOut * l.conv.cout;
   const y = b.act("pool.y", floats);
   const arg = b.act("pool.arg", floats);
@@ -56,8 +57,11 @@ export function stemBackward(
 ): void {
   const { layer: l, conv, arg } = o.saved;
   const floats = b.rows * l.conv.tOut * l.conv.cout;
-  const dPool = b.act("root.dy", floats);
-  b.op(maxPoolBackward(poolOptions(b, l)), { dy: o.dy, arg, dx: dPool });
+  let dPool = o.dy;
+  if (arg) {
+    dPool = b.act("root.dy", floats);
+    b.op(maxPoolBackward(poolOptions(b, l)), { dy: o.dy, arg, dx: dPool });
+  }
   const dh = b.act("root.dh", floats);
   bnBackward(b, { saved: conv.bn!, dy: dPool, dx: dh });
   convBackward(b, { saved: conv, dh });
