@@ -1,7 +1,9 @@
 /**
  * The command line: `run`, `validate`, `stages` and `schema`. The only module
  * that prints. Exit codes: 0 ok, 1 a failure while running, 2 an invalid spec
- * or command line.
+ * or command line (a refused `--resume` included), 130 interrupted by
+ * Ctrl-C (SIGINT), 143 by SIGTERM. Every error is printed once, on stderr;
+ * with `--json`, stdout also gets one `{"error": {...}}` object.
  *
  * ```
  * deno task validate presets/tiny/synthetic.yaml
@@ -15,10 +17,14 @@ import { parseArgs } from "node:util";
 import {
   compile,
   ConfigError,
+  createInterrupt,
   describeSteps,
   formatConfigError,
   formatPlan,
   openSource,
+  ResumeError,
+  RunFolderError,
+  RunInterrupted,
   runPipeline,
   StageError,
 } from "./pipeline/mod.ts";
@@ -36,7 +42,8 @@ const USAGE = `usage:
   deno task data <spec.yaml> [--set path=value]... [--json]
   deno task stages
   deno task backend [--backend auto|webgpu|cpu] [--json]
-exit codes: 0 ok, 1 failure while running, 2 invalid spec or command line`;
+exit codes: 0 ok, 1 failure while running, 2 invalid spec or command line,
+  130 interrupted (Ctrl-C; a second Ctrl-C quits at once), 143 SIGTERM`;
 
 const encoder = new TextEncoder();
 function out(text: string) {
@@ -44,6 +51,40 @@ function out(text: string) {
 }
 function err(text: string) {
   Deno.stderr.writeSync(encoder.encode(text + "\n"));
+}
+
+/** What `--json` prints on stdout when a command fails. */
+interface JsonError {
+  /** `usage`, `invalid_spec`, `resume_refused`, `run_folder`, `stage_failed`, `interrupted`, `internal`. */
+  readonly code: string;
+  readonly message: string;
+  readonly [key: string]: unknown;
+}
+
+/** Prints `error` as one JSON object on stdout (for `--json`). */
+function jsonError(error: JsonError) {
+  out(JSON.stringify({ error }));
+}
+
+/** Prints a command-line error once (and as JSON with `--json`); returns 2. */
+function usageError(message: string, json: boolean, usage = false): number {
+  err(`error: ${message}${usage ? `\n${USAGE}` : ""}`);
+  if (json) jsonError({ code: "usage", message });
+  return 2;
+}
+
+/** Prints a spec's problems once (and as JSON with `--json`); returns 2. */
+function configError(error: ConfigError, json: boolean): number {
+  err(formatConfigError(error));
+  if (json) {
+    jsonError({
+      code: "invalid_spec",
+      message: error.message,
+      specFile: error.specFile,
+      issues: error.issues,
+    });
+  }
+  return 2;
 }
 
 function parse(args: string[]) {
@@ -93,14 +134,19 @@ async function run(
   file: string,
   values: ReturnType<typeof parse>["values"],
 ): Promise<number> {
+  const json = values.json;
   const repeat = Number(values.repeat);
   if (!Number.isInteger(repeat) || repeat < 1) {
-    err(`error: --repeat must be a positive integer, got "${values.repeat}"`);
-    return 2;
+    return usageError(
+      `Cannot repeat "${values.repeat}" times: --repeat takes a positive integer`,
+      json,
+    );
   }
   if (repeat > 1 && values.resume) {
-    err("error: --repeat and --resume cannot be combined");
-    return 2;
+    return usageError(
+      "Cannot combine --repeat and --resume: resume one run folder at a time",
+      json,
+    );
   }
   const compileWith = async (extra: string[]) => {
     try {
@@ -111,7 +157,7 @@ async function run(
       });
     } catch (error) {
       if (error instanceof ConfigError) {
-        err(formatConfigError(error));
+        configError(error, json);
         return undefined;
       }
       throw error;
@@ -138,9 +184,24 @@ async function run(
     }
     return 0;
   }
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new Error("interrupted (SIGINT)"));
-  Deno.addSignalListener("SIGINT", onSignal);
+  // First Ctrl-C or SIGTERM: stop at the next step boundary; second: quit now.
+  const interrupt = createInterrupt();
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((name) => {
+    const listener = () => {
+      if (interrupt.reason === undefined) {
+        err(
+          `\n${name} received: stopping at the next step boundary (the run stays resumable); press Ctrl-C again to quit at once`,
+        );
+        interrupt.request(name);
+      } else {
+        err(`${name} received again: quitting now`);
+        interrupt.hardStop();
+        Deno.exit(name === "SIGTERM" ? 143 : 130);
+      }
+    };
+    Deno.addSignalListener(name, listener);
+    return [name, listener] as const;
+  });
   const runs: string[] = [];
   try {
     for (let r = 0; r < repeat; r++) {
@@ -158,7 +219,7 @@ async function run(
         console: err,
         interactive: Deno.stderr.isTerminal(),
         verbose: values.verbose,
-        signal: controller.signal,
+        interrupt,
       });
       runs.push(result.runDir);
       if (values.json) {
@@ -170,16 +231,60 @@ async function run(
     return 0;
   } catch (error) {
     if (error instanceof StageError) {
-      err(`error: ${error.message}`);
+      // The scheduler already printed the error line.
       if (values.verbose && error.cause instanceof Error) {
         err(error.cause.stack ?? "");
       }
       err(`everything written so far is in ${error.runDir}`);
+      if (json) {
+        jsonError({
+          code: "stage_failed",
+          message: error.message,
+          stage: error.stage,
+          runDir: error.runDir,
+        });
+      }
+      return 1;
+    }
+    if (error instanceof RunInterrupted) {
+      const resume = `deno task run ${file} --resume ${error.runDir}`;
+      err(
+        `${error.message}\nthe run folder ${error.runDir} is marked interrupted; continue with: ${resume}`,
+      );
+      if (json) {
+        jsonError({
+          code: "interrupted",
+          message: error.message,
+          stage: error.stage,
+          runDir: error.runDir,
+          signal: error.reason,
+          ...(error.restarts ? { restarts: error.restarts } : {}),
+          resume,
+        });
+      }
+      return error.reason === "SIGTERM" ? 143 : 130;
+    }
+    if (error instanceof ResumeError) {
+      err(`error: ${error.message}`);
+      if (json) {
+        jsonError({
+          code: "resume_refused",
+          message: error.message,
+          runDir: error.runDir,
+        });
+      }
+      return 2;
+    }
+    if (error instanceof RunFolderError) {
+      err(`error: ${error.message}`);
+      if (json) jsonError({ code: "run_folder", message: error.message });
       return 1;
     }
     throw error;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
+    for (const [name, listener] of listeners) {
+      Deno.removeSignalListener(name, listener);
+    }
   }
 }
 
@@ -195,10 +300,7 @@ async function data(
       lockfile: values.lock,
     });
   } catch (error) {
-    if (error instanceof ConfigError) {
-      err(formatConfigError(error));
-      return 2;
-    }
+    if (error instanceof ConfigError) return configError(error, values.json);
     throw error;
   }
   let dataset;
@@ -208,7 +310,9 @@ async function data(
       verbose: values.verbose,
     });
   } catch (error) {
-    err(`error: ${(error as Error).message}`);
+    const message = (error as Error).message;
+    err(`error: ${message}`);
+    if (values.json) jsonError({ code: "data_failed", message });
     return 1;
   }
   try {
@@ -289,15 +393,36 @@ async function backendReport(choice: string, json: boolean): Promise<number> {
   return healthy ? 0 : 1;
 }
 
-/** Runs the CLI with `args`; returns the exit code. */
+/**
+ * Runs the CLI with `args`; returns the exit code. An unexpected error is
+ * printed once, as one line (its stack only with `--verbose`), never as an
+ * uncaught exception.
+ */
 export async function main(args: string[]): Promise<number> {
+  const json = args.includes("--json");
+  try {
+    return await command(args);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const text = message.startsWith("Cannot")
+      ? message
+      : `Cannot finish the command: ${message}`;
+    err(`error: ${text}`);
+    if (args.includes("--verbose") && error instanceof Error) {
+      err(error.stack ?? "");
+    }
+    if (json) jsonError({ code: "internal", message: text });
+    return 1;
+  }
+}
+
+async function command(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   let parsed;
   try {
     parsed = parse(rest);
   } catch (error) {
-    err(`error: ${(error as Error).message}\n${USAGE}`);
-    return 2;
+    return usageError((error as Error).message, args.includes("--json"), true);
   }
   const { values, positionals } = parsed;
   if (values.help || command === undefined || command === "help") {

@@ -300,6 +300,8 @@ export const stage = defineStage<TrainOptions>({
   options: TrainOptions,
   takes: ["tokens", "label"],
   provides: ["model", "metrics", "summary"],
+  // A resume may extend a run (more epochs) or switch engines; see pipeline/resume.ts.
+  resumeMayChange: { epochs: "grow", engine: "any", readEvery: "any" },
   async describe(options, ctx) {
     const dims = await dimsOf(ctx.data);
     const s = modelSummary(options.model, dims);
@@ -349,7 +351,15 @@ export const stage = defineStage<TrainOptions>({
     let history: EpochMetrics[] = [];
     let start = 0;
     let best = { epoch: -1, accuracy: -Infinity };
-    if (ctx.resume) {
+    const hasLast = await Deno.stat(join(checkpoints, "last.json")).then(
+      () => true,
+      () => false,
+    );
+    if (ctx.resume && !hasLast) {
+      log.info(
+        "no checkpoint yet (the run stopped before its first epoch ended): training starts afresh",
+      );
+    } else if (ctx.resume) {
       const ckpt = await loadCheckpoint(tf, checkpoints, "last").catch((e) => {
         throw new Error(`Cannot resume: ${(e as Error).message}`);
       });
@@ -396,9 +406,11 @@ export const stage = defineStage<TrainOptions>({
           throw new Error(
             `Cannot continue training: the loss is ${l} at epoch ${
               epoch + 1
-            }, step ${step}; the last good checkpoint is ${
-              join(checkpoints, "last")
-            }`,
+            }, step ${step}; ${
+              epoch > 0
+                ? `the last good checkpoint is ${join(checkpoints, "last")}`
+                : "no checkpoint exists yet (the first is written when epoch 1 ends)"
+            }; try a lower lr`,
           );
         }
       };
@@ -435,6 +447,12 @@ export const stage = defineStage<TrainOptions>({
               : undefined,
           })
         ) {
+          // Step boundary: a Ctrl-C stops the run here.
+          await ctx.boundary(
+            epoch > 0
+              ? `epoch ${epoch + 1}, from the checkpoint of epoch ${epoch}`
+              : undefined,
+          );
           const V = viewsOf(batch);
           const b = batch.size / V;
           const tokens = batch.tokens as Tensor3D;
@@ -465,7 +483,6 @@ export const stage = defineStage<TrainOptions>({
                 accuracy: m.correct / Math.max(1, m.count),
               });
             } else bar.tick(b);
-            if (ctx.signal.aborted) throw ctx.signal.reason;
             continue;
           }
           const labelsT = tf.tensor1d(labels, "int32");
@@ -506,7 +523,6 @@ export const stage = defineStage<TrainOptions>({
             checkLoss(l, epoch, step);
             bar.tick(b, { loss: l, accuracy: acc });
           } else bar.tick(b);
-          if (ctx.signal.aborted) throw ctx.signal.reason;
         }
         let trainLoss: number;
         let trainAccuracy: number;
