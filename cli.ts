@@ -36,6 +36,7 @@ import { checkBackend } from "./pipeline/backend_check.ts";
 
 const USAGE = `usage:
   deno task run <spec.yaml> [--set path=value]... [--dry-run] [--json] [--lock deno.lock] [--verbose]
+                 [--update-lock <stage URL>]   (accept a remote stage's changed code)
   deno task run <spec.yaml> --resume runs/<dir>
   deno task run <spec.yaml> --repeat 3 [--same-seed]   (several models, e.g. for TTAu's Mlt)
   deno task validate <spec.yaml>... [--set path=value]... [--lock deno.lock]
@@ -97,6 +98,7 @@ function parse(args: string[]) {
       "dry-run": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       lock: { type: "string" },
+      "update-lock": { type: "string", multiple: true, default: [] },
       resume: { type: "string" },
       repeat: { type: "string", default: "1" },
       "same-seed": { type: "boolean", default: false },
@@ -107,7 +109,28 @@ function parse(args: string[]) {
   });
 }
 
-async function validate(files: string[], sets: string[], lock?: string) {
+/** Checks that every `--update-lock` URL names a URL stage of the plan. */
+function unusedUpdateLocks(
+  compiled: { plan: { stages: readonly { specifier?: string }[] } },
+  urls: readonly string[],
+): string | undefined {
+  const used = new Set(compiled.plan.stages.map((s) => s.specifier));
+  const unused = urls.filter((u) => !used.has(new URL(u, "file:///").href));
+  return unused.length
+    ? `Cannot update the lock entry of ${
+      unused.join(", ")
+    }: the spec uses no stage at ${
+      unused.length === 1 ? "this URL" : "these URLs"
+    }; give the URL exactly as its use: line has it`
+    : undefined;
+}
+
+async function validate(
+  files: string[],
+  sets: string[],
+  lock: string | undefined,
+  updateLock: string[],
+) {
   let failed = 0;
   for (const file of files) {
     try {
@@ -115,7 +138,14 @@ async function validate(files: string[], sets: string[], lock?: string) {
         builtins: BUILTIN_STAGES,
         overrides: sets,
         lockfile: lock,
+        updateLock,
       });
+      const unused = unusedUpdateLocks(c, updateLock);
+      if (unused) {
+        err(`error: ${unused}`);
+        failed++;
+        continue;
+      }
       out(
         `ok  ${file}  (${c.plan.stages.length} stages: ${
           c.plan.stages.map((s) => s.name).join(" → ")
@@ -154,6 +184,7 @@ async function run(
         builtins: BUILTIN_STAGES,
         overrides: [...values.set, ...extra],
         lockfile: values.lock,
+        updateLock: values["update-lock"],
       });
     } catch (error) {
       if (error instanceof ConfigError) {
@@ -165,6 +196,8 @@ async function run(
   };
   const compiled = await compileWith([]);
   if (!compiled) return 2;
+  const unused = unusedUpdateLocks(compiled, values["update-lock"]);
+  if (unused) return usageError(unused, json);
   if (values["dry-run"]) {
     let described: Record<string, string> = {};
     try {
@@ -443,7 +476,12 @@ async function command(args: string[]): Promise<number> {
         err(`error: validate takes at least one spec file\n${USAGE}`);
         return 2;
       }
-      return await validate(positionals, values.set, values.lock);
+      return await validate(
+        positionals,
+        values.set,
+        values.lock,
+        values["update-lock"],
+      );
     case "data":
       if (positionals.length !== 1) {
         err(

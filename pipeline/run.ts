@@ -121,22 +121,28 @@ function resumeNote(stage: string, restarts: string | undefined): string {
     : `a resume runs stage "${stage}" again from its start (it has no checkpoint to resume from)`;
 }
 
-/** The first {@linkcode StageError} in an error's cause chain. */
-function stageErrorIn(error: unknown): StageError | undefined {
-  for (let e = error, depth = 0; e && depth < 8; depth++) {
-    if (e instanceof StageError) return e;
+/** The error and its causes, outermost first (at most 8 deep). */
+function causeChain(error: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = error; e && chain.length < 8;) {
+    chain.push(e);
     e = (e as { cause?: unknown }).cause;
   }
-  return undefined;
+  return chain;
+}
+
+/** The first {@linkcode StageError} in an error's cause chain. */
+function stageErrorIn(error: unknown): StageError | undefined {
+  return causeChain(error).find((e) => e instanceof StageError) as
+    | StageError
+    | undefined;
 }
 
 /** The first {@linkcode InterruptedError} in an error's cause chain. */
 function interruptedIn(error: unknown): InterruptedError | undefined {
-  for (let e = error, depth = 0; e && depth < 8; depth++) {
-    if (e instanceof InterruptedError) return e;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
+  return causeChain(error).find((e) => e instanceof InterruptedError) as
+    | InterruptedError
+    | undefined;
 }
 
 /** How to run. */
