@@ -26,7 +26,8 @@ function showLayout(l: KeyLayout): string {
 }
 
 function elementType(v: unknown): string {
-  if (v instanceof Float32Array || v instanceof Float64Array) return "float32";
+  if (v instanceof Float32Array) return "float32";
+  if (v instanceof Float64Array) return "float64";
   if (v instanceof Int32Array || Number.isInteger(v)) return "int32";
   if (typeof v === "number") return "float32";
   if (typeof v === "boolean") return "bool";
