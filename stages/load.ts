@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
 import type { Dataset } from "../pipeline/types.ts";
@@ -103,7 +103,27 @@ export const stage = defineStage<LoadOptions, LoadData>({
       seed: ctx.rng.int(2 ** 31),
     });
     if (!index || problems.length > 0) throw new DataError(what, problems);
-    const dataset = await openAudioDataset(what, index, options, ctx.log);
+    let backgroundNoise = options.backgroundNoise;
+    if (backgroundNoise === undefined && layout.noiseFolder && root) {
+      // The layout's own noise folder, under whatever root the run names.
+      const own = join(root, layout.noiseFolder);
+      const found = await Deno.stat(own).then(
+        (s) => s.isDirectory,
+        () => false,
+      );
+      if (found) backgroundNoise = own;
+      else {
+        ctx.log.warn(
+          `no ${layout.noiseFolder} folder under ${root}: views that mix background noise will fail (set load.backgroundNoise to a folder of noise clips)`,
+        );
+      }
+    }
+    const dataset = await openAudioDataset(
+      what,
+      index,
+      { ...options, backgroundNoise },
+      ctx.log,
+    );
     ctx.log.info(
       `${what}: ${
         Object.entries(dataset.splits).map(([s, n]) => `${s} ${n}`).join(", ")

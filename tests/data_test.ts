@@ -9,7 +9,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as z from "zod";
-import { compile, defineStage, runPipeline } from "../pipeline/mod.ts";
+import {
+  compile,
+  defineStage,
+  openSource,
+  runPipeline,
+} from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
 import { SPEECH_COMMANDS_V1_CLASSES } from "../stages/_layouts/speech_commands.ts";
 import { encodeWav, toneInt16, writeToneWav } from "./_fixtures.ts";
@@ -460,4 +465,39 @@ Deno.test("folder layout: class folders with a seeded split, and a CSV manifest 
   );
   assert.deepEqual(m.dataset.splits, { train: 2, validation: 1, test: 1 });
   assert.deepEqual(m.labels, { train: [0, 1], validation: [0], test: [1] });
+});
+
+Deno.test("--set data.root alone moves the SC preset, background noise included (the root's own _background_noise_)", async () => {
+  const root = await speechCommands();
+  try {
+    const compiled = await compile(join(ROOT, "presets/sc1.yaml"), {
+      builtins: BUILTIN_STAGES,
+      overrides: [`data.root=${root}`, "load.workers=0"],
+    });
+    const dataset = await openSource(compiled);
+    try {
+      assert.deepEqual(
+        Object.keys(dataset.assets?.backgroundNoise as object).sort(),
+        ["pink_noise", "white_noise"],
+      );
+    } finally {
+      await dataset.close?.();
+    }
+    // Without the folder, the run is told at once what will fail and why.
+    await Deno.remove(join(root, "_background_noise_"), { recursive: true });
+    const lines: string[] = [];
+    const bare = await openSource(compiled, { console: (l) => lines.push(l) });
+    await bare.close?.();
+    assert.equal(bare.assets?.backgroundNoise, undefined);
+    assert.ok(
+      lines.some((l) =>
+        l.includes(
+          `warn: no _background_noise_ folder under ${root}: views that mix background noise will fail (set load.backgroundNoise to a folder of noise clips)`,
+        )
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -243,4 +243,5 @@ export const layout: Layout<SpeechCommandsData> = {
   id: "speech_commands",
   data: SpeechCommandsData,
   index: (data) => index(data),
+  noiseFolder: "_background_noise_",
 };

@@ -53,4 +53,10 @@ export interface Layout<D = unknown> {
   readonly data: OptionsSchema<D>;
   /** Builds the index. Never throws for data problems: it reports them. */
   index(data: D, ctx: IndexContext): Promise<IndexResult>;
+  /**
+   * The dataset's own folder of background-noise clips, relative to its
+   * root (Speech Commands' `_background_noise_`): `load` uses it when its
+   * `backgroundNoise` option is unset, so `--set data.root=...` moves both.
+   */
+  readonly noiseFolder?: string;
 }
