@@ -48,6 +48,41 @@ export interface AudioDatasetOptions {
   readonly workers: number;
   readonly cacheMegabytes: number;
   readonly backgroundNoise?: string;
+  /** Files the layout left out before its split (bad, with `onBadFile: skip`). */
+  readonly skippedBeforeSplit?: readonly {
+    readonly path: string;
+    readonly reason: string;
+  }[];
+}
+
+/**
+ * Reads the headers of `paths` and names the unreadable ones (for layouts
+ * that leave bad files out before a seeded split).
+ *
+ * @param paths WAV files.
+ * @returns Path → reason, for the bad files only.
+ */
+export async function findBadFiles(
+  paths: readonly string[],
+): Promise<Map<string, string>> {
+  const results = await mapLimit([...paths], 64, async (path) => {
+    try {
+      await readWavHeader(path);
+      return undefined;
+    } catch (error) {
+      if (
+        error instanceof WavError || error instanceof Deno.errors.NotFound
+      ) {
+        return (error as Error).message;
+      }
+      throw error;
+    }
+  });
+  const bad = new Map<string, string>();
+  results.forEach((reason, i) => {
+    if (reason !== undefined) bad.set(paths[i], reason);
+  });
+  return bad;
 }
 
 /** A background noise clip, mono, at its own rate (never resampled). */
@@ -151,6 +186,10 @@ export async function openAudioDataset(
   log: Logger,
 ): Promise<Dataset> {
   const skipped: { path: string; reason: string }[] = [];
+  for (const s of options.skippedBeforeSplit ?? []) {
+    skipped.push({ ...s });
+    log.warn(`skipping ${s.path}: ${s.reason} (left out before the split)`);
+  }
   let splits: Record<string, readonly ClipRef[]> = { ...index.splits };
   let facts: HeaderFacts | undefined;
   let rate: number | undefined;

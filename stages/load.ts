@@ -38,6 +38,7 @@ import { LAYOUTS } from "./_layouts/mod.ts";
 import type { Layout } from "./_layouts/types.ts";
 import {
   DataError,
+  findBadFiles,
   loadNoiseFolder,
   openAudioDataset,
 } from "./_audio_dataset.ts";
@@ -99,8 +100,13 @@ export const stage = defineStage<LoadOptions, LoadData>({
     const layout = (LAYOUTS as Readonly<Record<string, Layout>>)[data.layout];
     const root = typeof data.root === "string" ? resolve(data.root) : "";
     const what = `dataset "${data.layout}" at ${root}`;
-    const { index, problems } = await layout.index(data, {
+    const { index, problems, excluded } = await layout.index(data, {
       seed: ctx.rng.int(2 ** 31),
+      // Bad files are decided before a seeded split, so skipping a file and
+      // deleting it draw the same split.
+      ...(options.onBadFile === "skip" && options.scanHeaders
+        ? { exclude: findBadFiles }
+        : {}),
     });
     if (!index || problems.length > 0) throw new DataError(what, problems);
     let backgroundNoise = options.backgroundNoise;
@@ -121,7 +127,7 @@ export const stage = defineStage<LoadOptions, LoadData>({
     const dataset = await openAudioDataset(
       what,
       index,
-      { ...options, backgroundNoise },
+      { ...options, backgroundNoise, skippedBeforeSplit: excluded },
       ctx.log,
     );
     ctx.log.info(

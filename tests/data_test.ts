@@ -501,3 +501,60 @@ Deno.test("--set data.root alone moves the SC preset, background noise included 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("onBadFile: skip decides before a seeded split: skipping a bad file and deleting it give the same splits", async () => {
+  const root = await Deno.makeTempDir({ prefix: "data_test_folder_" });
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const cls of ["a", "b", "c"]) {
+      for (let i = 0; i < 10; i++) {
+        await writeToneWav(join(root, cls, `${cls}${i}.wav`), {
+          sampleRateHz: 8000,
+          seconds: 0.1,
+          frequencyHz: 300 + 40 * i,
+        });
+      }
+    }
+    const bad = join(root, "b", "b3.wav");
+    await Deno.writeTextFile(bad, "not a wav file");
+    const path = join(dir, "spec.yaml");
+    await Deno.writeTextFile(
+      path,
+      `name: folder
+runtime: { backend: cpu, seed: 5 }
+data: { layout: folder, root: ${
+        JSON.stringify(root)
+      }, split: { validation: 0.2, test: 0.2 } }
+stages:
+  - use: load
+    with: { workers: 0, onBadFile: skip }
+`,
+    );
+    const splitsOf = async () => {
+      const compiled = await compile(path, { builtins: BUILTIN_STAGES });
+      const dataset = await openSource(compiled);
+      try {
+        const out: Record<string, string[]> = {};
+        for (const [split, n] of Object.entries(dataset.splits)) {
+          out[split] = [];
+          for (let i = 0; i < n; i++) {
+            out[split].push((await dataset.example(split, i))!.path as string);
+          }
+        }
+        return { out, skipped: dataset.skipped?.() ?? [] };
+      } finally {
+        await dataset.close?.();
+      }
+    };
+    const skipping = await splitsOf();
+    assert.deepEqual(skipping.skipped.map((s) => s.path), [bad]);
+    await Deno.remove(bad);
+    const deleted = await splitsOf();
+    assert.deepEqual(deleted.skipped, []);
+    assert.deepEqual(skipping.out, deleted.out);
+    assert.equal(Object.values(deleted.out).flat().length, 29);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
+  }
+});

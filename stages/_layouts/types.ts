@@ -37,12 +37,25 @@ export interface DataProblem {
 export interface IndexResult {
   readonly index?: DatasetIndex;
   readonly problems: readonly DataProblem[];
+  /** Files left out before a seeded split ({@linkcode IndexContext.exclude}), with the reason. */
+  readonly excluded?: readonly {
+    readonly path: string;
+    readonly reason: string;
+  }[];
 }
 
 /** Context of indexing. */
 export interface IndexContext {
   /** The run's seed, for layouts that draw a split. */
   readonly seed: number;
+  /**
+   * Bad files to leave out before a seeded split is drawn (`onBadFile:
+   * skip`), so that skipping a file and deleting it give the same split:
+   * given candidate paths, resolves path → reason for the bad ones.
+   */
+  readonly exclude?: (
+    paths: readonly string[],
+  ) => Promise<ReadonlyMap<string, string>>;
 }
 
 /** A dataset layout: its `data:` schema and its indexer. */
