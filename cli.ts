@@ -28,7 +28,11 @@ import {
   runPipeline,
   StageError,
 } from "./pipeline/mod.ts";
-import { dataReport, formatDataReport } from "./stages/data_report.ts";
+import {
+  dataReport,
+  formatDataReport,
+  plannedClipSeconds,
+} from "./stages/data_report.ts";
 import { BUILTIN_STAGES } from "./stages/mod.ts";
 import { selectBackend } from "./pipeline/backend.ts";
 import type { BackendChoice } from "./pipeline/backend.ts";
@@ -349,7 +353,14 @@ async function data(
     return 1;
   }
   try {
-    const report = dataReport(dataset);
+    const rate = dataset.info.sampleRateHz;
+    const report = dataReport(
+      dataset,
+      plannedClipSeconds(
+        compiled.plan,
+        typeof rate === "number" ? rate : undefined,
+      ),
+    );
     out(
       values.json ? JSON.stringify(report, null, 2) : formatDataReport(report),
     );

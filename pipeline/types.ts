@@ -129,6 +129,10 @@ export interface Dataset {
   example(split: string, index: number): Promise<Example | undefined>;
   /** Labels of a split in index order, when known without reading audio. */
   labels?(split: string): readonly number[];
+  /** Each clip's file and length in seconds, in index order, when known from headers. */
+  durations?(
+    split: string,
+  ): readonly { readonly path: string; readonly seconds: number }[];
   /** Dataset-level resources for later stages (e.g. `backgroundNoise`). */
   readonly assets?: Readonly<Record<string, unknown>>;
   /** Every example skipped so far, with the reason. */

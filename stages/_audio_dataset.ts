@@ -193,6 +193,8 @@ export async function openAudioDataset(
   let splits: Record<string, readonly ClipRef[]> = { ...index.splits };
   let facts: HeaderFacts | undefined;
   let rate: number | undefined;
+  /** Per clip of each split (index order), from the header scan. */
+  let clipSeconds: Record<string, { path: string; seconds: number }[]> = {};
 
   if (options.scanHeaders) {
     const all = Object.entries(splits).flatMap(([split, clips]) =>
@@ -216,6 +218,7 @@ export async function openAudioDataset(
     const bits = new Set<number>();
     const durations: Record<string, number[]> = {};
     const keep: Record<string, ClipRef[]> = {};
+    const seconds: Record<string, { path: string; seconds: number }[]> = {};
     all.forEach(({ split, clip }, i) => {
       const h = headers[i] as WavInfo | { bad: string };
       keep[split] ??= [];
@@ -225,6 +228,10 @@ export async function openAudioDataset(
         return;
       }
       keep[split].push(clip);
+      (seconds[split] ??= []).push({
+        path: clip.path,
+        seconds: h.durationSeconds,
+      });
       if (!byRate.has(h.sampleRateHz)) byRate.set(h.sampleRateHz, new Set());
       byRate.get(h.sampleRateHz)!.add(clip.path);
       channels.add(h.channels);
@@ -271,6 +278,7 @@ export async function openAudioDataset(
       );
     }
     splits = keep;
+    clipSeconds = seconds;
     rate = byRate.keys().next().value;
     facts = {
       sampleRatesHz: [...byRate.keys()],
@@ -357,6 +365,9 @@ export async function openAudioDataset(
     },
     assets,
     labels: (split) => (splits[split] ?? []).map((c) => c.label),
+    ...(options.scanHeaders
+      ? { durations: (split: string) => clipSeconds[split] ?? [] }
+      : {}),
     skipped: () => skipped,
     async example(split: string, i: number): Promise<Example | undefined> {
       const clips = Object.hasOwn(splits, split) ? splits[split] : undefined;

@@ -558,3 +558,60 @@ stages:
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("deno task data flags clips far shorter or longer than the length the spec trains on", async () => {
+  const root = await Deno.makeTempDir({ prefix: "data_test_lengths_" });
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const cls of ["a", "b"]) {
+      for (let i = 0; i < 5; i++) {
+        await writeToneWav(join(root, cls, `${cls}${i}.wav`), {
+          sampleRateHz: 8000,
+          seconds: 1,
+        });
+      }
+    }
+    const tiny = join(root, "a", "tiny.wav");
+    const huge = join(root, "b", "huge.wav");
+    await writeToneWav(tiny, { sampleRateHz: 8000, seconds: 0.01 });
+    await writeToneWav(huge, { sampleRateHz: 8000, seconds: 30 });
+    const path = join(dir, "spec.yaml");
+    await Deno.writeTextFile(
+      path,
+      `name: lengths
+runtime: { backend: cpu }
+data: { layout: folder, root: ${
+        JSON.stringify(root)
+      }, split: { validation: 0.2, test: 0.2 } }
+stages:
+  - use: load
+    with: { workers: 0 }
+  - use: mono_mix
+  - use: fixed_length
+    with: { seconds: 1 }
+`,
+    );
+    const text = await dataTask(path);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      /warning {3}1 clip\(s\) far shorter than the 1\.000 s the spec trains on \(under 0\.250 s\):\n {2}.*tiny\.wav: 0\.010 s \((train|validation|test)\)/,
+    );
+    assert.match(
+      text.stdout,
+      /warning {3}1 clip\(s\) far longer than the 1\.000 s the spec trains on \(over 2\.000 s\):\n {2}.*huge\.wav: 30\.000 s/,
+    );
+    const json = await dataTask(path, "--json");
+    const lengths = JSON.parse(json.stdout).lengths;
+    assert.equal(lengths.expectedSeconds, 1);
+    assert.deepEqual(lengths.shorter.map((o: { path: string }) => o.path), [
+      tiny,
+    ]);
+    assert.deepEqual(lengths.longer.map((o: { path: string }) => o.path), [
+      huge,
+    ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
+  }
+});
