@@ -31,6 +31,7 @@ import {
 import {
   dataReport,
   formatDataReport,
+  plannedClip,
   plannedClipSeconds,
 } from "./stages/data_report.ts";
 import { BUILTIN_STAGES } from "./stages/mod.ts";
@@ -204,14 +205,30 @@ async function run(
   if (unused) return usageError(unused, json);
   if (values["dry-run"]) {
     let described: Record<string, string> = {};
+    let note: string | undefined;
     try {
-      described = await describeSteps(compiled, { console: err });
+      described = await describeSteps(compiled, {
+        console: err,
+        planned: plannedClip(compiled.plan),
+        note: (line) => {
+          note = line;
+          err(`note: ${line}`);
+        },
+      });
     } catch (error) {
       err(`note: no model summary: ${(error as Error).message.split("\n")[0]}`);
     }
     if (values.json) {
       out(
-        JSON.stringify({ plan: compiled.plan, describe: described }, null, 2),
+        JSON.stringify(
+          {
+            plan: compiled.plan,
+            describe: described,
+            ...(note ? { describeNote: note } : {}),
+          },
+          null,
+          2,
+        ),
       );
     } else {
       out(formatPlan(compiled.plan));

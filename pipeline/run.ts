@@ -20,6 +20,7 @@ import type {
   Example,
   MapContext,
   MapStage,
+  PlannedClip,
   SourceStage,
   StepStage,
   Tf,
@@ -444,18 +445,41 @@ export async function openSource(
  * Describes the step stages for `--dry-run`: opens the source (cpu backend,
  * no run folder) and lets each step with a `describe` hook look at the data
  * through the map stages declared before it (e.g. to print a model summary).
+ * When the data cannot be opened (not downloaded yet) and `planned` says
+ * what a clip looks like, the source's stand-in of silent clips is used
+ * instead (`SourceStage.planned`), and `note` tells the caller so.
  *
  * @param compiled The output of `compile()`.
+ * @param options Where log lines go; the planned clip for absent data; `note`
+ *   receives one line when the stand-in is used.
  * @returns One text per describing step, by stage name.
+ * @throws The source's error when the data is absent and no stand-in exists.
  */
 export async function describeSteps(
   compiled: CompiledPipeline,
-  options: { console?: (line: string) => void } = {},
+  options: {
+    console?: (line: string) => void;
+    planned?: PlannedClip;
+    note?: (line: string) => void;
+  } = {},
 ): Promise<Record<string, string>> {
   const { plan, modules } = compiled;
   const describing = modules.some((m) => m.kind === "step" && m.describe);
   if (!describing) return {};
-  const dataset = await openSource(compiled, options);
+  let dataset: Dataset;
+  try {
+    dataset = await openSource(compiled, { console: options.console });
+  } catch (error) {
+    const source = modules[0] as SourceStage;
+    const stand = options.planned &&
+      source.planned?.(plan.data, plan.stages[0].options, options.planned);
+    if (!stand || !options.planned) throw error;
+    const why = (error as Error).message.split("\n")[0];
+    options.note?.(
+      `the data cannot be opened (${why}); the summary below is planned from the spec: ${stand.classes.length} classes, silent ${options.planned.seconds} s clips at ${options.planned.sampleRateHz} Hz`,
+    );
+    dataset = stand;
+  }
   const { tf, backend } = await selectBackend("cpu");
   const log = createLogger({ console: options.console });
   const maps: MapEntry[] = [];

@@ -235,6 +235,21 @@ export interface SourceStage<O = unknown, D = unknown> extends StageBase<O> {
   readonly data: OptionsSchema<D>;
   /** Opens the dataset the `data:` section describes. */
   open(data: D, options: O, ctx: SourceContext): Promise<Dataset>;
+  /**
+   * A stand-in for `--dry-run` when the data is absent: silent clips of the
+   * given length and rate with the classes the `data:` section implies, so
+   * the map stages and a step's `describe` see the real shapes. Undefined
+   * when the classes cannot be known without the files.
+   */
+  planned?(data: D, options: O, clip: PlannedClip): Dataset | undefined;
+}
+
+/** The clip a planned dataset stands in with (see `SourceStage.planned`). */
+export interface PlannedClip {
+  /** Length in seconds. */
+  readonly seconds: number;
+  /** Sample rate in Hz. */
+  readonly sampleRateHz: number;
 }
 
 /** A map stage: synchronous, per batch. */

@@ -91,6 +91,31 @@ export function plannedClipSeconds(
 }
 
 /**
+ * The clip a plan expects, for `--dry-run` without the data: the rate its
+ * stages name (`mel`'s `sampleRateHz`, else the data section's) and the
+ * length it trains on ({@linkcode plannedClipSeconds}, else 1 s).
+ *
+ * @param plan The compiled plan.
+ * @returns The clip, or undefined when no stage or data key names a rate.
+ */
+export function plannedClip(
+  plan: Plan,
+): { seconds: number; sampleRateHz: number } | undefined {
+  const rates = [
+    ...plan.stages.map((s) =>
+      (s.options as { sampleRateHz?: unknown }).sampleRateHz
+    ),
+    (plan.data as { sampleRateHz?: unknown } | undefined)?.sampleRateHz,
+  ].filter((r): r is number => typeof r === "number" && r > 0);
+  if (rates.length === 0) return undefined;
+  const sampleRateHz = rates[0];
+  return {
+    seconds: plannedClipSeconds(plan, sampleRateHz) ?? 1,
+    sampleRateHz,
+  };
+}
+
+/**
  * Builds the report of an opened dataset.
  *
  * @param dataset The dataset the source stage opened.

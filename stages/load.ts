@@ -31,7 +31,7 @@
 import { join, resolve } from "node:path";
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
-import type { Dataset } from "../pipeline/types.ts";
+import type { Dataset, PlannedClip } from "../pipeline/types.ts";
 import type { Rng } from "../pipeline/rng.ts";
 import { synthesizeClip, SyntheticData } from "./_synthetic.ts";
 import { LAYOUTS } from "./_layouts/mod.ts";
@@ -137,7 +137,41 @@ export const stage = defineStage<LoadOptions, LoadData>({
     );
     return dataset;
   },
+  planned(data, _options, clip) {
+    const layout = (LAYOUTS as Readonly<Record<string, Layout>>)[data.layout];
+    const classes = data.layout === "synthetic"
+      ? SyntheticData.parse(data).classes
+      : layout?.classes?.(data); // data: already checked, defaults filled
+    return classes ? plannedDataset(classes, clip) : undefined;
+  },
 });
+
+/**
+ * Silent mono clips, one per split, standing in for absent data in
+ * `--dry-run` (see `SourceStage.planned`).
+ */
+function plannedDataset(
+  classes: readonly string[],
+  clip: PlannedClip,
+): Dataset {
+  const length = Math.max(1, Math.round(clip.seconds * clip.sampleRateHz));
+  const splits = { train: 1, validation: 1, test: 1 };
+  return {
+    classes,
+    splits,
+    info: { planned: true, sampleRateHz: clip.sampleRateHz },
+    labels: () => [0],
+    example: (split) =>
+      Object.hasOwn(splits, split)
+        ? Promise.resolve({
+          channels: [new Float32Array(length)],
+          sampleRate: clip.sampleRateHz,
+          label: 0,
+          path: `(planned silent clip, ${split})`,
+        })
+        : Promise.reject(new RangeError(`Cannot read split "${split}"`)),
+  };
+}
 
 /** A dataset of generated tones (see `_synthetic.ts`). */
 function openSynthetic(data: SyntheticData, rng: Rng): Dataset {

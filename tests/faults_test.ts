@@ -733,3 +733,27 @@ Deno.test("faults: a remote stage served with a non-JavaScript content type is n
     await Deno.remove(fx.dir, { recursive: true });
   }
 });
+
+Deno.test("faults: --dry-run without the data prints the model summary planned from the preset, saying so", async () => {
+  const absent = join(
+    await Deno.makeTempDir({ prefix: "faults_absent_" }),
+    "none",
+  );
+  const r = await cli([
+    "run",
+    "presets/sc1.yaml",
+    "--dry-run",
+    "--set",
+    `data.root=${absent}`,
+  ]);
+  assert.equal(r.code, 0, explain(r));
+  assert.match(
+    r.stderr,
+    /note: the data cannot be opened \(Cannot open dataset "speech_commands" at .*none: 1 problem\); the summary below is planned from the spec: 30 classes, silent 1 s clips at 16000 Hz/,
+  );
+  assert.match(
+    r.stdout,
+    /^train:\nmodel dims \{"nMels":80,"frames":104,"classes":30\}$/m,
+  );
+  assert.match(r.stdout, /^parameters: 103070780$/m);
+});

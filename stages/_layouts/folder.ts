@@ -445,4 +445,5 @@ export const layout: Layout<FolderData> = {
   id: "folder",
   data: FolderData,
   index,
+  classes: (data) => data.classes,
 };

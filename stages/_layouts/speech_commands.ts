@@ -244,4 +244,5 @@ export const layout: Layout<SpeechCommandsData> = {
   data: SpeechCommandsData,
   index: (data) => index(data),
   noiseFolder: "_background_noise_",
+  classes: (data) => speechCommandsClasses(data.version),
 };

@@ -72,4 +72,6 @@ export interface Layout<D = unknown> {
    * `backgroundNoise` option is unset, so `--set data.root=...` moves both.
    */
   readonly noiseFolder?: string;
+  /** The class names the `data:` section implies without reading files (undefined: unknown). */
+  classes?(data: D): readonly string[] | undefined;
 }
