@@ -757,3 +757,42 @@ Deno.test("faults: --dry-run without the data prints the model summary planned f
   );
   assert.match(r.stdout, /^parameters: 103070780$/m);
 });
+
+Deno.test("faults: the README's extends-patch example compiles (one view, a swapped mel module, a dropped stage)", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const block = readme.match(
+    /```yaml\n(\s*extends: \.\.\/sc1\.yaml\n[\s\S]*?)```/,
+  );
+  assert.ok(block, "README shows the sc1_one_view patch");
+  const dir = await Deno.makeTempDir({ prefix: "faults_readme_" });
+  try {
+    const text = block[1].replace(/^ {2}/gm, "").replace(
+      "extends: ../sc1.yaml",
+      `extends: ${join(ROOT, "presets/sc1.yaml")}`,
+    );
+    await Deno.writeTextFile(join(dir, "one_view.yaml"), text);
+    await Deno.writeTextFile(
+      join(dir, "my_mel.ts"),
+      `export { stage } from ${
+        JSON.stringify(new URL("../stages/mel.ts", import.meta.url).href)
+      };\n`,
+    );
+    const { plan } = await compile(join(dir, "one_view.yaml"), {
+      builtins: BUILTIN_STAGES,
+    });
+    const augment = plan.stages.find((s) => s.name === "augment")!;
+    assert.deepEqual(
+      (augment.options as { views: { name: string }[] }).views.map((v) =>
+        v.name
+      ),
+      ["shift"],
+    );
+    assert.equal(
+      plan.stages.find((s) => s.use === "./my_mel.ts")?.origin,
+      "file",
+    );
+    assert.ok(!plan.stages.some((s) => s.id === "test_time_adaptation"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
