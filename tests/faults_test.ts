@@ -137,7 +137,8 @@ function count(text: string, needle: string): number {
 
 /** The single run folder under `outDir`. */
 async function onlyRun(outDir: string): Promise<string> {
-  const dirs = [...Deno.readDirSync(outDir)].filter((e) => e.isDirectory);
+  const dirs = [];
+  for await (const e of Deno.readDir(outDir)) if (e.isDirectory) dirs.push(e);
   assert.equal(dirs.length, 1, `one run folder in ${outDir}`);
   return join(outDir, dirs[0].name);
 }
