@@ -253,9 +253,13 @@ async function run(
         Deno.exit(name === "SIGTERM" ? 143 : 130);
       }
     };
-    Deno.addSignalListener(name, listener);
+    try {
+      Deno.addSignalListener(name, listener);
+    } catch {
+      return undefined; // SIGTERM cannot be listened to on Windows
+    }
     return [name, listener] as const;
-  });
+  }).filter((l) => l !== undefined);
   const runs: string[] = [];
   try {
     for (let r = 0; r < repeat; r++) {
