@@ -421,14 +421,15 @@ Deno.test("faults: more epochs extend a finished run on resume; a missing run fo
 Deno.test("faults: a read-only output folder is one clear error, no stack trace", async () => {
   const dir = await Deno.makeTempDir({ prefix: "faults_readonly_" });
   try {
-    // root ignores file modes: then a path under a plain file stands in for it.
     let outputDir = join(dir, "ro");
-    if (Deno.uid() === 0) {
+    await Deno.mkdir(outputDir);
+    await Deno.chmod(outputDir, 0o555);
+    // root ignores file modes: then a path under a plain file stands in for it.
+    const probe = join(outputDir, "probe");
+    if (await Deno.writeTextFile(probe, "").then(() => true, () => false)) {
+      await Deno.remove(probe);
       await Deno.writeTextFile(join(dir, "file"), "");
       outputDir = join(dir, "file", "runs");
-    } else {
-      await Deno.mkdir(outputDir, { mode: 0o555 });
-      await Deno.chmod(outputDir, 0o555);
     }
     const r = await cli([
       "run",
@@ -448,8 +449,8 @@ Deno.test("faults: a read-only output folder is one clear error, no stack trace"
     );
     assert.ok(!r.stderr.includes("\x1b["), "no ANSI codes");
     assert.equal(JSON.parse(r.stdout).error.code, "run_folder");
-    await Deno.chmod(outputDir, 0o755).catch(() => {});
   } finally {
+    await Deno.chmod(join(dir, "ro"), 0o755).catch(() => {});
     await Deno.remove(dir, { recursive: true });
   }
 });
