@@ -28,6 +28,7 @@ import {
   runPipeline,
   StageError,
 } from "./pipeline/mod.ts";
+import { watchSignals } from "./pipeline/signals.ts";
 import {
   dataReport,
   formatDataReport,
@@ -238,28 +239,10 @@ async function run(
     }
     return 0;
   }
-  // First Ctrl-C or SIGTERM: stop at the next step boundary; second: quit now.
+  // First Ctrl-C or SIGTERM: acknowledged at once (on the signal thread), the
+  // run stops at its next step boundary; a second one ends the process.
   const interrupt = createInterrupt();
-  const listeners = (["SIGINT", "SIGTERM"] as const).map((name) => {
-    const listener = () => {
-      if (interrupt.reason === undefined) {
-        err(
-          `\n${name} received: stopping at the next step boundary (the run stays resumable); press Ctrl-C again to quit at once`,
-        );
-        interrupt.request(name);
-      } else {
-        err(`${name} received again: quitting now`);
-        interrupt.hardStop();
-        Deno.exit(name === "SIGTERM" ? 143 : 130);
-      }
-    };
-    try {
-      Deno.addSignalListener(name, listener);
-    } catch {
-      return undefined; // SIGTERM cannot be listened to on Windows
-    }
-    return [name, listener] as const;
-  }).filter((l) => l !== undefined);
+  const signals = await watchSignals(interrupt);
   const runs: string[] = [];
   try {
     for (let r = 0; r < repeat; r++) {
@@ -340,9 +323,7 @@ async function run(
     }
     throw error;
   } finally {
-    for (const [name, listener] of listeners) {
-      Deno.removeSignalListener(name, listener);
-    }
+    signals.close();
   }
 }
 

@@ -40,28 +40,3 @@ export async function writeFileAtomic(
 export function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   return writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
 }
-
-/**
- * {@linkcode writeJsonAtomic}, synchronously: for last words when the process
- * is about to exit (a second Ctrl-C), where no promise would settle.
- *
- * @param path Target file.
- * @param value Any JSON-serialisable value.
- */
-export function writeJsonAtomicSync(path: string, value: unknown): void {
-  const tmp = join(
-    dirname(path),
-    `.${path.split(/[\\/]/).pop()}.${crypto.randomUUID().slice(0, 8)}.tmp`,
-  );
-  try {
-    Deno.writeTextFileSync(tmp, JSON.stringify(value, null, 2) + "\n");
-    Deno.renameSync(tmp, path);
-  } catch (error) {
-    try {
-      Deno.removeSync(tmp);
-    } catch {
-      // already gone
-    }
-    throw error;
-  }
-}

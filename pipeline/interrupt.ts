@@ -3,8 +3,9 @@
  * its context. The first request aborts the run's signal; steps notice it at
  * their next step boundary (`StepContext.boundary`), which throws an
  * {@linkcode InterruptedError}, and the scheduler records the run as
- * `interrupted`. A hard stop (a second Ctrl-C) runs the scheduler's
- * synchronous last words (the manifest) and lets the caller exit at once.
+ * `interrupted`. The scheduler keeps "last words" up to date (its manifest,
+ * marked interrupted) for whoever must write them when the process is about
+ * to be killed (see `signals.ts`).
  *
  * @module
  */
@@ -28,7 +29,13 @@ export class InterruptedError extends Error {
   }
 }
 
-/** An interrupt switch shared by the caller (signal handlers) and the scheduler. */
+/** A file to write if the process is killed now (the run's manifest, marked interrupted). */
+export interface LastWords {
+  readonly path: string;
+  readonly text: string;
+}
+
+/** An interrupt switch shared by the caller (signal handling) and the scheduler. */
 export interface Interrupt {
   /** Aborts on the first request; its reason is an {@linkcode InterruptedError}. */
   readonly signal: AbortSignal;
@@ -36,20 +43,20 @@ export interface Interrupt {
   readonly reason: string | undefined;
   /** Requests a stop at the next step boundary; later requests are ignored. */
   request(reason: string): void;
-  /**
-   * Registers synchronous work for a hard stop (e.g. marking the manifest);
-   * returns a function that unregisters it.
-   */
-  onHardStop(fn: () => void): () => void;
-  /** Runs the hard-stop work (each once, errors swallowed); the caller then exits. */
-  hardStop(): void;
+  /** The scheduler's current last words (undefined: none). */
+  readonly lastWords: LastWords | undefined;
+  /** Sets the last words (the scheduler, whenever its manifest changes). */
+  setLastWords(words: LastWords | undefined): void;
+  /** Calls `fn` with every new last words (the signal watcher forwards them); returns an unsubscribe. */
+  onLastWords(fn: (words: LastWords | undefined) => void): () => void;
 }
 
 /** Creates an {@linkcode Interrupt}. */
 export function createInterrupt(): Interrupt {
   const controller = new AbortController();
-  const last = new Set<() => void>();
+  const listeners = new Set<(words: LastWords | undefined) => void>();
   let reason: string | undefined;
+  let lastWords: LastWords | undefined;
   return {
     signal: controller.signal,
     get reason() {
@@ -60,19 +67,16 @@ export function createInterrupt(): Interrupt {
       reason = why;
       controller.abort(new InterruptedError(why));
     },
-    onHardStop(fn) {
-      last.add(fn);
-      return () => last.delete(fn);
+    get lastWords() {
+      return lastWords;
     },
-    hardStop() {
-      for (const fn of [...last]) {
-        last.delete(fn);
-        try {
-          fn();
-        } catch {
-          // The process is going away; nothing better to do.
-        }
-      }
+    setLastWords(words) {
+      lastWords = words;
+      for (const fn of listeners) fn(words);
+    },
+    onLastWords(fn) {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
     },
   };
 }
@@ -97,22 +101,37 @@ function reasonText(reason: unknown): string {
 const YIELD_EVERY_MS = 50;
 
 /**
+ * Makes a function that yields to the event loop (a macrotask) when
+ * {@linkcode YIELD_EVERY_MS} ms passed since its last yield, so signal
+ * handlers run even in a busy loop whose awaits all resolve at once.
+ */
+export function createYielder(): () => Promise<void> {
+  let lastYield = performance.now();
+  return async () => {
+    if (performance.now() - lastYield < YIELD_EVERY_MS) return;
+    // Two macrotasks: a signal that arrived during a long synchronous stretch
+    // is dispatched by the event loop turn after the first timer fires.
+    for (let i = 0; i < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    lastYield = performance.now();
+  };
+}
+
+/**
  * Makes the `boundary` function of a step's context: yields to the event
- * loop at most every {@linkcode YIELD_EVERY_MS} ms (so signal handlers run
- * even when every await of a busy loop resolves at once), then throws an
+ * loop now and then (see {@linkcode createYielder}), then throws an
  * {@linkcode InterruptedError} when the run was interrupted.
  *
  * @param interrupt The run's interrupt.
+ * @param yielder The run's yielder (shared with the batch loop).
  */
 export function boundaryOf(
   interrupt: Interrupt,
+  yielder: () => Promise<void> = createYielder(),
 ): (restarts?: string) => Promise<void> {
-  let lastYield = performance.now();
   return async (restarts?: string) => {
-    if (performance.now() - lastYield >= YIELD_EVERY_MS) {
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      lastYield = performance.now();
-    }
+    await yielder();
     if (interrupt.reason !== undefined) {
       throw new InterruptedError(interrupt.reason, restarts);
     }

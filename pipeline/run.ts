@@ -33,15 +33,12 @@ import { createProgressFactory } from "./progress.ts";
 import type { ProgressFactory } from "./progress.ts";
 import { selectBackend } from "./backend.ts";
 import type { BackendInfo } from "./backend.ts";
-import {
-  writeFileAtomic,
-  writeJsonAtomic,
-  writeJsonAtomicSync,
-} from "./atomic.ts";
+import { writeFileAtomic, writeJsonAtomic } from "./atomic.ts";
 import { checkResume } from "./resume.ts";
 import type { AcceptedResume } from "./resume.ts";
 import {
   boundaryOf,
+  createYielder,
   InterruptedError,
   interruptFromSignal,
 } from "./interrupt.ts";
@@ -280,6 +277,8 @@ function dataAccess(
     runDir: string;
     /** `stage/phase` pairs whose layouts were checked (shared by the run). */
     checked: Set<string>;
+    /** Lets signals in between batches (the map pass of a batch is synchronous). */
+    pause?: () => Promise<void>;
   },
 ): DataAccess {
   return {
@@ -330,6 +329,7 @@ function dataAccess(
       try {
         for (let b = 0; b < count; b++) {
           const examples = await pending!;
+          await env.pause?.();
           pending = b + 1 < count ? fetch(b + 1) : undefined;
           if (previous) env.tf.dispose(tensorsOf(previous, env.tf));
           previous = undefined;
@@ -590,29 +590,40 @@ export async function runPipeline(
         resumed.manifest.startedAt;
     }
   }
-  const saveManifest = () =>
-    writeJsonAtomic(join(runDir, "manifest.json"), {
+  const interrupt = options.interrupt ?? interruptFromSignal(options.signal);
+  let current = "backend";
+  // What the signal thread writes when a signal arrives, in case a second one
+  // ends the process before the run can stop itself and say more.
+  const updateLastWords = () =>
+    interrupt.setLastWords(
+      manifest.status !== "running" ? undefined : {
+        path: join(runDir, "manifest.json"),
+        text: JSON.stringify(
+          {
+            ...manifest,
+            timingsMs: timings,
+            status: "interrupted",
+            interrupted: {
+              stage: current,
+              reason: "signal",
+              hardStop: true,
+              resume:
+                "a resume picks up from the stage's last checkpoint, or runs it again from its start when it keeps none",
+            },
+          },
+          null,
+          2,
+        ) + "\n",
+      },
+    );
+  const saveManifest = async () => {
+    await writeJsonAtomic(join(runDir, "manifest.json"), {
       ...manifest,
       timingsMs: timings,
     });
+    updateLastWords();
+  };
   await saveManifest();
-  const interrupt = options.interrupt ?? interruptFromSignal(options.signal);
-  let current = "backend";
-  // A hard stop (second Ctrl-C) leaves no time for promises: mark it now.
-  const forgetHardStop = interrupt.onHardStop(() =>
-    writeJsonAtomicSync(join(runDir, "manifest.json"), {
-      ...manifest,
-      timingsMs: timings,
-      status: "interrupted",
-      interrupted: {
-        stage: current,
-        reason: interrupt.reason ?? "hard stop",
-        hardStop: true,
-        resume: resumeNote(current, undefined),
-      },
-      finishedAt: new Date().toISOString(),
-    })
-  );
   log.event("run:start", {
     runDir,
     plan: plan.name,
@@ -636,6 +647,7 @@ export async function runPipeline(
     log.warn(`skipped ${skipped.length} bad file(s); listed in manifest.json`);
   };
   const checked = new Set<string>();
+  const pause = createYielder();
   try {
     const { tf, backend } = await selectBackend(plan.runtime.backend);
     manifest.backend = {
@@ -664,6 +676,7 @@ export async function runPipeline(
     const sourcePlan = plan.stages[0];
     const source = modules[0] as SourceStage;
     current = sourcePlan.name;
+    updateLastWords();
     let t0 = performance.now();
     log.event("stage:start", { stage: current, kind: "source" });
     dataset = await source.open(plan.data, sourcePlan.options, {
@@ -694,6 +707,7 @@ export async function runPipeline(
       const p = plan.stages[i];
       const stage = modules[i];
       current = p.name;
+      updateLastWords();
       if (stage.kind === "map") {
         // Map stages apply to batches drawn by later steps, in spec order.
         maps.push(mapEntry(p, stage, log));
@@ -708,6 +722,7 @@ export async function runPipeline(
         timings,
         runDir,
         checked,
+        pause,
       });
       t0 = performance.now();
       log.event("stage:start", { stage: current, kind: "step" });
@@ -719,7 +734,7 @@ export async function runPipeline(
         data: view,
         progress,
         signal: interrupt.signal,
-        boundary: boundaryOf(interrupt),
+        boundary: boundaryOf(interrupt, pause),
         resume: options.resume !== undefined,
         specHash: runSpecHash,
       });
@@ -773,7 +788,7 @@ export async function runPipeline(
     log.event("run:end", { status: "failed", stage: failure.stage });
     throw failure;
   } finally {
-    forgetHardStop();
+    interrupt.setLastWords(undefined);
     await dataset?.close?.().catch(() => {});
     log.close();
   }

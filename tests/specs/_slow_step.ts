@@ -23,6 +23,7 @@ export const stage = defineStage({
     while (Date.now() < end) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    ctx.log.info("slow step done");
     return {};
   },
 });
