@@ -126,6 +126,21 @@ export function stageContractProblems(mod: unknown): string[] {
   } else if (typeof s[need[s.kind]] !== "function") {
     missing(need[s.kind], `a ${s.kind} stage needs ${need[s.kind]}()`);
   }
+  if (s.layouts !== undefined && typeof s.layouts !== "function") {
+    problems.push(
+      "its `layouts` is not a function of the options (returning { key: { shape, dtype } })",
+    );
+  }
+  const may = s.resumeMayChange;
+  if (
+    may !== undefined &&
+    (typeof may !== "object" || may === null ||
+      Object.values(may).some((v) => v !== "any" && v !== "grow"))
+  ) {
+    problems.push(
+      'its `resumeMayChange` is not a mapping of option names to "any" or "grow"',
+    );
+  }
   if (s.kind === "source") {
     const d = s.data as { safeParse?: unknown } | undefined;
     if (!d || typeof d.safeParse !== "function") {
