@@ -106,6 +106,9 @@ export const stage = defineStage<FixedLengthOptions>({
   options: FixedLengthOptions,
   takes: ["waveform", "sampleRate"],
   provides: ["waveform"],
+  layouts: (o) => ({
+    waveform: { shape: ["b", o.samples ?? "s"], dtype: "float32" },
+  }),
   apply(batch, options, ctx) {
     const waves = batch.waveform as Float32Array[];
     const rates = batch.sampleRate as number[];

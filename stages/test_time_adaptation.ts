@@ -451,7 +451,7 @@ export const stage = defineStage<TtdaOptions>({
           lossSum += l;
           step++;
           bar.tick(b, { loss: lossSum / step });
-          if (ctx.signal.aborted) throw ctx.signal.reason;
+          await ctx.boundary(); // a Ctrl-C stops here; TTDA keeps no checkpoint
         }
         const loss = step ? lossSum / step : NaN;
         bar.done({ loss });

@@ -376,7 +376,7 @@ async function forward(
       logits.dispose();
     }
     bar.tick(b);
-    if (ctx.signal.aborted) throw ctx.signal.reason;
+    await ctx.boundary(); // a Ctrl-C stops here
   }
   bar.done();
   if (!views) {

@@ -239,6 +239,8 @@ export const stage = defineStage<TrainOptions>({
   options: TrainOptions,
   takes: ["tokens", "label"],
   provides: ["model", "metrics", "summary"],
+  // A resume may extend a run (more epochs) or switch engines; see pipeline/resume.ts.
+  resumeMayChange: { epochs: "grow", engine: "any", readEvery: "any" },
   async describe(options, ctx) {
     const dims = await dimsOf(ctx.data);
     const s = modelSummary(options.model, dims);
@@ -275,9 +277,17 @@ export const stage = defineStage<TrainOptions>({
     let history: EpochMetrics[] = [];
     let start = 0;
     let best = { epoch: -1, accuracy: -Infinity };
+    const hasLast = await Deno.stat(join(checkpoints, "last.json")).then(
+      () => true,
+      () => false,
+    );
     const final: Record<string, { accuracy: number; loss: number }> = {};
     try {
-      if (ctx.resume) {
+      if (ctx.resume && !hasLast) {
+        log.info(
+          "no checkpoint yet (the run stopped before its first epoch ended): training starts afresh",
+        );
+      } else if (ctx.resume) {
         const meta = await resume(tf, trainer, checkpoints, {
           specHash: ctx.specHash,
           modelSignature: signature,
@@ -292,9 +302,11 @@ export const stage = defineStage<TrainOptions>({
           throw new Error(
             `Cannot continue training: the loss is ${l} at epoch ${
               epoch + 1
-            }, step ${step}; the last good checkpoint is ${
-              join(checkpoints, "last")
-            }`,
+            }, step ${step}; ${
+              epoch > 0
+                ? `the last good checkpoint is ${join(checkpoints, "last")}`
+                : "no checkpoint exists yet (the first is written when epoch 1 ends)"
+            }; try a lower lr`,
           );
         }
       };
@@ -327,6 +339,12 @@ export const stage = defineStage<TrainOptions>({
               : undefined,
           })
         ) {
+          // Step boundary: a Ctrl-C stops the run here.
+          await ctx.boundary(
+            epoch > 0
+              ? `epoch ${epoch + 1}, from the checkpoint of epoch ${epoch}`
+              : undefined,
+          );
           const train = trainBatch(batch);
           await trainer.step(train, {
             smoothing: options.labelSmoothing,
@@ -343,8 +361,6 @@ export const stage = defineStage<TrainOptions>({
               accuracy: m.accuracy,
             });
           } else bar.tick(train.labels.length);
-          // Step boundary: `step` steps of this epoch are taken (or enqueued).
-          if (ctx.signal.aborted) throw ctx.signal.reason;
         }
         const train = await trainer.metrics(true);
         const state = await trainer.sync(); // checkpoints and later stages use the tfjs model
