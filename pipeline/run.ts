@@ -76,6 +76,8 @@ export interface RunOptions {
   readonly siblingRuns?: readonly string[];
   /** Cancels the run. */
   readonly signal?: AbortSignal;
+  /** Extra facts recorded under these keys in `manifest.json` (e.g. `grid`: the grid task, its GPU pinning and attempt). */
+  readonly manifestExtra?: Readonly<Record<string, unknown>>;
 }
 
 /** What a finished run returns. */
@@ -404,6 +406,7 @@ export async function runPipeline(
     overrides: plan.overrides,
     status: "running",
     startedAt: started.toISOString(),
+    ...options.manifestExtra,
     stages: plan.stages.map((s) => ({
       name: s.name,
       id: s.id,
