@@ -265,8 +265,11 @@ async function create(specs: string[], values: Values): Promise<number> {
     return 0;
   }
   const dir = dirFor(grid.name);
-  if (values.out === undefined) {
-    // Relative stage paths were planned for runs/grid; plan again for the real folder.
+  if (
+    values.out === undefined &&
+    grid.runs.some((r) => /use: \.\.?\//.test(r.spec))
+  ) {
+    // Local stage paths were made relative to runs/grid; plan again for the real folder.
     grid = await planGrid({
       specs: files,
       vary: values.vary,
@@ -339,6 +342,12 @@ export async function main(args: string[]): Promise<number> {
         let stopped = 0;
         for (const s of grid.submissions) {
           if (s.executor !== "local" || s.pid === undefined) continue;
+          // Only a live grid executor: a finished one's pid may be another process now.
+          const cmdline = await Deno.readTextFile(`/proc/${s.pid}/cmdline`)
+            .catch(() => "");
+          if (!cmdline.includes("grid/cli.ts")) {
+            continue;
+          }
           try {
             Deno.kill(s.pid, "SIGTERM");
             stopped++;
