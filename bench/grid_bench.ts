@@ -1,6 +1,6 @@
 /**
  * `deno task bench grid [--runs 4] [--parallel 2] [--epochs 2]`: wall time of
- * a grid of tiny independent runs (`presets/tiny/grid.yaml`, one per
+ * a grid of tiny independent runs (`presets/tiny_grid.yaml`, one per
  * `data.fold`) with the local executor one at a time versus `--parallel N`
  * at once (each run its own Deno process). Target: parallel 2 takes
  * ≤ 0.6× the sequential time on 2 cores.
@@ -31,7 +31,7 @@ export async function benchGrid(args: string[]): Promise<unknown> {
     await writeGridFolder(
       dir,
       await planGrid({
-        specs: ["presets/tiny/grid.yaml"],
+        specs: ["presets/tiny_grid.yaml"],
         vary: [`data.fold=${folds}`],
         set: [`train.epochs=${values.epochs}`],
       }, dir),

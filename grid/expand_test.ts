@@ -49,7 +49,7 @@ Deno.test("combinations crosses axes, first slowest; runName is file-safe", () =
 Deno.test("planGrid expands folds × repeats with seeds, ensembling order and specs that compile to the recorded hash", async () => {
   const dir = await Deno.makeTempDir({ prefix: "grid_expand_test_" });
   const grid = await planGrid({
-    specs: ["presets/tiny/grid.yaml"],
+    specs: ["presets/tiny_grid.yaml"],
     vary: ["data.fold=0,1"],
     repeat: 3,
     set: ["train.epochs=1"],
@@ -85,7 +85,7 @@ Deno.test("planGrid expands folds × repeats with seeds, ensembling order and sp
     /Cannot make a grid in .*: it already holds grid.json/,
   );
   const same = await planGrid({
-    specs: ["presets/tiny/grid.yaml"],
+    specs: ["presets/tiny_grid.yaml"],
     repeat: 2,
     sameSeed: true,
   }, dir);
@@ -127,18 +127,18 @@ Deno.test("grid --dry-run prints the table; ablations add presets; a bad value i
     lines.length = 0;
     assert.equal(
       await main([
-        "presets/tiny/grid.yaml",
+        "presets/tiny_grid.yaml",
         "--vary",
         "data.fold=-1",
         "--dry-run",
       ]),
       2,
     );
-    assert.match(lines.join(""), /presets\/tiny\/grid\.yaml/);
-    assert.match(lines.join(""), /data\.fold=-1/);
+    assert.match(lines.join(""), /presets\/tiny_grid\.yaml/);
+    assert.match(lines.join(""), /Cannot use -1 for "fold": it must be >= 0/);
     lines.length = 0;
     assert.equal(
-      await main(["presets/tiny/grid.yaml", "--ablations", "nothing/*.yaml"]),
+      await main(["presets/tiny_grid.yaml", "--ablations", "nothing/*.yaml"]),
       2,
     );
     assert.match(

@@ -10,7 +10,7 @@ Deno.test("the local executor runs repeats in parallel processes, the ensembling
   await writeGridFolder(
     dir,
     await planGrid({
-      specs: ["presets/tiny/grid.yaml"],
+      specs: ["presets/tiny_grid.yaml"],
       repeat: 2,
       set: ["train.epochs=1"],
     }, dir),

@@ -261,20 +261,24 @@ export async function slurmStates(
  * Cancels the grid's Slurm jobs (`scancel` every recorded job id).
  *
  * @param dir The grid folder.
+ * @param scancel The `scancel` command (default `scancel`).
  * @returns The job ids cancelled.
  */
-export async function cancelSlurm(dir: string): Promise<string[]> {
+export async function cancelSlurm(
+  dir: string,
+  scancel = "scancel",
+): Promise<string[]> {
   const grid = await readGrid(dir);
   const ids = grid.submissions.flatMap((s) => s.jobIds ?? []);
   if (ids.length === 0) return [];
   let out: Deno.CommandOutput;
   try {
-    out = await new Deno.Command("scancel", { args: ids, stdin: "null" })
+    out = await new Deno.Command(scancel, { args: ids, stdin: "null" })
       .output();
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       throw new Error(
-        `Cannot cancel jobs ${ids.join(", ")}: scancel is not on PATH`,
+        `Cannot cancel jobs ${ids.join(", ")}: ${scancel} is not on PATH`,
       );
     }
     throw error;

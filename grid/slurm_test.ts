@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { planGrid, writeGridFolder } from "./expand.ts";
 import { readGrid } from "./grid_file.ts";
-import { slurmScript, submitSlurm } from "./slurm.ts";
+import { cancelSlurm, slurmScript, submitSlurm } from "./slurm.ts";
 import { k8sManifest, writeK8sManifest } from "./k8s.ts";
 
 async function grid() {
@@ -11,7 +11,7 @@ async function grid() {
   await writeGridFolder(
     dir,
     await planGrid({
-      specs: ["presets/tiny/grid.yaml"],
+      specs: ["presets/tiny_grid.yaml"],
       vary: ["data.fold=0,1"],
       repeat: 2,
     }, dir),
@@ -101,6 +101,13 @@ Deno.test("submitSlurm submits independent runs, then ensembling runs after them
     submitSlurm(dir, { sbatch: "no-such-sbatch" }),
     /"no-such-sbatch" is not on PATH/,
   );
+  // grid cancel: scancel every recorded job.
+  await Deno.writeTextFile(
+    fake,
+    `#!/bin/sh\necho "scancel $@" >> '${calls}'\n`,
+  );
+  assert.deepEqual(await cancelSlurm(dir, fake), ["4241", "4242"]);
+  assert.match(await Deno.readTextFile(calls), /scancel 4241 4242\n$/);
   await Deno.remove(dir, { recursive: true });
 });
 

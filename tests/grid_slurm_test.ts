@@ -61,7 +61,7 @@ Deno.test({
     try {
       const dir = join(work, "grid");
       const grid = await planGrid({
-        specs: ["presets/tiny/grid.yaml"],
+        specs: ["presets/tiny_grid.yaml"],
         vary: ["data.fold=0,1"],
         set: [`train.epochs=${EPOCHS}`],
         repeat: 2,
