@@ -95,7 +95,7 @@ Deno.test("the grid report's Markdown and HTML hold the paper rows, charts and a
   );
   assert.match(
     md,
-    /\|  \| paper \(Tables 6, 8 .*\) \|  \| 99\.71 \| 99\.66 \| 99\.75 \| 99\.45 \| 99\.82 \| 99\.82 \|/,
+    /\| {2}\| paper \(Tables 6, 8 .*\) \| {2}\| 99\.71 \| 99\.66 \| 99\.75 \| 99\.45 \| 99\.82 \| 99\.82 \|/,
   );
   assert.match(
     md,

@@ -48,7 +48,7 @@ Deno.test("slurmScript writes the sbatch header, the adapt block and exec of the
   ) assert.ok(script.includes(line + "\n"), line);
   assert.match(
     script,
-    /exec "\$DENO" run .*\n.*grid\/cli\.ts" \\\n  exec "\$GRID_DIR" "\$SLURM_ARRAY_TASK_ID"\n$/,
+    /exec "\$DENO" run .*\n.*grid\/cli\.ts" \\\n {2}exec "\$GRID_DIR" "\$SLURM_ARRAY_TASK_ID"\n$/,
   );
   assert.throws(
     () => slurmScript(g, dir, { sbatchArgs: ["--mem=1G\nrm -rf /"] }),
