@@ -153,7 +153,7 @@ export async function runScores(
  * ```ts
  * import assert from "node:assert/strict";
  * import { stat } from "./report.ts";
- * assert.deepEqual(stat([0.5, 0.7]), { mean: 0.6, std: Math.sqrt(0.02), n: 2 });
+ * assert.deepEqual(stat([1, 3]), { mean: 2, std: Math.SQRT2, n: 2 });
  * ```
  */
 export function stat(values: readonly number[]): Stat {

@@ -40,7 +40,11 @@ export async function slurmUnavailable(): Promise<string | undefined> {
       return `${b} is not installed (apt-get install slurm-wlm munge; .ci/run does)`;
     }
   }
-  if (Deno.uid() !== 0) return "slurmd must run as root to launch jobs";
+  // Deno.uid() needs --allow-sys, which the test task does not grant.
+  const status = await Deno.readTextFile("/proc/self/status").catch(() => "");
+  if (!/^Uid:\s+0\s/m.test(status)) {
+    return "slurmd must run as root to launch jobs";
+  }
   return undefined;
 }
 
