@@ -41,6 +41,7 @@ export type {
 } from "./lib/inference.ts";
 export { exportRun, writePackage } from "./_tools/export.ts";
 export type { ModelPackage } from "./_tools/export.ts";
+export * from "./grid/mod.ts";
 export { createFusedEngine, tfjsDevice } from "./gpu/engine.ts";
 export { trainBatch } from "./model/trainer.ts";
 export type {

@@ -15,6 +15,8 @@
  *   tfjs cpu training step, on the device's GPU.
  * - `matmul`: tile × split-K × stages sweep of the engine's matmul at the presets'
  *   shapes (GPU time from timestamp queries).
+ * - `grid`: a grid of 4 tiny runs with the local executor, sequential versus
+ *   `--parallel 2` (target ≤ 0.6× on 2 cores).
  *
  * @module
  */
@@ -24,6 +26,7 @@ import { benchMel } from "./mel_bench.ts";
 import { benchTrain } from "./train_bench.ts";
 import { benchParity } from "./parity_bench.ts";
 import { benchMatmul } from "./matmul_bench.ts";
+import { benchGrid } from "./grid_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -31,6 +34,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   train: benchTrain,
   parity: benchParity,
   matmul: benchMatmul,
+  grid: benchGrid,
 };
 
 const [name, ...rest] = Deno.args;

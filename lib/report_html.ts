@@ -298,7 +298,8 @@ export function curveSpec(
   };
 }
 
-const CSS = `
+/** The report pages' stylesheet (the run report and the grid report). */
+export const CSS = `
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d232a; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; background: #fff; }
 h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
 h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #d8dee4; padding-bottom: 0.2rem; }

@@ -163,6 +163,8 @@ export interface RunOptions {
   readonly signal?: AbortSignal;
   /** The interrupt switch (the CLI's signal handlers); takes precedence over `signal`. */
   readonly interrupt?: Interrupt;
+  /** Extra facts recorded under these keys in `manifest.json` (e.g. `grid`: the grid task, its GPU pinning and attempt). */
+  readonly manifestExtra?: Readonly<Record<string, unknown>>;
 }
 
 /** What a finished run returns. */
@@ -566,6 +568,7 @@ export async function runPipeline(
     overrides: plan.overrides,
     status: "running",
     startedAt: started.toISOString(),
+    ...options.manifestExtra,
     stages: plan.stages.map((s) => ({
       name: s.name,
       id: s.id,

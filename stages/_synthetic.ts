@@ -37,6 +37,9 @@ export const SyntheticData = z.strictObject({
   }).default({ train: 8, validation: 2, test: 2 }).describe(
     "Clips per class and split",
   ),
+  fold: z.int().min(0).optional().describe(
+    "Which draw of clips (like a cross-validation fold, for grids that vary data.fold): each fold generates different clips; absent or 0: the original draw",
+  ),
   noiseLevel: z.number().min(0).max(1).default(0.05).describe(
     "Standard deviation of the added white noise (full scale = 1)",
   ),

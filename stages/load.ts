@@ -205,7 +205,11 @@ function openSynthetic(data: SyntheticData, rng: Rng): Dataset {
       }
       const label = Math.floor(index / n);
       return Promise.resolve({
-        channels: synthesizeClip(label, data, rng.child(split, index)),
+        channels: synthesizeClip(
+          label,
+          data,
+          (data.fold ? rng.child("fold", data.fold) : rng).child(split, index),
+        ),
         sampleRate: data.sampleRateHz,
         label,
         path: `synthetic:${split}/${data.classes[label]}/${index % n}`,
