@@ -23,7 +23,7 @@ export interface ReportClass {
 
 /** One learning-curve point: a line of `metrics.jsonl`. */
 export interface CurvePoint {
-  /** 0-based epoch. */
+  /** 1-based epoch (as `metrics.jsonl`, the log and `summary.json` count). */
   readonly epoch: number;
   readonly split: string;
   readonly loss: number;
@@ -267,7 +267,7 @@ export function curveSpec(
 ): TopLevelSpec {
   const values = curves
     .filter((c) => Number.isFinite(c[metric]))
-    .map((c) => ({ epoch: c.epoch + 1, split: c.split, value: c[metric] }));
+    .map((c) => ({ epoch: c.epoch, split: c.split, value: c[metric] }));
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: metric === "loss"

@@ -247,7 +247,7 @@ export function renderReportMarkdown(report: ReportData): string {
           ...splitNames.flatMap((s) => [`${s} loss`, `${s} acc %`]),
         ],
         epochs.map((e) => [
-          String(e + 1),
+          String(e),
           ...splitNames.flatMap((s) => {
             const p = at(e, s);
             return [p ? p.loss.toFixed(4) : "–", pct(p?.accuracy)];

@@ -115,7 +115,7 @@ Deno.test("report writes report.json, report.md and report.html that parse and a
   );
   assert.deepEqual(
     report.curves.map((c) => [c.epoch, c.split]),
-    [[0, "train"], [0, "validation"], [1, "train"], [1, "validation"]],
+    [[1, "train"], [1, "validation"], [2, "train"], [2, "validation"]],
   );
   assert.equal(report.table6, undefined, "no Table 6 without ttau/ttda");
   assert.deepEqual(result.values.report, report);
