@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import {
   compile,
   ConfigError,
+  dataWarnings,
   describeSteps,
   formatConfigError,
   formatPlan,
@@ -212,7 +213,7 @@ async function data(
     return 1;
   }
   try {
-    const report = dataReport(dataset);
+    const report = dataReport(dataset, dataWarnings(compiled, dataset));
     out(
       values.json ? JSON.stringify(report, null, 2) : formatDataReport(report),
     );

@@ -16,6 +16,7 @@ export type {
 } from "./compile.ts";
 export {
   createRunDir,
+  dataWarnings,
   describeSteps,
   openSource,
   runPipeline,

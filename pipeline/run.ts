@@ -308,6 +308,29 @@ export async function openSource(
 }
 
 /**
+ * The warnings of the map stages' `checkData` hooks about an opened dataset
+ * (e.g. `fixed_length` cutting many clips), in spec order, without repeats.
+ *
+ * @param compiled The output of `compile()`.
+ * @param dataset The dataset its source opened.
+ * @returns Warning lines, each naming the option that changes it.
+ */
+export function dataWarnings(
+  compiled: CompiledPipeline,
+  dataset: Dataset,
+): string[] {
+  const out: string[] = [];
+  compiled.modules.forEach((m, i) => {
+    if (m.kind !== "map" || !m.checkData) return;
+    const p = compiled.plan.stages[i];
+    for (const w of m.checkData(p.options, dataset, p.name)) {
+      if (!out.includes(w)) out.push(w);
+    }
+  });
+  return out;
+}
+
+/**
  * Describes the step stages for `--dry-run`: opens the source (cpu backend,
  * no run folder) and lets each step with a `describe` hook look at the data
  * through the map stages declared before it (e.g. to print a model summary).
@@ -485,6 +508,9 @@ export async function runPipeline(
       splits: dataset.splits,
       info: dataset.info,
     };
+    const warnings = dataWarnings(compiled, dataset);
+    for (const w of warnings) log.warn(w);
+    if (warnings.length) manifest.dataWarnings = warnings;
 
     const maps: MapEntry[] = [];
     const values: Record<string, unknown> = {

@@ -94,6 +94,16 @@ export interface Batch {
   readonly [key: string]: unknown;
 }
 
+/** One clip's length as its file header gives it. */
+export interface ClipLength {
+  /** The file, as the layout names it. */
+  readonly path: string;
+  /** Samples per channel. */
+  readonly samples: number;
+  /** Sample rate in Hz. */
+  readonly sampleRateHz: number;
+}
+
 /** A random-access dataset opened by a source stage. */
 export interface Dataset {
   /** Class names; label `i` is `classes[i]`. */
@@ -110,6 +120,12 @@ export interface Dataset {
   example(split: string, index: number): Promise<Example | undefined>;
   /** Labels of a split in index order, when known without reading audio. */
   labels?(split: string): readonly number[];
+  /**
+   * Length of every clip of a split in index order, when known without
+   * decoding (from the WAV headers); lets map stages warn before a run (see
+   * {@linkcode MapStage.checkData}).
+   */
+  clipLengths?(split: string): readonly ClipLength[];
   /** Dataset-level resources for later stages (e.g. `backgroundNoise`). */
   readonly assets?: Readonly<Record<string, unknown>>;
   /** Every example skipped so far, with the reason. */
@@ -212,6 +228,13 @@ export interface MapStage<O = unknown> extends StageBase<O> {
   readonly phases?: readonly Phase[];
   /** Transforms one batch. Must be synchronous so the scheduler can tidy it. */
   apply(batch: Batch, options: O, ctx: MapContext): Batch;
+  /**
+   * Optional look at the opened dataset before any batch (the start of a run
+   * and `deno task data`): returns warnings about what this stage will do to
+   * it under `options` (e.g. `fixed_length` cutting many clips), each naming
+   * the option that changes it; `stageName` is the stage's name in the spec.
+   */
+  checkData?(options: O, dataset: Dataset, stageName: string): string[];
 }
 
 /** What a step's `describe` gets: the data as the step would see it. */

@@ -8,7 +8,7 @@
  * @module
  */
 import { join, resolve } from "node:path";
-import type { Dataset, Example } from "../pipeline/types.ts";
+import type { ClipLength, Dataset, Example } from "../pipeline/types.ts";
 import type { Logger } from "../pipeline/logger.ts";
 import { createDecodePool } from "../lib/decode_pool.ts";
 import type { DecodedAudio } from "../lib/decode_pool.ts";
@@ -153,6 +153,7 @@ export async function openAudioDataset(
   const skipped: { path: string; reason: string }[] = [];
   let splits: Record<string, readonly ClipRef[]> = { ...index.splits };
   let facts: HeaderFacts | undefined;
+  let clipLengths: Record<string, ClipLength[]> | undefined;
   let rate: number | undefined;
 
   if (options.scanHeaders) {
@@ -176,6 +177,7 @@ export async function openAudioDataset(
     const channels = new Set<number>();
     const bits = new Set<number>();
     const durations: Record<string, number[]> = {};
+    const lengths: Record<string, ClipLength[]> = {};
     const keep: Record<string, ClipRef[]> = {};
     all.forEach(({ split, clip }, i) => {
       const h = headers[i] as WavInfo | { bad: string };
@@ -191,7 +193,13 @@ export async function openAudioDataset(
       channels.add(h.channels);
       bits.add(h.bitsPerSample);
       durations[split].push(h.durationSeconds);
+      (lengths[split] ??= []).push({
+        path: clip.path,
+        samples: h.frames,
+        sampleRateHz: h.sampleRateHz,
+      });
     });
+    clipLengths = lengths;
     if (bad.length > 0 && options.onBadFile === "fail") {
       throw new DataError(
         what,
@@ -305,6 +313,7 @@ export async function openAudioDataset(
   const counts = Object.fromEntries(
     Object.entries(splits).map(([s, c]) => [s, c.length]),
   );
+  const lengthIndex = clipLengths;
   return {
     classes: index.classes,
     splits: counts,
@@ -318,6 +327,9 @@ export async function openAudioDataset(
     },
     assets,
     labels: (split) => (splits[split] ?? []).map((c) => c.label),
+    ...(lengthIndex
+      ? { clipLengths: (split: string) => lengthIndex[split] ?? [] }
+      : {}),
     skipped: () => skipped,
     async example(split: string, i: number): Promise<Example | undefined> {
       const clips = Object.hasOwn(splits, split) ? splits[split] : undefined;

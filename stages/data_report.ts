@@ -1,8 +1,9 @@
 /**
  * The data report of `deno task data <spec>`: what the `load` stage found —
  * clips per split and class, sample rates, channels, bit depths, durations
- * (min, median, max), background noise and every skipped file — built from
- * the dataset's index and header scan, without decoding audio.
+ * (min, median, max), background noise, every skipped file and the map
+ * stages' warnings (e.g. clips `fixed_length` would cut) — built from the
+ * dataset's index and header scan, without decoding audio.
  *
  * @module
  */
@@ -20,6 +21,8 @@ export interface DataReport {
     readonly path: string;
     readonly reason: string;
   }[];
+  /** Warnings of the map stages about this data (e.g. many clips cut by `fixed_length`). */
+  readonly warnings: readonly string[];
 }
 
 /**
@@ -27,7 +30,10 @@ export interface DataReport {
  *
  * @param dataset The dataset the source stage opened.
  */
-export function dataReport(dataset: Dataset): DataReport {
+export function dataReport(
+  dataset: Dataset,
+  warnings: readonly string[] = [],
+): DataReport {
   const splits: DataReport["splits"] = {};
   for (const [split, clips] of Object.entries(dataset.splits)) {
     const labels = dataset.labels?.(split);
@@ -44,6 +50,7 @@ export function dataReport(dataset: Dataset): DataReport {
     info: dataset.info,
     splits,
     skipped: dataset.skipped?.() ?? [],
+    warnings: [...warnings],
   };
 }
 
@@ -114,6 +121,10 @@ export function formatDataReport(report: DataReport): string {
     lines.push("");
     lines.push(`skipped   ${report.skipped.length} bad file(s):`);
     for (const s of report.skipped) lines.push(`  ${s.path}: ${s.reason}`);
-  } else lines.push("", "problems  none");
+  }
+  for (const w of report.warnings) lines.push("", `warning   ${w}`);
+  if (report.skipped.length === 0 && report.warnings.length === 0) {
+    lines.push("", "problems  none");
+  }
   return lines.join("\n");
 }
