@@ -18,6 +18,7 @@ import {
   dataWarnings,
   describeSteps,
   formatConfigError,
+  formatInherited,
   formatPlan,
   openSource,
   runPipeline,
@@ -129,10 +130,21 @@ async function run(
     }
     if (values.json) {
       out(
-        JSON.stringify({ plan: compiled.plan, describe: described }, null, 2),
+        JSON.stringify(
+          {
+            plan: compiled.plan,
+            inherited: compiled.inherited,
+            unset: compiled.unset,
+            describe: described,
+          },
+          null,
+          2,
+        ),
       );
     } else {
       out(formatPlan(compiled.plan));
+      const inherited = formatInherited(compiled);
+      if (inherited) out(`\n${inherited}`);
       for (const [name, text] of Object.entries(described)) {
         out(`\n${name}:\n${text}`);
       }

@@ -7,7 +7,7 @@
 export * from "./types.ts";
 export * from "./diagnostics.ts";
 export { defineStage } from "./define_stage.ts";
-export { compile, formatPlan } from "./compile.ts";
+export { compile, formatInherited, formatPlan } from "./compile.ts";
 export type {
   CompiledPipeline,
   CompileOptions,

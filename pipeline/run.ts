@@ -301,6 +301,7 @@ export async function openSource(
       backend,
       assets: {},
       specDir: compiled.specDir,
+      dataOrigins: compiled.dataOrigins,
     });
   } finally {
     log.close();
@@ -494,6 +495,7 @@ export async function runPipeline(
     dataset = await source.open(plan.data, sourcePlan.options, {
       ...base(current),
       specDir: compiled.specDir,
+      dataOrigins: compiled.dataOrigins,
     });
     timings[current] = performance.now() - t0;
     log.event("stage:end", { stage: current, ms: timings[current] });

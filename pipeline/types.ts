@@ -152,8 +152,16 @@ export interface StageContext {
 
 /** Context of a source stage's `open`. */
 export interface SourceContext extends StageContext {
-  /** Directory of the spec file that declared `data:`, for relative roots. */
+  /** Directory of the named spec file. */
   readonly specDir: string;
+  /**
+   * Keys of `data:` inherited through `extends:`, with where a parent spec
+   * wrote them (`{ classes: { file, line, … } }`), so data errors can say
+   * where a conflicting value came from.
+   */
+  readonly dataOrigins?: Readonly<
+    Record<string, { file: string; line: number; column: number }>
+  >;
 }
 
 /** Context of a map stage's `apply` for one batch. */
@@ -217,6 +225,16 @@ export interface SourceStage<O = unknown, D = unknown> extends StageBase<O> {
   readonly kind: "source";
   /** Schema of the spec's `data:` section. */
   readonly data: OptionsSchema<D>;
+  /**
+   * Keys of `data:` (`data`) and of the options (`options`) that hold file
+   * paths: the compiler resolves each relative one against the directory of
+   * the spec file that wrote it (the working directory for `--set`), so the
+   * stage receives absolute paths.
+   */
+  readonly pathKeys?: {
+    readonly data?: readonly string[];
+    readonly options?: readonly string[];
+  };
   /** Opens the dataset the `data:` section describes. */
   open(data: D, options: O, ctx: SourceContext): Promise<Dataset>;
 }

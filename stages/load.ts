@@ -16,6 +16,11 @@
  * header too, so bad files and mixed sample rates stop the run before any
  * training, each named.
  *
+ * `data.root` and `backgroundNoise` are relative to the spec file that writes
+ * them (as `extends:` is; `--set` values to the working directory); a
+ * layout's own files (e.g. the folder layout's `manifest`) are relative to
+ * `root`, since they belong to the dataset.
+ *
  * ```yaml
  * data:
  *   layout: speech_commands
@@ -31,11 +36,11 @@
 import { resolve } from "node:path";
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
-import type { Dataset } from "../pipeline/types.ts";
+import type { Dataset, SourceContext } from "../pipeline/types.ts";
 import type { Rng } from "../pipeline/rng.ts";
 import { synthesizeClip, SyntheticData } from "./_synthetic.ts";
 import { LAYOUTS } from "./_layouts/mod.ts";
-import type { Layout } from "./_layouts/types.ts";
+import type { DataProblem, Layout } from "./_layouts/types.ts";
 import {
   DataError,
   loadNoiseFolder,
@@ -84,6 +89,7 @@ export const stage = defineStage<LoadOptions, LoadData>({
   data: LoadData as unknown as z.ZodType<LoadData>,
   takes: [],
   provides: ["channels", "sampleRate", "label", "path"],
+  pathKeys: { data: ["root"], options: ["backgroundNoise"] },
   async open(data, options, ctx): Promise<Dataset> {
     if (data.layout === "synthetic") {
       const synthetic = SyntheticData.parse(data);
@@ -97,12 +103,15 @@ export const stage = defineStage<LoadOptions, LoadData>({
       };
     }
     const layout = (LAYOUTS as Readonly<Record<string, Layout>>)[data.layout];
+    // The compiler made root absolute (relative to the spec that wrote it).
     const root = typeof data.root === "string" ? resolve(data.root) : "";
     const what = `dataset "${data.layout}" at ${root}`;
     const { index, problems } = await layout.index(data, {
       seed: ctx.rng.int(2 ** 31),
     });
-    if (!index || problems.length > 0) throw new DataError(what, problems);
+    if (!index || problems.length > 0) {
+      throw new DataError(what, withOrigins(problems, ctx.dataOrigins));
+    }
     const dataset = await openAudioDataset(what, index, options, ctx.log);
     ctx.log.info(
       `${what}: ${
@@ -112,6 +121,28 @@ export const stage = defineStage<LoadOptions, LoadData>({
     return dataset;
   },
 });
+
+/**
+ * Adds, to each problem about `classes`, where an inherited `classes:` was
+ * written and how to drop it: a child spec that replaces `data:` keeps its
+ * parent's `classes:` (mappings merge key by key), which then rarely fits.
+ */
+export function withOrigins(
+  problems: readonly DataProblem[],
+  origins: SourceContext["dataOrigins"],
+): DataProblem[] {
+  const from = origins?.classes;
+  if (!from) return [...problems];
+  return problems.map((p) =>
+    /\bclasses\b/.test(p.message)
+      ? {
+        ...p,
+        message:
+          `${p.message} (classes is inherited from ${from.file}:${from.line}; write \`classes: null\` under data: to drop it, or list this dataset's classes)`,
+      }
+      : p
+  );
+}
 
 /** A dataset of generated tones (see `_synthetic.ts`). */
 function openSynthetic(data: SyntheticData, rng: Rng): Dataset {
