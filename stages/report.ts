@@ -1,23 +1,33 @@
 /**
- * The `report` step stage: evaluates the trained model on one split (argmax
- * of the logits) and writes the run's report — accuracy, macro-F1, per-class
- * precision/recall/F1/support, the confusion matrix, learning curves from the
- * train stage's `metrics`, and the paper's Table 6 row (Orig / Aug / Mlt /
- * Hyb / TTDA, reference §12) when `ttau` or `ttda` ran before it — with the
- * spec hash, versions, backend, adapter and stage timings of `manifest.json`.
+ * The `report` step stage: scores every model state the run produced and
+ * writes the run's report. The states, side by side (see
+ * `lib/predictions.ts`): the trained model's best and last checkpoints
+ * (loaded into a second model when `test_time_adaptation` has adapted the
+ * current one in place), each TTAu mode (`scoredStates` from
+ * `test_time_augmentation`), and TTDA final (the adapted weights). For each:
+ * accuracy, macro-F1, loss, per-class precision/recall/F1/support and the
+ * confusion matrix, and `predictions/<split>.<state>.csv` (path, label,
+ * predicted label, top-k probabilities per clip), which the report links.
+ * Every accuracy the report and its console lines print names its state.
+ * The headline `evaluation` is the trained best state on `split`. Also:
+ * learning curves from the train stage's `metrics` (epochs from 1), the
+ * paper's Table 6 row (Orig / Aug / Mlt / Hyb / TTDA, reference §12) when
+ * `ttau` or `ttda` ran, the spec hash, versions, backend, adapter and stage
+ * timings of `manifest.json`.
  *
  * Files: `report.json` (machine-readable, {@linkcode ReportData}),
- * `report.md`, and `report.html` (self-contained: inline CSS and SVG charts
- * rendered by Vega, no script, no network). Each is written atomically. Zero
- * divisions in the metrics give 0; the TTDA number picked by test accuracy is
- * labelled optimistic. Timings cover the stages finished before the report.
+ * `report.md`, `report.html` (self-contained: inline CSS and SVG charts
+ * rendered by Vega, no script, no network) and `predictions/`. Each is
+ * written atomically. Zero divisions in the metrics give 0; the TTDA number
+ * picked by test accuracy is labelled optimistic. Timings cover the stages
+ * finished before the report.
  *
- * Takes `tokens`, `label` and `model` (plus `metrics`, `summary`, `ttau` and
- * `ttda` when present); provides `report`.
+ * Takes `tokens`, `label` and `model` (plus `metrics`, `summary`, `ttau`,
+ * `ttda` and `scoredStates` when present); provides `report`.
  *
  * ```yaml
  * - use: report
- *   with: { split: test, batchSize: 64, formats: [json, md, html] }
+ *   with: { split: test, batchSize: 64, formats: [json, md, html], predictionSplits: [test, validation], top: 3 }
  * ```
  *
  * @module
@@ -185,6 +195,9 @@ export function renderReportMarkdown(report: ReportData): string {
     `- loss, ${label}: ${finite(ev.loss) ? ev.loss.toFixed(4) : "–"}`,
     ...(ev.note ? [`- note: ${ev.note}`] : []),
   ];
+  if (report.summary?.bestEpoch !== undefined) {
+    out.push(`- best epoch (train stage): ${report.summary.bestEpoch}`);
+  }
   const states = report.states ?? [];
   if (states.length) {
     out.push(
@@ -199,9 +212,6 @@ export function renderReportMarkdown(report: ReportData): string {
         ]),
       ),
     );
-  }
-  if (report.summary?.bestEpoch !== undefined) {
-    out.push(`- best epoch: ${report.summary.bestEpoch}`);
   }
   if (report.table6) {
     const t = report.table6;
