@@ -419,7 +419,9 @@ ${st.note ? `<p class="warn">${escapeHtml(st.note)}</p>` : ""}
         escapeHtml(st.predictions)
       }</a></p>
 <div class="charts"><div>${table(PER_CLASS_HEAD, perClassRows(st))}</div>
-<div class="chart confusion">${await renderVegaLiteSvg(
+<div class="chart" id="confusion-${
+        escapeHtml(st.split)
+      }-${st.id}">${await renderVegaLiteSvg(
         confusionSpec(report.classes, st.confusion),
       )}</div></div>`,
     );
