@@ -82,6 +82,7 @@ async function validate(files: string[], sets: string[], lock?: string) {
           c.plan.stages.map((s) => s.name).join(" → ")
         })`,
       );
+      for (const note of c.notes) out(`    note: ${note}`);
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       err(formatConfigError(error) + "\n");
@@ -135,6 +136,7 @@ async function run(
             plan: compiled.plan,
             inherited: compiled.inherited,
             unset: compiled.unset,
+            notes: compiled.notes,
             describe: described,
           },
           null,
@@ -143,6 +145,7 @@ async function run(
       );
     } else {
       out(formatPlan(compiled.plan));
+      for (const note of compiled.notes) out(`note: ${note}`);
       const inherited = formatInherited(compiled);
       if (inherited) out(`\n${inherited}`);
       for (const [name, text] of Object.entries(described)) {

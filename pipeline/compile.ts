@@ -71,6 +71,8 @@ export interface CompiledPipeline {
   readonly inherited: readonly InheritedValue[];
   /** Keys a child unset with `key: null`, and where. */
   readonly unset: readonly { readonly path: string; readonly at: Location }[];
+  /** Warnings about the spec that do not stop it (e.g. inherited `classes:` beside a new `root:`). */
+  readonly notes: readonly string[];
   /** For keys of `data:` inherited from a parent spec: where the parent wrote them (by key, e.g. `classes`). */
   readonly dataOrigins: Readonly<Record<string, Location>>;
 }
@@ -380,6 +382,7 @@ export async function compile(
   };
   const inherited = inheritedValues(spec, stageNames);
   return {
+    notes: inheritanceNotes(spec, inherited),
     plan,
     modules: modules.map((m) => m.stage),
     resolvedSpec,
@@ -475,6 +478,31 @@ function inheritedValues(
     });
   }
   return out.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+}
+
+/**
+ * Inherited values that likely conflict with the child's own: a `data:` key
+ * that describes the labels (`classes`) inherited from a parent while the
+ * child sets where the data is (`root`, `manifest` or `layout`). Checked
+ * without reading any data; the data check names the same line if the labels
+ * do differ.
+ */
+function inheritanceNotes(
+  spec: LocatedSpec,
+  inherited: readonly InheritedValue[],
+): string[] {
+  const classes = inherited.find((i) => i.key === "data.classes");
+  if (!classes) return [];
+  const own = ["root", "manifest", "layout"].filter((k) =>
+    spec.origins.get(`data.${k}`)?.value.file === spec.file
+  );
+  if (own.length === 0) return [];
+  const at = `${classes.from.file}:${classes.from.line}`;
+  return [
+    `data.classes is inherited from ${at} while ${spec.file} sets ${
+      own.map((k) => `data.${k}`).join(" and ")
+    }: if this data has other labels, write \`classes: null\` under data: (or list its classes)`,
+  ];
 }
 
 /** Renders the inherited values and unset keys for `--dry-run`. */

@@ -450,6 +450,7 @@ export async function runPipeline(
     ...(options.resume ? { resume: true } : {}),
   });
   log.info(`run folder ${runDir}`);
+  for (const note of compiled.notes) log.warn(note);
 
   let current = "backend";
   let dataset: Dataset | undefined;

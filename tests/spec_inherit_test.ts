@@ -111,6 +111,46 @@ Deno.test("an inherited classes: that conflicts with the child's data is named w
   assert.doesNotMatch(text, /data\.root|data\.manifest/, "the child's own");
 });
 
+Deno.test("deno task validate notes an inherited classes: beside the child's own root, naming the parent's line", async () => {
+  const dir = await tree();
+  const path = await child(
+    dir,
+    "keeps.yaml",
+    "  root: ../digits\n  manifest: m.csv\n",
+  );
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      join(ROOT, "cli.ts"),
+      "validate",
+      path,
+    ],
+    cwd: ROOT,
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.match(
+    stdout,
+    new RegExp(
+      `^ {4}note: data\\.classes is inherited from ${
+        displayPath(join(dir, "parent.yaml")).replaceAll(".", "\\.")
+      }:6 while .*keeps\\.yaml sets data\\.root and data\\.manifest: if this data has other labels, write \`classes: null\` under data: \\(or list its classes\\)$`,
+      "m",
+    ),
+  );
+  // With classes unset, no note.
+  const unset = await child(
+    dir,
+    "unset.yaml",
+    "  root: ../digits\n  manifest: m.csv\n  classes: null\n",
+  );
+  assert.deepEqual((await compileIt(unset)).notes, []);
+});
+
 Deno.test("classes: null unsets the inherited list; numbers in classes are names", async () => {
   const dir = await tree();
   const unset = await child(
