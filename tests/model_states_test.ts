@@ -223,6 +223,15 @@ Deno.test("predictions/<split>.<state>.csv rows agree with deno task predict on 
       );
     }
   }
+  for (const which of ["best", "last"]) {
+    const csv = (await read(`predictions/test.trained-${which}.csv`)).trim()
+      .split("\n").slice(1).map((r) => r.split(","));
+    await agrees(runDir, which, csv);
+  }
+});
+
+/** `deno task predict --which <which>` on the rows' files gives the rows' top 3. */
+async function agrees(runDir: string, which: string, cells: string[][]) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -232,6 +241,8 @@ Deno.test("predictions/<split>.<state>.csv rows agree with deno task predict on 
       "--backend",
       "cpu",
       "--json",
+      "--which",
+      which,
       "--model",
       runDir,
       ...cells.map((c) => c[0]),
@@ -241,6 +252,7 @@ Deno.test("predictions/<split>.<state>.csv rows agree with deno task predict on 
   }).output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   const predicted = JSON.parse(new TextDecoder().decode(out.stdout)).results;
+  assert.equal(predicted.length, cells.length);
   cells.forEach((c, i) => {
     const r = predicted[i];
     assert.equal(r.file, c[0]);
@@ -248,11 +260,13 @@ Deno.test("predictions/<split>.<state>.csv rows agree with deno task predict on 
       assert.equal(r.top[k].label, c[4 + 2 * k], `${c[0]} top ${k + 1}`);
       assert.ok(
         Math.abs(r.top[k].probability - Number(c[5 + 2 * k])) < 1e-4,
-        `${c[0]} p${k + 1}: ${r.top[k].probability} vs ${c[5 + 2 * k]}`,
+        `${which}: ${c[0]} p${k + 1}: ${r.top[k].probability} vs ${
+          c[5 + 2 * k]
+        }`,
       );
     }
   });
-});
+}
 
 Deno.test("metrics.jsonl, the log, summary.json, ttda_metrics.jsonl and the report count epochs from 1", async () => {
   const { read, jsonl } = await run;
