@@ -19,7 +19,7 @@
  * @module
  */
 // deno-lint-ignore-file no-console -- a command-line tool: printing is its job
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { ReportData, StateReport, Table6Row } from "../lib/report_html.ts";
 
 /** The files of one run folder that the comparison reads. */
@@ -52,7 +52,9 @@ export async function readRun(dir: string): Promise<RunFiles> {
   };
   const info = await Deno.stat(dir).catch(() => undefined);
   if (!info?.isDirectory) {
-    throw new Error(`Cannot compare "${dir}": no such run folder`);
+    throw new Error(
+      `Cannot compare "${dir}": no such run folder (${resolve(dir)})`,
+    );
   }
   const [summary, manifest, plan, report] = await Promise.all(
     [...REQUIRED, "report.json"].map(read),

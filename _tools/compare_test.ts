@@ -95,7 +95,7 @@ Deno.test("compare prints two runs side by side with the options that differ", a
   );
   await assert.rejects(
     compareRuns(a, join(dir, "nope")),
-    /Cannot compare ".*nope": no such run folder/,
+    /Cannot compare ".*nope": no such run folder \(\/.*\/nope\)/,
   );
 });
 

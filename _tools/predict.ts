@@ -26,7 +26,7 @@
  * @module
  */
 // deno-lint-ignore-file no-console -- a command-line tool: printing is its job
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { selectBackend } from "../pipeline/backend.ts";
 import type { BackendChoice } from "../pipeline/backend.ts";
@@ -140,7 +140,7 @@ export async function loadModel(
   throw new Error(
     isDir
       ? `Cannot load the model "${dir}": it holds neither ${PACKAGE_CONFIG_FILE} (a package from deno task export) nor plan.json (a run folder)`
-      : `Cannot load the model "${dir}": no such folder`,
+      : `Cannot load the model "${dir}": no such folder (${resolve(dir)})`,
   );
 }
 

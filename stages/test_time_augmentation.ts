@@ -51,7 +51,7 @@
 import { argmaxRows } from "../lib/metrics.ts";
 import type { StateScores } from "../lib/predictions.ts";
 export { argmaxRows };
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import * as z from "zod";
 import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
 import { defineStage } from "../pipeline/define_stage.ts";
@@ -276,7 +276,7 @@ async function resolveCheckpoint(
   }
   throw new Error(
     `Cannot find checkpoint "${which}" of TTAu member "${path}": looked for ${
-      candidates.map((c) => join(c.dir, `${c.name}.json`)).join(", ")
+      candidates.map((c) => resolve(c.dir, `${c.name}.json`)).join(", ")
     }`,
   );
 }
