@@ -470,7 +470,7 @@ ${st.note ? `<p class="warn">${escapeHtml(st.note)}</p>` : ""}
       notes.push(
         `Orig is this report's evaluation on <code>${
           escapeHtml(ev.split)
-        }</code> (TTAu did not report it).`,
+        }</code>, ${escapeHtml(evLabel)} (TTAu did not report it).`,
       );
     } else if (t.origFrom === "ttda") {
       notes.push(

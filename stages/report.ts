@@ -225,7 +225,7 @@ export function renderReportMarkdown(report: ReportData): string {
     if (t.origFrom === "report") {
       out.push(
         "",
-        `Orig is this report's evaluation on \`${ev.split}\` (TTAu did not report it).`,
+        `Orig is this report's evaluation on \`${ev.split}\`, ${label} (TTAu did not report it).`,
       );
     } else if (t.origFrom === "ttda") {
       out.push(
