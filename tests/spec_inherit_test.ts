@@ -182,6 +182,16 @@ Deno.test("classes: null unsets the inherited list; numbers in classes are names
     "1",
     "0",
   ]);
+  // The synthetic layout reads numbers as names too.
+  await Deno.writeTextFile(
+    join(dir, "tones.yaml"),
+    "name: tones\ndata: { layout: synthetic, classes: [7, 8] }\nstages:\n  - use: load\n",
+  );
+  const tones = await compileIt(join(dir, "tones.yaml"));
+  assert.deepEqual((tones.plan.data as { classes: unknown }).classes, [
+    "7",
+    "8",
+  ]);
   const d = await openSource(n);
   assert.deepEqual(d.classes, ["2", "1", "0"]);
   assert.deepEqual(d.labels?.("train").slice(0, 1), [2], "label of '0'");
