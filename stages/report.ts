@@ -662,9 +662,9 @@ export const stage = defineStage<ReportOptions>({
     }
     for (const st of states) {
       ctx.log.info(
-        `${st.split} accuracy of ${st.label}: ${pct(st.accuracy)}%, macro-F1 ${
-          pct(st.macroF1)
-        }%`,
+        `${st.split} accuracy of ${st.label}${
+          st.note ? ` (${st.note})` : ""
+        }: ${pct(st.accuracy)}%, macro-F1 ${pct(st.macroF1)}%`,
       );
     }
     ctx.log.info(

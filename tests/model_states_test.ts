@@ -189,7 +189,9 @@ Deno.test("the report scores every model state side by side, each named, with pe
   for (const s of states) {
     assert.ok(
       accuracyLines.some((l) =>
-        l.includes(`${s.split} accuracy of ${s.label}:`)
+        l.includes(
+          `${s.split} accuracy of ${s.label}${s.note ? ` (${s.note})` : ""}:`,
+        )
       ),
       s.label,
     );
