@@ -11,6 +11,7 @@ export { compile, formatInherited, formatPlan } from "./compile.ts";
 export type {
   CompiledPipeline,
   CompileOptions,
+  InheritedValue,
   Plan,
   PlannedStage,
 } from "./compile.ts";
