@@ -405,10 +405,13 @@ function modeLabel(
   views: readonly string[],
   members: number,
   merge: Merge,
+  origPhase: string | undefined,
 ): string {
   switch (mode) {
     case "orig":
-      return `TTAu Orig (view ${views[0]})`;
+      return origPhase
+        ? `TTAu Orig (phase ${origPhase})`
+        : `TTAu Orig (view ${views[0]})`;
     case "aug":
       return `TTAu Aug (${views.length} views merged, ${merge})`;
     case "mlt":
@@ -559,7 +562,13 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
       result[mode] = { accuracy };
       states.push({
         id: `ttau-${mode}`,
-        label: modeLabel(mode, views, members, options.merge) + base,
+        label: modeLabel(
+          mode,
+          views,
+          members,
+          options.merge,
+          options.origPhase,
+        ) + base,
         split: options.split,
         paths: first.paths,
         labels,
