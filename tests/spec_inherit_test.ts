@@ -142,6 +142,32 @@ Deno.test("deno task validate notes an inherited classes: beside the child's own
       "m",
     ),
   );
+  // --dry-run lists the inherited values with their origin.
+  const dry = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      join(ROOT, "cli.ts"),
+      "run",
+      path,
+      "--dry-run",
+    ],
+    cwd: ROOT,
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const plan = new TextDecoder().decode(dry.stdout);
+  assert.equal(dry.code, 0, new TextDecoder().decode(dry.stderr));
+  assert.match(
+    plan,
+    /^inherited through extends \(value, then where it was written\):$/m,
+  );
+  assert.match(
+    plan,
+    /^ {2}data\.classes +\["zero","one","two"\] +← .*parent\.yaml:6$/m,
+  );
+  assert.match(plan, /^note: data\.classes is inherited from /m);
   // With classes unset, no note.
   const unset = await child(
     dir,
