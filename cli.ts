@@ -1,7 +1,9 @@
 /**
  * The command line: `run`, `validate`, `stages` and `schema`. The only module
  * that prints. Exit codes: 0 ok, 1 a failure while running, 2 an invalid spec
- * or command line.
+ * or command line (a refused `--resume` included), 130 interrupted by
+ * Ctrl-C (SIGINT), 143 by SIGTERM. Every error is printed once, on stderr;
+ * with `--json`, stdout also gets one `{"error": {...}}` object.
  *
  * ```
  * deno task validate presets/tiny/synthetic.yaml
@@ -15,16 +17,26 @@ import { parseArgs } from "node:util";
 import {
   compile,
   ConfigError,
+  createInterrupt,
   dataWarnings,
   describeSteps,
   formatConfigError,
   formatInherited,
   formatPlan,
   openSource,
+  ResumeError,
+  RunFolderError,
+  RunInterrupted,
   runPipeline,
   StageError,
 } from "./pipeline/mod.ts";
-import { dataReport, formatDataReport } from "./stages/data_report.ts";
+import { watchSignals } from "./pipeline/signals.ts";
+import {
+  dataReport,
+  formatDataReport,
+  plannedClip,
+  plannedClipSeconds,
+} from "./stages/data_report.ts";
 import { BUILTIN_STAGES } from "./stages/mod.ts";
 import { selectBackend } from "./pipeline/backend.ts";
 import type { BackendChoice } from "./pipeline/backend.ts";
@@ -32,13 +44,15 @@ import { checkBackend } from "./pipeline/backend_check.ts";
 
 const USAGE = `usage:
   deno task run <spec.yaml> [--set path=value]... [--dry-run] [--json] [--lock deno.lock] [--verbose]
+                 [--update-lock <stage URL>]   (accept a remote stage's changed code)
   deno task run <spec.yaml> --resume runs/<dir>
   deno task run <spec.yaml> --repeat 3 [--same-seed]   (several models, e.g. for TTAu's Mlt)
   deno task validate <spec.yaml>... [--set path=value]... [--lock deno.lock]
   deno task data <spec.yaml> [--set path=value]... [--json]
   deno task stages
   deno task backend [--backend auto|webgpu|cpu] [--json]
-exit codes: 0 ok, 1 failure while running, 2 invalid spec or command line`;
+exit codes: 0 ok, 1 failure while running, 2 invalid spec or command line,
+  130 interrupted (Ctrl-C; a second Ctrl-C quits at once), 143 SIGTERM`;
 
 const encoder = new TextEncoder();
 function out(text: string) {
@@ -46,6 +60,40 @@ function out(text: string) {
 }
 function err(text: string) {
   Deno.stderr.writeSync(encoder.encode(text + "\n"));
+}
+
+/** What `--json` prints on stdout when a command fails. */
+interface JsonError {
+  /** `usage`, `invalid_spec`, `resume_refused`, `run_folder`, `stage_failed`, `interrupted`, `internal`. */
+  readonly code: string;
+  readonly message: string;
+  readonly [key: string]: unknown;
+}
+
+/** Prints `error` as one JSON object on stdout (for `--json`). */
+function jsonError(error: JsonError) {
+  out(JSON.stringify({ error }));
+}
+
+/** Prints a command-line error once (and as JSON with `--json`); returns 2. */
+function usageError(message: string, json: boolean, usage = false): number {
+  err(`error: ${message}${usage ? `\n${USAGE}` : ""}`);
+  if (json) jsonError({ code: "usage", message });
+  return 2;
+}
+
+/** Prints a spec's problems once (and as JSON with `--json`); returns 2. */
+function configError(error: ConfigError, json: boolean): number {
+  err(formatConfigError(error));
+  if (json) {
+    jsonError({
+      code: "invalid_spec",
+      message: error.message,
+      specFile: error.specFile,
+      issues: error.issues,
+    });
+  }
+  return 2;
 }
 
 function parse(args: string[]) {
@@ -58,6 +106,7 @@ function parse(args: string[]) {
       "dry-run": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       lock: { type: "string" },
+      "update-lock": { type: "string", multiple: true, default: [] },
       resume: { type: "string" },
       repeat: { type: "string", default: "1" },
       "same-seed": { type: "boolean", default: false },
@@ -68,7 +117,28 @@ function parse(args: string[]) {
   });
 }
 
-async function validate(files: string[], sets: string[], lock?: string) {
+/** Checks that every `--update-lock` URL names a URL stage of the plan. */
+function unusedUpdateLocks(
+  compiled: { plan: { stages: readonly { specifier?: string }[] } },
+  urls: readonly string[],
+): string | undefined {
+  const used = new Set(compiled.plan.stages.map((s) => s.specifier));
+  const unused = urls.filter((u) => !used.has(new URL(u, "file:///").href));
+  return unused.length
+    ? `Cannot update the lock entry of ${
+      unused.join(", ")
+    }: the spec uses no stage at ${
+      unused.length === 1 ? "this URL" : "these URLs"
+    }; give the URL exactly as its use: line has it`
+    : undefined;
+}
+
+async function validate(
+  files: string[],
+  sets: string[],
+  lock: string | undefined,
+  updateLock: string[],
+) {
   let failed = 0;
   for (const file of files) {
     try {
@@ -76,7 +146,14 @@ async function validate(files: string[], sets: string[], lock?: string) {
         builtins: BUILTIN_STAGES,
         overrides: sets,
         lockfile: lock,
+        updateLock,
       });
+      const unused = unusedUpdateLocks(c, updateLock);
+      if (unused) {
+        err(`error: ${unused}`);
+        failed++;
+        continue;
+      }
       out(
         `ok  ${file}  (${c.plan.stages.length} stages: ${
           c.plan.stages.map((s) => s.name).join(" → ")
@@ -96,14 +173,19 @@ async function run(
   file: string,
   values: ReturnType<typeof parse>["values"],
 ): Promise<number> {
+  const json = values.json;
   const repeat = Number(values.repeat);
   if (!Number.isInteger(repeat) || repeat < 1) {
-    err(`error: --repeat must be a positive integer, got "${values.repeat}"`);
-    return 2;
+    return usageError(
+      `Cannot repeat "${values.repeat}" times: --repeat takes a positive integer`,
+      json,
+    );
   }
   if (repeat > 1 && values.resume) {
-    err("error: --repeat and --resume cannot be combined");
-    return 2;
+    return usageError(
+      "Cannot combine --repeat and --resume: resume one run folder at a time",
+      json,
+    );
   }
   const compileWith = async (extra: string[]) => {
     try {
@@ -111,10 +193,11 @@ async function run(
         builtins: BUILTIN_STAGES,
         overrides: [...values.set, ...extra],
         lockfile: values.lock,
+        updateLock: values["update-lock"],
       });
     } catch (error) {
       if (error instanceof ConfigError) {
-        err(formatConfigError(error));
+        configError(error, json);
         return undefined;
       }
       throw error;
@@ -122,10 +205,20 @@ async function run(
   };
   const compiled = await compileWith([]);
   if (!compiled) return 2;
+  const unused = unusedUpdateLocks(compiled, values["update-lock"]);
+  if (unused) return usageError(unused, json);
   if (values["dry-run"]) {
     let described: Record<string, string> = {};
+    let note: string | undefined;
     try {
-      described = await describeSteps(compiled, { console: err });
+      described = await describeSteps(compiled, {
+        console: err,
+        planned: plannedClip(compiled.plan),
+        note: (line) => {
+          note = line;
+          err(`note: ${line}`);
+        },
+      });
     } catch (error) {
       err(`note: no model summary: ${(error as Error).message.split("\n")[0]}`);
     }
@@ -138,6 +231,7 @@ async function run(
             unset: compiled.unset,
             notes: compiled.notes,
             describe: described,
+            ...(note ? { describeNote: note } : {}),
           },
           null,
           2,
@@ -154,9 +248,10 @@ async function run(
     }
     return 0;
   }
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new Error("interrupted (SIGINT)"));
-  Deno.addSignalListener("SIGINT", onSignal);
+  // First Ctrl-C or SIGTERM: acknowledged at once (on the signal thread), the
+  // run stops at its next step boundary; a second one ends the process.
+  const interrupt = createInterrupt();
+  const signals = await watchSignals(interrupt);
   const runs: string[] = [];
   try {
     for (let r = 0; r < repeat; r++) {
@@ -174,7 +269,7 @@ async function run(
         console: err,
         interactive: Deno.stderr.isTerminal(),
         verbose: values.verbose,
-        signal: controller.signal,
+        interrupt,
       });
       runs.push(result.runDir);
       if (values.json) {
@@ -186,16 +281,58 @@ async function run(
     return 0;
   } catch (error) {
     if (error instanceof StageError) {
-      err(`error: ${error.message}`);
+      // The scheduler already printed the error line.
       if (values.verbose && error.cause instanceof Error) {
         err(error.cause.stack ?? "");
       }
       err(`everything written so far is in ${error.runDir}`);
+      if (json) {
+        jsonError({
+          code: "stage_failed",
+          message: error.message,
+          stage: error.stage,
+          runDir: error.runDir,
+        });
+      }
+      return 1;
+    }
+    if (error instanceof RunInterrupted) {
+      const resume = `deno task run ${file} --resume ${error.runDir}`;
+      err(
+        `${error.message}\nthe run folder ${error.runDir} is marked interrupted; continue with: ${resume}`,
+      );
+      if (json) {
+        jsonError({
+          code: "interrupted",
+          message: error.message,
+          stage: error.stage,
+          runDir: error.runDir,
+          signal: error.reason,
+          ...(error.restarts ? { restarts: error.restarts } : {}),
+          resume,
+        });
+      }
+      return error.reason === "SIGTERM" ? 143 : 130;
+    }
+    if (error instanceof ResumeError) {
+      err(`error: ${error.message}`);
+      if (json) {
+        jsonError({
+          code: "resume_refused",
+          message: error.message,
+          runDir: error.runDir,
+        });
+      }
+      return 2;
+    }
+    if (error instanceof RunFolderError) {
+      err(`error: ${error.message}`);
+      if (json) jsonError({ code: "run_folder", message: error.message });
       return 1;
     }
     throw error;
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
+    signals.close();
   }
 }
 
@@ -211,10 +348,7 @@ async function data(
       lockfile: values.lock,
     });
   } catch (error) {
-    if (error instanceof ConfigError) {
-      err(formatConfigError(error));
-      return 2;
-    }
+    if (error instanceof ConfigError) return configError(error, values.json);
     throw error;
   }
   let dataset;
@@ -224,11 +358,21 @@ async function data(
       verbose: values.verbose,
     });
   } catch (error) {
-    err(`error: ${(error as Error).message}`);
+    const message = (error as Error).message;
+    err(`error: ${message}`);
+    if (values.json) jsonError({ code: "data_failed", message });
     return 1;
   }
   try {
-    const report = dataReport(dataset, dataWarnings(compiled, dataset));
+    const rate = dataset.info.sampleRateHz;
+    const report = dataReport(
+      dataset,
+      plannedClipSeconds(
+        compiled.plan,
+        typeof rate === "number" ? rate : undefined,
+      ),
+      dataWarnings(compiled, dataset),
+    );
     out(
       values.json ? JSON.stringify(report, null, 2) : formatDataReport(report),
     );
@@ -305,15 +449,36 @@ async function backendReport(choice: string, json: boolean): Promise<number> {
   return healthy ? 0 : 1;
 }
 
-/** Runs the CLI with `args`; returns the exit code. */
+/**
+ * Runs the CLI with `args`; returns the exit code. An unexpected error is
+ * printed once, as one line (its stack only with `--verbose`), never as an
+ * uncaught exception.
+ */
 export async function main(args: string[]): Promise<number> {
+  const json = args.includes("--json");
+  try {
+    return await command(args);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const text = message.startsWith("Cannot")
+      ? message
+      : `Cannot finish the command: ${message}`;
+    err(`error: ${text}`);
+    if (args.includes("--verbose") && error instanceof Error) {
+      err(error.stack ?? "");
+    }
+    if (json) jsonError({ code: "internal", message: text });
+    return 1;
+  }
+}
+
+async function command(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   let parsed;
   try {
     parsed = parse(rest);
   } catch (error) {
-    err(`error: ${(error as Error).message}\n${USAGE}`);
-    return 2;
+    return usageError((error as Error).message, args.includes("--json"), true);
   }
   const { values, positionals } = parsed;
   if (values.help || command === undefined || command === "help") {
@@ -334,7 +499,12 @@ export async function main(args: string[]): Promise<number> {
         err(`error: validate takes at least one spec file\n${USAGE}`);
         return 2;
       }
-      return await validate(positionals, values.set, values.lock);
+      return await validate(
+        positionals,
+        values.set,
+        values.lock,
+        values["update-lock"],
+      );
     case "data":
       if (positionals.length !== 1) {
         err(

@@ -50,6 +50,20 @@ export type { ReportData, StateReport } from "./lib/report_html.ts";
 export { exportRun, writePackage } from "./_tools/export.ts";
 export type { ModelPackage } from "./_tools/export.ts";
 export { createFusedEngine, tfjsDevice } from "./gpu/engine.ts";
+export { trainBatch } from "./model/trainer.ts";
+export type {
+  LoadableState,
+  TrainBatch,
+  Trainer,
+  TrainerState,
+  TrainMetrics,
+  TrainStepSettings,
+} from "./model/trainer.ts";
+export { createTfjsTrainer } from "./model/trainer_tfjs.ts";
+export { createFusedTrainer } from "./gpu/trainer_fused.ts";
+export type { FusedTrainerOptions } from "./gpu/trainer_fused.ts";
+export { evaluate, evaluateLogits } from "./model/evaluate.ts";
+export type { EvalContext, Evaluation } from "./model/evaluate.ts";
 export type {
   DispatchCounts,
   EngineSettings,

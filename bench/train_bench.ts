@@ -30,8 +30,7 @@ import type { ProfileEntry } from "../gpu/runtime.ts";
  * @param args `--preset sc1|cs|am|sc2|vs` (comma list), `--backend`,
  *   `--engine auto|fused|tfjs` (auto: fused on WebGPU), `--steps N` (5),
  *   `--views N` (4), `--batch N` (32), `--profile` (per-kernel GPU times of
- *   one fused step from timestamp queries), `--attention fused|unfused`
- *   (the fused engine's eval attention; default unfused), `--stages 1|2` (its
+ *   one fused step from timestamp queries), `--stages 1|2` (the fused engine's
  *   matmuls' workgroup-memory stages; default the kernel's).
  */
 export async function benchTrain(args: string[]): Promise<unknown> {
@@ -45,20 +44,13 @@ export async function benchTrain(args: string[]): Promise<unknown> {
       batch: { type: "string", default: "32" },
       engine: { type: "string", default: "auto" },
       profile: { type: "boolean", default: false },
-      attention: { type: "string", default: "unfused" },
       stages: { type: "string" },
     },
   });
-  if (values.attention !== "fused" && values.attention !== "unfused") {
-    throw new Error(
-      `Unknown --attention "${values.attention}": use fused or unfused`,
-    );
-  }
   if (values.stages !== undefined && !["1", "2"].includes(values.stages)) {
     throw new Error(`--stages must be 1 or 2, got "${values.stages}"`);
   }
   const engineSettings = {
-    fusedAttention: values.attention === "fused",
     matmulStages: values.stages === undefined
       ? undefined
       : Number(values.stages) as 1 | 2,
@@ -272,7 +264,6 @@ async function benchFused(
     const engineBytes = engine.runtime.stats().bytes;
     const result: Record<string, unknown> = {
       preset: name,
-      attention: o.engine.fusedAttention ? "fused" : "unfused",
       matmulStages: o.engine.matmulStages ?? "default",
       params: model.summary().parameters,
       stepMs: Number(stepMs.toFixed(1)),

@@ -1,7 +1,7 @@
 /**
  * The fused WebGPU training engine (issue 8): owns a model's parameters,
  * gradients, SGD momentum and BatchNorm running statistics on the GPU, and
- * runs whole training steps (`gpu/amaut_graph.ts`) and eval forwards as
+ * runs whole training steps (`gpu/graph/`) and eval forwards as
  * recorded dispatch lists — one submit per step, nothing read back until
  * asked. Weights move to and from a tfjs {@linkcode AmautModel} with
  * {@linkcode FusedEngine.upload} / {@linkcode FusedEngine.download}, so
@@ -20,14 +20,14 @@ import {
   type Region,
   type Runtime,
 } from "./runtime.ts";
+import { type Arenas, createArenas } from "./graph/arenas.ts";
 import {
-  type Arenas,
-  buildGraph,
-  createArenas,
   createBufferPool,
   type Graph,
   type GraphSettings,
-} from "./amaut_graph.ts";
+} from "./graph/builder.ts";
+import { DEFAULT_SMOOTHING } from "./graph/loss.ts";
+import { buildGraph } from "./graph/model.ts";
 import { sgdHyper } from "./kernels/model_ops.ts";
 
 /** Settings of one fused step (as {@linkcode multiviewStep}'s, with an integer dropout seed). */
@@ -68,10 +68,7 @@ export interface DispatchCounts {
 }
 
 /** Graph choices of an engine, for comparisons (see {@linkcode createFusedEngine}). */
-export type EngineSettings = Pick<
-  GraphSettings,
-  "fusedAttention" | "matmulStages"
->;
+export type EngineSettings = Pick<GraphSettings, "matmulStages">;
 
 /** The engine. */
 export interface FusedEngine {
@@ -153,12 +150,8 @@ export function tfjsDevice(tf: Tf): GPUDevice | undefined {
  * @param options Model options.
  * @param dims Data sizes.
  * @param device A WebGPU device; default: tfjs's WebGPU device.
- * @param settings `fusedAttention` (default false): eval graphs run
- *   attention as one fused kernel per block (`gpu/kernels/attention.ts`)
- *   where a head's keys fit the workgroup storage, instead of a scores
- *   matmul, a softmax and a value matmul (faster on an H100).
- *   `matmulStages` (1 or 2; default the kernel's): workgroup-memory stages
- *   of every matmul, for tuning comparisons.
+ * @param settings `matmulStages` (1 or 2; default the kernel's):
+ *   workgroup-memory stages of every matmul, for tuning comparisons.
  * @throws {Error} Without a device.
  */
 export function createFusedEngine(
@@ -190,7 +183,7 @@ export function createFusedEngine(
     training: boolean,
     views: number,
     perView: number,
-    smoothing = 0.1,
+    smoothing = DEFAULT_SMOOTHING,
     dropout = options.dropout,
   ): Graph => {
     const key = `${training}:${views}:${perView}:${smoothing}:${dropout}`;
@@ -203,7 +196,6 @@ export function createFusedEngine(
         smoothing,
         dropout,
         pool,
-        fusedAttention: settings.fusedAttention,
         matmulStages: settings.matmulStages,
       });
       graphs.set(key, g);

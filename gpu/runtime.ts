@@ -41,25 +41,105 @@ export interface KernelSpec {
 /**
  * One dispatch of a kernel plan: the kernel and the symbolic names of its
  * bindings, in binding order. The caller maps names to {@linkcode Region}s.
+ *
+ * @typeParam N The binding names (as written by
+ *   `gpu/kernels/bindings.ts` `storageBindings`).
  */
-export interface KernelStep {
+export interface KernelStep<N extends string = string> {
   /** The kernel. */
   readonly spec: KernelSpec;
   /** Binding names in order (binding i gets the region named `bind[i]`). */
-  readonly bind: readonly string[];
+  readonly bind: readonly N[];
 }
 
 /**
  * What a kernel generator returns: dispatches to record in order, and the
  * scratch regions they need (name → element count), which the caller
  * allocates (scratch contents need not survive between plans).
+ *
+ * The plan is typed by the names its caller binds: `N` the names always
+ * bound, `O` those bound only with some options (a residual input, a
+ * dropout seed). {@linkcode PlanBindings} turns them into the object type a
+ * caller passes, so a misspelt, missing or extra name is a compile error;
+ * {@linkcode planRegions} checks the same at record time.
+ *
+ * @typeParam N Binding names every plan of this generator uses.
+ * @typeParam O Binding names used only with some options.
  */
-export interface KernelPlan {
+export interface KernelPlan<
+  N extends string = string,
+  O extends string = never,
+> {
   /** Dispatches, in order. */
   readonly steps: readonly KernelStep[];
   /** Scratch regions by name and size in 4-byte elements. */
   readonly scratch?: Readonly<Record<string, number>>;
+  /**
+   * Type-level only, never set: the binding names the caller provides
+   * (`required` always, `optional` with some options).
+   */
+  readonly bindingNames?: { readonly required: N; readonly optional: O };
 }
+
+/** A kernel plan of any binding names (what recorders and tests accept). */
+export type AnyKernelPlan = KernelPlan<string, string>;
+
+/**
+ * The regions (or host arrays, with `T`) a caller binds to a plan typed
+ * {@linkcode KernelPlan}`<N, O>`: every name of `N`, any of `O`.
+ */
+export type PlanBindings<N extends string, O extends string, T = Region> =
+  & { readonly [K in N]: T }
+  & { readonly [K in O]?: T | undefined };
+
+/**
+ * Resolves a plan's binding names to regions, one list per step: a name
+ * comes from `bind`, else from `scratch` (the plan's private regions).
+ *
+ * @param plan The plan.
+ * @param bind Regions by binding name (`undefined` = not bound).
+ * @param scratch Looks up a scratch region by name.
+ * @returns The regions of each step, in binding order.
+ * @throws {Error} When a step needs a name that neither provides, or `bind`
+ *   gives a region no step uses (a misspelt or stale name), naming the
+ *   kernel and the binding.
+ */
+export function planRegions(
+  plan: AnyKernelPlan,
+  bind: Readonly<Record<string, Region | undefined>>,
+  scratch: (name: string) => Region | undefined = () => undefined,
+): Region[][] {
+  const used = new Set<string>();
+  const lists = plan.steps.map((step) =>
+    step.bind.map((name) => {
+      used.add(name);
+      const r = bind[name] ?? scratch(name);
+      if (!r) {
+        throw new Error(
+          `Cannot record kernel ${
+            labelOf(step.spec)
+          }: binding "${name}" was not given a region; pass it in the plan's bindings`,
+        );
+      }
+      return r;
+    })
+  );
+  for (const [name, r] of Object.entries(bind)) {
+    if (r !== undefined && !used.has(name)) {
+      const kernels = plan.steps.map((s) => labelOf(s.spec)).join(", ");
+      throw new Error(
+        `Cannot record kernel ${kernels}: it has no binding "${name}" (its bindings: ${
+          [...used].join(", ")
+        }); remove the name or fix its spelling`,
+      );
+    }
+  }
+  return lists;
+}
+
+/** A kernel's profile label: its own, else the first line of its code. */
+const labelOf = (kernel: KernelSpec): string =>
+  kernel.label ?? kernel.code.split("\n", 1)[0];
 
 /** A recorded dispatch. */
 export interface Dispatch {
@@ -260,11 +340,11 @@ export function createRuntime(device: GPUDevice): Runtime {
       return { whole: { buffer, offset: 0, size, label }, parts: map };
     },
     record(list, kernel, bindings) {
-      const label = kernel.label ?? kernel.code.split("\n", 1)[0];
+      const label = labelOf(kernel);
       for (const n of kernel.workgroups) {
         if (!Number.isInteger(n) || n < 1 || n > 65535) {
           throw new Error(
-            `gpu kernel ${label}: workgroup count ${n} is outside 1…65535 (${kernel.workgroups})`,
+            `Cannot record kernel ${label}: workgroup count ${n} is outside 1…65535 (${kernel.workgroups}); lay the groups out with grid2d`,
           );
         }
       }
@@ -275,7 +355,7 @@ export function createRuntime(device: GPUDevice): Runtime {
         bindings.forEach((o, j) => {
           if (j !== i && o.buffer === r.buffer) {
             throw new Error(
-              `gpu kernel ${label}: region "${r.label}" is bound writable and its buffer again as "${o.label}" in one dispatch`,
+              `Cannot record kernel ${label}: region "${r.label}" is bound writable and its buffer again as "${o.label}" in one dispatch; give one of them its own buffer`,
             );
           }
         });
@@ -364,7 +444,7 @@ export function createRuntime(device: GPUDevice): Runtime {
     write(region, data) {
       if (data.byteLength > region.size) {
         throw new Error(
-          `gpu write: ${data.byteLength} bytes do not fit region "${region.label}" (${region.size} bytes)`,
+          `Cannot write ${data.byteLength} bytes to region "${region.label}" (${region.size} bytes); allocate a larger region`,
         );
       }
       device.queue.writeBuffer(
@@ -419,7 +499,11 @@ export function createRuntime(device: GPUDevice): Runtime {
 export async function requestEngineDevice(): Promise<GPUDevice> {
   const gpu = (globalThis.navigator as { gpu?: GPU }).gpu;
   const adapter = await gpu?.requestAdapter();
-  if (!adapter) throw new Error("No WebGPU adapter was found");
+  if (!adapter) {
+    throw new Error(
+      "Cannot request a WebGPU device: no adapter was found; install a Vulkan driver (Mesa lavapipe will do) or run on the cpu backend",
+    );
+  }
   const l = adapter.limits;
   return await adapter.requestDevice({
     requiredFeatures: adapter.features.has("timestamp-query")

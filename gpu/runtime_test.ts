@@ -1,5 +1,15 @@
 import assert from "node:assert/strict";
-import { createRuntime, type Dispatch } from "./runtime.ts";
+import {
+  createRuntime,
+  type Dispatch,
+  type KernelPlan,
+  type PlanBindings,
+  planRegions,
+  type Region,
+} from "./runtime.ts";
+import { batchNormForward } from "./kernels/norm.ts";
+import { matmul } from "./kernels/matmul.ts";
+import { tokensForward } from "./kernels/model_ops.ts";
 import { hasGpu, runKernel, testRuntime } from "./testing.ts";
 
 const DOUBLE = `@group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -82,7 +92,7 @@ Deno.test({
             parts.get("w")!,
             parts.get("b")!,
           ]),
-        /region "b" is bound writable and its buffer again as "w"/,
+        /Cannot record kernel .*: region "b" is bound writable and its buffer again as "w"/,
       );
       assert.throws(
         () =>
@@ -91,11 +101,11 @@ Deno.test({
             { code: DOUBLE, workgroups: [70000, 1, 1], label: "big" },
             [rt.alloc("x", 4), rt.alloc("y", 4)],
           ),
-        /gpu kernel big: workgroup count 70000 is outside 1…65535/,
+        /Cannot record kernel big: workgroup count 70000 is outside 1…65535/,
       );
       assert.throws(
         () => rt.write(parts.get("w")!, new Float32Array(5)),
-        /20 bytes do not fit region "w" \(16 bytes\)/,
+        /Cannot write 20 bytes to region "w" \(16 bytes\)/,
       );
       assert.equal(list.length, 0);
     } finally {
@@ -157,4 +167,88 @@ Deno.test({
       rt.destroy();
     }
   },
+});
+
+/** A region that never reaches a GPU (planRegions only compares names). */
+const region = (label: string): Region => ({
+  buffer: {} as GPUBuffer,
+  offset: 0,
+  size: 4,
+  label,
+});
+
+Deno.test("planRegions: maps names per step, scratch from the plan's own", () => {
+  // Two steps: matmul with split-K binds the scratch "splitk" in both.
+  const plan = matmul({ m: 8, n: 8, k: 4096, splitK: 4 });
+  assert.equal(plan.steps.length, 2);
+  const [a, b, c, splitk] = ["a", "b", "c", "splitk"].map(region);
+  const lists = planRegions(
+    plan,
+    { a, b, c },
+    (n) => n === "splitk" ? splitk : undefined,
+  );
+  assert.deepEqual(lists, [[a, b, splitk], [splitk, c]]);
+});
+
+Deno.test("planRegions: a missing, misspelt or unused name names the kernel and the binding", () => {
+  const plan = batchNormForward({ groups: 1, rows: 4, channels: 3, eps: 1e-5 });
+  const bind = {
+    x: region("x"),
+    gb: region("gb"),
+    y: region("y"),
+    stats: region("stats"),
+  };
+  const partials = region("normPartials");
+  const scratch = (n: string) => n === "normPartials" ? partials : undefined;
+  assert.equal(planRegions(plan, bind, scratch).length, 3);
+  // An optional name left undefined is fine.
+  planRegions(plan, { ...bind, r: undefined }, scratch);
+  assert.throws(
+    () => planRegions(plan, { ...bind, stats: undefined }, scratch),
+    /Cannot record kernel bn_fwd_stats: binding "stats" was not given a region/,
+  );
+  assert.throws(
+    () => planRegions(plan, { ...bind, r: region("r") }, scratch),
+    /Cannot record kernel bn_fwd_partial, bn_fwd_stats, bn_fwd_apply: it has no binding "r" \(its bindings: x, normPartials, stats, gb, y\)/,
+  );
+  assert.throws(
+    () => planRegions(plan, { ...bind, stat: region("stat") }, scratch),
+    /it has no binding "stat"/,
+  );
+});
+
+Deno.test("KernelPlan: a misspelt, missing or extra binding name is a compile error", () => {
+  const op = <N extends string, O extends string = never>(
+    plan: KernelPlan<N, O>,
+    bind: NoInfer<PlanBindings<N, O>>,
+  ): Region[][] => planRegions(plan, bind as Record<string, Region>);
+  const r = region("r");
+  const bn = batchNormForward({ groups: 1, rows: 4, channels: 3, eps: 1e-5 });
+  const ok = { x: r, gb: r, y: r, stats: r };
+  // @ts-expect-error: "normPartials" is the plan's scratch, not the caller's.
+  op(bn, { ...ok, normPartials: r });
+  // @ts-expect-error: misspelt.
+  assert.throws(() => op(bn, { x: r, gb: r, y: r, stat: r }));
+  // @ts-expect-error: missing.
+  assert.throws(() => op(bn, { x: r, gb: r, y: r }));
+  // @ts-expect-error: a required name may not be undefined.
+  assert.throws(() => op(bn, { ...ok, y: undefined }));
+  // @ts-expect-error: extra.
+  assert.throws(() => op(bn, { ...ok, typo: r }));
+  const mm = matmul({ m: 2, n: 2, k: 2 });
+  // @ts-expect-error: misspelt optional name.
+  assert.throws(() => op(mm, { a: r, b: r, c: r, bais: r }));
+  const tokens = tokensForward({
+    batch: 1,
+    k: 2,
+    dim: 4,
+    sequence: 4,
+    embStart: 1,
+    specialPositions: [0, 3],
+    dropout: 0,
+  });
+  // Numbered names are typed by their pattern.
+  op(tokens, { emb: r, pos: r, z: r, special0: r, special1: r });
+  // @ts-expect-error: misspelt numbered name.
+  assert.throws(() => op(tokens, { emb: r, pos: r, z: r, spcial0: r }));
 });

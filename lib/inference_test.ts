@@ -5,7 +5,7 @@ import * as tf from "@tensorflow/tfjs";
 import { compile, defineStage, runPipeline } from "../pipeline/mod.ts";
 import type { Stage, StepContext } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
-import { evaluate } from "../stages/train.ts";
+import { evaluate } from "../model/evaluate.ts";
 import type { AmautModel } from "../model/amaut.ts";
 import { exportRun, writePackage } from "../_tools/export.ts";
 import {

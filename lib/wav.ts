@@ -351,7 +351,7 @@ export function parseWavHeader(
   const size = fileSize ?? bytes.length;
   if (size < bytes.length) {
     throw new RangeError(
-      `fileSize (${size} bytes) is smaller than the ${bytes.length} bytes given`,
+      `Cannot write a WAV header: fileSize (${size} bytes) is smaller than the ${bytes.length} bytes given`,
     );
   }
   const walk = walkHeader(file, size);

@@ -5,7 +5,7 @@
  * `AuT/lib/embed.py`):
  *
  * 1. a 1-D ResNet over time with the mel bins as channels — weight-standardised
- *    conv k14/s2/p6 + BatchNorm + ReLU + max-pool k6/s2/p2, then post-activation
+ *    root conv + BatchNorm + ReLU + max-pool, then post-activation
  *    bottleneck blocks (1x1, k7, 1x1) in groups, every group after the first
  *    halving the length — and a plain 1x1 conv to `embedDim`, giving K tokens;
  * 2. `[CLS, t_1 … t_K, TAL]` plus a learnable positional embedding, dropout;
@@ -15,6 +15,11 @@
  * 4. the `avg` head (mean over all tokens, fc, fc, BatchNorm, weight-normalised
  *    fc) for 1 s inputs, or the `fce` head (conv k15 over the embedding axis of
  *    the CLS/TAL pair, LayerNorm, fc) for longer ones.
+ *
+ * The forward walks the layer list of the model description
+ * ({@linkcode modelPlan}, `model/plan.ts`: names, shapes, geometry) with one
+ * function per layer kind (`model/forward.ts`), as the fused WebGPU engine
+ * does (`gpu/graph/`).
  *
  * Input is `tokens` `[b, t, f]` (NWC, from the `tokenize` stage); output is
  * `logits` `[b, n]`. Parameters are keyed by their PyTorch state-dict names so
@@ -58,19 +63,8 @@ import {
   shapeSize,
   type TensorSpec,
 } from "./config.ts";
-import {
-  batchNorm,
-  type BatchStat,
-  conv1d,
-  dropout,
-  gelu,
-  layerNorm,
-  linear,
-  maxPool1d,
-  multiHeadAttention,
-  standardizeKernel,
-  weightNorm,
-} from "./layers.ts";
+import { batchNorm, type BatchStat } from "./layers.ts";
+import { type ForwardContext, layerForward } from "./forward.ts";
 
 export {
   type LayerSummary,
@@ -102,7 +96,7 @@ export interface AmautModel {
   readonly options: ModelOptions;
   /** The data sizes it was built for. */
   readonly dims: ModelDims;
-  /** Trainable parameters by PyTorch state-dict name (e.g. "transform.cls_token", "classifier.fc1.weight"), as tf.Variable in TF.js layouts (conv `[k, in, out]`, linear `[in, out]`, weight-norm g `[1, out]`). */
+  /** Trainable parameters by PyTorch state-dict name (the names of `model/plan.ts`), as tf.Variable in TF.js layouts (conv `[k, in, out]`, linear `[in, out]`, weight-norm g `[1, out]`). */
   readonly params: ReadonlyMap<string, Variable>;
   /** BatchNorm running_mean / running_var buffers by PyTorch name (non-trainable variables). */
   readonly buffers: ReadonlyMap<string, Variable>;
@@ -206,7 +200,7 @@ export function createModel(
   let prefix: string;
   const registered = tf.engine().registeredVariables;
   do prefix = `amaut${modelCounter++}`; while (
-    `${prefix}/transform.pos_embed` in registered
+    `${prefix}/${plan.params[0].name}` in registered
   );
   const values = new Map<string, Float32Array>();
   for (const spec of plan.params) {
@@ -276,188 +270,43 @@ export function createModel(
       );
     }
     const stats: BatchStat[] = [];
-    const d = options.embedDim;
-    const b = tokens.shape[0];
-    const bn = <T extends Tensor>(x: T, name: string): T => {
-      const r = batchNorm(
-        tf,
-        x,
-        {
-          weight: P(`${name}.weight`),
-          bias: P(`${name}.bias`),
-          runningMean: B(`${name}.running_mean`),
-          runningVar: B(`${name}.running_var`),
-        },
-        plan.batchNorms.get(name)!,
-        training,
-      );
-      if (training) {
-        stats.push({
-          name,
-          mean: tf.keep(r.mean!),
-          variance: tf.keep(r.variance!),
-          count: r.count,
-        });
-      }
-      return r.y;
+    const context: ForwardContext = {
+      tf,
+      param: P,
+      batchNorm: (x, n) => {
+        const r = batchNorm(
+          tf,
+          x,
+          {
+            weight: P(n.weight),
+            bias: P(n.bias),
+            runningMean: B(n.runningMean),
+            runningVar: B(n.runningVar),
+          },
+          n.eps,
+          training,
+        );
+        if (training) {
+          stats.push({
+            name: n.module,
+            mean: tf.keep(r.mean!),
+            variance: tf.keep(r.variance!),
+            count: r.count,
+          });
+        }
+        return r.y;
+      },
+      dropout: rate,
+      seed: () => mode.rng!.int(0x7fffffff),
     };
-    const stdK = (name: string): Tensor3D =>
-      standardizeKernel(tf, P<Tensor3D>(name), options.stdConvEps);
     let logits: Tensor2D;
     try {
       logits = tf.tidy(() => {
-        // 1-D CNN (reference §3).
-        const cnn = "transform.embedding.restnet";
-        let x = conv1d(tf, tokens, stdK(`${cnn}.root.0.weight`), {
-          stride: 2,
-          pad: 6,
-        });
-        x = tf.relu(bn(x, `${cnn}.root.1`));
-        x = maxPool1d(tf, x, 6, 2, 2);
-        const half = (options.kernelSize - 1) / 2;
-        for (const blk of plan.blocks) {
-          const p = blk.prefix;
-          let y = tf.relu(
-            bn(conv1d(tf, x, stdK(`${p}.conv1.weight`)), `${p}.norm1`),
-          );
-          y = tf.relu(bn(
-            conv1d(tf, y, stdK(`${p}.conv2.weight`), {
-              stride: blk.stride,
-              pad: half,
-            }),
-            `${p}.norm2`,
-          ));
-          y = bn(conv1d(tf, y, stdK(`${p}.conv3.weight`)), `${p}.norm3`);
-          const shortcut = blk.projection
-            ? bn(
-              conv1d(tf, x, stdK(`${p}.downsample.weight`), {
-                stride: blk.stride,
-              }),
-              `${p}.ds_gn`,
-            )
-            : x;
-          x = tf.relu(tf.add(shortcut, y));
+        let x: Tensor3D | Tensor2D = tokens;
+        for (const layer of plan.layers) {
+          x = layerForward(context, layer, x as Tensor3D);
         }
-        const embedded = conv1d(
-          tf,
-          x,
-          P("transform.embedding.patch_embedding.weight"),
-          { bias: P("transform.embedding.patch_embedding.bias") },
-        ); // [b, K, d]
-
-        // Special tokens, positional embedding, dropout (reference §4).
-        const special = plan.special.map((name) =>
-          tf.broadcastTo(P<Tensor3D>(name), [b, 1, d]) as Tensor3D
-        );
-        const parts = options.tokenMode === "cls+tal"
-          ? [special[0], embedded, special[1]]
-          : [...special, embedded];
-        let z = tf.add(
-          tf.concat(parts, 1),
-          P("transform.pos_embed"),
-        ) as Tensor3D;
-        if (rate > 0) z = dropout(tf, z, rate, mode.rng!.int(0x7fffffff));
-
-        // Transformer encoder (reference §5).
-        for (let l = 0; l < options.depth; l++) {
-          const p = `transform.layers.${l}`;
-          const h = layerNorm(
-            tf,
-            z,
-            P(`${p}.attention_norm.weight`),
-            P(`${p}.attention_norm.bias`),
-            options.lnEps,
-          );
-          const a = `${p}.attention`;
-          z = tf.add(
-            z,
-            multiHeadAttention(tf, h, {
-              qw: P(`${a}.q.weight`),
-              qb: P(`${a}.q.bias`),
-              kw: P(`${a}.k.weight`),
-              kb: P(`${a}.k.bias`),
-              vw: P(`${a}.v.weight`),
-              vb: P(`${a}.v.bias`),
-              ow: P(`${a}.o.weight`),
-              ob: P(`${a}.o.bias`),
-            }, options.heads),
-          );
-          // The authors compute ffn_norm(x) and discard it (AuT/lib/model.py).
-          const m = options.ffnNorm
-            ? layerNorm(
-              tf,
-              z,
-              P(`${p}.ffn_norm.weight`),
-              P(`${p}.ffn_norm.bias`),
-              options.lnEps,
-            )
-            : z;
-          const hidden = gelu(
-            tf,
-            linear(tf, m, P(`${p}.ffn.fc1.weight`), P(`${p}.ffn.fc1.bias`)),
-          );
-          z = tf.add(
-            z,
-            linear(
-              tf,
-              hidden,
-              P(`${p}.ffn.fc2.weight`),
-              P(`${p}.ffn.fc2.bias`),
-            ),
-          );
-        }
-        z = layerNorm(
-          tf,
-          z,
-          P("transform.tf_norm.weight"),
-          P("transform.tf_norm.bias"),
-          options.lnEps,
-        );
-
-        // Classifier (reference §6).
-        if (options.head === "avg") {
-          let h = tf.mul(tf.sum(z, 1), 1 / plan.sequence) as Tensor2D;
-          h = linear(
-            tf,
-            h,
-            P("classifier.fc1.weight"),
-            P("classifier.fc1.bias"),
-          );
-          h = linear(
-            tf,
-            h,
-            P("classifier.fc2.weight"),
-            P("classifier.fc2.bias"),
-          );
-          h = bn(h, "classifier.bn2");
-          const w = weightNorm(
-            tf,
-            P("classifier.fc3.parametrizations.weight.original0"),
-            P("classifier.fc3.parametrizations.weight.original1"),
-          );
-          return linear(tf, h, w, P("classifier.fc3.bias"));
-        }
-        const picked = plan.specialPositions.map((pos) =>
-          tf.slice(z, [0, pos, 0], [b, 1, d])
-        );
-        const pair = tf.transpose(tf.concat(picked, 1), [0, 2, 1]); // [b, d, n]
-        const merged = conv1d(tf, pair, P("classifier.merge.weight"), {
-          pad: (options.mergeKernel - 1) / 2,
-          bias: P("classifier.merge.bias"),
-        }); // [b, d, 1]
-        const h = layerNorm(
-          tf,
-          tf.reshape(merged, [b, d]) as Tensor2D,
-          P("classifier.norm.weight"),
-          P("classifier.norm.bias"),
-          options.lnEps,
-        );
-        return linear(
-          tf,
-          h,
-          P("classifier.fc.weight"),
-          P("classifier.fc.bias"),
-        );
+        return x as Tensor2D;
       });
     } catch (error) {
       tf.dispose(stats.flatMap((s) => [s.mean, s.variance]));

@@ -377,6 +377,83 @@ Deno.test("training batch statistics: one per BatchNorm, biased variance, counts
   }
 });
 
+Deno.test("root conv options: kernel, stride and padding set the root conv's tensor and output length", async () => {
+  await tf.setBackend("cpu");
+  const model = tinyModel({ rootKernel: 5, rootStride: 3, rootPadding: 1 });
+  const x = tinyTokens(2);
+  try {
+    assert.deepEqual(
+      model.params.get("transform.embedding.restnet.root.0.weight")!.shape,
+      [5, 6, 4],
+    );
+    const out = model.apply(x, { training: true, dropout: 0 });
+    const root = out.batchStats.find((s) =>
+      s.name === "transform.embedding.restnet.root.1"
+    )!;
+    assert.equal(root.count, 2 * 8); // b · (floor((24 + 2·1 − 5) / 3) + 1)
+    assert.deepEqual(out.logits.shape, [2, 3]);
+    assert.ok((await out.logits.data()).every(Number.isFinite));
+    assert.deepEqual(
+      model.summary().layers.find((l) =>
+        l.name === "transform.embedding.restnet.root"
+      )?.shape,
+      [8, 4],
+    );
+    tf.dispose([out.logits, ...out.batchStats.flatMap(statTensors)]);
+  } finally {
+    x.dispose();
+    model.dispose();
+  }
+});
+
+Deno.test("rootPool false: the first block sees the unpooled root conv, K and the positional embedding double", async () => {
+  await tf.setBackend("cpu");
+  const pooled = tinyModel();
+  const model = tinyModel({ rootPool: false });
+  const x = tinyTokens(2);
+  try {
+    // 24 frames: root 12, no pool, group 1 halves to K = 6, + CLS and TAL.
+    const { parameters, layers } = model.summary();
+    assert.deepEqual(
+      layers.find((l) => l.name === "transform.tf_norm")?.shape,
+      [8, 16],
+    );
+    assert.deepEqual(
+      model.params.get("transform.pos_embed")!.shape,
+      [1, 8, 16],
+    );
+    // Only the positional embedding grows: 3 positions of width 16.
+    assert.equal(parameters, pooled.summary().parameters + 3 * 16);
+    assert.equal(parameters, parameterCount(model.options, model.dims));
+    let sum = 0;
+    for (const v of model.params.values()) sum += v.size;
+    assert.equal(sum, parameters);
+    const out = model.apply(x, { training: true, dropout: 0 });
+    const count = (name: string) =>
+      out.batchStats.find((s) => s.name === name)!.count;
+    assert.equal(count("transform.embedding.restnet.root.1"), 2 * 12);
+    // The first block's conv1 runs on all 12 root frames (6 when pooled).
+    assert.equal(count("transform.embedding.restnet.layers.0.norm1"), 2 * 12);
+    assert.deepEqual(out.logits.shape, [2, 3]);
+    assert.ok((await out.logits.data()).every(Number.isFinite));
+    tf.dispose([out.logits, ...out.batchStats.flatMap(statTensors)]);
+    // The stem runs no max-pool at all (not an identity window).
+    const kernels = async (m: AmautModel) => {
+      const info = await tf.profile(() =>
+        m.apply(x, { training: false }).logits
+      );
+      tf.dispose(info.result);
+      return info.kernelNames;
+    };
+    assert.ok((await kernels(pooled)).includes("MaxPool"));
+    assert.ok(!(await kernels(model)).includes("MaxPool"));
+  } finally {
+    x.dispose();
+    model.dispose();
+    pooled.dispose();
+  }
+});
+
 Deno.test("updateRunningStats: momentum 0.1 and unbiased variance", async () => {
   await tf.setBackend("cpu");
   const model = tinyModel();

@@ -99,7 +99,7 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
 function checkName(name: string): void {
   if (name === "" || name === "." || name === ".." || /[\\/]/.test(name)) {
     throw new Error(
-      `Invalid checkpoint name "${name}": must be a plain file name without a folder`,
+      `Cannot use checkpoint name "${name}": it must be a plain file name without a folder`,
     );
   }
 }
@@ -441,6 +441,6 @@ export function checkCompatible(
     if (difference) reasons.push(`holds another model: ${difference}`);
   }
   if (reasons.length > 0) {
-    throw new Error(`Checkpoint ${reasons.join(", and ")}`);
+    throw new Error(`Cannot use the checkpoint: it ${reasons.join(", and ")}`);
   }
 }

@@ -303,7 +303,7 @@ Deno.test("saveCheckpoint refuses unsupported dtypes, bad names and bad meta", a
     );
     await assert.rejects(
       () => saveCheckpoint(dir, "a/b", meta(), {}),
-      /Invalid checkpoint name "a\/b": must be a plain file name without a folder/,
+      /Cannot use checkpoint name "a\/b": it must be a plain file name without a folder/,
     );
     await assert.rejects(
       () => saveCheckpoint(dir, "x", meta({ epoch: 1.5 }), {}),
@@ -345,7 +345,7 @@ Deno.test("checkCompatible says exactly what differs", () => {
     () => checkCompatible(saved, { specHash: "bbb", modelSignature: sig }),
     {
       message:
-        "Checkpoint was made for another spec (spec hash aaa in the checkpoint, bbb in this run)",
+        "Cannot use the checkpoint: it was made for another spec (spec hash aaa in the checkpoint, bbb in this run)",
     },
   );
 
@@ -361,7 +361,7 @@ Deno.test("checkCompatible says exactly what differs", () => {
       }),
     {
       message:
-        'Checkpoint holds another model: parameter "enc.w" has shape [4, 8] in the checkpoint, [4, 16] in this model',
+        'Cannot use the checkpoint: it holds another model: parameter "enc.w" has shape [4, 8] in the checkpoint, [4, 16] in this model',
     },
   );
 
@@ -375,7 +375,7 @@ Deno.test("checkCompatible says exactly what differs", () => {
     () => checkCompatible(saved, { specHash: "aaa", modelSignature: more }),
     {
       message:
-        'Checkpoint holds another model: parameter "head.g" (shape [10]) is missing from the checkpoint',
+        'Cannot use the checkpoint: it holds another model: parameter "head.g" (shape [10]) is missing from the checkpoint',
     },
   );
 
@@ -384,7 +384,7 @@ Deno.test("checkCompatible says exactly what differs", () => {
     () => checkCompatible(saved, { specHash: "zzz", modelSignature: fewer }),
     {
       message:
-        "Checkpoint was made for another spec (spec hash aaa in the checkpoint, zzz in this run), and " +
+        "Cannot use the checkpoint: it was made for another spec (spec hash aaa in the checkpoint, zzz in this run), and " +
         'holds another model: the checkpoint has parameter "enc.w" (shape [4, 8]) that this model lacks ' +
         "(2 parameters differ in all)",
     },
@@ -398,7 +398,7 @@ Deno.test("checkCompatible says exactly what differs", () => {
       }),
     {
       message:
-        'Checkpoint holds another model: its model signature "v1" differs from this model\'s "v2"',
+        'Cannot use the checkpoint: it holds another model: its model signature "v1" differs from this model\'s "v2"',
     },
   );
 });

@@ -1,10 +1,10 @@
 /**
  * AMAuT model configuration: the options schema (the train stage's `model:`
  * key), the sizes that come from the data, the paper's five configurations,
- * and the parameter plan every other model function is built from — names,
- * layouts and initialisers of every tensor, the CNN's block and length
- * schedule, and the analytic parameter count (reference §3–§6, authors'
- * `AuT/lib/embed.py` and `AuT/lib/model.py`).
+ * the analytic parameter count and the layer summary. The model description
+ * both engines walk — layers, names, shapes, geometry, every tensor's layout
+ * and initialiser — is {@linkcode modelPlan} (`model/plan.ts`, re-exported
+ * here; reference §3–§6, authors' `AuT/lib/embed.py` and `AuT/lib/model.py`).
  *
  * Everything here is plain data: nothing allocates a tensor, so
  * {@linkcode parameterCount} and {@linkcode modelSummary} are safe for a
@@ -16,6 +16,23 @@
  * @module
  */
 import * as z from "zod";
+import { modelPlan, shapeSize } from "./plan.ts";
+
+export {
+  type BatchNormPlan,
+  type BottleneckLayer,
+  type ConvBnPlan,
+  convLength,
+  type Init,
+  type LayerNormPlan,
+  type LayerPlan,
+  type Layout,
+  type LinearPlan,
+  type ModelPlan,
+  modelPlan,
+  shapeSize,
+  type TensorSpec,
+} from "./plan.ts";
 
 const isOdd = (n: number): boolean => n % 2 === 1;
 
@@ -27,6 +44,18 @@ const isOdd = (n: number): boolean => n % 2 === 1;
 export const ModelOptions = z.strictObject({
   width: z.int().min(1).default(128).describe(
     "Root channels of the 1-D CNN (reference: width); 128 for 1 s inputs, 64 for 10 s inputs",
+  ),
+  rootKernel: z.int().min(1).default(14).describe(
+    "Kernel of the CNN's root conv, in frames (14 in the paper)",
+  ),
+  rootStride: z.int().min(1).default(2).describe(
+    "Stride of the CNN's root conv, in frames (2 in the paper)",
+  ),
+  rootPadding: z.int().min(0).default(6).describe(
+    "Zero padding of the CNN's root conv on each side, in frames (6 in the paper)",
+  ),
+  rootPool: z.boolean().default(true).describe(
+    "Max-pool (kernel 6, stride 2, padding 2) after the CNN's root conv, as in the paper; false skips it, so every later layer sees about twice the frames and K about doubles",
   ),
   groups: z.array(z.int().min(0)).min(1).default([6, 12]).describe(
     "Extra bottleneck blocks per CNN group after the group's first block (reference: num_layers); every group after the first halves the length",
@@ -147,333 +176,6 @@ export const PAPER_MODELS: Readonly<
 });
 
 /**
- * How a tensor is laid out here relative to PyTorch: `conv` ours `[k, in,
- * out]` vs `[out, in, k]`; `linear` ours `[in, out]` vs `[out, in]`; `gain`
- * (weight-norm g) ours `[1, out]` vs `[out, 1]`; `same` identical.
- */
-export type Layout = "conv" | "linear" | "gain" | "same";
-
-/** How a tensor is initialised (reference §5 "Init"). */
-export type Init =
-  | { readonly kind: "uniform"; readonly bound: number }
-  | { readonly kind: "normal"; readonly std: number }
-  | {
-    readonly kind: "truncNormal";
-    readonly std: number;
-    readonly lo: number;
-    readonly hi: number;
-  }
-  | { readonly kind: "const"; readonly value: number }
-  /** Weight-norm gain: the per-output L2 norm of the named `v`, so w = v. */
-  | { readonly kind: "rowNorm"; readonly of: string };
-
-/** One parameter or buffer of the model. */
-export interface TensorSpec {
-  /** PyTorch state-dict name. */
-  readonly name: string;
-  /** Shape here (TF.js layout). */
-  readonly shape: readonly number[];
-  /** Shape in the PyTorch state dict. */
-  readonly torchShape: readonly number[];
-  /** Layout relation between the two. */
-  readonly layout: Layout;
-  /** Initialiser. */
-  readonly init: Init;
-}
-
-/** One bottleneck block of the CNN. */
-export interface BlockPlan {
-  /** State-dict prefix, `transform.embedding.restnet.layers.<i>`. */
-  readonly prefix: string;
-  /** Input channels. */
-  readonly cin: number;
-  /** Output channels. */
-  readonly cout: number;
-  /** Bottleneck channels. */
-  readonly cmid: number;
-  /** Stride of the middle conv and of the shortcut. */
-  readonly stride: number;
-  /** Whether the shortcut is a 1x1 conv + BatchNorm. */
-  readonly projection: boolean;
-  /** Output length. */
-  readonly length: number;
-}
-
-/** Everything about a model's structure that does not need tensors. */
-export interface ModelPlan {
-  /** Length after the root conv (k14, s2, p6). */
-  readonly rootLength: number;
-  /** Length after the root max-pool (k6, s2, p2): the first group's length. */
-  readonly poolLength: number;
-  /** Bottleneck blocks in order. */
-  readonly blocks: readonly BlockPlan[];
-  /** Channels out of the CNN (width · 2^(1 + groups)). */
-  readonly cnnChannels: number;
-  /** Tokens out of the CNN, K. */
-  readonly tokens: number;
-  /** Special tokens in sequence order of their state-dict names. */
-  readonly special: readonly string[];
-  /** Sequence positions the fce head reads (the special tokens). */
-  readonly specialPositions: readonly number[];
-  /** Transformer sequence length (K + special tokens). */
-  readonly sequence: number;
-  /** Trainable parameters in state-dict order. */
-  readonly params: readonly TensorSpec[];
-  /** BatchNorm running statistics in state-dict order. */
-  readonly buffers: readonly TensorSpec[];
-  /** BatchNorm module prefixes with their epsilon. */
-  readonly batchNorms: ReadonlyMap<string, number>;
-}
-
-/** PyTorch conv output length. */
-function convLength(l: number, k: number, s: number, p: number): number {
-  return Math.floor((l + 2 * p - k) / s) + 1;
-}
-
-/**
- * Builds the structural plan of a model: CNN schedule, sequence layout, and
- * every parameter and buffer with its PyTorch name, shapes and initialiser.
- *
- * @param options Parsed model options.
- * @param dims Data sizes.
- * @returns The plan.
- * @throws {RangeError} When the frames are too few for the CNN, or
- *   `options.tokens` disagrees with the derived K.
- */
-export function modelPlan(options: ModelOptions, dims: ModelDims): ModelPlan {
-  const { nMels, frames, classes } = dims;
-  for (const [key, value] of Object.entries(dims)) {
-    if (!Number.isInteger(value) || value < 1) {
-      throw new RangeError(`Model dims: ${key} must be a positive integer`);
-    }
-  }
-  const d = options.embedDim;
-  const params: TensorSpec[] = [];
-  const buffers: TensorSpec[] = [];
-  const batchNorms = new Map<string, number>();
-
-  const uniform = (fanIn: number): Init => ({
-    kind: "uniform",
-    bound: 1 / Math.sqrt(fanIn),
-  });
-  const same = (name: string, shape: number[], init: Init): void => {
-    params.push({ name, shape, torchShape: shape, layout: "same", init });
-  };
-  // PyTorch default Conv1d init: kaiming_uniform(a=√5) = U(±1/√fan_in).
-  const conv = (
-    name: string,
-    cout: number,
-    cin: number,
-    k: number,
-    init: Init = uniform(cin * k),
-  ): void => {
-    params.push({
-      name,
-      shape: [k, cin, cout],
-      torchShape: [cout, cin, k],
-      layout: "conv",
-      init,
-    });
-  };
-  const linear = (
-    name: string,
-    cin: number,
-    cout: number,
-    init: Init = uniform(cin),
-  ): void => {
-    params.push({
-      name,
-      shape: [cin, cout],
-      torchShape: [cout, cin],
-      layout: "linear",
-      init,
-    });
-  };
-  const bn = (prefix: string, c: number, eps: number): void => {
-    same(`${prefix}.weight`, [c], { kind: "const", value: 1 });
-    same(`${prefix}.bias`, [c], { kind: "const", value: 0 });
-    for (const [stat, value] of [["running_mean", 0], ["running_var", 1]]) {
-      buffers.push({
-        name: `${prefix}.${stat}`,
-        shape: [c],
-        torchShape: [c],
-        layout: "same",
-        init: { kind: "const", value: value as number },
-      });
-    }
-    batchNorms.set(prefix, eps);
-  };
-  const ln = (prefix: string): void => {
-    same(`${prefix}.weight`, [d], { kind: "const", value: 1 });
-    same(`${prefix}.bias`, [d], { kind: "const", value: 0 });
-  };
-  const trunc: Init = { kind: "truncNormal", std: 0.02, lo: -2, hi: 2 };
-
-  // Special tokens and positional embedding (reference §4).
-  const special = options.tokenMode === "cls+tal"
-    ? ["transform.cls_token", "transform.tail_token"]
-    : options.tokenMode === "cls"
-    ? ["transform.cls_token"]
-    : ["transform.cls_token", "transform.dist_token"];
-
-  // CNN (reference §3).
-  const cnn = "transform.embedding.restnet";
-  const rootLength = convLength(frames, 14, 2, 6);
-  const poolLength = convLength(rootLength, 6, 2, 2);
-  if (rootLength < 1 || poolLength < 1) {
-    throw new RangeError(
-      `Model dims: ${frames} frames are too few for the CNN root (conv k14 s2 p6, max-pool k6 s2 p2)`,
-    );
-  }
-  let w = options.width;
-  let length = poolLength;
-  const blocks: BlockPlan[] = [];
-  const k = options.kernelSize;
-  const half = (k - 1) / 2;
-  options.groups.forEach((extra, g) => {
-    const cout = g === 0 ? 4 * w : 2 * w;
-    const cmid = g === 0 ? w : w / 2;
-    const stride = g === 0 ? 1 : 2;
-    if (!Number.isInteger(cmid)) {
-      throw new RangeError(
-        `Model options: width ${options.width} cannot be halved for group ${g}`,
-      );
-    }
-    for (let j = 0; j <= extra; j++) {
-      const first = j === 0;
-      const cin = first ? w : cout;
-      const s = first ? stride : 1;
-      length = convLength(length, k, s, half);
-      blocks.push({
-        prefix: `${cnn}.layers.${blocks.length}`,
-        cin,
-        cout,
-        cmid,
-        stride: s,
-        projection: first && (s !== 1 || cin !== cout),
-        length,
-      });
-    }
-    w = cout;
-  });
-  const cnnChannels = w;
-  const tokens = length;
-  if (tokens < 1) {
-    throw new RangeError(
-      `Model dims: ${frames} frames leave no tokens after ${options.groups.length} CNN groups`,
-    );
-  }
-  if (options.tokens !== undefined && options.tokens !== tokens) {
-    throw new RangeError(
-      `Model options: tokens is ${options.tokens} but ${frames} frames give K = ${tokens} tokens`,
-    );
-  }
-  const sequence = tokens + special.length;
-  const specialPositions = options.tokenMode === "cls+tal"
-    ? [0, sequence - 1]
-    : options.tokenMode === "cls"
-    ? [0]
-    : [0, 1];
-
-  // State-dict order of FCETransform: pos_embed, tokens, embedding, tf_norm, layers.
-  same("transform.pos_embed", [1, sequence, d], trunc);
-  for (const name of special) same(name, [1, 1, d], trunc);
-  conv(`${cnn}.root.0.weight`, options.width, nMels, 14);
-  bn(`${cnn}.root.1`, options.width, options.bnEps);
-  for (const b of blocks) {
-    conv(`${b.prefix}.conv1.weight`, b.cmid, b.cin, 1);
-    bn(`${b.prefix}.norm1`, b.cmid, options.bnEps);
-    conv(`${b.prefix}.conv2.weight`, b.cmid, b.cmid, k);
-    bn(`${b.prefix}.norm2`, b.cmid, options.bnEps);
-    conv(`${b.prefix}.conv3.weight`, b.cout, b.cmid, 1);
-    bn(`${b.prefix}.norm3`, b.cout, options.bnEps);
-    if (b.projection) {
-      conv(`${b.prefix}.downsample.weight`, b.cout, b.cin, 1);
-      bn(`${b.prefix}.ds_gn`, b.cout, options.shortcutBnEps);
-    }
-  }
-  conv("transform.embedding.patch_embedding.weight", d, cnnChannels, 1);
-  same("transform.embedding.patch_embedding.bias", [d], uniform(cnnChannels));
-  ln("transform.tf_norm");
-  const xavierUniform = (fanIn: number, fanOut: number): Init => ({
-    kind: "uniform",
-    bound: Math.sqrt(6 / (fanIn + fanOut)),
-  });
-  for (let l = 0; l < options.depth; l++) {
-    const p = `transform.layers.${l}`;
-    ln(`${p}.attention_norm`);
-    for (const m of ["q", "k", "v", "o"]) {
-      linear(`${p}.attention.${m}.weight`, d, d);
-      same(`${p}.attention.${m}.bias`, [d], uniform(d));
-    }
-    const tiny: Init = { kind: "normal", std: 1e-6 };
-    linear(
-      `${p}.ffn.fc1.weight`,
-      d,
-      options.mlpDim,
-      xavierUniform(d, options.mlpDim),
-    );
-    same(`${p}.ffn.fc1.bias`, [options.mlpDim], tiny);
-    linear(
-      `${p}.ffn.fc2.weight`,
-      options.mlpDim,
-      d,
-      xavierUniform(options.mlpDim, d),
-    );
-    same(`${p}.ffn.fc2.bias`, [d], tiny);
-    ln(`${p}.ffn_norm`);
-  }
-
-  // Classifier (reference §6).
-  if (options.head === "avg") {
-    const { extend, conv: width2 } = options;
-    linear("classifier.fc1.weight", d, extend);
-    same("classifier.fc1.bias", [extend], uniform(d));
-    linear("classifier.fc2.weight", extend, width2, {
-      kind: "normal",
-      std: Math.sqrt(2 / (extend + width2)),
-    });
-    same("classifier.fc2.bias", [width2], { kind: "const", value: 0 });
-    bn("classifier.bn2", width2, options.bnEps);
-    same("classifier.fc3.bias", [classes], { kind: "const", value: 0 });
-    const v = "classifier.fc3.parametrizations.weight.original1";
-    params.push({
-      name: "classifier.fc3.parametrizations.weight.original0",
-      shape: [1, classes],
-      torchShape: [classes, 1],
-      layout: "gain",
-      init: { kind: "rowNorm", of: v },
-    });
-    linear(v, width2, classes);
-  } else {
-    const m = options.mergeKernel;
-    conv("classifier.merge.weight", 1, special.length, m);
-    same("classifier.merge.bias", [1], uniform(special.length * m));
-    ln("classifier.norm");
-    linear("classifier.fc.weight", d, classes);
-    same("classifier.fc.bias", [classes], uniform(d));
-  }
-  return {
-    rootLength,
-    poolLength,
-    blocks,
-    cnnChannels,
-    tokens,
-    special,
-    specialPositions,
-    sequence,
-    params,
-    buffers,
-    batchNorms,
-  };
-}
-
-/** Number of elements of a shape. */
-export function shapeSize(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
-/**
  * Trainable parameters of a model, counted from its plan; allocates no
  * tensor. Includes the `ffn_norm` parameters even when they are unused
  * (`ffnNorm: false`), as the reference's counts do.
@@ -516,38 +218,59 @@ export function modelSummary(
   dims: ModelDims,
 ): { layers: LayerSummary[]; parameters: number } {
   const plan = modelPlan(options, dims);
-  const d = options.embedDim;
-  const cnn = "transform.embedding.restnet";
   const layers: LayerSummary[] = [
     { name: "input", shape: [dims.frames, dims.nMels] },
-    { name: `${cnn}.root`, shape: [plan.rootLength, options.width] },
-    { name: `${cnn}.pool`, shape: [plan.poolLength, options.width] },
-    ...plan.blocks.map((b) => ({ name: b.prefix, shape: [b.length, b.cout] })),
-    {
-      name: "transform.embedding.patch_embedding",
-      shape: [plan.tokens, d],
-    },
-    { name: "transform.tokens+pos_embed", shape: [plan.sequence, d] },
   ];
-  for (let l = 0; l < options.depth; l++) {
-    layers.push({ name: `transform.layers.${l}`, shape: [plan.sequence, d] });
-  }
-  layers.push({ name: "transform.tf_norm", shape: [plan.sequence, d] });
-  if (options.head === "avg") {
-    layers.push(
-      { name: "classifier.avgpool", shape: [d] },
-      { name: "classifier.fc1", shape: [options.extend] },
-      { name: "classifier.fc2", shape: [options.conv] },
-      { name: "classifier.bn2", shape: [options.conv] },
-      { name: "classifier.fc3", shape: [dims.classes] },
-    );
-  } else {
-    layers.push(
-      { name: "classifier.tokens", shape: [d, plan.special.length] },
-      { name: "classifier.merge", shape: [d] },
-      { name: "classifier.norm", shape: [d] },
-      { name: "classifier.fc", shape: [dims.classes] },
-    );
+  for (const l of plan.layers) {
+    switch (l.kind) {
+      case "stem":
+        layers.push(
+          { name: l.name, shape: [l.conv.tOut, l.conv.cout] },
+          {
+            name: l.name.replace(/root$/, "pool"),
+            shape: [l.pool.tOut, l.conv.cout],
+          },
+        );
+        break;
+      case "bottleneck":
+        layers.push({ name: l.name, shape: [l.tOut, l.cout] });
+        break;
+      case "patchEmbed":
+        layers.push({
+          name: l.linear.weight.replace(/\.weight$/, ""),
+          shape: [l.tokens, l.linear.cout],
+        });
+        break;
+      case "tokens":
+        layers.push({
+          name: "transform.tokens+pos_embed",
+          shape: [l.sequence, l.dim],
+        });
+        break;
+      case "transformer":
+        layers.push({ name: l.name, shape: [l.sequence, l.dim] });
+        break;
+      case "finalNorm":
+        layers.push({ name: l.norm.module, shape: [l.sequence, l.norm.dim] });
+        break;
+      case "avgHead":
+        layers.push(
+          { name: "classifier.avgpool", shape: [l.fc1.cin] },
+          { name: "classifier.fc1", shape: [l.fc1.cout] },
+          { name: "classifier.fc2", shape: [l.fc2.cout] },
+          { name: l.norm.module, shape: [l.norm.channels] },
+          { name: "classifier.fc3", shape: [l.fc3.cout] },
+        );
+        break;
+      case "fceHead":
+        layers.push(
+          { name: "classifier.tokens", shape: [l.dim, l.positions.length] },
+          { name: "classifier.merge", shape: [l.dim] },
+          { name: l.norm.module, shape: [l.dim] },
+          { name: "classifier.fc", shape: [l.fc.cout] },
+        );
+        break;
+    }
   }
   let parameters = 0;
   for (const p of plan.params) parameters += shapeSize(p.shape);

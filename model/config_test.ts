@@ -63,6 +63,7 @@ Deno.test("ModelOptions defaults are the paper's", () => {
   assert.equal(o.mergeKernel, 15);
   assert.deepEqual(o.groups, [6, 12]);
   assert.equal(o.width, 128);
+  assert.equal(o.rootPool, true);
 });
 
 Deno.test("ModelOptions rejects bad values and unknown keys", () => {
@@ -71,6 +72,70 @@ Deno.test("ModelOptions rejects bad values and unknown keys", () => {
   assert.equal(ModelOptions.safeParse({ dropout: 1 }).success, false);
   assert.equal(ModelOptions.safeParse({ tokenMode: "tal" }).success, false);
   assert.equal(ModelOptions.safeParse({ widht: 64 }).success, false);
+  assert.equal(ModelOptions.safeParse({ rootStride: 0 }).success, false);
+  assert.equal(ModelOptions.safeParse({ rootPadding: -1 }).success, false);
+  assert.equal(ModelOptions.safeParse({ rootPool: "no" }).success, false);
+});
+
+Deno.test("modelPlan: the root conv's geometry comes from the options and is checked against the frames", () => {
+  const options = ModelOptions.parse({ width: 4, groups: [0] });
+  const dims = { nMels: 6, frames: 24, classes: 3 };
+  const stem = modelPlan(options, dims).layers[0];
+  assert.equal(stem.kind, "stem");
+  if (stem.kind === "stem") {
+    assert.deepEqual(
+      [stem.conv.kernel, stem.conv.stride, stem.conv.pad, stem.conv.tOut],
+      [14, 2, 6, 12],
+    );
+    assert.equal(stem.pool.tIn, 12);
+  }
+  const custom = modelPlan(
+    { ...options, rootKernel: 5, rootStride: 3, rootPadding: 1 },
+    dims,
+  ).layers[0];
+  assert.ok(custom.kind === "stem" && custom.conv.tOut === 8);
+  assert.throws(
+    () => modelPlan({ ...options, rootKernel: 30, rootPadding: 0 }, dims),
+    /24 frames are too few for the CNN root \(conv k30 s2 p0, max-pool k6 s2 p2\)/,
+  );
+});
+
+Deno.test("modelPlan: rootPool false skips the max-pool, its window passes the root conv's length through", () => {
+  const options = ModelOptions.parse({ width: 4, groups: [0, 1] });
+  const dims = { nMels: 6, frames: 24, classes: 3 };
+  const pooled = modelPlan(options, dims);
+  const plan = modelPlan({ ...options, rootPool: false }, dims);
+  const stem = plan.layers[0];
+  assert.ok(stem.kind === "stem" && !stem.maxPool);
+  assert.deepEqual(
+    [stem.pool.kernel, stem.pool.stride, stem.pool.pad],
+    [1, 1, 0],
+  );
+  assert.deepEqual([stem.pool.tIn, stem.pool.tOut], [12, 12]);
+  assert.equal(plan.blocks[0].tIn, 12);
+  // root 12, then group 1 halves: K = 6 instead of 3.
+  assert.equal(plan.tokens, 6);
+  assert.equal(pooled.tokens, 3);
+  assert.ok(pooled.layers[0].kind === "stem" && pooled.layers[0].maxPool);
+  assert.throws(
+    () =>
+      modelPlan(
+        { ...options, rootPool: false, rootKernel: 30, rootPadding: 0 },
+        dims,
+      ),
+    /24 frames are too few for the CNN root \(conv k30 s2 p0, no max-pool\)/,
+  );
+});
+
+Deno.test("rootPool false on the paper's sc1 model: K 26 instead of 13, 13 positions more", () => {
+  const { options, dims } = PAPER_MODELS.sc1;
+  const plan = modelPlan({ ...options, rootPool: false }, dims);
+  assert.equal(plan.tokens, 26);
+  assert.equal(plan.sequence, 28);
+  assert.equal(
+    parameterCount({ ...options, rootPool: false }, dims),
+    103_070_780 + 13 * 768,
+  );
 });
 
 Deno.test("modelPlan checks tokens against the frame count", () => {

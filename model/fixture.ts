@@ -55,7 +55,9 @@ export async function loadModelFixture(
   const manifest = JSON.parse(await Deno.readTextFile(manifestUrl));
   const m = manifest.models?.[name];
   if (!m) {
-    throw new Error(`${manifestUrl.pathname}: no model fixture "${name}"`);
+    throw new Error(
+      `Cannot load model fixture "${name}": ${manifestUrl.pathname} does not list it`,
+    );
   }
   const dir = new URL(`${name}/`, root);
   const c = m.config;

@@ -20,6 +20,7 @@ import type {
   Tensor4D,
 } from "@tensorflow/tfjs";
 import type { Tf } from "../pipeline/types.ts";
+import { convLength } from "./plan.ts";
 
 /**
  * Standardises a conv kernel per output channel over `[k, in]` with biased
@@ -82,7 +83,7 @@ export function conv1d(
       const [b, t, cin] = x.shape;
       const [k, , cout] = w.shape;
       const tp = t + 2 * pad;
-      const tout = Math.floor((tp - k) / stride) + 1;
+      const tout = convLength(t, k, stride, pad);
       const rows = Math.ceil(tp / stride);
       const timeMajor = tf.pad(
         tf.transpose(x, [1, 0, 2]),
@@ -211,7 +212,7 @@ export function batchNorm<T extends Tensor>(
   }
   if (count < 2) {
     throw new RangeError(
-      `BatchNorm in training mode needs more than 1 value per channel, got input shape [${x.shape}]`,
+      `Cannot run BatchNorm in training mode on 1 value per channel (input shape [${x.shape}]); use a batch of at least 2 clips`,
     );
   }
   const mean = tf.mul(tf.sum(x, axes), 1 / count) as Tensor1D;

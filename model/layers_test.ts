@@ -78,7 +78,7 @@ Deno.test("batchNorm: batch statistics in training, running ones in eval", async
   close(await ev.y.data(), [1, 2, 3, 4]);
   assert.throws(
     () => batchNorm(tf, tf.ones([1, 3]), p, 0, true),
-    /more than 1 value per channel/,
+    /Cannot run BatchNorm in training mode on 1 value per channel/,
   );
   tf.dispose([
     x,

@@ -40,7 +40,7 @@ export function labelSmoothedCrossEntropy(
   const [b, n] = logits.shape;
   if (labels.rank !== 1 || labels.shape[0] !== b) {
     throw new RangeError(
-      `labelSmoothedCrossEntropy: labels [${labels.shape}] do not match logits [${logits.shape}]`,
+      `Cannot compute labelSmoothedCrossEntropy: labels [${labels.shape}] do not match logits [${logits.shape}]; pass one label per logits row`,
     );
   }
   return tf.tidy(() => {

@@ -40,11 +40,13 @@ export function learningRateAt(
   const { lr0, gamma, cardinality } = options;
   const power = options.power ?? 0.75;
   if (!Number.isInteger(epoch) || epoch < 0) {
-    throw new RangeError(`Invalid epoch ${epoch}: must be an integer ≥ 0`);
+    throw new RangeError(
+      `Cannot compute the learning rate: invalid epoch ${epoch}, must be an integer ≥ 0`,
+    );
   }
   if (!Number.isInteger(cardinality) || cardinality < 1) {
     throw new RangeError(
-      `Invalid lr cardinality ${cardinality}: must be an integer ≥ 1`,
+      `Cannot compute the learning rate: invalid lr cardinality ${cardinality}, must be an integer ≥ 1`,
     );
   }
   for (
@@ -55,7 +57,7 @@ export function learningRateAt(
   ) {
     if (!Number.isFinite(value) || value < 0) {
       throw new RangeError(
-        `Invalid ${what} ${value}: must be a finite number ≥ 0`,
+        `Cannot compute the learning rate: invalid ${what} ${value}, must be a finite number ≥ 0`,
       );
     }
   }

@@ -57,19 +57,19 @@ Deno.test("learningRateAt refuses invalid arguments", () => {
   const options = { lr0: 1e-3, gamma: 10, cardinality: 40 };
   assert.throws(
     () => learningRateAt(-1, options),
-    /Invalid epoch -1: must be an integer ≥ 0/,
+    /Cannot compute the learning rate: invalid epoch -1, must be an integer ≥ 0/,
   );
-  assert.throws(() => learningRateAt(0.5, options), /Invalid epoch 0\.5/);
+  assert.throws(() => learningRateAt(0.5, options), /invalid epoch 0\.5/);
   assert.throws(
     () => learningRateAt(1, { ...options, cardinality: 0 }),
-    /Invalid lr cardinality 0: must be an integer ≥ 1/,
+    /invalid lr cardinality 0, must be an integer ≥ 1/,
   );
   assert.throws(
     () => learningRateAt(1, { ...options, lr0: NaN }),
-    /Invalid lr0 NaN: must be a finite number ≥ 0/,
+    /invalid lr0 NaN, must be a finite number ≥ 0/,
   );
   assert.throws(
     () => learningRateAt(1, { ...options, gamma: -1 }),
-    /Invalid lr gamma -1/,
+    /invalid lr gamma -1/,
   );
 });

@@ -71,7 +71,7 @@ export interface Sgd {
 function checkFiniteAtLeast0(what: string, value: number): void {
   if (!Number.isFinite(value) || value < 0) {
     throw new Error(
-      `Invalid SGD ${what} ${value}: must be a finite number ≥ 0`,
+      `Cannot create SGD: invalid ${what} ${value}, must be a finite number ≥ 0`,
     );
   }
 }
@@ -81,11 +81,13 @@ function checkOptions(options: SgdOptions): number {
   checkFiniteAtLeast0("momentum", options.momentum);
   checkFiniteAtLeast0("weight decay", options.weightDecay);
   if (!Number.isFinite(dampening)) {
-    throw new Error(`Invalid SGD dampening ${dampening}: must be finite`);
+    throw new Error(
+      `Cannot create SGD: invalid dampening ${dampening}, must be finite`,
+    );
   }
   if (options.nesterov && (options.momentum <= 0 || dampening !== 0)) {
     throw new Error(
-      `Nesterov momentum requires a momentum > 0 and zero dampening (got momentum ${options.momentum}, dampening ${dampening})`,
+      `Cannot create SGD: Nesterov momentum requires a momentum > 0 and zero dampening (got momentum ${options.momentum}, dampening ${dampening})`,
     );
   }
   return dampening;
@@ -126,12 +128,12 @@ export function createSgd(tf: Tf): Sgd {
         const variable = variables.get(name);
         if (!variable) {
           throw new Error(
-            `SGD got a gradient for "${name}", which is not among the variables`,
+            `Cannot apply SGD: got a gradient for "${name}", which is not among the variables`,
           );
         }
         if (!sameShape(grad.shape, variable.shape)) {
           throw new Error(
-            `SGD gradient for "${name}" has shape ${
+            `Cannot apply SGD: the gradient for "${name}" has shape ${
               shapeText(grad.shape)
             }, the variable ${shapeText(variable.shape)}`,
           );
@@ -139,7 +141,7 @@ export function createSgd(tf: Tf): Sgd {
         const buf = buffers.get(name);
         if (momentum !== 0 && buf && !sameShape(buf.shape, variable.shape)) {
           throw new Error(
-            `SGD momentum buffer for "${name}" has shape ${
+            `Cannot apply SGD: the momentum buffer for "${name}" has shape ${
               shapeText(buf.shape)
             }, the variable ${shapeText(variable.shape)}`,
           );
@@ -213,7 +215,9 @@ export function referenceSgdOptions(
   settings: { momentum: number; weightDecay: number; nesterov: boolean },
 ): SgdOptions {
   if (!Number.isInteger(epoch) || epoch < 0) {
-    throw new Error(`Invalid epoch ${epoch}: must be an integer ≥ 0`);
+    throw new Error(
+      `Cannot build the reference SGD options: invalid epoch ${epoch}, must be an integer ≥ 0`,
+    );
   }
   if (epoch === 0) {
     return { momentum: 0, weightDecay: 0, nesterov: false, dampening: 0 };

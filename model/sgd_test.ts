@@ -70,10 +70,13 @@ Deno.test("referenceSgdOptions: PyTorch defaults in epoch 0, reference settings 
     referenceSgdOptions(0, { ...REFERENCE, nesterov: true }).nesterov,
     false,
   );
-  assert.throws(() => referenceSgdOptions(-1, REFERENCE), /Invalid epoch -1/);
+  assert.throws(
+    () => referenceSgdOptions(-1, REFERENCE),
+    /Cannot build the reference SGD options: invalid epoch -1/,
+  );
   assert.throws(
     () => referenceSgdOptions(1.5, REFERENCE),
-    /Invalid epoch 1\.5/,
+    /invalid epoch 1\.5/,
   );
 });
 
@@ -232,15 +235,15 @@ Deno.test("SGD refuses bad calls before changing anything", async () => {
   const plain = { momentum: 0.9, weightDecay: 0, nesterov: false };
   assert.throws(
     () => sgd.step({ w: g, x: g }, variables, 0.1, plain),
-    /SGD got a gradient for "x", which is not among the variables/,
+    /Cannot apply SGD: got a gradient for "x", which is not among the variables/,
   );
   assert.throws(
     () => sgd.step({ w: g3 }, variables, 0.1, plain),
-    /SGD gradient for "w" has shape \[3\], the variable \[2\]/,
+    /Cannot apply SGD: the gradient for "w" has shape \[3\], the variable \[2\]/,
   );
   assert.throws(
     () => sgd.step({ w: g }, variables, () => -1, plain),
-    /Invalid SGD learning rate for "w" -1/,
+    /Cannot create SGD: invalid learning rate for "w" -1/,
   );
   assert.throws(
     () =>
@@ -249,11 +252,11 @@ Deno.test("SGD refuses bad calls before changing anything", async () => {
         momentum: 0,
         nesterov: true,
       }),
-    /Nesterov momentum requires a momentum > 0 and zero dampening/,
+    /Cannot create SGD: Nesterov momentum requires a momentum > 0 and zero dampening/,
   );
   assert.throws(
     () => sgd.step({ w: g }, variables, 0.1, { ...plain, weightDecay: -1 }),
-    /Invalid SGD weight decay -1/,
+    /Cannot create SGD: invalid weight decay -1/,
   );
   assert.deepEqual(Array.from(await w.data()), [1, 2]);
   assert.equal(sgd.buffers.size, 0);

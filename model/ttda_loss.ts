@@ -23,7 +23,9 @@ export const ENTROPY_EPSILON = 1e-6;
 function checkProbabilities(what: string, p: Tensor2D): void {
   if (p.rank !== 2) {
     throw new RangeError(
-      `${what}: probabilities must be [b, n], got [${p.shape.join(", ")}]`,
+      `Cannot compute ${what}: probabilities must be [b, n], got [${
+        p.shape.join(", ")
+      }]`,
     );
   }
 }
@@ -85,7 +87,7 @@ export function generalizedEntropy(tf: Tf, p: Tensor2D, q: number): Scalar {
   checkProbabilities("generalizedEntropy", p);
   if (!Number.isFinite(q) || q === 1) {
     throw new RangeError(
-      `generalizedEntropy: q must be a finite number other than 1, got ${q}`,
+      `Cannot compute generalizedEntropy: q must be a finite number other than 1, got ${q}`,
     );
   }
   return tf.tidy(() =>
@@ -129,13 +131,13 @@ export function ttdaLoss(
   for (const [what, rate] of rates) {
     if (!Number.isFinite(rate) || rate < 0) {
       throw new RangeError(
-        `ttdaLoss: ${what} must be a finite number ≥ 0, got ${rate}`,
+        `Cannot compute ttdaLoss: ${what} must be a finite number ≥ 0, got ${rate}`,
       );
     }
   }
   if (gamma > 0 && (!Number.isFinite(q) || q === 1)) {
     throw new RangeError(
-      `ttdaLoss: q must be a finite number other than 1, got ${q}`,
+      `Cannot compute ttdaLoss: q must be a finite number other than 1, got ${q}`,
     );
   }
   checkProbabilities("ttdaLoss", logits);

@@ -253,9 +253,14 @@ async function useWebGpu(
       const error = errors.first;
       if (error === undefined) return;
       errors.first = undefined;
-      throw new Error(`${errorKind(error)}: ${error.message.trim()}`, {
-        cause: error,
-      });
+      throw new Error(
+        `Cannot continue on WebGPU: ${
+          errorKind(error)
+        }: ${error.message.trim()}`,
+        {
+          cause: error,
+        },
+      );
     },
   };
 }
@@ -307,7 +312,7 @@ function patchUploadToGpu(backend: WebGpuBackendLike): void {
   const original: (dataId: object) => void = proto.uploadToGPU;
   if (typeof original !== "function") {
     throw new Error(
-      "tfjs-backend-webgpu changed: WebGPUBackend.uploadToGPU is missing",
+      "Cannot upload tensors with tfjs-backend-webgpu: WebGPUBackend.uploadToGPU is missing (the package changed); pin the version in deno.json",
     );
   }
   // deno-lint-ignore no-explicit-any -- `this` is the untyped WebGPUBackend.

@@ -235,7 +235,10 @@ Deno.test({
       () => backend.checkErrors(),
       (err: unknown) => {
         assert.ok(err instanceof Error);
-        assert.match(err.message, /^GPU validation error: /);
+        assert.match(
+          err.message,
+          /^Cannot continue on WebGPU: GPU validation error: /,
+        );
         assert.match(err.message, /this is not wgsl/); // the first error wins
         return true;
       },

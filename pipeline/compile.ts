@@ -85,6 +85,8 @@ export interface CompileOptions {
   readonly overrides?: readonly string[];
   /** Lockfile for URL stage integrity (default `deno.lock` when it exists). */
   readonly lockfile?: string;
+  /** URL stages whose changed code is accepted, rewriting their lock entries (`--update-lock`). */
+  readonly updateLock?: readonly string[];
 }
 
 async function sha256(text: string): Promise<string> {
@@ -188,7 +190,11 @@ export async function compile(
         fromFile,
         at,
         describePath(["stages", i, "use"], stageNames),
-        { builtins: options.builtins, lockfile },
+        {
+          builtins: options.builtins,
+          lockfile,
+          updateLock: options.updateLock,
+        },
       );
       issues.push(...r.issues);
       return r.resolved;

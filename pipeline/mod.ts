@@ -20,9 +20,17 @@ export {
   dataWarnings,
   describeSteps,
   openSource,
+  RunFolderError,
+  RunInterrupted,
   runPipeline,
   StageError,
 } from "./run.ts";
+export { checkResume, describeMayChange, ResumeError } from "./resume.ts";
+export type { AcceptedResume, KeyChange } from "./resume.ts";
+export { createInterrupt, InterruptedError } from "./interrupt.ts";
+export type { Interrupt, LastWords } from "./interrupt.ts";
+export { watchSignals } from "./signals.ts";
+export type { SignalWatch } from "./signals.ts";
 export type { RunOptions, RunResult } from "./run.ts";
 export { createRng, rngFromState } from "./rng.ts";
 export type { Rng } from "./rng.ts";

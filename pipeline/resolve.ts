@@ -1,9 +1,14 @@
 /**
  * Resolves a stage entry's `use:` to a stage module: a built-in id, a path
  * relative to the spec file that names it, or an https URL (http only for
- * loopback hosts, for tests). URL modules are hashed (sha256) and checked
- * against the lockfile before they are imported; the hash is recorded in the
- * plan. Every module must export `stage` matching the stage contract.
+ * loopback hosts, for tests). URL modules are fetched once, their content
+ * type checked (JavaScript or TypeScript), hashed (sha256) and checked
+ * against the lockfile's `remote` section; then exactly those bytes are
+ * imported (as a `data:` URL, so Deno's module cache can never substitute a
+ * stale copy), once `--allow-import` grants the host. A first use records the
+ * hash in the lockfile; `--update-lock <url>` accepts changed code in one
+ * step. The hash is recorded in the plan. Every module must export `stage`
+ * matching the stage contract.
  *
  * @module
  */
@@ -13,6 +18,12 @@ import type { Issue, Location } from "./diagnostics.ts";
 import { didYouMean } from "./diagnostics.ts";
 import type { Stage } from "./types.ts";
 import { STAGE_API } from "./types.ts";
+import {
+  moduleDataUrl,
+  moduleLanguage,
+  readLockRemote,
+  writeLockEntry,
+} from "./remote.ts";
 
 /** How a stage was found. */
 export type StageOrigin = "builtin" | "file" | "url";
@@ -35,6 +46,8 @@ export interface ResolveSettings {
   readonly builtins: Readonly<Record<string, Stage>>;
   /** Lockfile whose `remote` hashes URL stages are checked against. */
   readonly lockfile?: string;
+  /** URLs whose changed code is accepted: their lock entries are rewritten (`--update-lock`). */
+  readonly updateLock?: readonly string[];
 }
 
 /** Stage id pattern (snake_case). */
@@ -113,6 +126,21 @@ export function stageContractProblems(mod: unknown): string[] {
   } else if (typeof s[need[s.kind]] !== "function") {
     missing(need[s.kind], `a ${s.kind} stage needs ${need[s.kind]}()`);
   }
+  if (s.layouts !== undefined && typeof s.layouts !== "function") {
+    problems.push(
+      "its `layouts` is not a function of the options (returning { key: { shape, dtype } })",
+    );
+  }
+  const may = s.resumeMayChange;
+  if (
+    may !== undefined &&
+    (typeof may !== "object" || may === null ||
+      Object.values(may).some((v) => v !== "any" && v !== "grow"))
+  ) {
+    problems.push(
+      'its `resumeMayChange` is not a mapping of option names to "any" or "grow"',
+    );
+  }
   if (s.kind === "source") {
     const d = s.data as { safeParse?: unknown } | undefined;
     if (!d || typeof d.safeParse !== "function") {
@@ -132,20 +160,9 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
     .join("");
 }
 
-async function readLock(
-  lockfile: string | undefined,
-): Promise<Record<string, string>> {
-  if (!lockfile) return {};
-  try {
-    const json = JSON.parse(await Deno.readTextFile(lockfile));
-    return (json?.remote ?? {}) as Record<string, string>;
-  } catch {
-    return {};
-  }
-}
-
-function permissionHint(host: string): string {
-  return `run with --allow-import=${host} --allow-net=${host}, or add "${host}" to the import and net lists of permissions.run in deno.json`;
+/** How remote-stage permission is really granted (`deno task` takes no permission flags). */
+export function permissionHint(host: string): string {
+  return `run "deno run --allow-read --allow-write --allow-env --allow-import=${host} --allow-net=${host} cli.ts run <spec>", or add --allow-import=${host} --allow-net=${host} to the "run" and "validate" task commands in deno.json (deno task run passes no permission flags on)`;
 }
 
 /**
@@ -195,6 +212,7 @@ export async function resolveStage(
     );
   }
   let specifier: string;
+  let mod: unknown;
   let integrity: string | undefined;
   let locked: boolean | undefined;
   let expected: string | undefined;
@@ -209,6 +227,7 @@ export async function resolveStage(
     }
     specifier = url.href;
     let bytes: Uint8Array;
+    let contentType: string | null;
     try {
       const response = await fetch(specifier);
       if (!response.ok) {
@@ -218,6 +237,7 @@ export async function resolveStage(
           `Cannot load stage "${use}": the server answered ${response.status} ${response.statusText}`,
         );
       }
+      contentType = response.headers.get("content-type");
       bytes = new Uint8Array(await response.arrayBuffer());
     } catch (error) {
       if (
@@ -237,18 +257,52 @@ export async function resolveStage(
         }`,
       );
     }
+    const language = moduleLanguage(contentType, specifier);
+    if ("problem" in language) {
+      return issue(
+        "bad_stage_module",
+        `Cannot load stage "${use}": ${language.problem}`,
+        "serve .ts files as application/typescript and .js as text/javascript (Python's http.server sends .ts as text/vnd.trolltech.linguist; fix its mimetypes or use another server)",
+      );
+    }
     const hex = await sha256Hex(bytes);
     integrity = `sha256-${hex}`;
-    const lock = await readLock(settings.lockfile);
+    const lock = await readLockRemote(settings.lockfile);
     expected = lock[specifier];
     locked = expected !== undefined;
-    if (expected !== undefined && expected !== hex) {
+    const accept = settings.updateLock?.includes(specifier) ?? false;
+    if (expected !== undefined && expected !== hex && !accept) {
       return issue(
         "integrity_mismatch",
         `Cannot load stage "${use}": its source changed since it was locked (lockfile ${settings.lockfile} has sha256 ${
           expected.slice(0, 12)
         }…, the server now sends ${hex.slice(0, 12)}…)`,
-        `review the new code; to accept it, delete the "${specifier}" line from the "remote" section of ${settings.lockfile}`,
+        `review the new code; to accept it, run once with --update-lock ${specifier}`,
+      );
+    }
+    const importAccess = await Deno.permissions.query({
+      name: "import",
+      host: url.host,
+    });
+    if (importAccess.state !== "granted") {
+      return issue(
+        "import_denied",
+        `Cannot load stage "${use}": import access to "${url.host}" is not granted`,
+        permissionHint(url.host),
+      );
+    }
+    if (settings.lockfile && expected !== hex) {
+      await writeLockEntry(settings.lockfile, specifier, hex);
+    }
+    try {
+      mod = await import(moduleDataUrl(bytes, language.language));
+    } catch (error) {
+      return issue(
+        "bad_stage_module",
+        `Cannot load stage "${use}": ${
+          ((error as Error).message ?? String(error)).split("\n")[0]
+        }`,
+        "a remote stage is one self-contained module: it may import npm: and https: modules, not relative files (bundle it with deno bundle)",
       );
     }
   } else {
@@ -257,9 +311,8 @@ export async function resolveStage(
       : resolvePath(dirname(resolvePath(fromFile)), use);
     specifier = pathToFileURL(abs).href;
   }
-  let mod: unknown;
   try {
-    mod = await import(specifier);
+    if (kind === "file") mod = await import(specifier);
   } catch (error) {
     const msg = (error as Error).message ?? String(error);
     if (
@@ -297,17 +350,6 @@ export async function resolveStage(
       `Cannot use stage module "${use}": ${problems.join("; ")}`,
       "a stage module exports `stage = defineStage({ id, version, api: 1, kind, summary, options, takes, provides, ... })`",
     );
-  }
-  if (kind === "url" && settings.lockfile) {
-    // Deno may have run a cached copy; make sure it is the code we hashed.
-    const after = (await readLock(settings.lockfile))[specifier];
-    if (after !== undefined && integrity !== `sha256-${after}`) {
-      return issue(
-        "integrity_mismatch",
-        `Cannot load stage "${use}": the cached copy Deno imported differs from what the server sends`,
-        "run once with --reload to refresh Deno's cache, after reviewing the new code",
-      );
-    }
   }
   return {
     resolved: {

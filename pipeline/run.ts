@@ -18,7 +18,9 @@ import type {
   DataAccess,
   Dataset,
   Example,
+  MapContext,
   MapStage,
+  PlannedClip,
   SourceStage,
   StepStage,
   Tf,
@@ -32,6 +34,16 @@ import type { ProgressFactory } from "./progress.ts";
 import { selectBackend } from "./backend.ts";
 import type { BackendInfo } from "./backend.ts";
 import { writeFileAtomic, writeJsonAtomic } from "./atomic.ts";
+import { checkResume } from "./resume.ts";
+import type { AcceptedResume } from "./resume.ts";
+import {
+  boundaryOf,
+  createYielder,
+  InterruptedError,
+  interruptFromSignal,
+} from "./interrupt.ts";
+import type { Interrupt } from "./interrupt.ts";
+import { checkLayouts, formatLayoutProblems } from "./layout_check.ts";
 
 /** Thrown when a stage fails while running; names the stage. */
 export class StageError extends Error {
@@ -58,6 +70,79 @@ export class StageError extends Error {
   }
 }
 
+/** Thrown when the run folder cannot be created; nothing was written. */
+export class RunFolderError extends Error {
+  /**
+   * @param message What failed and what to do.
+   * @param cause The original error.
+   */
+  constructor(message: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = "RunFolderError";
+  }
+}
+
+/** Thrown when a run was interrupted; the run folder says `interrupted`. */
+export class RunInterrupted extends Error {
+  /** The stage that was running. */
+  readonly stage: string;
+  /** The run folder. */
+  readonly runDir: string;
+  /** What interrupted it (`SIGINT`, ...). */
+  readonly reason: string;
+  /** Where a resume picks up; undefined: the stage runs again from its start. */
+  readonly restarts?: string;
+
+  /**
+   * @param stage The stage that was running.
+   * @param runDir The run folder.
+   * @param cause The {@linkcode InterruptedError} (or the abort reason).
+   */
+  constructor(stage: string, runDir: string, cause: InterruptedError) {
+    super(
+      `Interrupted (${cause.reason}) in stage "${stage}"; ${
+        resumeNote(stage, cause.restarts)
+      }`,
+      { cause },
+    );
+    this.name = "RunInterrupted";
+    this.stage = stage;
+    this.runDir = runDir;
+    this.reason = cause.reason;
+    this.restarts = cause.restarts;
+  }
+}
+
+function resumeNote(stage: string, restarts: string | undefined): string {
+  return restarts
+    ? `a resume restarts ${restarts}`
+    : `a resume runs stage "${stage}" again from its start (it has no checkpoint to resume from)`;
+}
+
+/** The error and its causes, outermost first (at most 8 deep). */
+function causeChain(error: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = error; e && chain.length < 8;) {
+    chain.push(e);
+    e = (e as { cause?: unknown }).cause;
+  }
+  return chain;
+}
+
+/** The first {@linkcode StageError} in an error's cause chain. */
+function stageErrorIn(error: unknown): StageError | undefined {
+  return causeChain(error).find((e) => e instanceof StageError) as
+    | StageError
+    | undefined;
+}
+
+/** The first {@linkcode InterruptedError} in an error's cause chain. */
+function interruptedIn(error: unknown): InterruptedError | undefined {
+  return causeChain(error).find((e) => e instanceof InterruptedError) as
+    | InterruptedError
+    | undefined;
+}
+
 /** How to run. */
 export interface RunOptions {
   /** Receives human-readable lines (the CLI passes stderr). */
@@ -74,8 +159,10 @@ export interface RunOptions {
   readonly resume?: string;
   /** Run folders of earlier repeats of this spec (`--repeat`), given to steps as `values.siblingRuns` (e.g. the ensemble of TTAu's Mlt). */
   readonly siblingRuns?: readonly string[];
-  /** Cancels the run. */
+  /** Cancels the run (as an interrupt: steps stop at their next boundary). */
   readonly signal?: AbortSignal;
+  /** The interrupt switch (the CLI's signal handlers); takes precedence over `signal`. */
+  readonly interrupt?: Interrupt;
 }
 
 /** What a finished run returns. */
@@ -98,22 +185,35 @@ function timestamp(date: Date): string {
   }`;
 }
 
-/** Creates `<outputDir>/<name>-<timestamp>[-n]`, never reusing a folder. */
+/**
+ * Creates `<outputDir>/<name>-<timestamp>[-n]`, never reusing a folder.
+ *
+ * @throws {RunFolderError} When the folder cannot be created (read-only, not a folder).
+ */
 export async function createRunDir(
   outputDir: string,
   name: string,
   now = new Date(),
 ): Promise<string> {
-  await Deno.mkdir(outputDir, { recursive: true });
   const base = join(outputDir, `${name}-${timestamp(now)}`);
-  for (let n = 1;; n++) {
-    const dir = n === 1 ? base : `${base}-${n}`;
-    try {
-      await Deno.mkdir(dir);
-      return dir;
-    } catch (error) {
-      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  try {
+    await Deno.mkdir(outputDir, { recursive: true });
+    for (let n = 1;; n++) {
+      const dir = n === 1 ? base : `${base}-${n}`;
+      try {
+        await Deno.mkdir(dir);
+        return dir;
+      } catch (error) {
+        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      }
     }
+  } catch (error) {
+    throw new RunFolderError(
+      `Cannot create a run folder in "${outputDir}": ${
+        (error as Error).message
+      }; make it writable or choose another with --set runtime.outputDir=<folder>`,
+      error,
+    );
   }
 }
 
@@ -173,6 +273,12 @@ function dataAccess(
     backend: BackendInfo;
     seed: number;
     timings: Record<string, number>;
+    /** Run folder, for errors. */
+    runDir: string;
+    /** `stage/phase` pairs whose layouts were checked (shared by the run). */
+    checked: Set<string>;
+    /** Lets signals in between batches (the map pass of a batch is synchronous). */
+    pause?: () => Promise<void>;
   },
 ): DataAccess {
   return {
@@ -223,6 +329,7 @@ function dataAccess(
       try {
         for (let b = 0; b < count; b++) {
           const examples = await pending!;
+          await env.pause?.();
           pending = b + 1 < count ? fetch(b + 1) : undefined;
           if (previous) env.tf.dispose(tensorsOf(previous, env.tf));
           previous = undefined;
@@ -231,21 +338,27 @@ function dataAccess(
           env.tf.tidy(() => {
             for (const m of active) {
               const t0 = performance.now();
-              batch = m.stage.apply(batch, m.options, {
-                stageName: m.name,
-                rng: createRng(
-                  `map/${m.name}/${split}/${epoch}/${b}`,
-                  env.seed,
-                ),
-                log: m.log,
-                tf: env.tf,
-                backend: env.backend,
-                assets: dataset.assets ?? {},
-                phase: o.phase,
-                split,
-                epoch,
-                batchIndex: b,
-              });
+              try {
+                batch = applyMap(m, batch, {
+                  stageName: m.name,
+                  rng: createRng(
+                    `map/${m.name}/${split}/${epoch}/${b}`,
+                    env.seed,
+                  ),
+                  log: m.log,
+                  tf: env.tf,
+                  backend: env.backend,
+                  assets: dataset.assets ?? {},
+                  phase: o.phase,
+                  split,
+                  epoch,
+                  batchIndex: b,
+                }, env);
+              } catch (error) {
+                throw error instanceof StageError
+                  ? error
+                  : new StageError(m.name, env.runDir, error);
+              }
               env.timings[m.name] = (env.timings[m.name] ?? 0) +
                 performance.now() - t0;
             }
@@ -261,6 +374,27 @@ function dataAccess(
       }
     },
   };
+}
+
+/** Applies one map stage; checks its declared layouts once per phase. */
+function applyMap(
+  m: MapEntry,
+  batch: Batch,
+  ctx: MapContext,
+  env: { tf: Tf; checked: Set<string> },
+): Batch {
+  const out = m.stage.apply(batch, m.options, ctx);
+  const once = `${m.name}/${ctx.phase}`;
+  if (m.stage.layouts && !env.checked.has(once)) {
+    env.checked.add(once);
+    const problems = checkLayouts(out, m.stage.layouts(m.options), env.tf);
+    if (problems.length > 0) {
+      throw new Error(
+        formatLayoutProblems(m.name, ctx.phase, problems, out.size),
+      );
+    }
+  }
+  return out;
 }
 
 function versions(tf: Tf): Record<string, string> {
@@ -335,18 +469,41 @@ export function dataWarnings(
  * Describes the step stages for `--dry-run`: opens the source (cpu backend,
  * no run folder) and lets each step with a `describe` hook look at the data
  * through the map stages declared before it (e.g. to print a model summary).
+ * When the data cannot be opened (not downloaded yet) and `planned` says
+ * what a clip looks like, the source's stand-in of silent clips is used
+ * instead (`SourceStage.planned`), and `note` tells the caller so.
  *
  * @param compiled The output of `compile()`.
+ * @param options Where log lines go; the planned clip for absent data; `note`
+ *   receives one line when the stand-in is used.
  * @returns One text per describing step, by stage name.
+ * @throws The source's error when the data is absent and no stand-in exists.
  */
 export async function describeSteps(
   compiled: CompiledPipeline,
-  options: { console?: (line: string) => void } = {},
+  options: {
+    console?: (line: string) => void;
+    planned?: PlannedClip;
+    note?: (line: string) => void;
+  } = {},
 ): Promise<Record<string, string>> {
   const { plan, modules } = compiled;
   const describing = modules.some((m) => m.kind === "step" && m.describe);
   if (!describing) return {};
-  const dataset = await openSource(compiled, options);
+  let dataset: Dataset;
+  try {
+    dataset = await openSource(compiled, { console: options.console });
+  } catch (error) {
+    const source = modules[0] as SourceStage;
+    const stand = options.planned &&
+      source.planned?.(plan.data, plan.stages[0].options, options.planned);
+    if (!stand || !options.planned) throw error;
+    const why = (error as Error).message.split("\n")[0];
+    options.note?.(
+      `the data cannot be opened (${why}); the summary below is planned from the spec: ${stand.classes.length} classes, silent ${options.planned.seconds} s clips at ${options.planned.sampleRateHz} Hz`,
+    );
+    dataset = stand;
+  }
   const { tf, backend } = await selectBackend("cpu");
   const log = createLogger({ console: options.console });
   const maps: MapEntry[] = [];
@@ -363,6 +520,8 @@ export async function describeSteps(
           backend,
           seed: plan.runtime.seed,
           timings: {},
+          runDir: "",
+          checked: new Set(),
         });
         out[p.name] = await stage.describe(p.options, { tf, data });
       }
@@ -387,22 +546,25 @@ export async function runPipeline(
   options: RunOptions = {},
 ): Promise<RunResult> {
   const { plan, modules } = compiled;
-  const runDir = options.resume ?? options.runDir ??
-    await createRunDir(plan.runtime.outputDir, plan.name);
-  if (options.resume) {
-    const stat = await Deno.stat(join(runDir, "plan.json")).catch(() =>
-      undefined
-    );
-    if (!stat) {
-      throw new StageError(
-        "resume",
-        runDir,
-        new Error(
-          `Cannot resume "${runDir}": it holds no plan.json, so it is not a run folder`,
-        ),
+  // A resume is accepted (or refused) before anything in the folder is written.
+  const resumed: AcceptedResume | undefined = options.resume
+    ? await checkResume(options.resume, compiled)
+    : undefined;
+  let runDir: string;
+  if (options.resume) runDir = options.resume;
+  else if (options.runDir) {
+    runDir = options.runDir;
+    await Deno.mkdir(runDir, { recursive: true }).catch((error) => {
+      throw new RunFolderError(
+        `Cannot create the run folder "${runDir}": ${
+          (error as Error).message
+        }; make its parent writable or choose another folder`,
+        error,
       );
-    }
-  } else if (options.runDir) await Deno.mkdir(runDir, { recursive: true });
+    });
+  } else runDir = await createRunDir(plan.runtime.outputDir, plan.name);
+  // The hash the run's checkpoints carry: the original spec's, across resumes.
+  const runSpecHash = resumed?.runSpecHash ?? plan.specHash;
   await writeJsonAtomic(join(runDir, "plan.json"), plan);
   await writeFileAtomic(
     join(runDir, "spec.yaml"),
@@ -423,7 +585,7 @@ export async function runPipeline(
   const timings: Record<string, number> = {};
   const manifest: Record<string, unknown> = {
     name: plan.name,
-    specHash: plan.specHash,
+    specHash: runSpecHash,
     specFiles: plan.specFiles,
     overrides: plan.overrides,
     status: "running",
@@ -437,22 +599,71 @@ export async function runPipeline(
       ...(s.integrity ? { integrity: s.integrity } : {}),
     })),
   };
-  const saveManifest = () =>
-    writeJsonAtomic(join(runDir, "manifest.json"), {
+  if (resumed) {
+    const earlier = Array.isArray(resumed.manifest.resumes)
+      ? resumed.manifest.resumes
+      : [];
+    manifest.resumes = [...earlier, {
+      at: started.toISOString(),
+      previousStatus: resumed.manifest.status ?? "unknown",
+      specHash: plan.specHash,
+      changes: resumed.changes,
+    }];
+    if (typeof resumed.manifest.startedAt === "string") {
+      manifest.firstStartedAt = resumed.manifest.firstStartedAt ??
+        resumed.manifest.startedAt;
+    }
+  }
+  const interrupt = options.interrupt ?? interruptFromSignal(options.signal);
+  let current = "backend";
+  // What the signal thread writes when a signal arrives, in case a second one
+  // ends the process before the run can stop itself and say more.
+  const updateLastWords = () =>
+    interrupt.setLastWords(
+      manifest.status !== "running" ? undefined : {
+        path: join(runDir, "manifest.json"),
+        text: JSON.stringify(
+          {
+            ...manifest,
+            timingsMs: timings,
+            status: "interrupted",
+            interrupted: {
+              stage: current,
+              reason: "signal",
+              hardStop: true,
+              resume:
+                "a resume picks up from the stage's last checkpoint, or runs it again from its start when it keeps none",
+            },
+          },
+          null,
+          2,
+        ) + "\n",
+      },
+    );
+  const saveManifest = async () => {
+    await writeJsonAtomic(join(runDir, "manifest.json"), {
       ...manifest,
       timingsMs: timings,
     });
+    updateLastWords();
+  };
   await saveManifest();
   log.event("run:start", {
     runDir,
     plan: plan.name,
     specHash: plan.specHash,
-    ...(options.resume ? { resume: true } : {}),
+    ...(resumed ? { resume: true, changes: resumed.changes } : {}),
   });
   log.info(`run folder ${runDir}`);
   for (const note of compiled.notes) log.warn(note);
+  for (const c of resumed?.changes ?? []) {
+    log.info(
+      `resume changes ${c.path}: ${JSON.stringify(c.before)} → ${
+        JSON.stringify(c.after)
+      }`,
+    );
+  }
 
-  let current = "backend";
   let dataset: Dataset | undefined;
   const recordSkipped = () => {
     const skipped = dataset?.skipped?.() ?? [];
@@ -460,9 +671,8 @@ export async function runPipeline(
     manifest.skipped = skipped;
     log.warn(`skipped ${skipped.length} bad file(s); listed in manifest.json`);
   };
-  const abort = new AbortController();
-  const onAbort = () => abort.abort(options.signal?.reason);
-  options.signal?.addEventListener("abort", onAbort);
+  const checked = new Set<string>();
+  const pause = createYielder();
   try {
     const { tf, backend } = await selectBackend(plan.runtime.backend);
     manifest.backend = {
@@ -491,6 +701,7 @@ export async function runPipeline(
     const sourcePlan = plan.stages[0];
     const source = modules[0] as SourceStage;
     current = sourcePlan.name;
+    updateLastWords();
     let t0 = performance.now();
     log.event("stage:start", { stage: current, kind: "source" });
     dataset = await source.open(plan.data, sourcePlan.options, {
@@ -525,6 +736,7 @@ export async function runPipeline(
       const p = plan.stages[i];
       const stage = modules[i];
       current = p.name;
+      updateLastWords();
       if (stage.kind === "map") {
         // Map stages apply to batches drawn by later steps, in spec order.
         maps.push(mapEntry(p, stage, log));
@@ -537,6 +749,9 @@ export async function runPipeline(
         backend,
         seed,
         timings,
+        runDir,
+        checked,
+        pause,
       });
       t0 = performance.now();
       log.event("stage:start", { stage: current, kind: "step" });
@@ -547,15 +762,20 @@ export async function runPipeline(
         values: { ...values },
         data: view,
         progress,
-        signal: abort.signal,
+        signal: interrupt.signal,
+        boundary: boundaryOf(interrupt, pause),
         resume: options.resume !== undefined,
-        specHash: plan.specHash,
+        specHash: runSpecHash,
       });
       backend.checkErrors();
       Object.assign(values, out);
       timings[current] = performance.now() - t0;
       log.event("stage:end", { stage: current, ms: timings[current] });
       await saveManifest();
+      if (interrupt.reason !== undefined && i + 1 < plan.stages.length) {
+        current = plan.stages[i + 1].name;
+        throw new InterruptedError(interrupt.reason);
+      }
     }
     recordSkipped();
     manifest.status = "ok";
@@ -567,22 +787,37 @@ export async function runPipeline(
     );
     return { runDir, values, timings, backend };
   } catch (error) {
-    const failure = error instanceof StageError
-      ? error
-      : new StageError(current, runDir, error);
+    const interrupted = interruptedIn(error);
+    if (interrupted) {
+      const stop = new RunInterrupted(current, runDir, interrupted);
+      recordSkipped();
+      manifest.status = "interrupted";
+      manifest.interrupted = {
+        stage: current,
+        reason: interrupted.reason,
+        resume: resumeNote(current, interrupted.restarts),
+      };
+      manifest.finishedAt = new Date().toISOString();
+      await saveManifest().catch(() => {});
+      log.event("run:end", { status: "interrupted", stage: current });
+      throw stop;
+    }
+    const failure = stageErrorIn(error) ??
+      new StageError(current, runDir, error);
     recordSkipped();
     manifest.status = "failed";
     manifest.failedStage = failure.stage;
     manifest.error = failure.message;
     manifest.finishedAt = new Date().toISOString();
     await saveManifest().catch(() => {});
+    // The one console line of the failure (callers must not print it again).
     log.error(failure.message, {
       stack: error instanceof Error ? error.stack : undefined,
     });
     log.event("run:end", { status: "failed", stage: failure.stage });
     throw failure;
   } finally {
-    options.signal?.removeEventListener("abort", onAbort);
+    interrupt.setLastWords(undefined);
     await dataset?.close?.().catch(() => {});
     log.close();
   }

@@ -78,6 +78,25 @@ export interface StageBase<O> {
   readonly takes: readonly string[];
   /** Keys this stage writes. */
   readonly provides: readonly string[];
+  /**
+   * Options that may differ when a run is resumed (`--resume`): `any` value,
+   * or `grow` (a number that may only increase, e.g. `train`'s `epochs`, to
+   * extend a finished run). Any other difference refuses the resume.
+   */
+  readonly resumeMayChange?: Readonly<Record<string, "any" | "grow">>;
+}
+
+/**
+ * Declared layout of a key a map stage provides, checked by the scheduler on
+ * the first batch of every phase. Axes are numbers (fixed sizes) or names:
+ * `b` is the batch's `size`, and other names (`t`, `f`, ...) must agree
+ * between the keys of one stage.
+ */
+export interface KeyLayout {
+  /** Axis sizes or names, e.g. `["b", "t", 80]`. */
+  readonly shape: readonly (number | string)[];
+  /** Tensor dtype (`float32`, `int32`), or for arrays the element type. */
+  readonly dtype?: "float32" | "int32" | "bool" | "string";
 }
 
 /** One example as a source yields it: plain arrays and metadata. */
@@ -92,16 +111,6 @@ export interface Batch {
   readonly split: string;
   readonly phase: Phase;
   readonly [key: string]: unknown;
-}
-
-/** One clip's length as its file header gives it. */
-export interface ClipLength {
-  /** The file, as the layout names it. */
-  readonly path: string;
-  /** Samples per channel. */
-  readonly samples: number;
-  /** Sample rate in Hz. */
-  readonly sampleRateHz: number;
 }
 
 /** A random-access dataset opened by a source stage. */
@@ -121,11 +130,12 @@ export interface Dataset {
   /** Labels of a split in index order, when known without reading audio. */
   labels?(split: string): readonly number[];
   /**
-   * Length of every clip of a split in index order, when known without
-   * decoding (from the WAV headers); lets map stages warn before a run (see
-   * {@linkcode MapStage.checkData}).
+   * Each clip's file and length in seconds, in index order, when known from
+   * headers (lets map stages warn before a run: {@linkcode MapStage.checkData}).
    */
-  clipLengths?(split: string): readonly ClipLength[];
+  durations?(
+    split: string,
+  ): readonly { readonly path: string; readonly seconds: number }[];
   /** Dataset-level resources for later stages (e.g. `backgroundNoise`). */
   readonly assets?: Readonly<Record<string, unknown>>;
   /** Every example skipped so far, with the reason. */
@@ -212,8 +222,17 @@ export interface StepContext extends StageContext {
   readonly data: DataAccess;
   /** Progress reporting for long loops. */
   readonly progress: ProgressFactory;
-  /** Aborts when the run is cancelled (Ctrl-C). */
+  /** Aborts when the run is interrupted (Ctrl-C, SIGTERM). */
   readonly signal: AbortSignal;
+  /**
+   * Call at every step boundary (e.g. before each training step): lets
+   * pending signals in (it yields to the event loop every 50 ms or so) and
+   * throws an `InterruptedError` when the run was interrupted, so the step
+   * stops there. `restarts` says where a resume picks up (e.g. `"epoch 3,
+   * from the checkpoint of epoch 2"`); omitted: a resume runs this step
+   * from its start.
+   */
+  boundary(restarts?: string): Promise<void>;
   /** True when the run continues an earlier one in the same folder (`--resume`): steps pick up their checkpoints. */
   readonly resume: boolean;
   /** The compiled plan's spec hash, for checkpoints. */
@@ -237,6 +256,21 @@ export interface SourceStage<O = unknown, D = unknown> extends StageBase<O> {
   };
   /** Opens the dataset the `data:` section describes. */
   open(data: D, options: O, ctx: SourceContext): Promise<Dataset>;
+  /**
+   * A stand-in for `--dry-run` when the data is absent: silent clips of the
+   * given length and rate with the classes the `data:` section implies, so
+   * the map stages and a step's `describe` see the real shapes. Undefined
+   * when the classes cannot be known without the files.
+   */
+  planned?(data: D, options: O, clip: PlannedClip): Dataset | undefined;
+}
+
+/** The clip a planned dataset stands in with (see `SourceStage.planned`). */
+export interface PlannedClip {
+  /** Length in seconds. */
+  readonly seconds: number;
+  /** Sample rate in Hz. */
+  readonly sampleRateHz: number;
 }
 
 /** A map stage: synchronous, per batch. */
@@ -246,6 +280,12 @@ export interface MapStage<O = unknown> extends StageBase<O> {
   readonly phases?: readonly Phase[];
   /** Transforms one batch. Must be synchronous so the scheduler can tidy it. */
   apply(batch: Batch, options: O, ctx: MapContext): Batch;
+  /**
+   * Layouts of the keys it provides, given its options; the scheduler checks
+   * them after the stage's first batch in each phase and names the stage,
+   * key, expected and actual shape when they differ.
+   */
+  layouts?(options: O): Readonly<Record<string, KeyLayout>>;
   /**
    * Optional look at the opened dataset before any batch (the start of a run
    * and `deno task data`): returns warnings about what this stage will do to

@@ -8,7 +8,7 @@
  * @module
  */
 import { join, resolve } from "node:path";
-import type { ClipLength, Dataset, Example } from "../pipeline/types.ts";
+import type { Dataset, Example } from "../pipeline/types.ts";
 import type { Logger } from "../pipeline/logger.ts";
 import { createDecodePool } from "../lib/decode_pool.ts";
 import type { DecodedAudio } from "../lib/decode_pool.ts";
@@ -48,6 +48,41 @@ export interface AudioDatasetOptions {
   readonly workers: number;
   readonly cacheMegabytes: number;
   readonly backgroundNoise?: string;
+  /** Files the layout left out before its split (bad, with `onBadFile: skip`). */
+  readonly skippedBeforeSplit?: readonly {
+    readonly path: string;
+    readonly reason: string;
+  }[];
+}
+
+/**
+ * Reads the headers of `paths` and names the unreadable ones (for layouts
+ * that leave bad files out before a seeded split).
+ *
+ * @param paths WAV files.
+ * @returns Path → reason, for the bad files only.
+ */
+export async function findBadFiles(
+  paths: readonly string[],
+): Promise<Map<string, string>> {
+  const results = await mapLimit([...paths], 64, async (path) => {
+    try {
+      await readWavHeader(path);
+      return undefined;
+    } catch (error) {
+      if (
+        error instanceof WavError || error instanceof Deno.errors.NotFound
+      ) {
+        return (error as Error).message;
+      }
+      throw error;
+    }
+  });
+  const bad = new Map<string, string>();
+  results.forEach((reason, i) => {
+    if (reason !== undefined) bad.set(paths[i], reason);
+  });
+  return bad;
 }
 
 /** A background noise clip, mono, at its own rate (never resampled). */
@@ -151,10 +186,15 @@ export async function openAudioDataset(
   log: Logger,
 ): Promise<Dataset> {
   const skipped: { path: string; reason: string }[] = [];
+  for (const s of options.skippedBeforeSplit ?? []) {
+    skipped.push({ ...s });
+    log.warn(`skipping ${s.path}: ${s.reason} (left out before the split)`);
+  }
   let splits: Record<string, readonly ClipRef[]> = { ...index.splits };
   let facts: HeaderFacts | undefined;
-  let clipLengths: Record<string, ClipLength[]> | undefined;
   let rate: number | undefined;
+  /** Per clip of each split (index order), from the header scan. */
+  let clipSeconds: Record<string, { path: string; seconds: number }[]> = {};
 
   if (options.scanHeaders) {
     const all = Object.entries(splits).flatMap(([split, clips]) =>
@@ -177,8 +217,8 @@ export async function openAudioDataset(
     const channels = new Set<number>();
     const bits = new Set<number>();
     const durations: Record<string, number[]> = {};
-    const lengths: Record<string, ClipLength[]> = {};
     const keep: Record<string, ClipRef[]> = {};
+    const seconds: Record<string, { path: string; seconds: number }[]> = {};
     all.forEach(({ split, clip }, i) => {
       const h = headers[i] as WavInfo | { bad: string };
       keep[split] ??= [];
@@ -188,18 +228,16 @@ export async function openAudioDataset(
         return;
       }
       keep[split].push(clip);
+      (seconds[split] ??= []).push({
+        path: clip.path,
+        seconds: h.durationSeconds,
+      });
       if (!byRate.has(h.sampleRateHz)) byRate.set(h.sampleRateHz, new Set());
       byRate.get(h.sampleRateHz)!.add(clip.path);
       channels.add(h.channels);
       bits.add(h.bitsPerSample);
       durations[split].push(h.durationSeconds);
-      (lengths[split] ??= []).push({
-        path: clip.path,
-        samples: h.frames,
-        sampleRateHz: h.sampleRateHz,
-      });
     });
-    clipLengths = lengths;
     if (bad.length > 0 && options.onBadFile === "fail") {
       throw new DataError(
         what,
@@ -240,6 +278,7 @@ export async function openAudioDataset(
       );
     }
     splits = keep;
+    clipSeconds = seconds;
     rate = byRate.keys().next().value;
     facts = {
       sampleRatesHz: [...byRate.keys()],
@@ -313,7 +352,6 @@ export async function openAudioDataset(
   const counts = Object.fromEntries(
     Object.entries(splits).map(([s, c]) => [s, c.length]),
   );
-  const lengthIndex = clipLengths;
   return {
     classes: index.classes,
     splits: counts,
@@ -327,8 +365,8 @@ export async function openAudioDataset(
     },
     assets,
     labels: (split) => (splits[split] ?? []).map((c) => c.label),
-    ...(lengthIndex
-      ? { clipLengths: (split: string) => lengthIndex[split] ?? [] }
+    ...(options.scanHeaders
+      ? { durations: (split: string) => clipSeconds[split] ?? [] }
       : {}),
     skipped: () => skipped,
     async example(split: string, i: number): Promise<Example | undefined> {

@@ -28,8 +28,18 @@
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
 import type { Rng } from "../pipeline/rng.ts";
-import type { ClipLength } from "../pipeline/types.ts";
+
 import { displayPath } from "../pipeline/spec_load.ts";
+
+/** One clip's length, for {@linkcode lengthWarnings}. */
+export interface ClipLength {
+  /** The file, as the layout names it. */
+  readonly path: string;
+  /** Samples per channel. */
+  readonly samples: number;
+  /** Sample rate in Hz. */
+  readonly sampleRateHz: number;
+}
 
 const PadPosition = z.enum(["random", "center", "end"]);
 
@@ -185,12 +195,23 @@ export const stage = defineStage<FixedLengthOptions>({
   options: FixedLengthOptions,
   takes: ["waveform", "sampleRate"],
   provides: ["waveform"],
+  layouts: (o) => ({
+    waveform: { shape: ["b", o.samples ?? "s"], dtype: "float32" },
+  }),
   checkData(options, dataset, stageName) {
-    if (!dataset.clipLengths) return [];
+    const rate = dataset.info.sampleRateHz;
+    if (!dataset.durations || typeof rate !== "number") return [];
     return lengthWarnings(
       options,
       Object.fromEntries(
-        Object.keys(dataset.splits).map((s) => [s, dataset.clipLengths!(s)]),
+        Object.keys(dataset.splits).map((split) => [
+          split,
+          dataset.durations!(split).map((c) => ({
+            path: c.path,
+            samples: Math.round(c.seconds * rate),
+            sampleRateHz: rate,
+          })),
+        ]),
       ),
       stageName,
     );

@@ -33,16 +33,17 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
-import type { Dataset, SourceContext } from "../pipeline/types.ts";
+import type { Dataset, PlannedClip, SourceContext } from "../pipeline/types.ts";
 import type { Rng } from "../pipeline/rng.ts";
 import { synthesizeClip, SyntheticData } from "./_synthetic.ts";
 import { LAYOUTS } from "./_layouts/mod.ts";
 import type { DataProblem, Layout } from "./_layouts/types.ts";
 import {
   DataError,
+  findBadFiles,
   loadNoiseFolder,
   openAudioDataset,
 } from "./_audio_dataset.ts";
@@ -106,19 +107,51 @@ export const stage = defineStage<LoadOptions, LoadData>({
     // The compiler made root absolute (relative to the spec that wrote it).
     const root = typeof data.root === "string" ? resolve(data.root) : "";
     const what = `dataset "${data.layout}" at ${root}`;
-    const { index, problems } = await layout.index(data, {
+    const { index, problems, excluded } = await layout.index(data, {
       seed: ctx.rng.int(2 ** 31),
+      // Bad files are decided before a seeded split, so skipping a file and
+      // deleting it draw the same split.
+      ...(options.onBadFile === "skip" && options.scanHeaders
+        ? { exclude: findBadFiles }
+        : {}),
     });
     if (!index || problems.length > 0) {
       throw new DataError(what, withOrigins(problems, ctx.dataOrigins));
     }
-    const dataset = await openAudioDataset(what, index, options, ctx.log);
+    let backgroundNoise = options.backgroundNoise;
+    if (backgroundNoise === undefined && layout.noiseFolder && root) {
+      // The layout's own noise folder, under whatever root the run names.
+      const own = join(root, layout.noiseFolder);
+      const found = await Deno.stat(own).then(
+        (s) => s.isDirectory,
+        () => false,
+      );
+      if (found) backgroundNoise = own;
+      else {
+        ctx.log.warn(
+          `no ${layout.noiseFolder} folder under ${root}: views that mix background noise will fail (set load.backgroundNoise to a folder of noise clips)`,
+        );
+      }
+    }
+    const dataset = await openAudioDataset(
+      what,
+      index,
+      { ...options, backgroundNoise, skippedBeforeSplit: excluded },
+      ctx.log,
+    );
     ctx.log.info(
       `${what}: ${
         Object.entries(dataset.splits).map(([s, n]) => `${s} ${n}`).join(", ")
       } clips at ${dataset.info.sampleRateHz ?? "?"} Hz`,
     );
     return dataset;
+  },
+  planned(data, _options, clip) {
+    const layout = (LAYOUTS as Readonly<Record<string, Layout>>)[data.layout];
+    const classes = data.layout === "synthetic"
+      ? SyntheticData.parse(data).classes
+      : layout?.classes?.(data); // data: already checked, defaults filled
+    return classes ? plannedDataset(classes, clip) : undefined;
   },
 });
 
@@ -142,6 +175,33 @@ export function withOrigins(
       }
       : p
   );
+}
+
+/**
+ * Silent mono clips, one per split, standing in for absent data in
+ * `--dry-run` (see `SourceStage.planned`).
+ */
+function plannedDataset(
+  classes: readonly string[],
+  clip: PlannedClip,
+): Dataset {
+  const length = Math.max(1, Math.round(clip.seconds * clip.sampleRateHz));
+  const splits = { train: 1, validation: 1, test: 1 };
+  return {
+    classes,
+    splits,
+    info: { planned: true, sampleRateHz: clip.sampleRateHz },
+    labels: () => [0],
+    example: (split) =>
+      Object.hasOwn(splits, split)
+        ? Promise.resolve({
+          channels: [new Float32Array(length)],
+          sampleRate: clip.sampleRateHz,
+          label: 0,
+          path: `(planned silent clip, ${split})`,
+        })
+        : Promise.reject(new RangeError(`Cannot read split "${split}"`)),
+  };
 }
 
 /** A dataset of generated tones (see `_synthetic.ts`). */

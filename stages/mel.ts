@@ -96,6 +96,9 @@ export const stage = defineStage<MelStageOptions>({
   options: MelStageOptions,
   takes: ["waveform", "sampleRate"],
   provides: ["features"],
+  layouts: (o) => ({
+    features: { shape: ["b", o.nMels, "t"], dtype: "float32" },
+  }),
   apply(batch, options, ctx) {
     const waves = batch.waveform as Float32Array[];
     const rates = batch.sampleRate as number[];

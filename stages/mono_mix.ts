@@ -63,6 +63,7 @@ export const stage = defineStage<MonoMixOptions>({
   options: MonoMixOptions,
   takes: ["channels"],
   provides: ["waveform"],
+  layouts: () => ({ waveform: { shape: ["b", "s"], dtype: "float32" } }),
   apply(batch) {
     const channels = batch.channels as Float32Array[][];
     return { ...batch, waveform: channels.map(mixToMono) };

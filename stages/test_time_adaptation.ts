@@ -56,7 +56,7 @@ import type { AmautModel, BatchStat } from "../model/amaut.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import type { SgdOptions } from "../model/sgd.ts";
 import { ttdaLoss } from "../model/ttda_loss.ts";
-import { evaluate } from "./train.ts";
+import { evaluate } from "../model/evaluate.ts";
 
 /** Options of the `test_time_adaptation` stage (defaults: the reference's AM/VS/CS values). */
 export const TtdaOptions = z.strictObject({
@@ -451,7 +451,7 @@ export const stage = defineStage<TtdaOptions>({
           lossSum += l;
           step++;
           bar.tick(b, { loss: lossSum / step });
-          if (ctx.signal.aborted) throw ctx.signal.reason;
+          await ctx.boundary(); // a Ctrl-C stops here; TTDA keeps no checkpoint
         }
         const loss = step ? lossSum / step : NaN;
         bar.done({ loss });

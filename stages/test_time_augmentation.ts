@@ -300,7 +300,10 @@ async function loadMember(
     } catch (error) {
       throw new Error(
         `Cannot use "${label}" as a TTAu member: ${
-          (error as Error).message.replace(/^Checkpoint /, "the checkpoint ")
+          (error as Error).message.replace(
+            /^Cannot use the checkpoint: it /,
+            "the checkpoint ",
+          )
         } (every member needs the current model's options, mel bins, frames and classes)`,
       );
     }
@@ -381,7 +384,7 @@ async function forward(
       logits.dispose();
     }
     bar.tick(b);
-    if (ctx.signal.aborted) throw ctx.signal.reason;
+    await ctx.boundary(); // a Ctrl-C stops here
   }
   bar.done();
   if (!views) {

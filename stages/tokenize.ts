@@ -30,6 +30,7 @@ export const stage = defineStage<TokenizeOptions>({
   options: TokenizeOptions,
   takes: ["features"],
   provides: ["tokens"],
+  layouts: () => ({ tokens: { shape: ["b", "t", "f"], dtype: "float32" } }),
   apply(batch, _options, ctx) {
     const features = batch.features as Tensor3D;
     if (!(features instanceof ctx.tf.Tensor) || features.rank !== 3) {

@@ -1,12 +1,15 @@
 /**
- * The `train` step stage: AMAuT's training loop (reference §7–§8), inline and
- * readable. Per batch it splits the stacked views (see `augment`), runs one
+ * The `train` step stage: AMAuT's training loop (reference §7–§8) as one flat
+ * loop over a {@linkcode Trainer} — tfjs op by op (`model/trainer_tfjs.ts`) or
+ * the fused WebGPU engine (`gpu/trainer_fused.ts`), chosen by `engine`. Per
+ * batch the trainer splits the stacked views (see `augment`), runs one
  * forward pass per view — so BatchNorm statistics are per view — sums the
  * views' label-smoothed cross-entropies (ε 0.1, Eq. 1 and 13), takes one
  * gradient and one SGD step with the reference's quirks (momentum and weight
  * decay off in the first epoch, then 0.9 and 1e-3, coupled; Nesterov off
  * unless asked), and the Eq. 6 learning rate `lr0·(1 + γ·e/C)^(−0.75)`
- * updated after each epoch. After every epoch it evaluates the selection
+ * updated after each epoch. After every epoch it reads the training metrics,
+ * syncs the weights into the tfjs model, evaluates the selection
  * split, keeps the best checkpoint (ties go to the later epoch) and the last,
  * and appends to `metrics.jsonl`. At the end it evaluates the best weights on
  * every split and writes `summary.json`.
@@ -28,28 +31,25 @@
  */
 import { join } from "node:path";
 import * as z from "zod";
-import type { Tensor, Tensor3D, Variable } from "@tensorflow/tfjs";
+import type { Tensor3D } from "@tensorflow/tfjs";
 import { defineStage } from "../pipeline/define_stage.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../pipeline/atomic.ts";
-import type { Batch, StepContext } from "../pipeline/types.ts";
-import {
-  createModel,
-  labelSmoothedCrossEntropy,
-  ModelOptions,
-  modelSummary,
-} from "../model/amaut.ts";
+import type { StepContext, Tf } from "../pipeline/types.ts";
+import { createModel, ModelOptions, modelSummary } from "../model/amaut.ts";
 import type { AmautModel, ModelDims } from "../model/amaut.ts";
-import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
-import { multiviewStep } from "../model/train_step.ts";
+import { referenceSgdOptions } from "../model/sgd.ts";
 import { learningRateAt } from "../model/schedule.ts";
-import { argmaxRows } from "../lib/metrics.ts";
 import {
-  createFusedEngine,
-  type FusedEngine,
-  tfjsDevice,
-} from "../gpu/engine.ts";
+  trainBatch,
+  type Trainer,
+  type TrainerState,
+} from "../model/trainer.ts";
+import { createTfjsTrainer } from "../model/trainer_tfjs.ts";
+import { createFusedTrainer } from "../gpu/trainer_fused.ts";
+import { tfjsDevice } from "../gpu/engine.ts";
 import {
   checkCompatible,
+  type CheckpointMeta,
   loadCheckpoint,
   modelSignature,
   saveCheckpoint,
@@ -119,159 +119,6 @@ export interface EpochMetrics {
   readonly tensorsAtStart?: number;
 }
 
-/** Splits a view-stacked batch field into per-view slices (view-major). */
-function viewsOf(batch: Batch): number {
-  const names = batch.viewNames as string[] | undefined;
-  return names?.length ?? 1;
-}
-
-/**
- * Accuracy and mean (unsmoothed) cross-entropy of the model on a split, with
- * running BatchNorm stats. Loss and hits accumulate on the device and are read
- * once at the end; the logits are read back per batch only when asked
- * (`keepLogits`), else `logits` is empty. With `engine` (holding the same
- * weights as `model`) the forward passes run on the fused engine's eval
- * graph, and each batch's logits are read back and scored on the host.
- */
-export async function evaluate(
-  ctx: StepContext,
-  model: AmautModel,
-  split: string,
-  batchSize: number,
-  { keepLogits = false, engine }: {
-    keepLogits?: boolean;
-    engine?: FusedEngine;
-  } = {},
-): Promise<
-  { loss: number; accuracy: number; logits: Float32Array; labels: number[] }
-> {
-  const { tf } = ctx;
-  if (engine) return await evaluateFused(ctx, engine, split, batchSize);
-  let lossSum: Tensor = tf.scalar(0);
-  let correct: Tensor = tf.scalar(0, "int32");
-  let count = 0;
-  const logitRows: Float32Array[] = [];
-  const labels: number[] = [];
-  for await (
-    const batch of ctx.data.batches(split, {
-      batchSize,
-      phase: "eval",
-      shuffle: false,
-    })
-  ) {
-    const y = batch.label as number[];
-    const out = tf.tidy(() => {
-      const labelsT = tf.tensor1d(y, "int32");
-      const { logits } = model.apply(batch.tokens as Tensor3D, {
-        training: false,
-      });
-      const loss = labelSmoothedCrossEntropy(tf, logits, labelsT, 0).mul(
-        y.length,
-      );
-      const hits = tf.equal(tf.argMax(logits, 1), labelsT).sum();
-      return { logits, loss, hits };
-    });
-    const nextLoss = lossSum.add(out.loss);
-    const nextCorrect = correct.add(out.hits);
-    tf.dispose([lossSum, correct, out.loss, out.hits]);
-    lossSum = nextLoss;
-    correct = nextCorrect;
-    if (keepLogits) logitRows.push(await out.logits.data() as Float32Array);
-    out.logits.dispose();
-    labels.push(...y);
-    count += y.length;
-  }
-  const [l, c] = [(await lossSum.data())[0], (await correct.data())[0]];
-  tf.dispose([lossSum, correct]);
-  const flat = new Float32Array(logitRows.reduce((n, r) => n + r.length, 0));
-  let offset = 0;
-  for (const r of logitRows) {
-    flat.set(r, offset);
-    offset += r.length;
-  }
-  return {
-    loss: count ? l / count : NaN,
-    accuracy: count ? c / count : NaN,
-    logits: flat,
-    labels,
-  };
-}
-
-/** {@linkcode evaluate} on the fused engine. */
-async function evaluateFused(
-  ctx: StepContext,
-  engine: FusedEngine,
-  split: string,
-  batchSize: number,
-): Promise<
-  { loss: number; accuracy: number; logits: Float32Array; labels: number[] }
-> {
-  const rows: Float32Array[] = [];
-  const labels: number[] = [];
-  let lossSum = 0;
-  let correct = 0;
-  for await (
-    const batch of ctx.data.batches(split, {
-      batchSize,
-      phase: "eval",
-      shuffle: false,
-    })
-  ) {
-    const y = batch.label as number[];
-    const logits = await engine.evalLogits(batch.tokens as Tensor3D, y.length);
-    const n = logits.length / y.length;
-    const predicted = argmaxRows(logits, n);
-    y.forEach((label, i) => {
-      const row = logits.subarray(i * n, (i + 1) * n);
-      const max = row[predicted[i]];
-      let sum = 0;
-      for (const v of row) sum += Math.exp(v - max);
-      lossSum += Math.log(sum) + max - row[label];
-      if (predicted[i] === label) correct++;
-    });
-    rows.push(logits);
-    labels.push(...y);
-  }
-  const flat = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
-  let offset = 0;
-  for (const r of rows) {
-    flat.set(r, offset);
-    offset += r.length;
-  }
-  const count = labels.length;
-  return {
-    loss: count ? lossSum / count : NaN,
-    accuracy: count ? correct / count : NaN,
-    logits: flat,
-    labels,
-  };
-}
-
-function groups(model: AmautModel, sgd: ReturnType<typeof createSgd>) {
-  return {
-    params: model.params as ReadonlyMap<string, Tensor>,
-    buffers: model.buffers as ReadonlyMap<string, Tensor>,
-    optimizer: sgd.buffers,
-  };
-}
-
-function assign(
-  targets: ReadonlyMap<string, Variable>,
-  values: ReadonlyMap<string, Tensor> | undefined,
-  what: string,
-) {
-  if (!values) return;
-  for (const [name, v] of targets) {
-    const t = values.get(name);
-    if (!t) {
-      throw new Error(
-        `Cannot restore ${what} "${name}": the checkpoint lacks it`,
-      );
-    }
-    v.assign(t);
-  }
-}
-
 /** Model dimensions from the first training example and the class count. */
 async function dimsOf(
   data: StepContext["data"],
@@ -291,6 +138,98 @@ async function dimsOf(
   throw new Error("Cannot train: the train split is empty");
 }
 
+/**
+ * The trainer of `engine`: fused on the webgpu backend (`auto` or `fused`),
+ * tfjs otherwise.
+ *
+ * @throws {Error} For `fused` on a backend other than webgpu.
+ */
+async function createTrainer(
+  tf: Tf,
+  model: AmautModel,
+  engine: TrainOptions["engine"],
+  log: StepContext["log"],
+): Promise<Trainer> {
+  const device = tfjsDevice(tf);
+  if (engine === "fused" && !device) {
+    throw new Error(
+      `Cannot train with engine "fused": it needs the webgpu backend, and this run uses "${tf.getBackend()}" (use engine: tfjs or auto)`,
+    );
+  }
+  if (engine === "tfjs" || !device) return createTfjsTrainer(tf, model);
+  return await createFusedTrainer(tf, model, {
+    device,
+    log: (line) => log.info(line),
+  });
+}
+
+/**
+ * Loads the `last` checkpoint into the trainer (weights, running statistics,
+ * momentum) after checking it belongs to this spec and model.
+ *
+ * @returns The checkpoint's metadata.
+ * @throws {Error} Starting "Cannot resume" when it is missing or unreadable,
+ *   or saying what differs when it is another spec's or model's.
+ */
+async function resume(
+  tf: Tf,
+  trainer: Trainer,
+  checkpoints: string,
+  expected: { specHash: string; modelSignature: string },
+): Promise<CheckpointMeta> {
+  const ckpt = await loadCheckpoint(tf, checkpoints, "last").catch((e) => {
+    throw new Error(`Cannot resume: ${(e as Error).message}`);
+  });
+  try {
+    checkCompatible(ckpt.meta, expected);
+    await trainer.load({
+      params: ckpt.groups.params,
+      buffers: ckpt.groups.buffers,
+      optimizer: ckpt.groups.optimizer ?? new Map(),
+    });
+  } finally {
+    tf.dispose(Object.values(ckpt.groups).flatMap((g) => [...g.values()]));
+  }
+  return ckpt.meta;
+}
+
+/**
+ * Writes an epoch's record: `checkpoints/best` when it improved, then
+ * `checkpoints/last`, then `metrics.jsonl` (the history so far), each
+ * atomically.
+ */
+async function saveEpoch(
+  runDir: string,
+  meta: CheckpointMeta & { history: readonly EpochMetrics[] },
+  state: TrainerState,
+  improved: boolean,
+): Promise<void> {
+  const checkpoints = join(runDir, "checkpoints");
+  if (improved) await saveCheckpoint(checkpoints, "best", meta, { ...state });
+  await saveCheckpoint(checkpoints, "last", meta, { ...state });
+  await writeFileAtomic(
+    join(runDir, "metrics.jsonl"),
+    meta.history.map((m) => JSON.stringify(m)).join("\n") + "\n",
+  );
+}
+
+/** Loads the `best` checkpoint's weights and running statistics into the trainer. */
+async function loadBest(
+  tf: Tf,
+  trainer: Trainer,
+  checkpoints: string,
+): Promise<void> {
+  const best = await loadCheckpoint(tf, checkpoints, "best");
+  try {
+    await trainer.load({
+      params: best.groups.params,
+      buffers: best.groups.buffers,
+    });
+  } finally {
+    tf.dispose(Object.values(best.groups).flatMap((g) => [...g.values()]));
+  }
+}
+
 /** The `train` stage. */
 export const stage = defineStage<TrainOptions>({
   id: "train",
@@ -301,6 +240,8 @@ export const stage = defineStage<TrainOptions>({
   options: TrainOptions,
   takes: ["tokens", "label"],
   provides: ["model", "metrics", "summary"],
+  // A resume may extend a run (more epochs) or switch engines; see pipeline/resume.ts.
+  resumeMayChange: { epochs: "grow", engine: "any", readEvery: "any" },
   async describe(options, ctx) {
     const dims = await dimsOf(ctx.data);
     const s = modelSummary(options.model, dims);
@@ -322,19 +263,7 @@ export const stage = defineStage<TrainOptions>({
         }`,
       );
     }
-    // Dimensions come from the first batch (frames and mel bins) and the dataset (classes).
-    let dims: ModelDims | undefined;
-    for await (
-      const b of ctx.data.batches("train", {
-        batchSize: 1,
-        phase: "eval",
-        limit: 1,
-      })
-    ) {
-      const [, frames, nMels] = (b.tokens as Tensor3D).shape;
-      dims = { nMels, frames, classes: ctx.data.classes.length };
-    }
-    if (!dims) throw new Error("Cannot train: the train split is empty");
+    const dims = await dimsOf(ctx.data);
     const model = createModel(tf, options.model, dims, ctx.rng.child("init"));
     const summary = model.summary();
     log.info(
@@ -342,64 +271,43 @@ export const stage = defineStage<TrainOptions>({
         JSON.stringify(dims)
       }`,
     );
-    const sgd = createSgd(tf);
     const signature = modelSignature(model.params);
     const checkpoints = join(ctx.runDir, "checkpoints");
     await Deno.mkdir(checkpoints, { recursive: true });
-
+    const trainer = await createTrainer(tf, model, options.engine, log);
     let history: EpochMetrics[] = [];
     let start = 0;
     let best = { epoch: -1, accuracy: -Infinity };
-    if (ctx.resume) {
-      const ckpt = await loadCheckpoint(tf, checkpoints, "last").catch((e) => {
-        throw new Error(`Cannot resume: ${(e as Error).message}`);
-      });
-      checkCompatible(ckpt.meta, {
-        specHash: ctx.specHash,
-        modelSignature: signature,
-      });
-      assign(model.params, ckpt.groups.params, "parameter");
-      assign(model.buffers, ckpt.groups.buffers, "buffer");
-      sgd.load(ckpt.groups.optimizer ?? new Map()); // the optimizer now owns these
-      tf.dispose([
-        ...ckpt.groups.params.values(),
-        ...ckpt.groups.buffers.values(),
-      ]);
-      history = (ckpt.meta.history as EpochMetrics[] | undefined) ?? [];
-      best = (ckpt.meta.best as typeof best | undefined) ?? best;
-      start = ckpt.meta.epoch + 1;
-      log.info(
-        `resuming after epoch ${ckpt.meta.epoch + 1} of ${options.epochs}`,
-      );
-    }
-
-    const fused = options.engine === "fused" ||
-      (options.engine === "auto" && tfjsDevice(tf) !== undefined);
-    if (fused && !tfjsDevice(tf)) {
-      throw new Error(
-        `Cannot train with engine "fused": it needs the webgpu backend, and this run uses "${tf.getBackend()}" (use engine: tfjs or auto)`,
-      );
-    }
-    const engine = fused
-      ? createFusedEngine(tf, options.model, dims)
-      : undefined;
-    if (engine) await engine.upload(model, sgd);
+    const hasLast = await Deno.stat(join(checkpoints, "last.json")).then(
+      () => true,
+      () => false,
+    );
     const final: Record<string, { accuracy: number; loss: number }> = {};
     try {
-      const writeMetrics = () =>
-        writeFileAtomic(
-          join(ctx.runDir, "metrics.jsonl"),
-          history.map((m) => JSON.stringify(m)).join("\n") + "\n",
+      if (ctx.resume && !hasLast) {
+        log.info(
+          "no checkpoint yet (the run stopped before its first epoch ended): training starts afresh",
         );
-      const smoothing = options.labelSmoothing;
+      } else if (ctx.resume) {
+        const meta = await resume(tf, trainer, checkpoints, {
+          specHash: ctx.specHash,
+          modelSignature: signature,
+        });
+        history = (meta.history as EpochMetrics[] | undefined) ?? [];
+        best = (meta.best as typeof best | undefined) ?? best;
+        start = meta.epoch + 1;
+        log.info(`resuming after epoch ${meta.epoch + 1} of ${options.epochs}`);
+      }
       const checkLoss = (l: number, epoch: number, step: number) => {
         if (!Number.isFinite(l)) {
           throw new Error(
             `Cannot continue training: the loss is ${l} at epoch ${
               epoch + 1
-            }, step ${step}; the last good checkpoint is ${
-              join(checkpoints, "last")
-            }`,
+            }, step ${step}; ${
+              epoch > 0
+                ? `the last good checkpoint is ${join(checkpoints, "last")}`
+                : "no checkpoint exists yet (the first is written when epoch 1 ends)"
+            }; try a lower lr`,
           );
         }
       };
@@ -411,7 +319,7 @@ export const stage = defineStage<TrainOptions>({
           cardinality: options.lrCardinality,
           power: options.lrPower,
         });
-        const sgdOptions = referenceSgdOptions(epoch, options);
+        const sgd = referenceSgdOptions(epoch, options);
         const epochStart = performance.now();
         const total = Math.ceil(ctx.data.splits.train / options.batchSize);
         const steps = Math.min(total, options.limitBatches ?? total);
@@ -420,12 +328,8 @@ export const stage = defineStage<TrainOptions>({
           total: Math.min(ctx.data.splits.train, steps * options.batchSize),
           unit: "clips",
         });
-        let lossSum: Tensor = tf.scalar(0);
-        let hits: Tensor = tf.scalar(0, "int32");
-        let clips = 0;
-        let step = 0;
-        let fusedViews = 1;
         const startTensors = tf.memory().numTensors;
+        let step = 0;
         for await (
           const batch of ctx.data.batches("train", {
             batchSize: options.batchSize,
@@ -436,94 +340,33 @@ export const stage = defineStage<TrainOptions>({
               : undefined,
           })
         ) {
-          const V = viewsOf(batch);
-          const b = batch.size / V;
-          const tokens = batch.tokens as Tensor3D;
-          const labels = (batch.label as number[]).slice(0, b);
-          if (engine) {
-            await engine.step(tokens, labels, V, {
-              smoothing,
-              lr,
-              sgd: sgdOptions,
-              seed: ctx.rng.child("dropout", epoch, step).int(0x7fffffff),
-            });
-            if (epoch === start && step === 0) {
-              log.info(
-                `engine: fused WebGPU graph, ${
-                  engine.counts(V, b).total
-                } dispatches per step`,
-              );
-            }
-            clips += b;
-            step++;
-            fusedViews = V;
-            if (step % options.readEvery === 0 || step === steps) {
-              const m = await engine.metrics(false);
-              const l = m.lossSum / V / step;
-              checkLoss(l, epoch, step);
-              bar.tick(b, {
-                loss: l,
-                accuracy: m.correct / Math.max(1, m.count),
-              });
-            } else bar.tick(b);
-            if (ctx.signal.aborted) throw ctx.signal.reason;
-            continue;
-          }
-          const labelsT = tf.tensor1d(labels, "int32");
-          const { loss: value, lastLogits } = multiviewStep(
-            tf,
-            model,
+          // Step boundary: a Ctrl-C stops the run here.
+          await ctx.boundary(
+            epoch > 0
+              ? `epoch ${epoch + 1}, from the checkpoint of epoch ${epoch}`
+              : undefined,
+          );
+          const train = trainBatch(batch);
+          await trainer.step(train, {
+            smoothing: options.labelSmoothing,
+            lr,
             sgd,
-            tokens,
-            labelsT,
-            V,
-            {
-              smoothing,
-              lr,
-              sgd: sgdOptions,
-              rng: ctx.rng.child("dropout", epoch, step),
-            },
-          );
-          const stepHits = tf.tidy(() =>
-            tf.equal(tf.argMax(lastLogits, 1), labelsT).sum()
-          );
-          const nextLoss = tf.tidy(() => lossSum.add(value.div(V)));
-          const nextHits = hits.add(stepHits);
-          tf.dispose([
-            lossSum,
-            hits,
-            value,
-            stepHits,
-            lastLogits,
-            labelsT,
-          ]);
-          lossSum = nextLoss;
-          hits = nextHits;
-          clips += b;
+            rng: ctx.rng.child("dropout", epoch, step),
+          });
           step++;
           if (step % options.readEvery === 0 || step === steps) {
-            const l = (await lossSum.data())[0] / step;
-            const acc = (await hits.data())[0] / clips;
-            checkLoss(l, epoch, step);
-            bar.tick(b, { loss: l, accuracy: acc });
-          } else bar.tick(b);
-          if (ctx.signal.aborted) throw ctx.signal.reason;
+            const m = await trainer.metrics(false);
+            checkLoss(m.loss, epoch, step);
+            bar.tick(train.labels.length, {
+              loss: m.loss,
+              accuracy: m.accuracy,
+            });
+          } else bar.tick(train.labels.length);
         }
-        let trainLoss: number;
-        let trainAccuracy: number;
-        if (engine) {
-          const m = await engine.metrics(true);
-          trainLoss = m.lossSum / fusedViews / Math.max(1, step);
-          trainAccuracy = m.correct / Math.max(1, m.count);
-          // Checkpoints and later stages use the tfjs model.
-          await engine.download(model, sgd);
-        } else {
-          trainLoss = (await lossSum.data())[0] / Math.max(1, step);
-          trainAccuracy = (await hits.data())[0] / Math.max(1, clips);
-        }
-        tf.dispose([lossSum, hits]);
+        const train = await trainer.metrics(true);
+        const state = await trainer.sync(); // checkpoints and later stages use the tfjs model
         const seconds = (performance.now() - epochStart) / 1000;
-        bar.done({ loss: trainLoss, accuracy: trainAccuracy });
+        bar.done({ loss: train.loss, accuracy: train.accuracy });
         if (tf.memory().numTensors > startTensors) {
           log.debug(
             `tensors grew by ${
@@ -531,23 +374,21 @@ export const stage = defineStage<TrainOptions>({
             } during epoch ${epoch + 1}`,
           );
         }
-        const evaluation = await evaluate(
-          ctx,
-          model,
+        const evaluation = await trainer.evaluate(
+          ctx.data,
           options.selectOn,
           options.evalBatchSize,
-          { engine },
         );
         // metrics.jsonl counts epochs from 1, as the log and summary.json do.
         history.push(
           {
             epoch: epoch + 1,
             split: "train",
-            loss: trainLoss,
-            accuracy: trainAccuracy,
+            loss: train.loss,
+            accuracy: train.accuracy,
             lr,
             seconds,
-            clipsPerSecond: clips / seconds,
+            clipsPerSecond: train.clips / seconds,
             tensorsAtStart: startTensors,
           },
           {
@@ -559,13 +400,13 @@ export const stage = defineStage<TrainOptions>({
         );
         log.info(
           `epoch ${epoch + 1}/${options.epochs}: train loss ${
-            trainLoss.toFixed(4)
+            train.loss.toFixed(4)
           } acc ${
-            (100 * trainAccuracy).toFixed(1)
+            (100 * train.accuracy).toFixed(1)
           }%, ${options.selectOn} loss ${evaluation.loss.toFixed(4)} acc ${
             (100 * evaluation.accuracy).toFixed(1)
           }%, lr ${lr.toExponential(3)}, ${
-            (clips / seconds).toFixed(1)
+            (train.clips / seconds).toFixed(1)
           } clips/s`,
         );
         const improved = evaluation.accuracy >= best.accuracy; // ties go to the later epoch
@@ -580,24 +421,16 @@ export const stage = defineStage<TrainOptions>({
           history,
           best,
         };
-        if (improved) {
-          await saveCheckpoint(checkpoints, "best", meta, groups(model, sgd));
-        }
-        await saveCheckpoint(checkpoints, "last", meta, groups(model, sgd));
-        await writeMetrics();
+        await saveEpoch(ctx.runDir, meta, state, improved);
       }
       // Final evaluation with the best weights on every split.
-      const bestCkpt = await loadCheckpoint(tf, checkpoints, "best");
-      assign(model.params, bestCkpt.groups.params, "parameter");
-      assign(model.buffers, bestCkpt.groups.buffers, "buffer");
-      tf.dispose(
-        Object.values(bestCkpt.groups).flatMap((g) => [...g.values()]),
-      );
-      if (engine) await engine.upload(model);
+      await loadBest(tf, trainer, checkpoints);
       for (const split of Object.keys(ctx.data.splits)) {
-        const r = await evaluate(ctx, model, split, options.evalBatchSize, {
-          engine,
-        });
+        const r = await trainer.evaluate(
+          ctx.data,
+          split,
+          options.evalBatchSize,
+        );
         final[split] = { accuracy: r.accuracy, loss: r.loss };
         log.info(
           `${split} accuracy ${(100 * r.accuracy).toFixed(2)}% (best epoch ${
@@ -606,9 +439,8 @@ export const stage = defineStage<TrainOptions>({
         );
       }
     } finally {
-      engine?.destroy();
+      trainer.dispose();
     }
-    sgd.dispose();
     const summaryJson = {
       bestEpoch: best.epoch + 1,
       selectedOn: options.selectOn,

@@ -9,7 +9,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as z from "zod";
-import { compile, defineStage, runPipeline } from "../pipeline/mod.ts";
+import {
+  compile,
+  defineStage,
+  openSource,
+  runPipeline,
+} from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
 import { SPEECH_COMMANDS_V1_CLASSES } from "../stages/_layouts/speech_commands.ts";
 import { encodeWav, toneInt16, writeToneWav } from "./_fixtures.ts";
@@ -505,4 +510,153 @@ Deno.test("folder layout: class folders with a seeded split, and a CSV manifest 
   );
   assert.deepEqual(m.dataset.splits, { train: 2, validation: 1, test: 1 });
   assert.deepEqual(m.labels, { train: [0, 1], validation: [0], test: [1] });
+});
+
+Deno.test("--set data.root alone moves the SC preset, background noise included (the root's own _background_noise_)", async () => {
+  const root = await speechCommands();
+  try {
+    const compiled = await compile(join(ROOT, "presets/sc1.yaml"), {
+      builtins: BUILTIN_STAGES,
+      overrides: [`data.root=${root}`, "load.workers=0"],
+    });
+    const dataset = await openSource(compiled);
+    try {
+      assert.deepEqual(
+        Object.keys(dataset.assets?.backgroundNoise as object).sort(),
+        ["pink_noise", "white_noise"],
+      );
+    } finally {
+      await dataset.close?.();
+    }
+    // Without the folder, the run is told at once what will fail and why.
+    await Deno.remove(join(root, "_background_noise_"), { recursive: true });
+    const lines: string[] = [];
+    const bare = await openSource(compiled, { console: (l) => lines.push(l) });
+    await bare.close?.();
+    assert.equal(bare.assets?.backgroundNoise, undefined);
+    assert.ok(
+      lines.some((l) =>
+        l.includes(
+          `warn: no _background_noise_ folder under ${root}: views that mix background noise will fail (set load.backgroundNoise to a folder of noise clips)`,
+        )
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("onBadFile: skip decides before a seeded split: skipping a bad file and deleting it give the same splits", async () => {
+  const root = await Deno.makeTempDir({ prefix: "data_test_folder_" });
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const cls of ["a", "b", "c"]) {
+      for (let i = 0; i < 10; i++) {
+        await writeToneWav(join(root, cls, `${cls}${i}.wav`), {
+          sampleRateHz: 8000,
+          seconds: 0.1,
+          frequencyHz: 300 + 40 * i,
+        });
+      }
+    }
+    const bad = join(root, "b", "b3.wav");
+    await Deno.writeTextFile(bad, "not a wav file");
+    const path = join(dir, "spec.yaml");
+    await Deno.writeTextFile(
+      path,
+      `name: folder
+runtime: { backend: cpu, seed: 5 }
+data: { layout: folder, root: ${
+        JSON.stringify(root)
+      }, split: { validation: 0.2, test: 0.2 } }
+stages:
+  - use: load
+    with: { workers: 0, onBadFile: skip }
+`,
+    );
+    const splitsOf = async () => {
+      const compiled = await compile(path, { builtins: BUILTIN_STAGES });
+      const dataset = await openSource(compiled);
+      try {
+        const out: Record<string, string[]> = {};
+        for (const [split, n] of Object.entries(dataset.splits)) {
+          out[split] = [];
+          for (let i = 0; i < n; i++) {
+            out[split].push((await dataset.example(split, i))!.path as string);
+          }
+        }
+        return { out, skipped: dataset.skipped?.() ?? [] };
+      } finally {
+        await dataset.close?.();
+      }
+    };
+    const skipping = await splitsOf();
+    assert.deepEqual(skipping.skipped.map((s) => s.path), [bad]);
+    await Deno.remove(bad);
+    const deleted = await splitsOf();
+    assert.deepEqual(deleted.skipped, []);
+    assert.deepEqual(skipping.out, deleted.out);
+    assert.equal(Object.values(deleted.out).flat().length, 29);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task data flags clips far shorter or longer than the length the spec trains on", async () => {
+  const root = await Deno.makeTempDir({ prefix: "data_test_lengths_" });
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const cls of ["a", "b"]) {
+      for (let i = 0; i < 5; i++) {
+        await writeToneWav(join(root, cls, `${cls}${i}.wav`), {
+          sampleRateHz: 8000,
+          seconds: 1,
+        });
+      }
+    }
+    const tiny = join(root, "a", "tiny.wav");
+    const huge = join(root, "b", "huge.wav");
+    await writeToneWav(tiny, { sampleRateHz: 8000, seconds: 0.01 });
+    await writeToneWav(huge, { sampleRateHz: 8000, seconds: 30 });
+    const path = join(dir, "spec.yaml");
+    await Deno.writeTextFile(
+      path,
+      `name: lengths
+runtime: { backend: cpu }
+data: { layout: folder, root: ${
+        JSON.stringify(root)
+      }, split: { validation: 0.2, test: 0.2 } }
+stages:
+  - use: load
+    with: { workers: 0 }
+  - use: mono_mix
+  - use: fixed_length
+    with: { seconds: 1 }
+`,
+    );
+    const text = await dataTask(path);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      /warning {3}1 clip\(s\) far shorter than the 1\.000 s the spec trains on \(under 0\.250 s\):\n {2}.*tiny\.wav: 0\.010 s \((train|validation|test)\)/,
+    );
+    assert.match(
+      text.stdout,
+      /warning {3}1 clip\(s\) far longer than the 1\.000 s the spec trains on \(over 2\.000 s\):\n {2}.*huge\.wav: 30\.000 s/,
+    );
+    const json = await dataTask(path, "--json");
+    const lengths = JSON.parse(json.stdout).lengths;
+    assert.equal(lengths.expectedSeconds, 1);
+    assert.deepEqual(lengths.shorter.map((o: { path: string }) => o.path), [
+      tiny,
+    ]);
+    assert.deepEqual(lengths.longer.map((o: { path: string }) => o.path), [
+      huge,
+    ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -131,7 +131,7 @@ const EXPECTED: Record<"am" | "sc1" | "sc2" | "vs" | "cs", Expected> = {
     layout: "speech_commands",
     root: "data/speech_commands",
     version: 1,
-    backgroundNoise: SC_NOISE,
+    // backgroundNoise unset: the layout's own _background_noise_ under root.
     sampleRate: 16000,
     samples: 16000,
     clip: "none",
@@ -165,8 +165,7 @@ const EXPECTED: Record<"am" | "sc1" | "sc2" | "vs" | "cs", Expected> = {
     layout: "speech_commands",
     root: "data/speech-commands_v2/speech_commands_v0.02",
     version: 2,
-    backgroundNoise:
-      "data/speech-commands_v2/speech_commands_v0.02/_background_noise_",
+    // backgroundNoise unset: the layout's own _background_noise_ under root.
     sampleRate: 16000,
     samples: 16000,
     clip: "none",

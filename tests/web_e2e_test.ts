@@ -49,6 +49,15 @@ interface BrowserResult {
   readonly bars: { label: string; probability: number }[];
   readonly canvas: { frames: number; mels: number; painted: number };
   readonly status: string;
+  /** The page after a broken file followed the good one. */
+  readonly afterError: {
+    rejected: boolean;
+    bars: number;
+    painted: number;
+    frames: string | null;
+    clip: string;
+    statusClass: string;
+  };
   readonly errors: string[];
   readonly seconds: number;
 }
@@ -78,17 +87,18 @@ async function browse(pageUrl: string, wavPath: string, profile: string) {
       );
       const doc = page.document;
       const canvas = doc.getElementById("spectrogram");
-      const pixels = canvas.getContext("2d").getImageData(
-        0,
-        0,
-        canvas.width,
-        canvas.height,
-      ).data;
-      let painted = 0;
-      for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
-      return {
-        ready,
-        result,
+      const paintedShare = () => {
+        const pixels = canvas.getContext("2d").getImageData(
+          0,
+          0,
+          canvas.width,
+          canvas.height,
+        ).data;
+        let n = 0;
+        for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) n++;
+        return n / (canvas.width * canvas.height);
+      };
+      const shown = {
         bars: [...doc.querySelectorAll("#bars li")].map((
           li: { dataset: { label: string; probability: string } },
         ) => ({
@@ -98,10 +108,23 @@ async function browse(pageUrl: string, wavPath: string, profile: string) {
         canvas: {
           frames: Number(canvas.dataset.frames),
           mels: Number(canvas.dataset.mels),
-          painted: painted / (canvas.width * canvas.height),
+          painted: paintedShare(),
         },
         status: doc.getElementById("status").textContent,
       };
+      // A broken file next: its error must not sit beside the last result.
+      let rejected = false;
+      await amaut.classify(new Uint8Array([1, 2, 3, 4]), "broken.wav")
+        .catch(() => rejected = true);
+      const afterError = {
+        rejected,
+        bars: doc.querySelectorAll("#bars li").length,
+        painted: paintedShare(),
+        frames: canvas.dataset.frames ?? null,
+        clip: doc.getElementById("clip").textContent,
+        statusClass: doc.getElementById("status").className,
+      };
+      return { ready, result, ...shown, afterError };
     }, [bytes, name] as const);
     const out: BrowserResult = {
       ...seen,
@@ -222,6 +245,15 @@ Deno.test("the web page classifies a WAV like the predict CLI (headless Chromium
   assert.ok(result.canvas.frames > 10, `${result.canvas.frames} frames`);
   assert.ok(result.canvas.painted > 0.99, "the spectrogram fills the canvas");
   assert.match(result.status, new RegExp(`"${want.top[0].label}"`));
+  // A broken file afterwards shows its error alone: no stale bars or spectrogram.
+  assert.deepEqual(result.afterError, {
+    rejected: true,
+    bars: 0,
+    painted: 0,
+    frames: null,
+    clip: "",
+    statusClass: "error",
+  });
   const seconds = (performance.now() - t0) / 1000;
   assert.ok(seconds < 120, `took ${seconds.toFixed(1)} s`);
   await Deno.remove(dir, { recursive: true });

@@ -67,6 +67,15 @@ function setStatus(text: string, kind: "info" | "error" = "info"): void {
   statusEl.className = kind;
 }
 
+/** Removes the previous clip's bars, spectrogram and summary (before a new clip or error). */
+function clearResult(): void {
+  barsEl.replaceChildren();
+  canvasEl.getContext("2d")?.clearRect(0, 0, canvasEl.width, canvasEl.height);
+  delete canvasEl.dataset.frames;
+  delete canvasEl.dataset.mels;
+  clipEl.textContent = "";
+}
+
 /** The package folder: `?model=` (relative to the page) or `model/`. */
 function modelUrl(): URL {
   const param = new URL(location.href).searchParams.get("model");
@@ -204,6 +213,7 @@ async function classifyBytes(
   bytes: Uint8Array,
   name = "clip.wav",
 ): Promise<Classification> {
+  clearResult(); // a new file's error never sits beside the last file's result
   try {
     const { model } = await loaded;
     return await show(wavToMono(bytes, name, model), `"${name}"`);
@@ -292,6 +302,7 @@ async function record(model: LoadedModel): Promise<Float32Array> {
 
 micEl.addEventListener("click", async () => {
   micEl.disabled = true;
+  clearResult();
   try {
     const { model } = await loaded;
     const secs = (model.lengthSamples ?? model.sampleRateHz) /

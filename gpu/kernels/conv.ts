@@ -20,11 +20,13 @@
  */
 import type { KernelPlan } from "../runtime.ts";
 import {
-  gridFor,
-  linearGroupWgsl,
-  MAIN_HEADER,
-  WORKGROUP_SIZE,
-} from "./elementwise.ts";
+  type BindingNames,
+  kernelStep,
+  readOnly,
+  readWrite,
+  type StorageBinding,
+} from "./bindings.ts";
+import { checkSize, itemMainWgsl } from "./grid.ts";
 
 /** Geometry shared by the convolution and pooling kernels. */
 export interface Window1d {
@@ -55,24 +57,16 @@ export function outLength(o: Window1d): number {
       ["pad", o.pad, 0],
     ] as const
   ) {
-    if (!Number.isInteger(v) || v < min) {
-      throw new RangeError(`${name} must be an integer ≥ ${min}, got ${v}`);
-    }
+    checkSize(name, v, min);
   }
   const tOut = Math.floor((o.tIn + 2 * o.pad - o.k) / o.stride) + 1;
   if (tOut < 1) {
     throw new RangeError(
-      `window k=${o.k} does not fit tIn=${o.tIn} with pad ${o.pad}`,
+      `Cannot build a window op: window k=${o.k} does not fit tIn=${o.tIn} with pad ${o.pad}; use a shorter window or more padding`,
     );
   }
   return tOut;
 }
-
-const checkChannels = (name: string, c: number): void => {
-  if (!Number.isInteger(c) || c < 1) {
-    throw new RangeError(`${name} must be a positive integer, got ${c}`);
-  }
-};
 
 const consts = (
   o: Window1d,
@@ -86,6 +80,60 @@ const S: i32 = ${o.stride};
 const PAD: i32 = ${o.pad};
 const C: u32 = ${c4}u;`;
 
+/** Per-kernel types and sizes of a window kernel (see {@linkcode windowKernel}). */
+interface WindowTypes {
+  /** Channels per thread unit: `channels / 4` with vec4 arrays, else `channels`. */
+  readonly c4: number;
+  /** Element type of the float arrays. */
+  readonly t: "f32" | "vec4<f32>";
+  /** Element type of the index arrays. */
+  readonly ti: "i32" | "vec4<i32>";
+}
+
+/**
+ * One window kernel: one thread per item (per 4 channels when `channels` is
+ * a multiple of 4) over `batch · rows(tOut) · c4` items, the geometry baked
+ * in as constants (`TIN`, `TOUT`, `K`, `S`, `PAD`, `C`), `i` the item index,
+ * and `body` the rest of `main`.
+ */
+function windowKernel<const B extends readonly (StorageBinding | false)[]>(
+  name: string,
+  o: Window1d & { accumulate?: boolean },
+  channels: number,
+  rows: (tOut: number) => number,
+  bindings: (w: WindowTypes) => B,
+  body: (w: WindowTypes) => string,
+): KernelPlan<BindingNames<B>> {
+  checkSize(`${name} channels`, channels);
+  const tOut = outLength(o);
+  const v4 = channels % 4 === 0;
+  const w: WindowTypes = {
+    c4: v4 ? channels / 4 : channels,
+    t: v4 ? "vec4<f32>" : "f32",
+    ti: v4 ? "vec4<i32>" : "i32",
+  };
+  const items = o.batch * rows(tOut) * w.c4;
+  const { workgroups, main } = itemMainWgsl(items, "N");
+  const label =
+    `${name} b${o.batch} t${o.tIn} c${channels} k${o.k} s${o.stride} p${o.pad}${
+      o.accumulate ? " acc" : ""
+    }`;
+  const step = kernelStep(
+    label,
+    workgroups,
+    bindings(w),
+    (decls) =>
+      `// ${label}
+${decls}
+${consts(o, tOut, w.c4)}
+const N: u32 = ${items}u;
+${main}
+${body(w)}}
+`,
+  );
+  return { steps: [step] };
+}
+
 /**
  * im2col for a PyTorch-padded 1-D convolution:
  * `col[b·tOut + t][j·cin + c] = x[b·tIn + t·stride + j − pad][c]`, zero
@@ -98,40 +146,29 @@ const C: u32 = ${c4}u;`;
  * @param o Geometry and `cin` (input channels).
  * @returns One dispatch, no scratch.
  */
-export function im2col(o: Window1d & { cin: number }): KernelPlan {
-  checkChannels("im2col cin", o.cin);
-  const tOut = outLength(o);
-  const v4 = o.cin % 4 === 0;
-  const c4 = v4 ? o.cin / 4 : o.cin;
-  const t = v4 ? "vec4<f32>" : "f32";
-  const items = o.batch * tOut * o.k * c4;
-  const { workgroups } = gridFor(items);
-  const label =
-    `im2col b${o.batch} t${o.tIn} c${o.cin} k${o.k} s${o.stride} p${o.pad}`;
-  const code = `// ${label}
-@group(0) @binding(0) var<storage, read> x: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> col: array<${t}>;
-${consts(o, tOut, c4)}
-const N: u32 = ${items}u;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
-  let row = i / ${o.k * c4}u;
-  let rem = i % ${o.k * c4}u;
+export function im2col(
+  o: Window1d & { cin: number },
+): KernelPlan<"x" | "col"> {
+  return windowKernel(
+    "im2col",
+    o,
+    o.cin,
+    (tOut) => tOut * o.k,
+    (w) => [readOnly("x", w.t), readWrite("col", w.t)],
+    (w) =>
+      `  let row = i / ${o.k * w.c4}u;
+  let rem = i % ${o.k * w.c4}u;
   let j = i32(rem / C);
   let c = rem % C;
   let b = row / u32(TOUT);
   let src = i32(row % u32(TOUT)) * S + j - PAD;
-  var v = ${t}(0.0);
+  var v = ${w.t}(0.0);
   if (src >= 0 && src < TIN) {
     v = x[(b * u32(TIN) + u32(src)) * C + c];
   }
   col[i] = v;
-}
-`;
-  return {
-    steps: [{ spec: { code, workgroups, label }, bind: ["x", "col"] }],
-  };
+`,
+  );
 }
 
 /**
@@ -147,45 +184,30 @@ ${MAIN_HEADER}
  */
 export function col2im(
   o: Window1d & { cin: number; accumulate?: boolean },
-): KernelPlan {
-  checkChannels("col2im cin", o.cin);
-  const tOut = outLength(o);
+): KernelPlan<"dcol" | "dx"> {
   const acc = o.accumulate ?? false;
-  const v4 = o.cin % 4 === 0;
-  const c4 = v4 ? o.cin / 4 : o.cin;
-  const t = v4 ? "vec4<f32>" : "f32";
-  const items = o.batch * o.tIn * c4;
-  const { workgroups } = gridFor(items);
-  const label =
-    `col2im b${o.batch} t${o.tIn} c${o.cin} k${o.k} s${o.stride} p${o.pad}${
-      acc ? " acc" : ""
-    }`;
-  const code = `// ${label}
-@group(0) @binding(0) var<storage, read> dcol: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> dx: array<${t}>;
-${consts(o, tOut, c4)}
-const N: u32 = ${items}u;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
-  let row = i / C;
+  return windowKernel(
+    "col2im",
+    o,
+    o.cin,
+    () => o.tIn,
+    (w) => [readOnly("dcol", w.t), readWrite("dx", w.t)],
+    (w) =>
+      `  let row = i / C;
   let c = i % C;
   let b = row / u32(TIN);
   let tp = i32(row % u32(TIN)) + PAD;
   // Output steps q with q·S = tp − j: j runs up from tp − S·qmax (qmax the
   // largest valid q) in steps of S while j < K and q ≥ 0 (j ≤ tp).
   let qmax = min(tp / S, TOUT - 1);
-  var sum = ${t}(0.0);
+  var sum = ${w.t}(0.0);
   for (var j = tp - S * qmax; j < K && j <= tp; j += S) {
     let q = (tp - j) / S;
     sum += dcol[(b * u32(TOUT) + u32(q)) * u32(K) * C + u32(j) * C + c];
   }
   dx[i] = ${acc ? "dx[i] + sum" : "sum"};
-}
-`;
-  return {
-    steps: [{ spec: { code, workgroups, label }, bind: ["dcol", "dx"] }],
-  };
+`,
+  );
 }
 
 /**
@@ -203,47 +225,32 @@ ${MAIN_HEADER}
  */
 export function maxPoolForward(
   o: Window1d & { channels: number },
-): KernelPlan {
-  checkChannels("maxPoolForward channels", o.channels);
-  const tOut = outLength(o);
-  const v4 = o.channels % 4 === 0;
-  const c4 = v4 ? o.channels / 4 : o.channels;
-  const t = v4 ? "vec4<f32>" : "f32";
-  const ti = v4 ? "vec4<i32>" : "i32";
-  const items = o.batch * tOut * c4;
-  const { workgroups } = gridFor(items);
-  const label =
-    `maxPoolForward b${o.batch} t${o.tIn} c${o.channels} k${o.k} s${o.stride} p${o.pad}`;
-  const code = `// ${label}
-@group(0) @binding(0) var<storage, read> x: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> y: array<${t}>;
-@group(0) @binding(2) var<storage, read_write> arg: array<${ti}>;
-${consts(o, tOut, c4)}
-const N: u32 = ${items}u;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
-  let row = i / C;
+): KernelPlan<"x" | "y" | "arg"> {
+  return windowKernel(
+    "maxPoolForward",
+    o,
+    o.channels,
+    (tOut) => tOut,
+    (w) => [readOnly("x", w.t), readWrite("y", w.t), readWrite("arg", w.ti)],
+    (w) =>
+      `  let row = i / C;
   let c = i % C;
   let b = row / u32(TOUT);
   let start = i32(row % u32(TOUT)) * S - PAD;
   let lo = max(start, 0);
   let hi = min(start + K, TIN);
-  var best = ${t}(bitcast<f32>(0xff800000u));
-  var at = ${ti}(lo);
+  var best = ${w.t}(bitcast<f32>(0xff800000u));
+  var at = ${w.ti}(lo);
   for (var s = lo; s < hi; s++) {
     let v = x[(b * u32(TIN) + u32(s)) * C + c];
     let take = (v > best) | (v != v);
     best = select(best, v, take);
-    at = select(at, ${ti}(s), take);
+    at = select(at, ${w.ti}(s), take);
   }
   y[i] = best;
   arg[i] = at;
-}
-`;
-  return {
-    steps: [{ spec: { code, workgroups, label }, bind: ["x", "y", "arg"] }],
-  };
+`,
+  );
 }
 
 /**
@@ -260,30 +267,16 @@ ${MAIN_HEADER}
  */
 export function maxPoolBackward(
   o: Window1d & { channels: number; accumulate?: boolean },
-): KernelPlan {
-  checkChannels("maxPoolBackward channels", o.channels);
-  const tOut = outLength(o);
+): KernelPlan<"dy" | "arg" | "dx"> {
   const acc = o.accumulate ?? false;
-  const v4 = o.channels % 4 === 0;
-  const c4 = v4 ? o.channels / 4 : o.channels;
-  const t = v4 ? "vec4<f32>" : "f32";
-  const ti = v4 ? "vec4<i32>" : "i32";
-  const items = o.batch * o.tIn * c4;
-  const { workgroups } = gridFor(items);
-  const label =
-    `maxPoolBackward b${o.batch} t${o.tIn} c${o.channels} k${o.k} s${o.stride} p${o.pad}${
-      acc ? " acc" : ""
-    }`;
-  const code = `// ${label}
-@group(0) @binding(0) var<storage, read> dy: array<${t}>;
-@group(0) @binding(1) var<storage, read> arg: array<${ti}>;
-@group(0) @binding(2) var<storage, read_write> dx: array<${t}>;
-${consts(o, tOut, c4)}
-const N: u32 = ${items}u;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
-  let row = i / C;
+  return windowKernel(
+    "maxPoolBackward",
+    o,
+    o.channels,
+    () => o.tIn,
+    (w) => [readOnly("dy", w.t), readOnly("arg", w.ti), readWrite("dx", w.t)],
+    (w) =>
+      `  let row = i / C;
   let c = i % C;
   let b = row / u32(TIN);
   let tt = i32(row % u32(TIN));
@@ -292,15 +285,12 @@ ${MAIN_HEADER}
   let a = tp - K + 1;
   let wlo = select((a + S - 1) / S, 0, a <= 0);
   let whi = min(tp / S, TOUT - 1);
-  var sum = ${t}(0.0);
+  var sum = ${w.t}(0.0);
   for (var w = wlo; w <= whi; w++) {
     let o = (b * u32(TOUT) + u32(w)) * C + c;
-    sum += select(${t}(0.0), dy[o], arg[o] == ${ti}(tt));
+    sum += select(${w.t}(0.0), dy[o], arg[o] == ${w.ti}(tt));
   }
   dx[i] = ${acc ? "dx[i] + sum" : "sum"};
-}
-`;
-  return {
-    steps: [{ spec: { code, workgroups, label }, bind: ["dy", "arg", "dx"] }],
-  };
+`,
+  );
 }

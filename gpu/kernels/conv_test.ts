@@ -16,16 +16,13 @@ import {
 } from "./conv.ts";
 import {
   asInt32,
+  gpuRuntime,
   gpuTests,
   maxAbsDiff,
   randomArray,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { Runtime } from "../runtime.ts";
-import { MAX_GRID_DIM, WORKGROUP_SIZE } from "./elementwise.ts";
-
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
+import { MAX_GRID_DIM, WORKGROUP_SIZE } from "./grid.ts";
 
 interface Geo {
   batch: number;
@@ -136,7 +133,7 @@ const maxAbs = (a: ArrayLike<number>): number => {
 
 /** im2col vs reference, conv via host matmul vs direct conv, adjointness. */
 async function checkConv(g: Geo, seed: number): Promise<void> {
-  const r = await rt();
+  const r = await gpuRuntime();
   const tOut = outLength(g);
   const cout = 5;
   const x = randomArray(g.batch * g.tIn * g.cin, seed);
@@ -202,7 +199,7 @@ Deno.test({
   name: "col2im: accumulate adds into dx (scalar and vec4)",
   ignore: !gpuTests,
   async fn() {
-    const r = await rt();
+    const r = await gpuRuntime();
     for (const cin of [3, 8]) {
       const g = { batch: 2, tIn: 13, cin, k: 7, stride: 2, pad: 3 };
       const tOut = outLength(g);
@@ -253,7 +250,7 @@ Deno.test({
   name: "maxPool: forward values, first-max ties, −Inf inputs; backward gather",
   ignore: !gpuTests,
   async fn() {
-    const r = await rt();
+    const r = await gpuRuntime();
     const cases = [
       { batch: 2, tIn: 17, channels: 3, k: 6, stride: 2, pad: 2 },
       { batch: 3, tIn: 13, channels: 8, k: 6, stride: 2, pad: 2 },

@@ -7,164 +7,60 @@
  * counts baked into the WGSL.
  *
  * Large element counts (tens of millions) run on a 2-D grid of 256-thread
- * workgroups ({@linkcode grid2d}); when the element count is a multiple of 4
+ * workgroups (`grid2d` of `grid.ts`); when the element count is a multiple of 4
  * the element-wise kernels bind their arrays as `array<vec4<f32>>` (a
  * region of `n` floats is then exactly `n / 4` vectors).
  *
  * @module
  */
 import type { KernelPlan } from "../runtime.ts";
-
-/** Threads per workgroup of every kernel in this module and `conv.ts`. */
-export const WORKGROUP_SIZE = 256;
-
-/** Largest workgroup count WebGPU allows along one grid dimension. */
-export const MAX_GRID_DIM = 65535;
-
-/**
- * Lays `groups` workgroups out on a 2-D grid with each dimension ≤ 65,535:
- * `y = ceil(groups / 65535)` rows of `x = ceil(groups / y)` groups, so at
- * most `y − 1` workgroups are surplus. A kernel recovers the linear group
- * index as `wid.y * x + wid.x` and must skip indices ≥ `groups`
- * ({@linkcode linearGroupWgsl}).
- *
- * @param groups Workgroups needed (≥ 1, integer).
- * @returns `[x, y, 1]` workgroup counts.
- * @throws {RangeError} When `groups` is not a positive integer or needs
- *   more than 65,535² workgroups.
- */
-export function grid2d(groups: number): [number, number, number] {
-  if (!Number.isInteger(groups) || groups < 1) {
-    throw new RangeError(`grid2d: bad workgroup count ${groups}`);
-  }
-  const y = Math.ceil(groups / MAX_GRID_DIM);
-  if (y > MAX_GRID_DIM) {
-    throw new RangeError(`grid2d: ${groups} workgroups do not fit a 2-D grid`);
-  }
-  return [Math.ceil(groups / y), y, 1];
-}
-
-/**
- * The grid for one thread per item: `ceil(items / 256)` workgroups laid out
- * by {@linkcode grid2d}.
- *
- * @param items Threads needed (≥ 1).
- * @returns The workgroup counts and the number of groups actually needed.
- */
-export function gridFor(
-  items: number,
-): { workgroups: [number, number, number]; groups: number } {
-  const groups = Math.ceil(Math.max(1, items) / WORKGROUP_SIZE);
-  return { workgroups: grid2d(groups), groups };
-}
-
-/**
- * WGSL expression of the linear workgroup index on a grid from
- * {@linkcode grid2d} (`wid` is the `workgroup_id` builtin).
- *
- * @param workgroups The grid.
- * @returns For example `(wid.y * 1234u + wid.x)`.
- */
-export function linearGroupWgsl(
-  workgroups: readonly [number, number, number],
-): string {
-  return workgroups[1] === 1 ? "wid.x" : `(wid.y * ${workgroups[0]}u + wid.x)`;
-}
-
-/** A WGSL float literal (always with a decimal point or exponent). */
-export function f32Literal(v: number): string {
-  if (!Number.isFinite(v)) throw new RangeError(`f32Literal: ${v}`);
-  const s = String(Math.fround(v));
-  return /[.eE]/.test(s) ? s : `${s}.0`;
-}
-
-/** WGSL `main` header of a 256-thread kernel on a 2-D grid. */
-export const MAIN_HEADER = `@compute @workgroup_size(${WORKGROUP_SIZE})
-fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {`;
-
-type Access = "read" | "read_write";
+import {
+  readOnly,
+  readWrite,
+  type StorageBinding,
+  storageBindings,
+} from "./bindings.ts";
+import {
+  checkSize as checkN,
+  grid2d,
+  itemMainWgsl,
+  linearGroupWgsl,
+  MAIN_HEADER,
+  MAX_GRID_DIM,
+  WORKGROUP_SIZE,
+} from "./grid.ts";
+import { erfWgsl, f32Literal } from "./wgsl.ts";
 
 /**
  * Builds a one-step element-wise plan: one thread per element (or per
  * vec4 when `n % 4 == 0`), `body(T)` computing from `i` (the element /
  * vector index).
  */
-function elementwise(
+function elementwise<N extends string>(
   label: string,
   n: number,
-  bindings: readonly { name: string; access: Access }[],
+  bindings: readonly StorageBinding<N>[],
   body: (t: string) => string,
   helpers: (t: string) => string = () => "",
   vec = true,
-): KernelPlan {
-  if (!Number.isInteger(n) || n < 1) {
-    throw new RangeError(`${label}: bad element count ${n}`);
-  }
+): KernelPlan<N> {
+  checkN(`${label} element count`, n);
   const v4 = vec && n % 4 === 0;
   const t = v4 ? "vec4<f32>" : "f32";
   const items = v4 ? n / 4 : n;
-  const { workgroups } = gridFor(items);
-  const decls = bindings.map((b, i) =>
-    `@group(0) @binding(${i}) var<storage, ${b.access}> ${b.name}: array<${t}>;`
-  ).join("\n");
+  const { workgroups, main } = itemMainWgsl(items, "N");
+  const { decls, bind } = storageBindings(
+    bindings.map((b) => ({ ...b, type: t } as const)),
+  );
   const code = `// ${label}
 ${decls}
 const N: u32 = ${items}u;
 ${helpers(t)}
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= N) { return; }
+${main}
 ${body(t)}
 }
 `;
-  return {
-    steps: [{
-      spec: { code, workgroups, label },
-      bind: bindings.map((b) => b.name),
-    }],
-  };
-}
-
-const checkN = (name: string, v: number, min = 1): void => {
-  if (!Number.isInteger(v) || v < min) {
-    throw new RangeError(`${name}: expected an integer ≥ ${min}, got ${v}`);
-  }
-};
-
-/**
- * WGSL function `erf_(a: t) -> t` for `t` = `f32` or `vec4<f32>`: Norbert
- * Juffa's faithfully rounded single-precision erf (max error ≈ 1 ulp; both
- * branches are evaluated and `select`ed, so it vectorises).
- *
- * @param t The WGSL type.
- * @returns WGSL text declaring `erf_`.
- */
-export function erfWgsl(t: string): string {
-  const c = (v: string) => `${t}(${v})`;
-  return `fn erf_(a: ${t}) -> ${t} {
-  let t = abs(a);
-  let s = a * a;
-  // |a| > 0.927734375: erf = 1 - exp(poly(t)), max error 0.99527 ulp.
-  var r = fma(${c("-1.72853470e-5")}, t, ${c("3.83197126e-4")});
-  let u = fma(${c("-3.88396438e-3")}, t, ${c("2.42546219e-2")});
-  r = fma(r, s, u);
-  r = fma(r, t, ${c("-1.06777877e-1")});
-  r = fma(r, t, ${c("-6.34846687e-1")});
-  r = fma(r, t, ${c("-1.28717512e-1")});
-  r = fma(r, t, -t);
-  let big = ${c("1.0")} - exp(r);
-  // |a| <= 0.927734375: odd polynomial, max error 0.98929 ulp.
-  var q = ${c("-5.96761703e-4")};
-  q = fma(q, s, ${c("4.99119423e-3")});
-  q = fma(q, s, ${c("-2.67681349e-2")});
-  q = fma(q, s, ${c("1.12819925e-1")});
-  q = fma(q, s, ${c("-3.76125336e-1")});
-  q = fma(q, s, ${c("1.28379166e-1")});
-  q = fma(q, a, a);
-  let signed = select(big, -big, a < ${c("0.0")});
-  return select(q, signed, t > ${c("0.927734375")});
-}`;
+  return { steps: [{ spec: { code, workgroups, label }, bind }] };
 }
 
 /**
@@ -177,12 +73,12 @@ export function erfWgsl(t: string): string {
  * @param o `n`: element count.
  * @returns One dispatch, no scratch.
  */
-export function gelu(o: { n: number }): KernelPlan {
+export function gelu(o: { n: number }): KernelPlan<"x" | "y"> {
   checkN("gelu n", o.n);
   return elementwise(
     `gelu n${o.n}`,
     o.n,
-    [{ name: "x", access: "read" }, { name: "y", access: "read_write" }],
+    [readOnly("x"), readWrite("y")],
     (t) =>
       `  let v = x[i];
   y[i] = ${t}(0.5) * v * (${t}(1.0) + erf_(v * ${t}(${Math.SQRT1_2})));`,
@@ -202,17 +98,13 @@ export function gelu(o: { n: number }): KernelPlan {
  */
 export function geluBackward(
   o: { n: number; accumulate?: boolean },
-): KernelPlan {
+): KernelPlan<"dy" | "x" | "dx"> {
   checkN("geluBackward n", o.n);
   const acc = o.accumulate ?? false;
   return elementwise(
     `geluBackward n${o.n}${acc ? " acc" : ""}`,
     o.n,
-    [
-      { name: "dy", access: "read" },
-      { name: "x", access: "read" },
-      { name: "dx", access: "read_write" },
-    ],
+    [readOnly("dy"), readOnly("x"), readWrite("dx")],
     (t) =>
       `  let v = x[i];
   let cdf = ${t}(0.5) * (${t}(1.0) + erf_(v * ${t}(${Math.SQRT1_2})));
@@ -235,21 +127,27 @@ const ROW_LANES = WORKGROUP_SIZE / TILE_COLS;
  * segments, a workgroup-memory tree over the lanes) and writes
  * `out[chunk·cols + col] = scale·sum (+ out[…])`.
  */
-function columnReduce(o: {
+function columnReduce<I extends string, O extends string>(o: {
   label: string;
-  input: string;
-  output: string;
+  input: I;
+  output: O;
   rows: number;
   cols: number;
   rpc: number;
   chunks: number;
   scale: number;
   accumulate: boolean;
-}): KernelPlan {
+}): KernelPlan<I | O> {
   const tiles = Math.ceil(o.cols / TILE_COLS);
   if (tiles > MAX_GRID_DIM || o.chunks > MAX_GRID_DIM) {
-    throw new RangeError(`${o.label}: grid too large`);
+    throw new RangeError(
+      `Cannot build kernel ${o.label}: ${tiles} column tiles × ${o.chunks} row chunks exceed the 65,535-workgroup grid limit`,
+    );
   }
+  const { decls, bind } = storageBindings([
+    readOnly(o.input, "f32", "src"),
+    readWrite(o.output, "f32", "dst"),
+  ]);
   const tree: string[] = [];
   for (let off = ROW_LANES / 2; off >= 1; off /= 2) {
     tree.push(`  if (ly < ${off}u) { sh[li] += sh[li + ${off * TILE_COLS}u]; }
@@ -257,8 +155,7 @@ function columnReduce(o: {
   }
   const value = o.scale === 1 ? "sh[lx]" : `${f32Literal(o.scale)} * sh[lx]`;
   const code = `// ${o.label}
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+${decls}
 const ROWS: u32 = ${o.rows}u;
 const COLS: u32 = ${o.cols}u;
 const RPC: u32 = ${o.rpc}u;
@@ -297,7 +194,7 @@ ${tree.join("\n")}
   return {
     steps: [{
       spec: { code, workgroups: [tiles, o.chunks, 1], label: o.label },
-      bind: [o.input, o.output],
+      bind,
     }],
   };
 }
@@ -325,7 +222,7 @@ export function columnSum(o: {
   cols: number;
   accumulate?: boolean;
   scale?: number;
-}): KernelPlan {
+}): KernelPlan<"x" | "out"> {
   checkN("columnSum rows", o.rows);
   checkN("columnSum cols", o.cols);
   const scale = o.scale ?? 1;
@@ -391,7 +288,7 @@ export function columnSum(o: {
  */
 export function meanRows(
   o: { batch: number; t: number; dim: number },
-): KernelPlan {
+): KernelPlan<"x" | "y"> {
   checkN("meanRows batch", o.batch);
   checkN("meanRows t", o.t);
   checkN("meanRows dim", o.dim);
@@ -422,7 +319,7 @@ export function meanRowsBackward(o: {
   t: number;
   dim: number;
   accumulate?: boolean;
-}): KernelPlan {
+}): KernelPlan<"dy" | "dx"> {
   checkN("meanRowsBackward batch", o.batch);
   checkN("meanRowsBackward t", o.t);
   checkN("meanRowsBackward dim", o.dim);
@@ -432,7 +329,7 @@ export function meanRowsBackward(o: {
   return elementwise(
     `meanRowsBackward b${o.batch} t${o.t} d${o.dim}${acc ? " acc" : ""}`,
     o.batch * o.t * o.dim,
-    [{ name: "dy", access: "read" }, { name: "dx", access: "read_write" }],
+    [readOnly("dy"), readWrite("dx")],
     (t) =>
       `  let g = ${t}(${f32Literal(1 / o.t)}) * dy[(i / ${
         d * o.t
@@ -451,17 +348,15 @@ export function meanRowsBackward(o: {
  * @param o `n`: element count; `accumulate`: add into `y`.
  * @returns One dispatch, no scratch.
  */
-export function add(o: { n: number; accumulate?: boolean }): KernelPlan {
+export function add(
+  o: { n: number; accumulate?: boolean },
+): KernelPlan<"a" | "b" | "y"> {
   checkN("add n", o.n);
   const acc = o.accumulate ?? false;
   return elementwise(
     `add n${o.n}${acc ? " acc" : ""}`,
     o.n,
-    [
-      { name: "a", access: "read" },
-      { name: "b", access: "read" },
-      { name: "y", access: "read_write" },
-    ],
+    [readOnly("a"), readOnly("b"), readWrite("y")],
     () => `  y[i] = ${acc ? "y[i] + " : ""}(a[i] + b[i]);`,
   );
 }
@@ -477,14 +372,14 @@ export function add(o: { n: number; accumulate?: boolean }): KernelPlan {
  */
 export function copy(
   o: { n: number; accumulate?: boolean; scale?: number },
-): KernelPlan {
+): KernelPlan<"x" | "y"> {
   checkN("copy n", o.n);
   const acc = o.accumulate ?? false;
   const scale = o.scale ?? 1;
   return elementwise(
     `copy n${o.n}${acc ? " acc" : ""}${scale === 1 ? "" : ` s${scale}`}`,
     o.n,
-    [{ name: "x", access: "read" }, { name: "y", access: "read_write" }],
+    [readOnly("x"), readWrite("y")],
     (t) => {
       const v = scale === 1 ? "x[i]" : `${t}(${f32Literal(scale)}) * x[i]`;
       return `  y[i] = ${acc ? `y[i] + ${v}` : v};`;
@@ -506,7 +401,9 @@ export function softmaxLayout(cols: number): { lanes: number; per: number } {
   while (lanes < WORKGROUP_SIZE && lanes * 4 < cols) lanes *= 2;
   const per = Math.ceil(cols / lanes);
   if (per > 64) {
-    throw new RangeError(`softmax: ${cols} columns exceed 16,384`);
+    throw new RangeError(
+      `Cannot build a softmax kernel over ${cols} columns: at most 16,384 fit a workgroup's registers`,
+    );
   }
   return { lanes, per };
 }
@@ -560,7 +457,9 @@ ${steps.join("\n")}
  *   threads, each holding ≤ 64 values in registers).
  * @returns One dispatch, no scratch.
  */
-export function softmaxRows(o: { rows: number; cols: number }): KernelPlan {
+export function softmaxRows(
+  o: { rows: number; cols: number },
+): KernelPlan<"s" | "p"> {
   checkN("softmaxRows rows", o.rows);
   const f = softmaxFrame(o.rows, o.cols);
   const lines: string[] = [];
@@ -589,9 +488,9 @@ export function softmaxRows(o: { rows: number; cols: number }): KernelPlan {
     lines.push(c.always ? `  ${st}` : `  if (${c.col} < COLS) { ${st} }`);
   }
   const label = `softmaxRows ${o.rows}x${o.cols}`;
+  const { decls, bind } = storageBindings([readOnly("s"), readWrite("p")]);
   const code = `// ${label}
-@group(0) @binding(0) var<storage, read> s: array<f32>;
-@group(0) @binding(1) var<storage, read_write> p: array<f32>;
+${decls}
 ${f.head}
 ${lines.join("\n")}
 }
@@ -599,7 +498,7 @@ ${lines.join("\n")}
   return {
     steps: [{
       spec: { code, workgroups: f.workgroups, label },
-      bind: ["s", "p"],
+      bind,
     }],
   };
 }
@@ -616,7 +515,7 @@ ${lines.join("\n")}
  */
 export function softmaxBackward(
   o: { rows: number; cols: number; scale?: number },
-): KernelPlan {
+): KernelPlan<"dp" | "p" | "ds"> {
   checkN("softmaxBackward rows", o.rows);
   const scale = o.scale ?? 1;
   const f = softmaxFrame(o.rows, o.cols);
@@ -646,10 +545,13 @@ export function softmaxBackward(
   const label = `softmaxBackward ${o.rows}x${o.cols}${
     scale === 1 ? "" : ` s${scale}`
   }`;
+  const { decls, bind } = storageBindings([
+    readOnly("dp"),
+    readOnly("p"),
+    readWrite("ds"),
+  ]);
   const code = `// ${label}
-@group(0) @binding(0) var<storage, read> dp: array<f32>;
-@group(0) @binding(1) var<storage, read> p: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ds: array<f32>;
+${decls}
 ${f.head}
 ${lines.join("\n")}
 }
@@ -657,7 +559,7 @@ ${lines.join("\n")}
   return {
     steps: [{
       spec: { code, workgroups: f.workgroups, label },
-      bind: ["dp", "p", "ds"],
+      bind,
     }],
   };
 }

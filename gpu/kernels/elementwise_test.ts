@@ -1,7 +1,6 @@
 /**
- * Tests of `gpu/kernels/elementwise.ts` against float64 references: the
- * 2-D grid arithmetic (pure, including sizes too big to run on lavapipe),
- * erf accuracy over [−6, 6], GELU and its gradient (analytic and finite
+ * Tests of `gpu/kernels/elementwise.ts` against float64 references: GELU
+ * and its gradient (analytic and finite
  * differences), column sums (one- and two-stage), row softmax and its
  * gradient (finite differences), the mean over time and its gradient,
  * `add` and `copy` — every option, scalar and vec4 paths.
@@ -14,57 +13,25 @@ import {
   COLUMN_SUM_SCRATCH,
   columnSum,
   copy,
-  erfWgsl,
   gelu,
   geluBackward,
-  grid2d,
-  gridFor,
-  linearGroupWgsl,
-  MAIN_HEADER,
-  MAX_GRID_DIM,
   meanRows,
   meanRowsBackward,
   softmaxBackward,
   softmaxLayout,
   softmaxRows,
-  WORKGROUP_SIZE,
 } from "./elementwise.ts";
+import { MAX_GRID_DIM } from "./grid.ts";
 import {
+  gelu64,
+  gelu64Grad,
+  gpuRuntime,
   gpuTests,
   maxAbsDiff,
   randomArray,
-  runKernel,
   runPlan,
-  testRuntime,
 } from "../testing.ts";
-import type { KernelPlan, Runtime } from "../runtime.ts";
-
-const rt = async (): Promise<Runtime> => (await testRuntime())!;
-
-/** float64 erf: Taylor series below 3, continued fraction for erfc above. */
-function erf64(x: number): number {
-  const a = Math.abs(x);
-  if (a < 3) {
-    let term = x;
-    let sum = x;
-    for (let n = 1; n < 200; n++) {
-      term *= -x * x / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    }
-    return sum * 2 / Math.sqrt(Math.PI);
-  }
-  let k = a;
-  for (let n = 80; n >= 1; n--) k = a + (n / 2) / k;
-  const erfc = Math.exp(-a * a) / (Math.sqrt(Math.PI) * k);
-  return Math.sign(x) * (1 - erfc);
-}
-
-const gelu64 = (x: number): number => 0.5 * x * (1 + erf64(x / Math.SQRT2));
-const gelu64Grad = (x: number): number =>
-  0.5 * (1 + erf64(x / Math.SQRT2)) +
-  x * Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);
+import type { KernelPlan } from "../runtime.ts";
 
 /** Values spread over [−6, 6]: an even grid, then random. */
 function spread(n: number, seed: number): Float32Array {
@@ -78,91 +45,9 @@ const run = async (
   plan: KernelPlan,
   named: Record<string, Float32Array | Int32Array>,
   outputs: string[],
-) => await runPlan(await rt(), plan, named, outputs);
+) => await runPlan(await gpuRuntime(), plan, named, outputs);
 
 const nans = (n: number): Float32Array => new Float32Array(n).fill(NaN);
-
-Deno.test("grid2d: arithmetic for small and huge workgroup counts", () => {
-  const counts = [
-    1,
-    2,
-    255,
-    65534,
-    65535,
-    65536,
-    65537,
-    131070,
-    131071,
-    Math.ceil(37_000_000 / 256),
-    Math.ceil(94_208 * 896 / 4 / 256),
-    Math.ceil(94_208 * 896 / 256),
-    Math.ceil(2 ** 31 / 256),
-    MAX_GRID_DIM * MAX_GRID_DIM,
-  ];
-  for (const g of counts) {
-    const [x, y, z] = grid2d(g);
-    assert.equal(z, 1);
-    assert(x >= 1 && x <= MAX_GRID_DIM && y >= 1 && y <= MAX_GRID_DIM, `${g}`);
-    assert(x * y >= g, `${g} covered`);
-    assert(x * y - g < y, `${g}: at most y − 1 surplus groups`);
-    // The last group's linear index lands on the last grid row.
-    assert.equal(Math.floor((g - 1) / x), y - 1);
-    if (g <= MAX_GRID_DIM) assert.deepEqual([x, y], [g, 1]);
-  }
-  for (const bad of [0, -1, 1.5, MAX_GRID_DIM * MAX_GRID_DIM + 1]) {
-    assert.throws(() => grid2d(bad), RangeError);
-  }
-  const big = gridFor(37_748_736 / 4);
-  assert.equal(big.groups, 36_864);
-  assert.deepEqual(big.workgroups, [36_864, 1, 1]);
-  const huge = gridFor(37_748_736);
-  assert.equal(huge.groups, 147_456);
-  assert.deepEqual(huge.workgroups, [49_152, 3, 1]);
-  assert.equal(linearGroupWgsl(huge.workgroups), "(wid.y * 49152u + wid.x)");
-  assert.equal(linearGroupWgsl([7, 1, 1]), "wid.x");
-  // The generated element-wise kernels use the 2-D index for big n.
-  const plan = add({ n: 37_748_737 });
-  assert.deepEqual(plan.steps[0].spec.workgroups, [49_153, 3, 1]);
-  assert(plan.steps[0].spec.code.includes("(wid.y * 49153u + wid.x)"));
-  assert(plan.steps[0].spec.code.includes("const N: u32 = 37748737u;"));
-});
-
-Deno.test({
-  name: "erf: max abs error ≤ 2e-7 over [−6, 6] (f32 and vec4)",
-  ignore: !gpuTests,
-  async fn() {
-    const r = await rt();
-    const n = 12_004;
-    const x = new Float32Array(n);
-    for (let i = 0; i < 12_001; i++) x[i] = -6 + i / 1000;
-    x[12_001] = 0.927734375;
-    x[12_002] = Math.fround(0.927734375 + 1e-7);
-    x[12_003] = 1e-30;
-    for (const t of ["f32", "vec4<f32>"]) {
-      const items = t === "f32" ? n : n / 4;
-      const { workgroups } = gridFor(items);
-      const code = `@group(0) @binding(0) var<storage, read> x: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> y: array<${t}>;
-${erfWgsl(t)}
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i < ${items}u) { y[i] = erf_(x[i]); }
-}`;
-      const [y] = await runKernel(r, { code, workgroups }, [x, nans(n)], [1]);
-      let worst = 0;
-      for (let i = 0; i < n; i++) {
-        worst = Math.max(worst, Math.abs(y[i] - erf64(x[i])));
-      }
-      assert(worst <= 2e-7, `${t}: erf max abs error ${worst}`);
-      const tiny = 1e-30 * 2 / Math.sqrt(Math.PI);
-      assert(Math.abs(y[12_003] / tiny - 1) < 1e-6, `${t}: erf(1e-30)`);
-    }
-    // The float64 reference itself, at known values.
-    assert(Math.abs(erf64(0.5) - 0.5204998778130465) < 1e-15);
-    assert(Math.abs(erf64(2.5) - 0.9995930479825550) < 1e-14);
-    assert(Math.abs(erf64(-3.5) + 0.9999992569016276) < 1e-15);
-  },
-});
 
 Deno.test({
   name: "gelu: forward matches float64 exact-erf GELU (n odd and n % 4 == 0)",

@@ -10,13 +10,9 @@
  * @module
  */
 import type { KernelPlan } from "../runtime.ts";
-import {
-  f32Literal,
-  grid2d,
-  linearGroupWgsl,
-  MAIN_HEADER,
-  WORKGROUP_SIZE,
-} from "./elementwise.ts";
+import { kernelStep, readOnly, readWrite } from "./bindings.ts";
+import { checkSize, itemMainWgsl } from "./grid.ts";
+import { f32Literal } from "./wgsl.ts";
 
 /**
  * Scales kernel `w` (`[rows][cols]`, one column per output channel) in
@@ -29,39 +25,28 @@ import {
  */
 export function foldBatchNorm(
   o: { rows: number; cols: number; eps: number },
-): KernelPlan {
-  for (const [k, v] of [["rows", o.rows], ["cols", o.cols]] as const) {
-    if (!Number.isInteger(v) || v < 1) {
-      throw new RangeError(
-        `foldBatchNorm: ${k} must be a positive integer, got ${v}`,
-      );
-    }
-  }
+): KernelPlan<"w" | "gb" | "running" | "bias"> {
+  checkSize("foldBatchNorm rows", o.rows);
+  checkSize("foldBatchNorm cols", o.cols);
   if (!(o.eps > 0)) {
-    throw new RangeError(`foldBatchNorm: eps must be > 0, got ${o.eps}`);
+    throw new RangeError(
+      `Cannot build kernel foldBatchNorm: eps must be > 0, got ${o.eps}`,
+    );
   }
   const n = o.rows * o.cols;
-  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
-  const code = `@group(0) @binding(0) var<storage, read_write> w: array<f32>;
-@group(0) @binding(1) var<storage, read> gb: array<f32>;
-@group(0) @binding(2) var<storage, read> running: array<f32>;
-@group(0) @binding(3) var<storage, read_write> bias: array<f32>;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= ${n}u) { return; }
+  const { workgroups, main } = itemMainWgsl(n);
+  const step = kernelStep(
+    `foldBatchNorm ${o.rows}x${o.cols}`,
+    workgroups,
+    [readWrite("w"), readOnly("gb"), readOnly("running"), readWrite("bias")],
+    (decls) =>
+      `${decls}
+${main}
   let c = i % ${o.cols}u;
   let s = gb[c] / sqrt(running[${o.cols}u + c] + ${f32Literal(o.eps)});
   w[i] = w[i] * s;
   if (i < ${o.cols}u) { bias[c] = gb[${o.cols}u + c] - running[c] * s; }
-}`;
-  return {
-    steps: [{
-      spec: {
-        code,
-        workgroups,
-        label: `foldBatchNorm ${o.rows}x${o.cols}`,
-      },
-      bind: ["w", "gb", "running", "bias"],
-    }],
-  };
+}`,
+  );
+  return { steps: [step] };
 }

@@ -43,7 +43,7 @@ Deno.test({
 Deno.test("foldBatchNorm refuses empty sizes and a non-positive eps", () => {
   assert.throws(
     () => foldBatchNorm({ rows: 0, cols: 3, eps: 1e-5 }),
-    /rows must be a positive integer, got 0/,
+    /foldBatchNorm rows must be an integer ≥ 1, got 0/,
   );
   assert.throws(
     () => foldBatchNorm({ rows: 2, cols: 3, eps: 0 }),

@@ -31,451 +31,52 @@
  * @module
  */
 import type { KernelPlan, KernelStep } from "../runtime.ts";
+import {
+  readOnly,
+  readWrite,
+  type StorageBinding,
+  storageBindings,
+} from "./bindings.ts";
+import { grid2d } from "./grid.ts";
+import {
+  BK,
+  cdiv,
+  choose,
+  type Layout,
+  type MatmulOptions,
+  PREFETCH_MIN_TILES,
+  resolve,
+  type TileConfig,
+  u,
+} from "./matmul_plan.ts";
+import { erfWgsl, f32Literal as f } from "./wgsl.ts";
+
+export {
+  chosenStages,
+  type MatmulOptions,
+  MAX_WORKGROUP_BYTES,
+} from "./matmul_plan.ts";
 
 /**
- * Options of {@linkcode matmul}. Sizes and strides are in f32 elements.
- *
- * `C` (m×n) = `alpha · op(A) · op(B)` (+ `bias`) (+ `r`), where op(A) is
- * m×k and op(B) is k×n; with `accumulate` the result is added to C.
+ * WGSL of GELU for f32 (`gelu_1`) and vec4 (`gelu_4`) on the shared erf of
+ * `wgsl.ts` (`erf_1`, `erf_4`; ≈ 1 ulp).
  */
-export interface MatmulOptions {
-  /** Rows of C and of op(A). */
-  readonly m: number;
-  /** Columns of C and of op(B). */
-  readonly n: number;
-  /** Contraction length (columns of op(A), rows of op(B)). */
-  readonly k: number;
-  /** A stored as `[k][m]` (element (i, kk) at `kk*lda + i`); default `[m][k]` (at `i*lda + kk`). */
-  readonly transA?: boolean;
-  /** B stored as `[n][k]` (element (kk, j) at `j*ldb + kk`); default `[k][n]` (at `kk*ldb + j`). */
-  readonly transB?: boolean;
-  /** Row stride of the stored A (default: its row length, k or m). */
-  readonly lda?: number;
-  /** Row stride of the stored B (default: its row length, n or k). */
-  readonly ldb?: number;
-  /** Row stride of C, `r` and `pre` (default n). */
-  readonly ldc?: number;
-  /** Number of independent products (default 1); batch z = zo·batchInner + zi. */
-  readonly batch?: number;
-  /** Inner batch count (default 1; must divide batch), e.g. attention heads. */
-  readonly batchInner?: number;
-  /**
-   * Element offset of A's batch z is `zo*strideA[0] + zi*strideA[1]`
-   * (default dense: `[batchInner*rowsA*lda, rowsA*lda]`).
-   */
-  readonly strideA?: readonly [number, number];
-  /** As strideA, for B. */
-  readonly strideB?: readonly [number, number];
-  /** As strideA, for C (and `r`, `pre`). */
-  readonly strideC?: readonly [number, number];
-  /**
-   * Element offsets of the first stored element of A, B and C (and `r`,
-   * `pre`) in their bindings (default 0): e.g. the query, key and value
-   * columns of one packed projection output.
-   */
-  readonly offsetA?: number;
-  readonly offsetB?: number;
-  readonly offsetC?: number;
-  /** Scale of the product (default 1). */
-  readonly alpha?: number;
-  /** Add `bias[j]` (binding "bias", n elements) to every row. */
-  readonly bias?: boolean;
-  /** Add `r[i][j]` (binding "r", same layout as C): C = r + alpha·AB (+ bias). */
-  readonly residual?: boolean;
-  /** C += alpha·AB (+ bias) instead of C = …; excludes `residual` and `gelu`. */
-  readonly accumulate?: boolean;
-  /**
-   * Epilogue GELU: writes the pre-activation to binding "pre" (same layout
-   * as C) and `0.5x(1 + erf(x/√2))` of it to C (erf accurate to ~2e-7).
-   */
-  readonly gelu?: boolean;
-  /**
-   * With `gelu`: also write the pre-activation to binding "pre" (default
-   * true; training keeps it for the backward pass, eval graphs drop it).
-   */
-  readonly keepPre?: boolean;
-  /**
-   * Epilogue ReLU after bias and residual: C = max(0, r + alpha·AB + bias)
-   * (folded conv + BatchNorm + ReLU in eval graphs). Excludes `accumulate`
-   * and `gelu`.
-   */
-  readonly relu?: boolean;
-  /**
-   * Tuning/test override: number of K slices (split-K; 1 disables it).
-   * Default: chosen from the shape.
-   */
-  readonly splitK?: number;
-  /**
-   * Tuning/test override: workgroup tile `[BM, BN]`, one of
-   * [128,128], [128,64], [64,128], [64,64], [32,32]. Default: from the shape.
-   */
-  readonly tile?: readonly [number, number];
-  /**
-   * Tuning/test override: workgroup-memory buffers of the K slices. 1: one
-   * buffer (two barriers per 16-wide K slice; long K loops prefetch the
-   * next slice into registers); 2: double-buffered (one barrier per slice,
-   * twice the workgroup memory: `2·(BM + BN)·64` bytes, 32 KiB for
-   * 128×128). Default: 2 for wide products (n ≥ 1024, B not transposed)
-   * whose K slice per workgroup is at most 768, else 1
-   * ({@linkcode chosenStages}). The label of a 2-stage kernel contains ` s2`.
-   */
-  readonly stages?: 1 | 2;
-}
-
-/** A workgroup tile configuration. */
-interface TileConfig {
-  /** Tile rows / columns of C per workgroup. */
-  readonly bm: number;
-  readonly bn: number;
-  /** Threads along columns (x) and rows (y); each owns bn/wx columns, bm/wy rows. */
-  readonly wx: number;
-  readonly wy: number;
-  /** Relative per-SM throughput when the SM is full (128×128 = 1). */
-  readonly rate: number;
-  /** Workgroups resident per SM (register-limited estimate). */
-  readonly occ: number;
-}
-
-const BK = 16;
-/**
- * Workgroup-memory stages when `stages` is not given: double-buffered for
- * wide products (n ≥ 1024) with a K slice per workgroup of at most 768 and
- * B not transposed, else one buffer. Measured in the CS training step and
- * eval forward on an H100 (same call, each kernel's total): two stages took
- * 3–13 % less on such products (the q/k/v and fc1 projections, the CNN's
- * widening 1×1 convolutions) and 11–26 % more on narrow (n ≤ 256) and
- * transposed-B ones.
- */
-function autoStages(L: Layout, chunk: number): 1 | 2 {
-  return !L.transB && L.n >= 1024 && chunk <= 768 ? 2 : 1;
-}
-/**
- * Workgroup memory a tile may use, in bytes (llvmpipe's limit; WebGPU's
- * default is 16 KiB, and the engine requests the adapter's: 48 KiB on H100).
- */
-export const MAX_WORKGROUP_BYTES = 32768;
-/** Register prefetch of the next K slice pays off only for long K loops (H100). */
-const PREFETCH_MIN_TILES = 16;
-const TILES: readonly TileConfig[] = [
-  { bm: 128, bn: 128, wx: 16, wy: 16, rate: 1.0, occ: 2 },
-  { bm: 128, bn: 64, wx: 16, wy: 16, rate: 0.8, occ: 3 },
-  { bm: 64, bn: 128, wx: 16, wy: 16, rate: 0.8, occ: 3 },
-  { bm: 64, bn: 64, wx: 16, wy: 16, rate: 0.6, occ: 5 },
-  { bm: 32, bn: 32, wx: 8, wy: 8, rate: 0.3, occ: 16 },
-];
-
-/** H100 model constants for the tile/split choice. */
-const SMS = 132;
-const SM_FLOPS = 23e12 / SMS;
-const MEM_BYTES_PER_S = 2.5e12;
-const DISPATCH_S = 5e-6;
-const WAVE_S = 2e-6;
-/** Least K-slice length a split may leave per workgroup. */
-const MIN_SLICE = 256;
-const MAX_SPLIT = 64;
-const MAX_GRID = 65535;
-
-const cdiv = (a: number, b: number): number => Math.ceil(a / b);
-const isNat = (x: unknown): x is number =>
-  typeof x === "number" && Number.isInteger(x) && x >= 1;
-const isIdx = (x: unknown): x is number =>
-  typeof x === "number" && Number.isInteger(x) && x >= 0;
-
-/** WGSL literal of a u32. */
-const u = (x: number): string => `${x}u`;
-/** WGSL literal of an f32. */
-const f = (x: number): string => {
-  const s = Math.fround(x).toString();
-  return /[.eE]/.test(s) ? s : `${s}.0`;
-};
-
-/** Resolved shape and layout. */
-interface Layout {
-  m: number;
-  n: number;
-  k: number;
-  transA: boolean;
-  transB: boolean;
-  lda: number;
-  ldb: number;
-  ldc: number;
-  batch: number;
-  bi: number;
-  sA: readonly [number, number];
-  sB: readonly [number, number];
-  sC: readonly [number, number];
-  /** Element offsets of A, B, C. */
-  oA: number;
-  oB: number;
-  oC: number;
-  alpha: number;
-  bias: boolean;
-  residual: boolean;
-  accumulate: boolean;
-  gelu: boolean;
-  /** gelu and the pre-activation is written to "pre". */
-  pre: boolean;
-  relu: boolean;
-  /** vec4 access possible for A, B, C (and r, pre). */
-  vecA: boolean;
-  vecB: boolean;
-  vecC: boolean;
-}
-
-function resolve(o: MatmulOptions): Layout {
-  const bad = (msg: string): never => {
-    throw new RangeError(`matmul: ${msg}`);
-  };
-  for (const key of ["m", "n", "k"] as const) {
-    if (!isNat(o[key])) bad(`${key} must be a positive integer, got ${o[key]}`);
-  }
-  const { m, n, k } = o;
-  const transA = o.transA ?? false;
-  const transB = o.transB ?? false;
-  const rowA = transA ? m : k;
-  const rowsA = transA ? k : m;
-  const rowB = transB ? k : n;
-  const rowsB = transB ? n : k;
-  const lda = o.lda ?? rowA;
-  const ldb = o.ldb ?? rowB;
-  const ldc = o.ldc ?? n;
-  if (!isNat(lda) || lda < rowA) {
-    bad(`lda ${lda} must be an integer ≥ the stored row length ${rowA}`);
-  }
-  if (!isNat(ldb) || ldb < rowB) {
-    bad(`ldb ${ldb} must be an integer ≥ the stored row length ${rowB}`);
-  }
-  if (!isNat(ldc) || ldc < n) bad(`ldc ${ldc} must be an integer ≥ n = ${n}`);
-  const batch = o.batch ?? 1;
-  const bi = o.batchInner ?? 1;
-  if (!isNat(batch)) bad(`batch must be a positive integer, got ${batch}`);
-  if (!isNat(bi) || batch % bi !== 0) {
-    bad(`batchInner ${bi} must be a positive integer dividing batch ${batch}`);
-  }
-  if (batch > MAX_GRID) bad(`batch ${batch} exceeds ${MAX_GRID}`);
-  const stride = (
-    name: string,
-    s: readonly [number, number] | undefined,
-    size: number,
-  ): readonly [number, number] => {
-    if (s === undefined) return [bi * size, size];
-    if (s.length !== 2 || !isIdx(s[0]) || !isIdx(s[1])) {
-      bad(`${name} must be two non-negative integers, got ${s}`);
-    }
-    return [s[0], s[1]];
-  };
-  const sA = stride("strideA", o.strideA, rowsA * lda);
-  const sB = stride("strideB", o.strideB, rowsB * ldb);
-  const sC = stride("strideC", o.strideC, m * ldc);
-  const alpha = o.alpha ?? 1;
-  if (typeof alpha !== "number" || !Number.isFinite(alpha)) {
-    bad(`alpha must be a finite number, got ${alpha}`);
-  }
-  const bias = o.bias ?? false;
-  const residual = o.residual ?? false;
-  const accumulate = o.accumulate ?? false;
-  const gelu = o.gelu ?? false;
-  if (residual && accumulate) bad("residual and accumulate are exclusive");
-  if (gelu && accumulate) bad("gelu and accumulate are exclusive");
-  const relu = o.relu ?? false;
-  if (o.keepPre === false && !gelu) bad("keepPre needs gelu");
-  const pre = gelu && (o.keepPre ?? true);
-  if (relu && (accumulate || gelu)) {
-    bad("relu excludes accumulate and gelu");
-  }
-  const offset = (name: string, v: number | undefined): number => {
-    if (v === undefined) return 0;
-    if (!isIdx(v)) bad(`${name} must be a non-negative integer, got ${v}`);
-    return v;
-  };
-  const oA = offset("offsetA", o.offsetA);
-  const oB = offset("offsetB", o.offsetB);
-  const oC = offset("offsetC", o.offsetC);
-  const big = Math.max(
-    oA + (batch / bi - 1) * sA[0] + (bi - 1) * sA[1] + rowsA * lda,
-    oB + (batch / bi - 1) * sB[0] + (bi - 1) * sB[1] + rowsB * ldb,
-    oC + (batch / bi - 1) * sC[0] + (bi - 1) * sC[1] + m * ldc,
-  );
-  if (big >= 2 ** 32) bad(`operands span ${big} elements, beyond u32 indexing`);
-  const al4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
-  return {
-    m,
-    n,
-    k,
-    transA,
-    transB,
-    lda,
-    ldb,
-    ldc,
-    batch,
-    bi,
-    sA,
-    sB,
-    sC,
-    oA,
-    oB,
-    oC,
-    alpha,
-    bias,
-    residual,
-    accumulate,
-    gelu,
-    pre,
-    relu,
-    vecA: al4(rowA, lda, oA, ...sA),
-    vecB: al4(rowB, ldb, oB, ...sB),
-    vecC: al4(n, ldc, oC, ...sC),
-  };
-}
-
-/** Normalised split: slice length (multiple of BK) and the resulting count. */
-function sliceOf(k: number, split: number): { chunk: number; split: number } {
-  const chunk = cdiv(cdiv(k, split), BK) * BK;
-  return { chunk, split: cdiv(k, chunk) };
-}
-
-/** Estimated seconds of one configuration on an H100 (rough model). */
-function cost(L: Layout, t: TileConfig, split: number): number {
-  const { chunk, split: s } = sliceOf(L.k, split);
-  const wgs = cdiv(L.m, t.bm) * cdiv(L.n, t.bn) * L.batch * s;
-  const perSm = cdiv(wgs, SMS);
-  const wgFlops = 2 * t.bm * t.bn * (chunk + 2 * BK); // + prologue/epilogue
-  const smRate = SM_FLOPS * t.rate;
-  let time: number;
-  if (perSm <= t.occ) {
-    // all resident at once; a partly filled SM hides latency less well
-    time = perSm * wgFlops / (smRate * Math.sqrt(perSm / t.occ));
-  } else {
-    time = cdiv(perSm, t.occ) * t.occ * wgFlops / smRate;
-  }
-  time += cdiv(perSm, t.occ) * WAVE_S;
-  if (s > 1) {
-    const outs = L.m * L.n * L.batch;
-    const extra = 1 + (L.residual || L.accumulate ? 1 : 0) + (L.pre ? 1 : 0);
-    time += DISPATCH_S + (2 * s + extra) * outs * 4 / MEM_BYTES_PER_S;
-  }
-  return time;
-}
-
-/** Workgroup memory of a tile's K-slice buffers, in bytes. */
-const tileBytes = (t: TileConfig, stages: number): number =>
-  stages * (t.bm + t.bn) * BK * 4;
-
-/**
- * Picks the tile and split: overrides first, else the cheapest by
- * {@linkcode cost} among the tiles whose buffers fit the workgroup memory.
- */
-function choose(
-  L: Layout,
-  o: MatmulOptions,
-): { t: TileConfig; chunk: number; split: number; stages: 1 | 2 } {
-  const stages = o.stages ?? 1; // tiles are filtered for 1; 2 fits every tile
-  if (stages !== 1 && stages !== 2) {
-    throw new RangeError(`matmul: stages must be 1 or 2, got ${o.stages}`);
-  }
-  let tiles = TILES.filter((t) => tileBytes(t, stages) <= MAX_WORKGROUP_BYTES);
-  if (o.tile !== undefined) {
-    const t = TILES.find((c) => c.bm === o.tile![0] && c.bn === o.tile![1]);
-    if (!t) {
-      throw new RangeError(
-        `matmul: tile ${o.tile} is not one of ${
-          TILES.map((c) => `[${c.bm},${c.bn}]`).join(" ")
-        }`,
-      );
-    }
-    if (tileBytes(t, stages) > MAX_WORKGROUP_BYTES) {
-      throw new RangeError(
-        `matmul: tile [${t.bm},${t.bn}] with stages ${stages} needs ${
-          tileBytes(t, stages)
-        } bytes of workgroup memory, over ${MAX_WORKGROUP_BYTES}`,
-      );
-    }
-    tiles = [t];
-  }
-  if (o.splitK !== undefined && !isNat(o.splitK)) {
-    throw new RangeError(
-      `matmul: splitK must be a positive integer, got ${o.splitK}`,
-    );
-  }
-  const maxSplit = Math.max(
-    1,
-    Math.min(
-      MAX_SPLIT,
-      Math.floor(L.k / MIN_SLICE),
-      Math.floor(MAX_GRID / L.batch),
-    ),
-  );
-  let best: { t: TileConfig; chunk: number; split: number } | undefined;
-  let bestCost = Infinity;
-  for (const t of tiles) {
-    if (cdiv(L.m, t.bm) > MAX_GRID || cdiv(L.n, t.bn) > MAX_GRID) continue;
-    const splits = o.splitK !== undefined
-      ? [o.splitK]
-      : Array.from({ length: maxSplit }, (_, i) => i + 1);
-    for (const s0 of splits) {
-      const { chunk, split } = sliceOf(L.k, s0);
-      if (L.batch * split > MAX_GRID) continue;
-      const c = cost(L, t, s0);
-      if (c < bestCost) {
-        bestCost = c;
-        best = { t, chunk, split };
-      }
-    }
-  }
-  if (!best) {
-    throw new RangeError(
-      `matmul: no tile configuration fits the 65,535-workgroup grid limit (m=${L.m}, n=${L.n}, batch=${L.batch}, splitK=${o.splitK})`,
-    );
-  }
-  return { ...best, stages: o.stages ?? autoStages(L, best.chunk) };
-}
-
-/**
- * The workgroup-memory stages {@linkcode matmul} uses for these options:
- * `o.stages` when given, else its shape rule (two for wide products with
- * short K slices, see the module doc).
- *
- * @param o Shape, layout and overrides.
- * @returns 1 or 2.
- */
-export function chosenStages(o: MatmulOptions): 1 | 2 {
-  return choose(resolve(o), o).stages;
-}
-
-/** WGSL of erf/GELU for f32 and vec4 (|error of erf| ≲ 2e-7). */
 function geluWgsl(): string {
-  const body = (T: string) => `
-fn erf_${T === "f32" ? "1" : "4"}(x: ${T}) -> ${T} {
-  // |x| < 0.5: Taylor series (no cancellation); else Abramowitz–Stegun 7.1.26
-  let ax = abs(x);
-  let x2 = x * x;
-  let small = x * (1.1283791670955126 + x2 * (-0.3761263890318375 + x2 * (0.11283791670955126
-    + x2 * (-0.02686617064513125 + x2 * (0.005223977625442188 + x2 * (-0.0008548327023450852
-    + x2 * 0.00012055332981789664))))));
-  let t = 1.0 / (1.0 + 0.3275911 * ax);
-  let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027
-    + t * 1.061405429))));
-  let large = sign(x) * (1.0 - poly * exp(-x2));
-  return select(large, small, ax < ${T}(0.5));
-}
-fn gelu_${T === "f32" ? "1" : "4"}(x: ${T}) -> ${T} {
-  return 0.5 * x * (1.0 + erf_${
-    T === "f32" ? "1" : "4"
-  }(x * 0.7071067811865476));
+  const gelu = (T: string, s: string) =>
+    `${erfWgsl(T, `erf_${s}`)}
+fn gelu_${s}(x: ${T}) -> ${T} {
+  return 0.5 * x * (1.0 + erf_${s}(x * 0.7071067811865476));
 }`;
-  return body("f32") + body("vec4<f32>");
+  return `\n${gelu("f32", "1")}\n${gelu("vec4<f32>", "4")}`;
 }
 
-/** Storage declaration of one binding. */
-const decl = (
-  i: number,
+/** One binding of a matmul kernel, `vec4<f32>` when `vec`. */
+const binding = (
   name: string,
   vec: boolean,
   write: boolean,
-): string =>
-  `@group(0) @binding(${i}) var<storage, ${
-    write ? "read_write" : "read"
-  }> ${name}: array<${vec ? "vec4<f32>" : "f32"}>;`;
+): StorageBinding =>
+  (write ? readWrite : readOnly)(name, vec ? "vec4<f32>" : "f32");
 
 /**
  * Epilogue code storing one unit (a vec4 when `vec`, else a scalar) of the
@@ -513,28 +114,13 @@ function epilogue(
 }
 
 /** Bindings of a plan's final (epilogue) step after the operands. */
-function epilogueBindings(L: Layout, first: number): {
-  decls: string[];
-  names: string[];
-} {
-  const decls: string[] = [];
-  const names: string[] = [];
-  let i = first;
-  if (L.bias) {
-    decls.push(decl(i++, "bias", false, false));
-    names.push("bias");
-  }
-  if (L.residual) {
-    decls.push(decl(i++, "r", L.vecC, false));
-    names.push("r");
-  }
-  decls.push(decl(i++, "c", L.vecC, true));
-  names.push("c");
-  if (L.pre) {
-    decls.push(decl(i++, "pre", L.vecC, true));
-    names.push("pre");
-  }
-  return { decls, names };
+function epilogueBindings(L: Layout): (StorageBinding | false)[] {
+  return [
+    L.bias && binding("bias", false, false),
+    L.residual && binding("r", L.vecC, false),
+    binding("c", L.vecC, true),
+    L.pre && binding("pre", L.vecC, true),
+  ];
 }
 
 /** Operand offset expression `base + zo*s0 + zi*s1` (elements). */
@@ -698,19 +284,14 @@ function mainKernel(
     L.batch > 1 ? ` b${L.batch}` : ""
   }${splitMode ? ` split${split}` : ""}${L.relu ? " relu" : ""}`;
   lines.push(`// ${label}`);
-  lines.push(decl(0, "a", L.vecA, false));
-  lines.push(decl(1, "b", L.vecB, false));
-  let names = ["a", "b"];
   const vecOut = splitMode ? n % 4 === 0 : L.vecC;
-  if (splitMode) {
-    lines.push(decl(2, "splitk", vecOut, true));
-    names.push("splitk");
-  } else {
-    const e = epilogueBindings(L, 2);
-    lines.push(...e.decls);
-    names = names.concat(e.names);
-    if (L.gelu) lines.push(geluWgsl());
-  }
+  const { decls, bind } = storageBindings([
+    binding("a", L.vecA, false),
+    binding("b", L.vecB, false),
+    ...(splitMode ? [binding("splitk", vecOut, true)] : epilogueBindings(L)),
+  ]);
+  lines.push(decls);
+  if (!splitMode && L.gelu) lines.push(geluWgsl());
   const unitsA = t.bm * BK / 4; // vec4s of one K-slice buffer of A
   const unitsB = t.bn * BK / 4;
   lines.push(`var<workgroup> As: array<vec4<f32>, ${stages * unitsA}>;`);
@@ -896,7 +477,7 @@ ${store("", "")}
   ];
   return {
     spec: { code: lines.join("\n") + "\n", workgroups: grid, label },
-    bind: names,
+    bind,
   };
 }
 
@@ -906,18 +487,15 @@ function reduceKernel(L: Layout, split: number): KernelStep {
   const vec = L.vecC; // implies n % 4 == 0, so the dense partials align too
   const w = vec ? 4 : 1;
   const total = L.batch * m * n / w; // units per slice
-  const groups = cdiv(total, 256);
-  const gx = Math.min(groups, MAX_GRID);
-  const gy = cdiv(groups, gx);
-  if (gy > MAX_GRID) {
-    throw new RangeError(`matmul: ${L.batch * m * n} outputs are too many`);
-  }
+  const [gx, gy] = grid2d(cdiv(total, 256));
   const label = `matmul reduce m${m} n${n} b${L.batch} split${split}`;
-  const e = epilogueBindings(L, 1);
+  const { decls, bind } = storageBindings([
+    binding("splitk", vec, false),
+    ...epilogueBindings(L),
+  ]);
   const T = vec ? "vec4<f32>" : "f32";
   const code = `// ${label}
-${decl(0, "splitk", vec, false)}
-${e.decls.join("\n")}
+${decls}
 ${L.gelu ? geluWgsl() : ""}
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -940,7 +518,7 @@ ${epilogue(L, vec, "acc", "ci", "col", "  ")}
 `;
   return {
     spec: { code, workgroups: [gx, gy, 1], label },
-    bind: ["splitk", ...e.names],
+    bind,
   };
 }
 
@@ -965,7 +543,9 @@ ${epilogue(L, vec, "acc", "ci", "col", "  ")}
  *   buffers exceed {@linkcode MAX_WORKGROUP_BYTES} with the stages asked
  *   for, a grid over 65,535 workgroups).
  */
-export function matmul(o: MatmulOptions): KernelPlan {
+export function matmul(
+  o: MatmulOptions,
+): KernelPlan<"a" | "b" | "c", "bias" | "r" | "pre"> {
   const L = resolve(o);
   const { t, chunk, split, stages } = choose(L, o);
   const main = mainKernel(L, t, chunk, split, stages);

@@ -13,7 +13,9 @@ import {
   type MatmulOptions,
   MAX_WORKGROUP_BYTES,
 } from "./matmul.ts";
+import type { Layout } from "./matmul_plan.ts";
 import {
+  gelu64,
   gpuTests,
   maxAbsDiff,
   randomArray,
@@ -21,25 +23,29 @@ import {
   testRuntime,
 } from "../testing.ts";
 
-/** Everything `matmul` resolves, for the reference. */
-interface Resolved {
-  m: number;
-  n: number;
-  k: number;
-  tA: boolean;
-  tB: boolean;
-  lda: number;
-  ldb: number;
-  ldc: number;
-  batch: number;
-  bi: number;
-  sA: readonly [number, number];
-  sB: readonly [number, number];
-  sC: readonly [number, number];
-  oA: number;
-  oB: number;
-  oC: number;
-}
+/**
+ * Everything `matmul` resolves, for the reference (computed here from the
+ * options, independently of `matmul_plan.ts`).
+ */
+type Resolved =
+  & Pick<
+    Layout,
+    | "m"
+    | "n"
+    | "k"
+    | "lda"
+    | "ldb"
+    | "ldc"
+    | "batch"
+    | "bi"
+    | "sA"
+    | "sB"
+    | "sC"
+    | "oA"
+    | "oB"
+    | "oC"
+  >
+  & { tA: boolean; tB: boolean };
 
 function resolved(o: MatmulOptions): Resolved {
   const tA = o.transA ?? false;
@@ -82,18 +88,6 @@ function span(
   return offset + (R.batch / R.bi - 1) * s[0] + (R.bi - 1) * s[1] + rows * ld;
 }
 
-const erfRef = (x: number): number => {
-  // Simpson's rule on 2/√π·exp(-t²): ample float64 accuracy here
-  const steps = 4000;
-  const h = x / steps;
-  let s = 1 + Math.exp(-x * x);
-  for (let i = 1; i < steps; i++) {
-    s += (i % 2 ? 4 : 2) * Math.exp(-((i * h) ** 2));
-  }
-  return s * h / 3 * 2 / Math.sqrt(Math.PI);
-};
-const geluRef = (x: number): number => 0.5 * x * (1 + erfRef(x / Math.SQRT2));
-
 /** Float64 reference: returns expected c and pre given the inputs. */
 function reference(
   o: MatmulOptions,
@@ -124,7 +118,7 @@ function reference(
         if (o.relu) v = Math.max(v, 0);
         if (o.gelu) {
           if (o.keepPre !== false) pre![ci] = v;
-          c[ci] = geluRef(v);
+          c[ci] = gelu64(v);
         } else if (o.accumulate) c[ci] += v;
         else c[ci] = v;
       }
@@ -548,7 +542,7 @@ Deno.test("matmul: gelu is exact erf GELU to ~2e-7", opts, async () => {
     assert(got.pre[i] === x, "pre must be the exact input");
     worst = Math.max(
       worst,
-      Math.abs(got.c[i] - geluRef(x)) / Math.max(1, Math.abs(x)),
+      Math.abs(got.c[i] - gelu64(x)) / Math.max(1, Math.abs(x)),
     );
   }
   assert(worst < 4e-7, `gelu error ${worst}`);

@@ -8,12 +8,8 @@
  * @module
  */
 import type { KernelPlan } from "../runtime.ts";
-import {
-  grid2d,
-  linearGroupWgsl,
-  MAIN_HEADER,
-  WORKGROUP_SIZE,
-} from "./elementwise.ts";
+import { kernelStep, readOnly, readWrite } from "./bindings.ts";
+import { itemMainWgsl } from "./grid.ts";
 
 /** Sizes of {@linkcode packColumns}. */
 export interface PackOptions {
@@ -32,9 +28,11 @@ export interface PackOptions {
  * @returns One dispatch.
  * @throws {RangeError} On non-positive sizes or more than 7 parts.
  */
-export function packColumns(o: PackOptions): KernelPlan {
+export function packColumns(
+  o: PackOptions,
+): KernelPlan<"out" | `src${number}`> {
   const bad = (msg: string): never => {
-    throw new RangeError(`packColumns: ${msg}`);
+    throw new RangeError(`Cannot build kernel packColumns: ${msg}`);
   };
   if (!Number.isInteger(o.rows) || o.rows < 1) {
     bad(`rows must be a positive integer, got ${o.rows}`);
@@ -49,10 +47,7 @@ export function packColumns(o: PackOptions): KernelPlan {
   }
   const width = o.widths.reduce((a, b) => a + b, 0);
   const n = o.rows * width;
-  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
-  const decls = o.widths.map((_, s) =>
-    `@group(0) @binding(${s}) var<storage, read> src${s}: array<f32>;`
-  );
+  const { workgroups, main } = itemMainWgsl(n);
   let start = 0;
   const branches = o.widths.map((w, s) => {
     const line = `${s ? "} else " : ""}if (col < ${start + w}u) {
@@ -60,24 +55,21 @@ export function packColumns(o: PackOptions): KernelPlan {
     start += w;
     return line;
   });
-  const code = `${decls.join("\n")}
-@group(0) @binding(${o.widths.length}) var<storage, read_write> out: array<f32>;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= ${n}u) { return; }
+  const step = kernelStep(
+    `packColumns r${o.rows} [${o.widths}]`,
+    workgroups,
+    [
+      ...o.widths.map((_, s) => readOnly(`src${s}` as `src${number}`)),
+      readWrite("out"),
+    ],
+    (decls) =>
+      `${decls}
+${main}
   let row = i / ${width}u;
   let col = i % ${width}u;
   ${branches.join("\n  ")}
   }
-}`;
-  return {
-    steps: [{
-      spec: {
-        code,
-        workgroups,
-        label: `packColumns r${o.rows} [${o.widths}]`,
-      },
-      bind: [...o.widths.map((_, s) => `src${s}`), "out"],
-    }],
-  };
+}`,
+  );
+  return { steps: [step] };
 }

@@ -9,12 +9,8 @@
  * @module
  */
 import type { KernelPlan } from "../runtime.ts";
-import {
-  grid2d,
-  linearGroupWgsl,
-  MAIN_HEADER,
-  WORKGROUP_SIZE,
-} from "./elementwise.ts";
+import { readOnly, readWrite, storageBindings } from "./bindings.ts";
+import { checkSize, itemMainWgsl } from "./grid.ts";
 
 /** Sizes of a row selection. */
 export interface RowsOptions {
@@ -35,24 +31,43 @@ function check(o: RowsOptions): void {
       o.dim,
     ]] as const
   ) {
-    if (!Number.isInteger(v) || v < 1) {
-      throw new RangeError(`rows: ${k} must be a positive integer, got ${v}`);
-    }
+    checkSize(`row selection ${k}`, v);
   }
   if (o.positions.length === 0) {
-    throw new RangeError("rows: no positions selected");
+    throw new RangeError(
+      "Cannot build a row selection kernel: no positions selected; pass at least one",
+    );
   }
   const seen = new Set<number>();
   for (const p of o.positions) {
     if (!Number.isInteger(p) || p < 0 || p >= o.sequence || seen.has(p)) {
       throw new RangeError(
-        `rows: positions must be distinct integers in 0…${
+        `Cannot build a row selection kernel: positions must be distinct integers in 0…${
           o.sequence - 1
         }, got [${o.positions}]`,
       );
     }
     seen.add(p);
   }
+}
+
+/** The bindings of both kernels: `x` read, `y` written. */
+const XY = storageBindings([readOnly("x"), readWrite("y")]);
+
+/** A one-step plan of `n` threads running `body` (WGSL using `i`, `x`, `y`, `SEL`, `POS`). */
+function rowsPlan(
+  label: string,
+  o: RowsOptions,
+  n: number,
+  body: string,
+): KernelPlan<"x" | "y"> {
+  const { workgroups, main } = itemMainWgsl(n);
+  const code = `${selectionWgsl(o)}
+${XY.decls}
+${main}
+${body}
+}`;
+  return { steps: [{ spec: { code, workgroups, label }, bind: XY.bind }] };
 }
 
 /** WGSL: `SEL` (position → compact index or -1) as a const array. */
@@ -75,33 +90,19 @@ const POS = array<u32, ${o.positions.length}>(${
  *
  * @param o Sizes and positions.
  */
-export function gatherRows(o: RowsOptions): KernelPlan {
+export function gatherRows(o: RowsOptions): KernelPlan<"x" | "y"> {
   check(o);
   const P = o.positions.length;
-  const n = o.batch * P * o.dim;
-  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
-  const code = `${selectionWgsl(o)}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= ${n}u) { return; }
-  let row = i / ${o.dim}u;
+  return rowsPlan(
+    `gatherRows b${o.batch} s${o.sequence}→${P} d${o.dim}`,
+    o,
+    o.batch * P * o.dim,
+    `  let row = i / ${o.dim}u;
   let col = i % ${o.dim}u;
   let b = row / ${P}u;
   let p = POS[row % ${P}u];
-  y[i] = x[(b * ${o.sequence}u + p) * ${o.dim}u + col];
-}`;
-  return {
-    steps: [{
-      spec: {
-        code,
-        workgroups,
-        label: `gatherRows b${o.batch} s${o.sequence}→${P} d${o.dim}`,
-      },
-      bind: ["x", "y"],
-    }],
-  };
+  y[i] = x[(b * ${o.sequence}u + p) * ${o.dim}u + col];`,
+  );
 }
 
 /**
@@ -114,13 +115,11 @@ ${MAIN_HEADER}
  */
 export function scatterRows(
   o: RowsOptions & { accumulate?: boolean },
-): KernelPlan {
+): KernelPlan<"x" | "y"> {
   check(o);
   const P = o.positions.length;
   const acc = o.accumulate ?? false;
   const rows = acc ? o.batch * P : o.batch * o.sequence;
-  const n = rows * o.dim;
-  const workgroups = grid2d(Math.ceil(n / WORKGROUP_SIZE));
   const body = acc
     ? `  let row = i / ${o.dim}u;
   let col = i % ${o.dim}u;
@@ -134,24 +133,10 @@ export function scatterRows(
   let slot = SEL[row % ${o.sequence}u];
   if (slot < 0) { y[i] = 0.0; return; }
   y[i] = x[(b * ${P}u + u32(slot)) * ${o.dim}u + col];`;
-  const code = `${selectionWgsl(o)}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-${MAIN_HEADER}
-  let i = ${linearGroupWgsl(workgroups)} * ${WORKGROUP_SIZE}u + li;
-  if (i >= ${n}u) { return; }
-${body}
-}`;
-  return {
-    steps: [{
-      spec: {
-        code,
-        workgroups,
-        label: `scatterRows b${o.batch} ${P}→s${o.sequence} d${o.dim}${
-          acc ? " acc" : ""
-        }`,
-      },
-      bind: ["x", "y"],
-    }],
-  };
+  return rowsPlan(
+    `scatterRows b${o.batch} ${P}→s${o.sequence} d${o.dim}${acc ? " acc" : ""}`,
+    o,
+    rows * o.dim,
+    body,
+  );
 }

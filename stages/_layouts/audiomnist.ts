@@ -202,4 +202,5 @@ export const layout: Layout<AudioMnistData> = {
   id: "audiomnist",
   data: AudioMnistData,
   index: (data) => index(data),
+  classes: () => AUDIOMNIST_CLASSES,
 };

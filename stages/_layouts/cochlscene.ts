@@ -146,4 +146,5 @@ export const layout: Layout<CochlSceneData> = {
   id: "cochlscene",
   data: CochlSceneData,
   index: (data) => index(data),
+  classes: () => COCHLSCENE_CLASSES,
 };

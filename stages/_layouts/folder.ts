@@ -165,10 +165,26 @@ function seededHint(data: FolderData): string {
   return `: too few clips per class for the split fractions (validation ${data.split.validation}, test ${data.split.test})`;
 }
 
+/** Drops the clips `exclude` names as bad, before a seeded split. */
+async function leaveOut(
+  clips: readonly Labelled[],
+  exclude: IndexContext["exclude"],
+): Promise<
+  { kept: Labelled[]; excluded: { path: string; reason: string }[] }
+> {
+  if (!exclude) return { kept: [...clips], excluded: [] };
+  const bad = await exclude(clips.map((c) => c.path));
+  return {
+    kept: clips.filter((c) => !bad.has(c.path)),
+    excluded: [...bad].map(([path, reason]) => ({ path, reason })),
+  };
+}
+
 async function fromFolders(
   data: FolderData,
   root: string,
   seed: number,
+  exclude?: IndexContext["exclude"],
 ): Promise<IndexResult> {
   const listing = await listDir(root);
   if (typeof listing === "string") {
@@ -211,7 +227,8 @@ async function fromFolders(
     for (const path of wavs) clips.push({ path, label });
   }
   if (problems.length > 0) return { problems };
-  const splits = stratifiedSplit(clips, classes, data.split, seed);
+  const { kept, excluded } = await leaveOut(clips, exclude);
+  const splits = stratifiedSplit(kept, classes, data.split, seed);
   problems.push(
     ...emptySplitProblems(splits, root, new Set(), seededHint(data)),
   );
@@ -232,6 +249,7 @@ async function fromFolders(
       },
     },
     problems,
+    excluded,
   };
 }
 
@@ -263,6 +281,7 @@ async function fromManifest(
   root: string,
   manifestName: string,
   seed: number,
+  exclude?: IndexContext["exclude"],
 ): Promise<IndexResult> {
   const manifest = resolve(root, manifestName);
   const read = await readText(manifest);
@@ -407,13 +426,16 @@ async function fromManifest(
 
   const clips = parsed.map((p) => ({ path: p.path, label: ids.get(p.cls)! }));
   let splits: Record<SplitName, ClipRef[]>;
+  let excluded: { path: string; reason: string }[] = [];
   if (hasSplit) {
     splits = { train: [], validation: [], test: [] };
     parsed.forEach((p, i) => splits[p.split!].push(clips[i]));
     for (const s of SPLITS) sortClips(splits[s]);
     problems.push(...emptySplitProblems(splits, manifest));
   } else {
-    splits = stratifiedSplit(clips, classes, data.split, seed);
+    const left = await leaveOut(clips, exclude);
+    excluded = left.excluded;
+    splits = stratifiedSplit(left.kept, classes, data.split, seed);
     problems.push(
       ...emptySplitProblems(splits, manifest, new Set(), seededHint(data)),
     );
@@ -433,6 +455,7 @@ async function fromManifest(
       },
     },
     problems,
+    excluded,
   };
 }
 
@@ -444,8 +467,8 @@ async function index(
   const rootProblem = await checkRoot(root, "the dataset folder");
   if (rootProblem) return { problems: [rootProblem] };
   return data.manifest === undefined
-    ? fromFolders(data, root, ctx.seed)
-    : fromManifest(data, root, data.manifest, ctx.seed);
+    ? fromFolders(data, root, ctx.seed, ctx.exclude)
+    : fromManifest(data, root, data.manifest, ctx.seed, ctx.exclude);
 }
 
 /** The `folder` layout. */
@@ -453,4 +476,5 @@ export const layout: Layout<FolderData> = {
   id: "folder",
   data: FolderData,
   index,
+  classes: (data) => data.classes,
 };

@@ -243,4 +243,6 @@ export const layout: Layout<SpeechCommandsData> = {
   id: "speech_commands",
   data: SpeechCommandsData,
   index: (data) => index(data),
+  noiseFolder: "_background_noise_",
+  classes: (data) => speechCommandsClasses(data.version),
 };

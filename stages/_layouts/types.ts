@@ -37,12 +37,25 @@ export interface DataProblem {
 export interface IndexResult {
   readonly index?: DatasetIndex;
   readonly problems: readonly DataProblem[];
+  /** Files left out before a seeded split ({@linkcode IndexContext.exclude}), with the reason. */
+  readonly excluded?: readonly {
+    readonly path: string;
+    readonly reason: string;
+  }[];
 }
 
 /** Context of indexing. */
 export interface IndexContext {
   /** The run's seed, for layouts that draw a split. */
   readonly seed: number;
+  /**
+   * Bad files to leave out before a seeded split is drawn (`onBadFile:
+   * skip`), so that skipping a file and deleting it give the same split:
+   * given candidate paths, resolves path → reason for the bad ones.
+   */
+  readonly exclude?: (
+    paths: readonly string[],
+  ) => Promise<ReadonlyMap<string, string>>;
 }
 
 /** A dataset layout: its `data:` schema and its indexer. */
@@ -53,4 +66,12 @@ export interface Layout<D = unknown> {
   readonly data: OptionsSchema<D>;
   /** Builds the index. Never throws for data problems: it reports them. */
   index(data: D, ctx: IndexContext): Promise<IndexResult>;
+  /**
+   * The dataset's own folder of background-noise clips, relative to its
+   * root (Speech Commands' `_background_noise_`): `load` uses it when its
+   * `backgroundNoise` option is unset, so `--set data.root=...` moves both.
+   */
+  readonly noiseFolder?: string;
+  /** The class names the `data:` section implies without reading files (undefined: unknown). */
+  classes?(data: D): readonly string[] | undefined;
 }

@@ -179,4 +179,5 @@ export const layout: Layout<VocalSoundData> = {
   id: "vocalsound",
   data: VocalSoundData,
   index: (data) => index(data),
+  classes: () => VOCALSOUND_CLASSES.map((c) => c.name),
 };

@@ -1,0 +1,124 @@
+/**
+ * The fused WebGPU {@linkcode Trainer}: training steps and eval forwards run
+ * on a {@linkcode FusedEngine} (whole steps as recorded dispatch lists, one
+ * submit each, nothing read back until asked). The weights live on the GPU
+ * while training; `sync` copies them, the running statistics and the
+ * momentum back into the tfjs model and optimizer (for checkpoints and later
+ * stages), `load` copies a checkpoint's up.
+ *
+ * @module
+ */
+import type { Tf } from "../pipeline/types.ts";
+import type { AmautModel } from "../model/amaut.ts";
+import { createSgd } from "../model/sgd.ts";
+import { evaluateLogits } from "../model/evaluate.ts";
+import { loadState, stateOf, type Trainer } from "../model/trainer.ts";
+import {
+  createFusedEngine,
+  type EngineSettings,
+  type FusedEngine,
+} from "./engine.ts";
+
+/** Options of {@linkcode createFusedTrainer}. */
+export interface FusedTrainerOptions {
+  /** A WebGPU device; default: tfjs's WebGPU device (the webgpu backend). */
+  readonly device?: GPUDevice;
+  /** Graph choices of the engine (see {@linkcode createFusedEngine}). */
+  readonly engine?: EngineSettings;
+  /** Receives one line after the first step: the dispatches per step. */
+  readonly log?: (line: string) => void;
+}
+
+/**
+ * Creates a fused trainer: an engine for the model's structure, with the
+ * model's weights and a fresh SGD optimizer (no momentum) uploaded.
+ *
+ * @param tf TensorFlow.js (reads and writes the tfjs model's tensors).
+ * @param model The model to train (receives the weights on `sync`; not disposed by the trainer).
+ * @param options Device, engine settings, log.
+ * @returns The trainer.
+ * @throws {Error} Without a WebGPU device.
+ */
+export async function createFusedTrainer(
+  tf: Tf,
+  model: AmautModel,
+  options: FusedTrainerOptions = {},
+): Promise<Trainer> {
+  const sgd = createSgd(tf);
+  let engine: FusedEngine;
+  try {
+    engine = createFusedEngine(
+      tf,
+      model.options,
+      model.dims,
+      options.device,
+      options.engine,
+    );
+    await engine.upload(model, sgd);
+  } catch (e) {
+    sgd.dispose();
+    throw e;
+  }
+  let steps = 0;
+  let clips = 0;
+  let views = 1;
+  let stepped = false;
+  return {
+    engine: "fused",
+    model,
+    async step(batch, settings) {
+      await engine.step(batch.tokens, batch.labels, batch.views, {
+        smoothing: settings.smoothing,
+        lr: settings.lr,
+        sgd: settings.sgd,
+        seed: settings.rng.int(0x7fffffff),
+      });
+      if (!stepped) {
+        stepped = true;
+        options.log?.(
+          `engine: fused WebGPU graph, ${
+            engine.counts(batch.views, batch.labels.length).total
+          } dispatches per step`,
+        );
+      }
+      steps++;
+      clips += batch.labels.length;
+      views = batch.views;
+    },
+    async metrics(reset = true) {
+      const m = await engine.metrics(reset);
+      const out = {
+        // The engine sums each step's summed-over-views mean loss.
+        loss: m.lossSum / views / Math.max(1, steps),
+        accuracy: m.correct / Math.max(1, m.count),
+        steps,
+        clips,
+      };
+      if (reset) {
+        steps = 0;
+        clips = 0;
+      }
+      return out;
+    },
+    evaluate(data, split, batchSize) {
+      return evaluateLogits(
+        data,
+        split,
+        batchSize,
+        (tokens, rows) => engine.evalLogits(tokens, rows),
+      );
+    },
+    async sync() {
+      await engine.download(model, sgd);
+      return stateOf(model, sgd);
+    },
+    async load(state) {
+      loadState(model, sgd, state);
+      await engine.upload(model, state.optimizer ? sgd : undefined);
+    },
+    dispose() {
+      engine.destroy();
+      sgd.dispose();
+    },
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * The trainer interface: one training engine behind four calls, so the
+ * `train` stage's loop is the same whichever engine runs the steps.
+ * `step` runs (or enqueues) one multiview training step, `metrics` reads the
+ * training loss and accuracy summed since the last reset, `evaluate` scores a
+ * split with the engine's current weights, and `sync` brings the tfjs model
+ * and optimizer up to date and returns them as checkpoint groups; `load`
+ * goes the other way (resume, best weights).
+ *
+ * Implementations: {@linkcode createTfjsTrainer} (`model/trainer_tfjs.ts`,
+ * op by op on any tfjs backend) and `createFusedTrainer`
+ * (`gpu/trainer_fused.ts`, whole steps as recorded WebGPU graphs).
+ *
+ * @module
+ */
+import type { Tensor, Tensor3D, Variable } from "@tensorflow/tfjs";
+import type { Batch, DataAccess } from "../pipeline/types.ts";
+import type { AmautModel } from "./amaut.ts";
+import type { Sgd } from "./sgd.ts";
+import type { StepSettings } from "./train_step.ts";
+import type { Evaluation } from "./evaluate.ts";
+
+/** One training batch: views stacked view-major, labels of one view. */
+export interface TrainBatch {
+  /** `[views·clips, frames, nMels]`, views stacked view-major. */
+  readonly tokens: Tensor3D;
+  /** Labels of one view (`clips` ints; every view shares them). */
+  readonly labels: readonly number[];
+  /** Number of views V. */
+  readonly views: number;
+}
+
+/**
+ * Settings of one training step: `multiviewStep`'s (label
+ * smoothing, learning rate, SGD options, dropout randomness). The tfjs
+ * trainer draws view v's dropout from `rng.child(v)`, the fused trainer one
+ * u32 mask seed from `rng`.
+ */
+export type TrainStepSettings = StepSettings;
+
+/** Training metrics summed since the last reset. */
+export interface TrainMetrics {
+  /** Mean over steps of the per-view mean label-smoothed loss (0 before any step). */
+  readonly loss: number;
+  /** Fraction of clips the last view of each step predicted right (0 before any step). */
+  readonly accuracy: number;
+  /** Steps taken. */
+  readonly steps: number;
+  /** Clips trained on (one view's worth per step). */
+  readonly clips: number;
+}
+
+/**
+ * Model and optimizer tensors by group, as checkpoints store them:
+ * `params` and `buffers` by state-dict name, `optimizer` the SGD momentum
+ * buffers by parameter name.
+ */
+export interface TrainerState {
+  readonly params: ReadonlyMap<string, Tensor>;
+  readonly buffers: ReadonlyMap<string, Tensor>;
+  readonly optimizer: ReadonlyMap<string, Tensor>;
+}
+
+/** A training engine holding a model and its optimizer. */
+export interface Trainer {
+  /** Which engine runs the steps. */
+  readonly engine: "tfjs" | "fused";
+  /** The tfjs model; it holds the trained weights after {@linkcode Trainer.sync}. */
+  readonly model: AmautModel;
+  /**
+   * Runs (tfjs) or enqueues (fused) one training step: a forward and
+   * backward pass per view, BatchNorm running-statistics updates, one SGD
+   * step on the summed gradient.
+   */
+  step(batch: TrainBatch, settings: TrainStepSettings): Promise<void>;
+  /**
+   * Reads the training metrics summed since the last reset (a device read:
+   * it waits for the enqueued steps).
+   *
+   * @param reset Start the sums afresh after reading (default true).
+   */
+  metrics(reset?: boolean): Promise<TrainMetrics>;
+  /**
+   * Eval-mode loss and accuracy of the current weights on a split.
+   *
+   * @param data The batched data.
+   * @param split Split name.
+   * @param batchSize Clips per evaluation batch.
+   */
+  evaluate(
+    data: DataAccess,
+    split: string,
+    batchSize: number,
+  ): Promise<Evaluation>;
+  /**
+   * Copies the engine's weights, running statistics and momentum into the
+   * tfjs model and optimizer (a no-op for the tfjs engine) and returns them
+   * as checkpoint groups (owned by the trainer: do not dispose).
+   */
+  sync(): Promise<TrainerState>;
+  /**
+   * Replaces the weights and running statistics (and, when given, the
+   * momentum buffers) with copies of `state`'s; the caller keeps ownership
+   * of the tensors it passes.
+   *
+   * @throws {Error} Naming a parameter or buffer `state` lacks.
+   */
+  load(state: LoadableState): Promise<void>;
+  /** Frees the engine and the optimizer's buffers (not the model). */
+  dispose(): void;
+}
+
+/** What {@linkcode Trainer.load} takes: a checkpoint's groups; `optimizer` optional. */
+export interface LoadableState {
+  readonly params: ReadonlyMap<string, Tensor>;
+  readonly buffers: ReadonlyMap<string, Tensor>;
+  readonly optimizer?: ReadonlyMap<string, Tensor>;
+}
+
+/**
+ * The training view of a pipeline batch: the `tokens` as they come (views
+ * stacked view-major by `augment`) and one view's labels.
+ *
+ * @param batch A `fit`-phase batch with `tokens` and `label`.
+ * @returns Tokens, one view's labels, and the view count.
+ */
+export function trainBatch(batch: Batch): TrainBatch {
+  const views = (batch.viewNames as string[] | undefined)?.length ?? 1;
+  const clips = batch.size / views;
+  return {
+    tokens: batch.tokens as Tensor3D,
+    labels: (batch.label as number[]).slice(0, clips),
+    views,
+  };
+}
+
+/**
+ * Copies `state` into the model's variables and (when it has `optimizer`)
+ * the optimizer: the shared half of {@linkcode Trainer.load}.
+ *
+ * @param model The model whose variables are assigned.
+ * @param sgd The optimizer (it copies the momentum buffers).
+ * @param state The values; the caller keeps ownership.
+ * @throws {Error} Naming a parameter or buffer `state` lacks (nothing is
+ *   assigned then).
+ */
+export function loadState(
+  model: AmautModel,
+  sgd: Sgd,
+  state: LoadableState,
+): void {
+  // Check every name before assigning any, so a refused state changes nothing.
+  const pairs = [
+    ...pairsOf(model.params, state.params, "parameter"),
+    ...pairsOf(model.buffers, state.buffers, "buffer"),
+  ];
+  for (const [v, t] of pairs) v.assign(t);
+  if (state.optimizer) sgd.load(state.optimizer);
+}
+
+/**
+ * The model's and optimizer's tensors as checkpoint groups.
+ *
+ * @param model The model.
+ * @param sgd Its optimizer.
+ */
+export function stateOf(model: AmautModel, sgd: Sgd): TrainerState {
+  return {
+    params: model.params as ReadonlyMap<string, Tensor>,
+    buffers: model.buffers as ReadonlyMap<string, Tensor>,
+    optimizer: sgd.buffers,
+  };
+}
+
+function pairsOf(
+  targets: ReadonlyMap<string, Variable>,
+  values: ReadonlyMap<string, Tensor> | undefined,
+  what: string,
+): [Variable, Tensor][] {
+  return [...targets].map(([name, v]) => {
+    const t = values?.get(name);
+    if (!t) {
+      throw new Error(
+        `Cannot restore ${what} "${name}": the checkpoint lacks it`,
+      );
+    }
+    return [v, t];
+  });
+}
