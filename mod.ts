@@ -39,6 +39,14 @@ export type {
   LoadOptions,
   PackageLoader,
 } from "./lib/inference.ts";
+export {
+  predictionsCsv,
+  predictionsFile,
+  STATE_IDS,
+  topK,
+} from "./lib/predictions.ts";
+export type { StateId, StateScores } from "./lib/predictions.ts";
+export type { ReportData, StateReport } from "./lib/report_html.ts";
 export { exportRun, writePackage } from "./_tools/export.ts";
 export type { ModelPackage } from "./_tools/export.ts";
 export * from "./grid/mod.ts";

@@ -1,6 +1,6 @@
 /**
  * A grid run's state as its run folder tells it: not started (no
- * `manifest.json`), running, ok or failed (the manifest's `status`), the
+ * `manifest.json`), running, ok, failed or interrupted (the manifest's `status`), the
  * epochs trained (`metrics.jsonl`) out of the train stage's `epochs`
  * (`plan.json`), whether a checkpoint exists to resume from, and the
  * backend and adapter the run used.
@@ -15,7 +15,7 @@ export interface RunState {
   readonly index: number;
   readonly name: string;
   /** From the run folder; "running" may be stale when the process was killed. */
-  readonly state: "not started" | "running" | "ok" | "failed";
+  readonly state: "not started" | "running" | "ok" | "failed" | "interrupted";
   /** Distinct training epochs recorded in `metrics.jsonl`. */
   readonly epochsDone: number;
   /** The train stage's `epochs`, when the plan has one. */
@@ -83,7 +83,8 @@ export async function runState(
   return {
     index: run.index,
     name: run.name,
-    state: status === "ok" || status === "failed" || status === "running"
+    state: status === "ok" || status === "failed" || status === "running" ||
+        status === "interrupted"
       ? status
       : "not started",
     epochsDone: trainedEpochs(metrics).length,

@@ -1,6 +1,6 @@
 /**
  * `deno task grid status <dir>`: every run's state from its run folder
- * (not started, running, ok, failed; epochs trained; resumable; adapter),
+ * (not started, running, ok, failed, interrupted; epochs trained; resumable; adapter),
  * joined with what the scheduler says where it was submitted to Slurm
  * (`squeue`, then `sacct`, per array task). A folder that says "running"
  * while Slurm no longer runs the task was killed; its next attempt resumes.

@@ -117,7 +117,10 @@ export async function runGridTask(
     const pending = states.filter((s) => s.state !== "ok");
     if (pending.length === 0) break;
     const list = pending.map((s) => `${s.name} (${s.state})`).join(", ");
-    if (!options.wait || pending.some((s) => s.state === "failed")) {
+    if (
+      !options.wait ||
+      pending.some((s) => s.state === "failed" || s.state === "interrupted")
+    ) {
       throw new Error(
         `Cannot run ${run.name} yet: it ensembles ${list}, which ha${
           pending.length === 1 ? "s" : "ve"

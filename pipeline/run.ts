@@ -437,10 +437,34 @@ export async function openSource(
       backend,
       assets: {},
       specDir: compiled.specDir,
+      dataOrigins: compiled.dataOrigins,
     });
   } finally {
     log.close();
   }
+}
+
+/**
+ * The warnings of the map stages' `checkData` hooks about an opened dataset
+ * (e.g. `fixed_length` cutting many clips), in spec order, without repeats.
+ *
+ * @param compiled The output of `compile()`.
+ * @param dataset The dataset its source opened.
+ * @returns Warning lines, each naming the option that changes it.
+ */
+export function dataWarnings(
+  compiled: CompiledPipeline,
+  dataset: Dataset,
+): string[] {
+  const out: string[] = [];
+  compiled.modules.forEach((m, i) => {
+    if (m.kind !== "map" || !m.checkData) return;
+    const p = compiled.plan.stages[i];
+    for (const w of m.checkData(p.options, dataset, p.name)) {
+      if (!out.includes(w)) out.push(w);
+    }
+  });
+  return out;
 }
 
 /**
@@ -634,6 +658,7 @@ export async function runPipeline(
     ...(resumed ? { resume: true, changes: resumed.changes } : {}),
   });
   log.info(`run folder ${runDir}`);
+  for (const note of compiled.notes) log.warn(note);
   for (const c of resumed?.changes ?? []) {
     log.info(
       `resume changes ${c.path}: ${JSON.stringify(c.before)} → ${
@@ -685,6 +710,7 @@ export async function runPipeline(
     dataset = await source.open(plan.data, sourcePlan.options, {
       ...base(current),
       specDir: compiled.specDir,
+      dataOrigins: compiled.dataOrigins,
     });
     timings[current] = performance.now() - t0;
     log.event("stage:end", { stage: current, ms: timings[current] });
@@ -699,6 +725,9 @@ export async function runPipeline(
       splits: dataset.splits,
       info: dataset.info,
     };
+    const warnings = dataWarnings(compiled, dataset);
+    for (const w of warnings) log.warn(w);
+    if (warnings.length) manifest.dataWarnings = warnings;
 
     const maps: MapEntry[] = [];
     const values: Record<string, unknown> = {

@@ -14,8 +14,13 @@ export const SyntheticData = z.strictObject({
   layout: z.literal("synthetic").describe(
     "Generated tones, one frequency per class (no files needed)",
   ),
-  classes: z.array(z.string().min(1)).min(2).default(["low", "mid", "high"])
-    .describe("Class names; class i gets the i-th tone frequency"),
+  classes: z.array(
+    // Numbers are names too: `classes: [0, 1]` means "0" and "1".
+    z.union([z.string().min(1), z.number()]).transform(String),
+  ).min(2).default(["low", "mid", "high"])
+    .describe(
+      'Class names (numbers such as 0 mean the name "0"); class i gets the i-th tone frequency',
+    ),
   sampleRateHz: z.int().min(1000).max(384000).default(16000).describe(
     "Sample rate of the generated audio in Hz",
   ),

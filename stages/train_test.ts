@@ -58,12 +58,12 @@ Deno.test("train writes metrics.jsonl, summary.json and best/last checkpoints, w
   const lines = (await Deno.readTextFile(join(result.runDir, "metrics.jsonl")))
     .trim().split("\n").map((l) => JSON.parse(l));
   assert.deepEqual(lines.map((l) => [l.epoch, l.split]), [
-    [0, "train"],
-    [0, "validation"],
     [1, "train"],
     [1, "validation"],
     [2, "train"],
     [2, "validation"],
+    [3, "train"],
+    [3, "validation"],
   ]);
   for (const l of lines) {
     assert.ok(Number.isFinite(l.loss) && l.accuracy >= 0 && l.accuracy <= 1);
