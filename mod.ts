@@ -39,6 +39,17 @@ export type {
   LoadOptions,
   PackageLoader,
 } from "./lib/inference.ts";
+export {
+  resolveSynthOptions,
+  SYNTH_LAYOUTS,
+  writeSyntheticDataset,
+} from "./stages/_layouts/synth.ts";
+export type {
+  ResolvedSynthOptions,
+  SynthLayout,
+  SynthOptions,
+  SynthSummary,
+} from "./stages/_layouts/synth.ts";
 export { exportRun, writePackage } from "./_tools/export.ts";
 export type { ModelPackage } from "./_tools/export.ts";
 export { createFusedEngine, tfjsDevice } from "./gpu/engine.ts";
