@@ -15,6 +15,9 @@
  *   tfjs cpu training step, on the device's GPU.
  * - `matmul`: tile × split-K × stages sweep of the engine's matmul at the presets'
  *   shapes (GPU time from timestamp queries).
+ * - `e2e`: a preset (`--preset sc1|cs`) end to end through the pipeline on
+ *   synthetic data of its layout: per phase wall seconds and clips/s, against
+ *   the `train` bench's step bound.
  *
  * @module
  */
@@ -24,6 +27,7 @@ import { benchMel } from "./mel_bench.ts";
 import { benchTrain } from "./train_bench.ts";
 import { benchParity } from "./parity_bench.ts";
 import { benchMatmul } from "./matmul_bench.ts";
+import { benchE2e } from "./e2e_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -31,6 +35,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   train: benchTrain,
   parity: benchParity,
   matmul: benchMatmul,
+  e2e: benchE2e,
 };
 
 const [name, ...rest] = Deno.args;

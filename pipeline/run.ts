@@ -76,6 +76,8 @@ export interface RunOptions {
   readonly siblingRuns?: readonly string[];
   /** Cancels the run. */
   readonly signal?: AbortSignal;
+  /** Makes the progress displays of the steps (default: bars or plain lines on `console`); `deno task bench e2e` wraps it to time phases. */
+  readonly progress?: ProgressFactory;
 }
 
 /** What a finished run returns. */
@@ -390,7 +392,7 @@ export async function runPipeline(
     verbose: options.verbose,
   });
   const write = options.console ?? (() => {});
-  const progress: ProgressFactory = createProgressFactory({
+  const progress: ProgressFactory = options.progress ?? createProgressFactory({
     interactive: options.interactive ?? false,
     write,
     intervalSeconds: options.progressIntervalSeconds,

@@ -53,6 +53,7 @@ import { writeFileAtomic } from "../pipeline/atomic.ts";
 import type { StepContext } from "../pipeline/types.ts";
 import { updateRunningStats } from "../model/amaut.ts";
 import type { AmautModel, BatchStat } from "../model/amaut.ts";
+import { checkTrainBatchFits } from "../model/eval_chunks.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import type { SgdOptions } from "../model/sgd.ts";
 import { ttdaLoss } from "../model/ttda_loss.ts";
@@ -406,6 +407,15 @@ export const stage = defineStage<TtdaOptions>({
               "Cannot adapt: tokens must be a [b, frames, nMels] tensor (put tokenize before test_time_adaptation)",
             );
           }
+          // A training step cannot be chunked (BatchNorm's batch statistics):
+          // say how far to lower the batch instead of failing on the GPU.
+          checkTrainBatchFits(
+            tf,
+            model,
+            b,
+            tokens.shape[1],
+            "test_time_adaptation.batchSize",
+          );
           const stats: BatchStat[] = [];
           const rng = ctx.rng.child("dropout", k, step);
           const { value, grads } = tf.variableGrads(() => {
@@ -421,7 +431,15 @@ export const stage = defineStage<TtdaOptions>({
             }
             return loss as ReturnType<typeof tf.scalar>;
           }, vars);
-          const l = (await value.data())[0];
+          let l: number;
+          try {
+            l = (await value.data())[0];
+          } catch (error) {
+            // A failed readback only says "validation error occurred": name
+            // the GPU error behind it (e.g. out of memory) when one was recorded.
+            ctx.backend.checkErrors();
+            throw error;
+          }
           try {
             if (!Number.isFinite(l)) {
               throw new Error(

@@ -56,6 +56,7 @@ import { writeJsonAtomic } from "../pipeline/atomic.ts";
 import type { StepContext } from "../pipeline/types.ts";
 import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
+import { evalLogits } from "../model/eval_chunks.ts";
 import {
   checkCompatible,
   loadCheckpoint,
@@ -363,11 +364,13 @@ async function forward(
     labels.push(...(batch.label as number[]).slice(0, b));
     const used = allViews ? V : 1;
     for (let v = 0; v < used; v++) {
+      // In chunks within the GPU's buffer limits (one pass when it fits).
       const logits = tf.tidy(() =>
-        model.apply(
+        evalLogits(
+          tf,
+          model,
           V === 1 ? tokens : tokens.slice([v * b, 0, 0], [b, -1, -1]),
-          { training: false },
-        ).logits
+        )
       ) as Tensor2D;
       (rows[v] ??= []).push(await logits.data() as Float32Array);
       logits.dispose();

@@ -41,6 +41,7 @@ import {
 import type { AmautModel, ModelDims } from "../model/amaut.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import { multiviewStep } from "../model/train_step.ts";
+import { evalLogits } from "../model/eval_chunks.ts";
 import { learningRateAt } from "../model/schedule.ts";
 import { argmaxRows } from "../lib/metrics.ts";
 import {
@@ -161,9 +162,7 @@ export async function evaluate(
     const y = batch.label as number[];
     const out = tf.tidy(() => {
       const labelsT = tf.tensor1d(y, "int32");
-      const { logits } = model.apply(batch.tokens as Tensor3D, {
-        training: false,
-      });
+      const logits = evalLogits(tf, model, batch.tokens as Tensor3D);
       const loss = labelSmoothedCrossEntropy(tf, logits, labelsT, 0).mul(
         y.length,
       );
