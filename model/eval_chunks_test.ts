@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import type { Tensor, Tensor3D } from "@tensorflow/tfjs";
 import { createRng } from "../pipeline/rng.ts";
-import { selectBackend } from "../pipeline/backend.ts";
+import { largestTensorBytes, selectBackend } from "../pipeline/backend.ts";
+import { gpuTests } from "../gpu/testing.ts";
 import { createModel, ModelOptions, PAPER_MODELS } from "./amaut.ts";
 import {
   checkTrainBatchFits,
@@ -95,4 +96,52 @@ Deno.test("checkTrainBatchFits names the largest batch that fits", () => {
     /^Error: Cannot take a training step on 70 clips of 64 frames: its largest activation \(.+\) exceeds this GPU's .+ buffer limit; set test_time_adaptation.batchSize to at most 10$/,
   );
   model.dispose();
+});
+
+Deno.test({
+  name:
+    "evalLogits on WebGPU with a capped buffer limit runs in chunks and matches cpu",
+  ignore: !gpuTests,
+  async fn() {
+    await selectBackend("cpu");
+    const model = tinyModel("fce");
+    const x = tf.randomNormal([5, 64, 8], 0, 1, "float32", 5) as Tensor3D;
+    const want = evalLogits(tf, model, x);
+    const expected = await want.data();
+    want.dispose();
+    const values = new Map(
+      [...model.params, ...model.buffers].map(([n, v]) => [n, v.dataSync()]),
+    );
+    const xs = x.dataSync();
+    x.dispose();
+    model.dispose();
+    const perClip = largestActivationBytes(model.options, model.dims);
+    const cap = Math.max(1024, 2 * perClip);
+    await selectBackend("webgpu", { maxBufferBytes: cap });
+    try {
+      assert.equal(largestTensorBytes(tf), cap);
+      const gpuModel = tinyModel("fce");
+      for (const [n, v] of [...gpuModel.params, ...gpuModel.buffers]) {
+        v.assign(tf.tensor(values.get(n)!, v.shape));
+      }
+      const gx = tf.tensor3d(xs, [5, 64, 8]);
+      const prof = await tf.profile(() => evalLogits(tf, gpuModel, gx));
+      const largest = Math.max(
+        ...prof.kernels.filter((k) => k.name !== "Identity").flatMap((k) =>
+          k.outputShapes.map((s) =>
+            4 * (s as number[]).reduce((p, q) => p * q, 1)
+          )
+        ),
+      );
+      assert.ok(largest <= cap, `largest tensor ${largest} B > cap ${cap} B`);
+      const got = await (prof.result as Tensor).data();
+      for (let i = 0; i < expected.length; i++) {
+        assert.ok(Math.abs(got[i] - expected[i]) < 1e-3, `logit ${i}`);
+      }
+      tf.dispose([prof.result as Tensor, gx]);
+      gpuModel.dispose();
+    } finally {
+      await selectBackend("cpu");
+    }
+  },
 });
