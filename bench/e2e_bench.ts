@@ -32,7 +32,7 @@ import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compile } from "../pipeline/compile.ts";
-import { runPipeline } from "../pipeline/run.ts";
+import { runPipeline, StageError } from "../pipeline/run.ts";
 import {
   createProgressFactory,
   type ProgressFactory,
@@ -282,17 +282,29 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     };
   };
   const runStart = performance.now();
-  const result = await runPipeline(compiled, { console: stderr, progress });
+  // A failed run still reports the phases it finished, with the error.
+  let runDir: string;
+  let failure: { stage: string; error: string } | undefined;
+  try {
+    runDir = (await runPipeline(compiled, { console: stderr, progress }))
+      .runDir;
+  } catch (error) {
+    if (!(error instanceof StageError)) throw error;
+    runDir = error.runDir;
+    failure = { stage: error.stage, error: error.message };
+  }
   const wallSeconds = (performance.now() - runStart) / 1000;
 
   const manifest = JSON.parse(
-    await Deno.readTextFile(join(result.runDir, "manifest.json")),
+    await Deno.readTextFile(join(runDir, "manifest.json")),
   );
-  const splits = manifest.data.splits as Record<string, number>;
-  const records = await readJsonl<LogRecord>(join(result.runDir, "log.jsonl"));
+  const timings = (manifest.timingsMs ?? {}) as Record<string, number>;
+  const backendName = (manifest.backend?.name ?? "cpu") as string;
+  const splits = (manifest.data?.splits ?? {}) as Record<string, number>;
+  const records = await readJsonl<LogRecord>(join(runDir, "log.jsonl"));
   const metrics = await readJsonl<
     { epoch: number; split: string; seconds?: number; clipsPerSecond?: number }
-  >(join(result.runDir, "metrics.jsonl"));
+  >(join(runDir, "metrics.jsonl"));
   const trainEpoch = metrics.filter((m) =>
     m.split === "train" && m.seconds !== undefined
   ).map((m, i) =>
@@ -323,7 +335,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   );
   const stageMs = (id: string) => {
     const name = compiled.plan.stages.find((s) => s.id === id)?.name;
-    return name === undefined ? undefined : result.timings[name];
+    return name === undefined ? undefined : timings[name];
   };
   const ttauMs = stageMs("test_time_augmentation");
   const ttau = ttauMs === undefined ? null : phase(
@@ -350,7 +362,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   let stepBound: Record<string, unknown> | null = null;
   let stepBoundNote: string | undefined;
   if (values["no-step-bound"]) stepBoundNote = "skipped (--no-step-bound)";
-  else if (result.backend.name !== "webgpu") {
+  else if (backendName !== "webgpu") {
     stepBoundNote =
       "measured on webgpu only: the paper-size tfjs step on cpu takes minutes";
   } else if (modelChanged) {
@@ -390,11 +402,12 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   return {
     bench: "e2e",
     preset: values.preset,
-    backend: result.backend.name,
-    adapter: result.backend.adapter?.description ?? null,
+    backend: backendName,
+    adapter: manifest.backend?.adapter?.description ?? null,
     deno: Deno.version.deno,
     epochs,
-    runDir: result.runDir,
+    runDir,
+    ...(failure ? { failed: failure } : {}),
     synth: {
       root: synth.root,
       reused: synth.reused,
@@ -406,7 +419,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     overrides,
     wallSeconds: round(wallSeconds),
     stageSeconds: Object.fromEntries(
-      Object.entries(result.timings).map(([k, v]) => [k, round(v / 1000)]),
+      Object.entries(timings).map(([k, v]) => [k, round(v / 1000)]),
     ),
     phases: { trainEpoch, validation, ttau, ttdaEpoch, ttdaEvaluation, report },
     stepBound,
