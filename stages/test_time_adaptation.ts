@@ -474,7 +474,18 @@ export const stage = defineStage<TtdaOptions>({
           } catch (error) {
             // A failed readback only says "validation error occurred": name
             // the GPU error behind it (e.g. out of memory) when one was recorded.
-            ctx.backend.checkErrors();
+            try {
+              ctx.backend.checkErrors();
+            } catch (gpu) {
+              throw new Error(
+                `Cannot take TTDA step ${step + 1} of epoch ${
+                  k + 1
+                } on ${views} view(s) of ${b} clips: ${
+                  (gpu as Error).message
+                }; lower test_time_adaptation.batchSize (the tfjs step keeps every activation of one view for its gradient)`,
+                { cause: gpu },
+              );
+            }
             throw error;
           }
           try {
