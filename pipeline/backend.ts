@@ -115,11 +115,13 @@ function bufferCap(option: number | undefined): number | undefined {
   let value: number | undefined = option;
   let source = "maxBufferBytes";
   if (value === undefined) {
-    const granted = Deno.permissions.querySync({
+    // No Deno in a browser (web/ bundles this module): no variable to read.
+    const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+    const granted = deno?.permissions.querySync({
       name: "env",
       variable: GPU_BUFFER_CAP_ENV,
     }).state === "granted";
-    const text = granted ? Deno.env.get(GPU_BUFFER_CAP_ENV) : undefined;
+    const text = granted ? deno!.env.get(GPU_BUFFER_CAP_ENV) : undefined;
     if (text === undefined || text.trim() === "") return undefined;
     value = Number(text);
     source = `${GPU_BUFFER_CAP_ENV}="${text}"`;
