@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   type BarRecord,
   barsOfStage,
+  benchE2e,
   E2E_PRESETS,
   evaluationsAfter,
   type LogRecord,
@@ -68,4 +69,70 @@ Deno.test("the e2e presets name their layouts", () => {
   assert.equal(E2E_PRESETS.sc1.synth.version, 1);
   assert.equal(E2E_PRESETS.cs.layout, "cochlscene");
   assert.equal(E2E_PRESETS.cs.synth.backgroundNoise, true);
+});
+
+Deno.test("bench e2e runs sc1 end to end on cpu with a tiny model and reports every phase", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "e2e_bench_" });
+  try {
+    const tiny = [
+      "train.model.width=4",
+      "train.model.groups=[0,0]",
+      "train.model.embedDim=16",
+      "train.model.depth=1",
+      "train.model.heads=2",
+      "train.model.mlpDim=32",
+      "train.model.extend=16",
+      "train.model.conv=8",
+    ].flatMap((s) => ["--set", s]);
+    const out = await benchE2e([
+      "--preset",
+      "sc1",
+      "--backend",
+      "cpu",
+      "--train",
+      "1",
+      "--validation",
+      "1",
+      "--test",
+      "1",
+      "--seconds",
+      "0.5",
+      "--synth-dir",
+      `${dir}/synth`,
+      "--out",
+      `${dir}/runs`,
+      ...tiny,
+    ]) as Record<string, unknown> & {
+      phases: Record<string, unknown>;
+      synth: { clips: Record<string, number>; reused: boolean };
+    };
+    assert.equal(out.backend, "cpu");
+    assert.equal(out.failed, undefined);
+    assert.deepEqual(out.splits, { train: 30, validation: 30, test: 30 });
+    assert.deepEqual(out.synth.clips, { train: 30, validation: 30, test: 30 });
+    const p = out.phases as {
+      trainEpoch: { clips: number; seconds: number }[];
+      validation: { clips: number }[];
+      ttau: { clips: number };
+      ttdaEpoch: { clips: number }[];
+      ttdaEvaluation: { clips: number }[];
+      report: { clips: number };
+    };
+    assert.equal(p.trainEpoch.length, 1);
+    assert.equal(p.trainEpoch[0].clips, 30);
+    assert.ok(p.trainEpoch[0].seconds > 0);
+    assert.equal(p.validation[0].clips, 30);
+    assert.ok(p.ttau.clips >= 30);
+    assert.equal(p.ttdaEpoch[0].clips, 30);
+    assert.equal(p.ttdaEvaluation[0].clips, 30);
+    assert.equal(p.report.clips, 30);
+    assert.equal(out.stepBound, null);
+    assert.match(String(out.stepBoundNote), /webgpu only/);
+    assert.equal(out.gpuIdleFraction, null);
+    assert.ok(
+      (out.overrides as string[]).includes(`data.root=${dir}/synth`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
