@@ -47,6 +47,17 @@ export {
 } from "./lib/predictions.ts";
 export type { StateId, StateScores } from "./lib/predictions.ts";
 export type { ReportData, StateReport } from "./lib/report_html.ts";
+export {
+  resolveSynthOptions,
+  SYNTH_LAYOUTS,
+  writeSyntheticDataset,
+} from "./stages/_layouts/synth.ts";
+export type {
+  ResolvedSynthOptions,
+  SynthLayout,
+  SynthOptions,
+  SynthSummary,
+} from "./stages/_layouts/synth.ts";
 export { exportRun, writePackage } from "./_tools/export.ts";
 export type { ModelPackage } from "./_tools/export.ts";
 export * from "./grid/mod.ts";

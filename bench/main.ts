@@ -17,6 +17,9 @@
  *   shapes (GPU time from timestamp queries).
  * - `grid`: a grid of 4 tiny runs with the local executor, sequential versus
  *   `--parallel 2` (target ≤ 0.6× on 2 cores).
+ * - `e2e`: a preset (`--preset sc1|cs`) end to end through the pipeline on
+ *   synthetic data of its layout: per phase wall seconds and clips/s, against
+ *   the `train` bench's step bound.
  *
  * @module
  */
@@ -27,6 +30,7 @@ import { benchTrain } from "./train_bench.ts";
 import { benchParity } from "./parity_bench.ts";
 import { benchMatmul } from "./matmul_bench.ts";
 import { benchGrid } from "./grid_bench.ts";
+import { benchE2e } from "./e2e_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -35,6 +39,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   parity: benchParity,
   matmul: benchMatmul,
   grid: benchGrid,
+  e2e: benchE2e,
 };
 
 const [name, ...rest] = Deno.args;

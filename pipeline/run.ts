@@ -165,6 +165,8 @@ export interface RunOptions {
   readonly interrupt?: Interrupt;
   /** Extra facts recorded under these keys in `manifest.json` (e.g. `grid`: the grid task, its GPU pinning and attempt). */
   readonly manifestExtra?: Readonly<Record<string, unknown>>;
+  /** Makes the progress displays of the steps (default: bars or plain lines on `console`); `deno task bench e2e` wraps it to time phases. */
+  readonly progress?: ProgressFactory;
 }
 
 /** What a finished run returns. */
@@ -578,7 +580,7 @@ export async function runPipeline(
     verbose: options.verbose,
   });
   const write = options.console ?? (() => {});
-  const progress: ProgressFactory = createProgressFactory({
+  const progress: ProgressFactory = options.progress ?? createProgressFactory({
     interactive: options.interactive ?? false,
     write,
     intervalSeconds: options.progressIntervalSeconds,

@@ -59,6 +59,7 @@ import { writeJsonAtomic } from "../pipeline/atomic.ts";
 import type { StepContext } from "../pipeline/types.ts";
 import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
+import { evalLogits } from "../model/eval_chunks.ts";
 import {
   checkCompatible,
   loadCheckpoint,
@@ -374,11 +375,13 @@ async function forward(
     for (let i = 0; i < b; i++) paths.push(String(files?.[i] ?? ""));
     const used = allViews ? V : 1;
     for (let v = 0; v < used; v++) {
+      // In chunks within the GPU's buffer limits (one pass when it fits).
       const logits = tf.tidy(() =>
-        model.apply(
+        evalLogits(
+          tf,
+          model,
           V === 1 ? tokens : tokens.slice([v * b, 0, 0], [b, -1, -1]),
-          { training: false },
-        ).logits
+        )
       ) as Tensor2D;
       (rows[v] ??= []).push(await logits.data() as Float32Array);
       logits.dispose();
