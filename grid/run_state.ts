@@ -38,7 +38,7 @@ async function readJson(path: string): Promise<unknown> {
   }
 }
 
-/** Distinct `epoch` values of the train lines of a `metrics.jsonl` text. */
+/** Distinct `epoch` values (1-based) of the train lines of a `metrics.jsonl` text. */
 export function trainedEpochs(text: string): number[] {
   const epochs = new Set<number>();
   for (const line of text.split("\n")) {

@@ -149,7 +149,7 @@ Deno.test({
       assert.deepEqual(epochLines, [1, 2, 3], "each epoch trained once");
       assert.deepEqual(
         trainedEpochs(await Deno.readTextFile(join(folder0, "metrics.jsonl"))),
-        [0, 1, 2],
+        [1, 2, 3],
       );
       const taskLog = await Deno.readTextFile(join(dir, "logs", "task-0.log"));
       assert.match(taskLog, /attempt 0 on/);
