@@ -71,7 +71,12 @@ for (const [label, head, extra] of STEP_CASES) {
       const r = await stepParity(
         tf,
         rt.device,
-        ModelOptions.parse({ ...f.options, ...extra }),
+        // a variant's token count follows from its geometry
+        ModelOptions.parse(
+          Object.keys(extra).length
+            ? { ...f.options, ...extra, tokens: undefined }
+            : f.options,
+        ),
         f.dims,
         { views: 2, perView: f.labels.length, steps: 2 },
       );
