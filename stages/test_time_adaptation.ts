@@ -337,6 +337,8 @@ export const stage = defineStage<TtdaOptions>({
   options: TtdaOptions,
   takes: ["tokens", "model"],
   provides: ["ttda"],
+  // A resume may switch engines (same function; TTDA restarts anyway).
+  resumeMayChange: { engine: "any" },
   async run(options, ctx) {
     const { tf, log } = ctx;
     const model = modelOf(ctx);
