@@ -294,3 +294,23 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "fused TTDA stops after the epoch whose loss is not finite, naming the epoch",
+  ignore: !gpuTests,
+  async fn() {
+    try {
+      await assert.rejects(
+        run([
+          "runtime.backend=webgpu",
+          "test_time_adaptation.lr=1e30",
+          "test_time_adaptation.epochs=2",
+        ]),
+        /Cannot continue test-time adaptation: the loss is (NaN|Infinity|-Infinity) in epoch 1; the model was adapted in place by this epoch's steps \(try a lower lr\)/,
+      );
+    } finally {
+      await tf.setBackend("cpu");
+    }
+  },
+});
