@@ -13,6 +13,8 @@
  *   GPU times.
  * - `parity`: the fused WebGPU engine against the PyTorch fixtures and the
  *   tfjs cpu training step, on the device's GPU.
+ * - `ttda`: warm TTDA step time (2 views × 70, the stage's step) at a paper
+ *   preset's shapes, fused or tfjs (`bench/ttda_bench.ts`).
  * - `matmul`: tile × split-K × stages sweep of the engine's matmul at the presets'
  *   shapes (GPU time from timestamp queries).
  *
@@ -24,6 +26,7 @@ import { benchMel } from "./mel_bench.ts";
 import { benchTrain } from "./train_bench.ts";
 import { benchParity } from "./parity_bench.ts";
 import { benchMatmul } from "./matmul_bench.ts";
+import { benchTtda } from "./ttda_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -31,6 +34,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   train: benchTrain,
   parity: benchParity,
   matmul: benchMatmul,
+  ttda: benchTtda,
 };
 
 const [name, ...rest] = Deno.args;
