@@ -18,8 +18,10 @@ import {
   compile,
   ConfigError,
   createInterrupt,
+  dataWarnings,
   describeSteps,
   formatConfigError,
+  formatInherited,
   formatPlan,
   openSource,
   ResumeError,
@@ -157,6 +159,7 @@ async function validate(
           c.plan.stages.map((s) => s.name).join(" → ")
         })`,
       );
+      for (const note of c.notes) out(`    note: ${note}`);
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
       err(formatConfigError(error) + "\n");
@@ -224,6 +227,9 @@ async function run(
         JSON.stringify(
           {
             plan: compiled.plan,
+            inherited: compiled.inherited,
+            unset: compiled.unset,
+            notes: compiled.notes,
             describe: described,
             ...(note ? { describeNote: note } : {}),
           },
@@ -233,6 +239,9 @@ async function run(
       );
     } else {
       out(formatPlan(compiled.plan));
+      for (const note of compiled.notes) out(`note: ${note}`);
+      const inherited = formatInherited(compiled);
+      if (inherited) out(`\n${inherited}`);
       for (const [name, text] of Object.entries(described)) {
         out(`\n${name}:\n${text}`);
       }
@@ -362,6 +371,7 @@ async function data(
         compiled.plan,
         typeof rate === "number" ? rate : undefined,
       ),
+      dataWarnings(compiled, dataset),
     );
     out(
       values.json ? JSON.stringify(report, null, 2) : formatDataReport(report),

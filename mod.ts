@@ -39,8 +39,28 @@ export type {
   LoadOptions,
   PackageLoader,
 } from "./lib/inference.ts";
+export {
+  predictionsCsv,
+  predictionsFile,
+  STATE_IDS,
+  topK,
+} from "./lib/predictions.ts";
+export type { StateId, StateScores } from "./lib/predictions.ts";
+export type { ReportData, StateReport } from "./lib/report_html.ts";
+export {
+  resolveSynthOptions,
+  SYNTH_LAYOUTS,
+  writeSyntheticDataset,
+} from "./stages/_layouts/synth.ts";
+export type {
+  ResolvedSynthOptions,
+  SynthLayout,
+  SynthOptions,
+  SynthSummary,
+} from "./stages/_layouts/synth.ts";
 export { exportRun, writePackage } from "./_tools/export.ts";
 export type { ModelPackage } from "./_tools/export.ts";
+export * from "./grid/mod.ts";
 export { createFusedEngine, tfjsDevice } from "./gpu/engine.ts";
 export { trainBatch } from "./model/trainer.ts";
 export type {

@@ -1,7 +1,9 @@
 /**
  * Prints two run folders side by side: name, spec hash, backend and adapter,
- * accuracy per split, macro-F1, the Table 6 row (when a report has it), best
- * epoch, stage timings, and every option that differs between the two plans
+ * accuracy per split of the best checkpoint, the report's accuracy and
+ * macro-F1 of every model state (trained best and last, TTAu modes, TTDA
+ * final; each row names its state), the Table 6 row (when a report has it),
+ * best epoch, stage timings, and every option that differs between the two plans
  * (as dotted paths: `train.lr`, `runtime.seed`, `data.root`, ...).
  *
  * Each folder must hold `summary.json`, `manifest.json` and `plan.json`;
@@ -17,8 +19,8 @@
  * @module
  */
 // deno-lint-ignore-file no-console -- a command-line tool: printing is its job
-import { join } from "node:path";
-import type { ReportData, Table6Row } from "../lib/report_html.ts";
+import { join, resolve } from "node:path";
+import type { ReportData, StateReport, Table6Row } from "../lib/report_html.ts";
 
 /** The files of one run folder that the comparison reads. */
 export interface RunFiles {
@@ -50,7 +52,9 @@ export async function readRun(dir: string): Promise<RunFiles> {
   };
   const info = await Deno.stat(dir).catch(() => undefined);
   if (!info?.isDirectory) {
-    throw new Error(`Cannot compare "${dir}": no such run folder`);
+    throw new Error(
+      `Cannot compare "${dir}": no such run folder (${resolve(dir)})`,
+    );
   }
   const [summary, manifest, plan, report] = await Promise.all(
     [...REQUIRED, "report.json"].map(read),
@@ -180,7 +184,7 @@ export function formatComparison(a: RunFiles, b: RunFiles): string {
   row("tfjs", (r) => (r.manifest.versions as Record<string, string>)?.tfjs);
   row("deno", (r) => (r.manifest.versions as Record<string, string>)?.deno);
 
-  section("accuracy % (best checkpoint)");
+  section("accuracy % (trained, best checkpoint: summary.json)");
   const splits = [
     ...new Set([...splitsOf(a.summary), ...splitsOf(b.summary)]),
   ];
@@ -194,8 +198,35 @@ export function formatComparison(a: RunFiles, b: RunFiles): string {
   if (a.report || b.report) {
     section("report");
     row("split", (r) => r.report?.evaluation.split);
-    row("accuracy %", (r) => pct(r.report?.evaluation.accuracy));
-    row("macro-F1 %", (r) => pct(r.report?.evaluation.macroF1));
+    const headline = (r: RunFiles) =>
+      r.report?.evaluation.stateLabel ?? r.report?.evaluation.state;
+    row("headline state", headline);
+    row(
+      "accuracy % (headline state)",
+      (r) => pct(r.report?.evaluation.accuracy),
+    );
+    row(
+      "macro-F1 % (headline state)",
+      (r) => pct(r.report?.evaluation.macroF1),
+    );
+    // Every model state, matched by id and split; the label names the epoch.
+    const keyOf = (st: StateReport) => `${st.id} on ${st.split}`;
+    const statesOf = (r: RunFiles) =>
+      new Map((r.report?.states ?? []).map((st) => [keyOf(st), st]));
+    const [sa, sb] = [statesOf(a), statesOf(b)];
+    const keys = [...new Set([...sa.keys(), ...sb.keys()])];
+    if (keys.length) {
+      section("accuracy % by model state (macro-F1 %)");
+      for (const k of keys) {
+        const cell = (st: StateReport | undefined) =>
+          st
+            ? `${pct(st.accuracy)} (${pct(st.macroF1)})${
+              st.epoch !== undefined ? ` epoch ${st.epoch}` : ""
+            }`
+            : "–";
+        rows.push([k, cell(sa.get(k)), cell(sb.get(k))]);
+      }
+    }
     const ta = table6Of(a.report?.table6);
     const tb = table6Of(b.report?.table6);
     const cols = [...new Set([...Object.keys(ta), ...Object.keys(tb)])];

@@ -41,7 +41,22 @@ Deno.test("compare prints two runs side by side with the options that differ", a
   for (const s of ["train", "validation", "test"]) {
     assert.match(line(s) ?? "", /\d+\.\d\d\s+\d+\.\d\d/, `${s} accuracies`);
   }
-  assert.match(line("macro-F1 %") ?? "", /\d+\.\d\d\s+\d+\.\d\d/);
+  assert.match(
+    line("macro-F1 % (headline state)") ?? "",
+    /\d+\.\d\d\s+\d+\.\d\d/,
+  );
+  assert.match(
+    line("headline state") ?? "",
+    /trained, best \(epoch 1\)\s+trained, best \(epoch 1\)/,
+  );
+  // Every model state has its own row, named.
+  for (const id of ["trained-best", "trained-last"]) {
+    assert.match(
+      line(`${id} on test`) ?? "",
+      /\d+\.\d\d \(\d+\.\d\d\) epoch 1\s+\d+\.\d\d \(\d+\.\d\d\) epoch 1/,
+      id,
+    );
+  }
   assert.match(line("best epoch") ?? "", /1\s+1/);
   assert.match(text, /timings \(s\)/);
   assert.match(text, /options that differ \(2\)/);
@@ -80,7 +95,7 @@ Deno.test("compare prints two runs side by side with the options that differ", a
   );
   await assert.rejects(
     compareRuns(a, join(dir, "nope")),
-    /Cannot compare ".*nope": no such run folder/,
+    /Cannot compare ".*nope": no such run folder \(\/.*\/nope\)/,
   );
 });
 

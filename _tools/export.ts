@@ -29,7 +29,7 @@
  * @module
  */
 // deno-lint-ignore-file no-console -- a command-line tool: printing is its job
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Tf } from "../pipeline/types.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../pipeline/atomic.ts";
@@ -109,7 +109,7 @@ export async function exportRun(
     throw new Error(`Cannot export "${runDir}": ${why}`);
   };
   const info = await Deno.stat(runDir).catch(() => undefined);
-  if (!info?.isDirectory) fail("no such folder");
+  if (!info?.isDirectory) fail(`no such folder (${resolve(runDir)})`);
   const plan = await readJson(join(runDir, "plan.json")) ??
     fail("it has no plan.json (not a run folder)");
   const manifest = await readJson(join(runDir, "manifest.json"));

@@ -2,8 +2,10 @@
  * Classifies WAV files with a trained AMAuT model: the top-k labels with
  * their probabilities per file, as text or JSON (`--json`).
  *
- * `--model` names a run folder (exported in memory, `checkpoints/best`) or a
- * package folder written by `deno task export`. Each file is read, mixed to
+ * `--model` names a run folder (exported in memory, `checkpoints/best`, or
+ * `checkpoints/last` with `--which last`) or a package folder written by
+ * `deno task export`. The report's `predictions/<split>.trained-best.csv`
+ * (and `trained-last`) rows agree with it on the same files. Each file is read, mixed to
  * mono and run through the evaluation path (`lib/inference.ts`): a clip
  * shorter than the model's length is zero-padded, centred; a longer one keeps
  * its head; the output says so. A file at another sample rate than the
@@ -24,7 +26,7 @@
  * @module
  */
 // deno-lint-ignore-file no-console -- a command-line tool: printing is its job
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { selectBackend } from "../pipeline/backend.ts";
 import type { BackendChoice } from "../pipeline/backend.ts";
@@ -114,16 +116,18 @@ export interface FileResult {
  *
  * @param tf TensorFlow.js on the backend to predict with.
  * @param dir The folder.
+ * @param which A run folder's checkpoint: `best` (default) or `last`.
  */
 export async function loadModel(
   tf: Parameters<typeof loadPackage>[0],
   dir: string,
+  which: "best" | "last" = "best",
 ): Promise<LoadedModel> {
   const exists = (name: string) =>
     Deno.stat(join(dir, name)).then(() => true, () => false);
   if (await exists(PACKAGE_CONFIG_FILE)) return loadPackageFromDir(tf, dir);
   if (await exists("plan.json")) {
-    const pkg = await exportRun(tf, dir);
+    const pkg = await exportRun(tf, dir, { which });
     return loadPackage(
       tf,
       memoryLoader({
@@ -136,7 +140,7 @@ export async function loadModel(
   throw new Error(
     isDir
       ? `Cannot load the model "${dir}": it holds neither ${PACKAGE_CONFIG_FILE} (a package from deno task export) nor plan.json (a run folder)`
-      : `Cannot load the model "${dir}": no such folder`,
+      : `Cannot load the model "${dir}": no such folder (${resolve(dir)})`,
   );
 }
 
@@ -233,7 +237,7 @@ export function formatResult(r: FileResult): string {
 }
 
 const USAGE =
-  "usage: deno task predict --model <run or package folder> [--top 3] [--json] [--resample] [--backend auto|cpu|webgpu] a.wav ...";
+  "usage: deno task predict --model <run or package folder> [--which best|last] [--top 3] [--json] [--resample] [--backend auto|cpu|webgpu] a.wav ...";
 
 /**
  * The command line.
@@ -254,6 +258,7 @@ export async function main(args: string[]): Promise<number> {
         json: { type: "boolean", default: false },
         resample: { type: "boolean", default: false },
         backend: { type: "string", default: "auto" },
+        which: { type: "string", default: "best" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -278,12 +283,15 @@ export async function main(args: string[]): Promise<number> {
   if (!["auto", "cpu", "webgpu"].includes(v.backend)) {
     return bad(`--backend must be auto, cpu or webgpu, not "${v.backend}"`);
   }
+  if (v.which !== "best" && v.which !== "last") {
+    return bad(`--which must be best or last, not "${v.which}"`);
+  }
   if (parsed.positionals.length === 0) return bad("no WAV files given");
 
   let model: LoadedModel;
   try {
     const { tf } = await selectBackend(v.backend as BackendChoice);
-    model = await loadModel(tf, v.model);
+    model = await loadModel(tf, v.model, v.which);
   } catch (error) {
     console.error((error as Error).message);
     return 1;

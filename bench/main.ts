@@ -17,6 +17,11 @@
  *   preset's shapes, fused or tfjs (`bench/ttda_bench.ts`).
  * - `matmul`: tile × split-K × stages sweep of the engine's matmul at the presets'
  *   shapes (GPU time from timestamp queries).
+ * - `grid`: a grid of 4 tiny runs with the local executor, sequential versus
+ *   `--parallel 2` (target ≤ 0.6× on 2 cores).
+ * - `e2e`: a preset (`--preset sc1|cs`) end to end through the pipeline on
+ *   synthetic data of its layout: per phase wall seconds and clips/s, against
+ *   the `train` bench's step bound.
  *
  * @module
  */
@@ -26,6 +31,8 @@ import { benchMel } from "./mel_bench.ts";
 import { benchTrain } from "./train_bench.ts";
 import { benchParity } from "./parity_bench.ts";
 import { benchMatmul } from "./matmul_bench.ts";
+import { benchGrid } from "./grid_bench.ts";
+import { benchE2e } from "./e2e_bench.ts";
 import { benchTtda } from "./ttda_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
@@ -34,6 +41,8 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   train: benchTrain,
   parity: benchParity,
   matmul: benchMatmul,
+  grid: benchGrid,
+  e2e: benchE2e,
   ttda: benchTtda,
 };
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { createRng } from "../pipeline/rng.ts";
-import { createModel, type ModelDims, ModelOptions } from "../model/amaut.ts";
+import { createModel, ModelOptions } from "../model/amaut.ts";
 import { loadModelFixture } from "../model/fixture.ts";
 import { createFusedEngine } from "./engine.ts";
 import { fixtureParity, stepParity } from "./parity.ts";
@@ -37,42 +37,43 @@ for (const name of ["tiny_avg", "tiny_fce"]) {
   });
 }
 
-const TINY = {
-  width: 4,
-  groups: [0, 1],
-  embedDim: 16,
-  depth: 2,
-  heads: 2,
-  mlpDim: 32,
-  extend: 24,
-  conv: 8,
-};
-const DIMS: ModelDims = { nMels: 6, frames: 24, classes: 3 };
+// The step and eval tests run on the fixtures' configurations and batch
+// shapes (2 views × 4 clips, eval batches of 4): their kernels are the ones
+// the fixture tests compiled already, which matters on llvmpipe, where LLVM
+// spends about a second compiling each distinct kernel the first time.
+const CONFIGS = { avg: "tiny_avg", fce: "tiny_fce" } as const;
 
+// Model variants on top of a fixture's configuration: the layer options
+// (e.g. the root convolution's geometry) run through both engines.
 const STEP_CASES = [
-  ["avg head", { head: "avg" }],
-  ["fce head", { head: "fce" }],
+  ["avg head", "avg", {}],
+  ["fce head", "fce", {}],
   [
     "root conv kernel 5, stride 3, padding 1",
+    "avg",
     { rootKernel: 5, rootStride: 3, rootPadding: 1 },
   ],
-  ["no max-pool after the root conv", { rootPool: false }],
+  ["no max-pool after the root conv", "avg", { rootPool: false }],
 ] as const;
 
-for (const [label, extra] of STEP_CASES) {
+for (const [label, head, extra] of STEP_CASES) {
   Deno.test({
     name:
-      `fused engine: two SGD steps (momentum, weight decay, per-tensor lr) equal the tfjs cpu step, ${label}`,
+      `fused engine: two SGD steps (momentum, weight decay, per-tensor lr) equal the tfjs cpu step, ${label} (${
+        CONFIGS[head]
+      })`,
     ignore: !gpuTests,
     async fn() {
       await tf.setBackend("cpu");
       const rt = (await testRuntime())!;
+      const f = await loadModelFixture(FIXTURES, CONFIGS[head]);
+      assert.equal(f.options.head, head);
       const r = await stepParity(
         tf,
         rt.device,
-        ModelOptions.parse({ ...TINY, ...extra }),
-        DIMS,
-        { views: 2, perView: 3, steps: 2 },
+        ModelOptions.parse({ ...f.options, ...extra }),
+        f.dims,
+        { views: 2, perView: f.labels.length, steps: 2 },
       );
       assert.ok(
         Math.abs(r.loss.fused - r.loss.tfjs) <= 1e-4 * Math.abs(r.loss.tfjs),
@@ -99,28 +100,31 @@ for (const head of ["avg", "fce"] as const) {
     async fn() {
       await tf.setBackend("cpu");
       const rt = (await testRuntime())!;
-      const options = ModelOptions.parse({ ...TINY, head, tokenMode: "cls" });
-      const model = createModel(tf, options, DIMS, createRng("tiny", 4));
-      const engine = createFusedEngine(tf, options, DIMS, rt.device);
+      const f = await loadModelFixture(FIXTURES, CONFIGS[head]);
+      const options = ModelOptions.parse({ ...f.options, tokenMode: "cls" });
+      const dims = f.dims;
+      const rows = f.labels.length;
+      const model = createModel(tf, options, dims, createRng("tiny", 4));
+      const engine = createFusedEngine(tf, options, dims, rt.device);
       try {
         const rng = createRng("eval", 1);
         const data = Float32Array.from(
-          { length: 5 * DIMS.frames * DIMS.nMels },
+          { length: rows * dims.frames * dims.nMels },
           () => rng.normal(),
         );
-        const x = tf.tensor3d(data, [5, DIMS.frames, DIMS.nMels]);
+        const x = tf.tensor3d(data, [rows, dims.frames, dims.nMels]);
         const ref = model.apply(x, { training: false }).logits;
         const want = await ref.data();
         tf.dispose([x, ref]);
         await engine.upload(model);
-        const ours = await engine.evalLogits(data, 5);
+        const ours = await engine.evalLogits(data, rows);
         let err = 0;
         for (let i = 0; i < want.length; i++) {
           err = Math.max(err, Math.abs(ours[i] - want[i]));
         }
         assert.equal(ours.length, want.length);
         assert.ok(err <= 1e-4, `eval logits max abs error ${err}`);
-        const c = engine.counts(2, 3);
+        const c = engine.counts(2, rows);
         assert.equal(c.total, c.forward + c.backward + c.update);
         assert.ok(
           c.forward > 10 && c.backward > c.forward && c.update >= 2,
@@ -128,7 +132,7 @@ for (const head of ["avg", "fce"] as const) {
         );
         // eval graphs fold BatchNorm and pack Q/K/V: fewer forward
         // dispatches, and a prepare list
-        const e = engine.counts(1, 5, false);
+        const e = engine.counts(1, rows, false);
         assert.ok(e.forward < c.forward && e.prepare > 0, JSON.stringify(e));
       } finally {
         engine.destroy();
@@ -145,16 +149,17 @@ Deno.test({
   async fn() {
     await tf.setBackend("cpu");
     const rt = (await testRuntime())!;
-    const engine = createFusedEngine(
-      tf,
-      ModelOptions.parse(TINY),
-      DIMS,
-      rt.device,
-    );
+    const f = await loadModelFixture(FIXTURES, CONFIGS.avg);
+    const engine = createFusedEngine(tf, f.options, f.dims, rt.device);
+    const { frames, nMels } = f.dims;
     try {
       await assert.rejects(
         () => engine.evalLogits(new Float32Array(7), 2),
-        /expected 288 token values \(2 × 24 × 6\), got 7/,
+        new RegExp(
+          `expected ${
+            2 * frames * nMels
+          } token values \\(2 × ${frames} × ${nMels}\\), got 7`,
+        ),
       );
     } finally {
       engine.destroy();

@@ -39,6 +39,7 @@ import type { Tf } from "../pipeline/types.ts";
 import { createRng } from "../pipeline/rng.ts";
 import { createModel } from "../model/amaut.ts";
 import { ModelOptions } from "../model/config.ts";
+import { evalLogits } from "../model/eval_chunks.ts";
 import { frameCount, melFeatures, type StftMethod } from "./mel.ts";
 
 /** The `format` tag of a package's `model.json`. */
@@ -390,7 +391,7 @@ export async function loadPackage(
       const logits = tf.tidy(() => {
         const features = melFeatures(tf, batch, mel, method()); // [b, nMels, frames]
         const tokens = tf.transpose(features, [0, 2, 1]) as Tensor3D;
-        return model.apply(tokens, { training: false }).logits as Tensor;
+        return evalLogits(tf, model, tokens) as Tensor; // chunked to the GPU's limits
       });
       const data = await logits.data() as Float32Array;
       logits.dispose();

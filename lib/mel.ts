@@ -16,12 +16,26 @@
  * cpu backend through `npm:fft.js` (tfjs's own cpu FFT takes minutes for a
  * 10 s clip). Either way the filterbank, dB scaling and padding are tensor ops.
  *
+ * The matmul form runs in chunks of clips sized so that its largest tensor
+ * (the `[clips·frames, 2·(nFft/2+1)]` spectrum, 12 MB per 10 s CochlScene
+ * clip) stays within {@linkcode MEL_CHUNK_BYTES} and the device's buffer
+ * limits (`largestTensorBytes`): a batch of 140 such clips would otherwise
+ * need a 1.7 GB tensor and ~7 GB of transient buffers at once.
+ *
  * @module
  */
 // @ts-types="./fft_js.d.ts"
 import FFT from "fft.js";
 import type { Tensor, Tensor2D, Tensor3D } from "@tensorflow/tfjs";
 import type { Tf } from "../pipeline/types.ts";
+import { largestTensorBytes } from "../pipeline/gpu_limits.ts";
+import { chunkRanges, itemsPerChunk } from "./chunks.ts";
+
+/**
+ * Working budget of one chunk of the matmul STFT, in bytes of its largest
+ * tensor (256 MiB: 21 ten-second 44.1 kHz clips, 300 one-second 16 kHz ones).
+ */
+export const MEL_CHUNK_BYTES = 256 * 2 ** 20;
 
 /** Mel options (the reference's names in comments). */
 export interface MelOptions {
@@ -355,6 +369,21 @@ function powerOnBackend(
 }
 
 /**
+ * Bytes of the largest tensor the matmul STFT makes per clip of `samples`
+ * samples: the spectrum (`frames · 2·nBins`), the gathered frames
+ * (`frames · winLength`) or the padded signal, whichever is largest.
+ */
+export function stftBytesPerClip(samples: number, options: MelOptions): number {
+  const frames = frameCount(samples, options.hopLength);
+  const nBins = options.nFft / 2 + 1;
+  return 4 * Math.max(
+    frames * 2 * nBins,
+    frames * options.winLength,
+    samples + options.nFft,
+  );
+}
+
+/**
  * Log-mel features of a batch, `[b, nMels, frames]` (frames = `targetFrames`
  * when given). Clips may differ in length when `targetFrames` is set: each
  * length is computed as its own group and padded or cropped to the target.
@@ -364,12 +393,17 @@ function powerOnBackend(
  * @param waves Mono clips.
  * @param options Mel options.
  * @param method `fft` (CPU, fft.js) or `matmul` (on the backend).
+ * @param chunkBytes Largest tensor of one matmul-STFT chunk, in bytes
+ *   (default: the smaller of {@linkcode MEL_CHUNK_BYTES} and the device's
+ *   largest binding).
+ * @throws RangeError when one clip's STFT alone exceeds `chunkBytes`.
  */
 export function melFeatures(
   tf: Tf,
   waves: readonly Float32Array[],
   options: MelOptions,
   method: StftMethod,
+  chunkBytes: number = Math.min(MEL_CHUNK_BYTES, largestTensorBytes(tf)),
 ): Tensor3D {
   if (waves.length === 0) {
     throw new RangeError("Cannot compute mel features of an empty batch");
@@ -396,14 +430,25 @@ export function melFeatures(
     const frames = frameCount(length, options.hopLength);
     let mel: Tensor;
     if (method === "matmul") {
-      const power = powerOnBackend(
-        tf,
-        members.map((i) => waves[i]),
-        options,
-        c!.basis!,
+      const size = itemsPerChunk(
+        stftBytesPerClip(length, options),
+        chunkBytes,
+        `${length}-sample clip's STFT`,
       );
-      mel = tf.matMul(power.reshape([members.length * frames, nBins]), c!.fb)
-        .reshape([members.length, frames, options.nMels]);
+      // Each chunk in its own tidy: only its mel power outlives it.
+      const chunks = chunkRanges(members.length, size).map(([a, b]) =>
+        tf.tidy(() => {
+          const power = powerOnBackend(
+            tf,
+            members.slice(a, b).map((i) => waves[i]),
+            options,
+            c!.basis!,
+          );
+          return tf.matMul(power.reshape([(b - a) * frames, nBins]), c!.fb)
+            .reshape([b - a, frames, options.nMels]) as Tensor3D;
+        })
+      );
+      mel = chunks.length === 1 ? chunks[0] : tf.concat(chunks, 0);
     } else {
       const flat = new Float32Array(members.length * frames * options.nMels);
       members.forEach((i, g) =>

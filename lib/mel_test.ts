@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
+import type { Tensor } from "@tensorflow/tfjs";
 import { readWav } from "./wav.ts";
 import {
   frameCount,
@@ -9,9 +10,15 @@ import {
   melToHzSlaney,
   paddedHann,
   powerSpectrogram,
+  stftBytesPerClip,
 } from "./mel.ts";
 import type { MelOptions, StftMethod } from "./mel.ts";
-import { probeAdapter, selectBackend } from "../pipeline/backend.ts";
+import {
+  largestTensorBytes,
+  probeAdapter,
+  selectBackend,
+} from "../pipeline/backend.ts";
+import { gpuTests } from "../gpu/testing.ts";
 
 const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.url);
 
@@ -212,3 +219,108 @@ for (const method of ["fft", "matmul"] as StftMethod[]) {
     );
   });
 }
+
+/** Five 0.25 s clips of different tones at 8 kHz, with their mel options. */
+function chunkCase() {
+  const rate = 8000;
+  const waves = [300, 700, 1100, 1900, 2600].map((f) =>
+    Float32Array.from(
+      { length: 2000 },
+      (_, i) => 0.4 * Math.sin((2 * Math.PI * f * i) / rate),
+    )
+  );
+  const options: MelOptions = {
+    sampleRateHz: rate,
+    nFft: 256,
+    winLength: 200,
+    hopLength: 80,
+    nMels: 20,
+  };
+  return { waves, options };
+}
+
+/** Kernels run by `f` and the bytes of the largest tensor one of them wrote. */
+async function kernelsOf(f: () => Tensor) {
+  const prof = await tf.profile(() => tf.tidy(f));
+  const bytes = (s: number[]) => 4 * s.reduce((a, b) => a * b, 1);
+  const names = prof.kernels.map((k) => k.name);
+  const largest = Math.max(
+    ...prof.kernels.flatMap((k) =>
+      k.outputShapes.map((s) => bytes(s as number[]))
+    ),
+  );
+  tf.dispose(prof.result as Tensor);
+  return {
+    names,
+    largest,
+    matmuls: names.filter((n) => n === "BatchMatMul").length,
+  };
+}
+
+Deno.test("melFeatures (matmul) in chunks equals one pass, and names a clip that cannot fit", async () => {
+  await selectBackend("cpu");
+  const { waves, options } = chunkCase();
+  const perClip = stftBytesPerClip(2000, options);
+  // 26 frames · 2 · 129 bins · 4 bytes: the spectrum is the largest tensor.
+  assert.equal(perClip, 26 * 258 * 4);
+  const whole = tf.tidy(() => melFeatures(tf, waves, options, "matmul"));
+  assert.equal(
+    (await kernelsOf(() => melFeatures(tf, waves, options, "matmul"))).largest,
+    5 * perClip,
+  );
+  const before = tf.memory().numTensors;
+  // Two clips per chunk: chunks of 2, 2 and 1, each an STFT and a filterbank matmul.
+  const limit = 2 * perClip + 100;
+  const chunked = tf.tidy(() =>
+    melFeatures(tf, waves, options, "matmul", limit)
+  );
+  // Only the result outlives the call: each chunk's intermediates are freed.
+  assert.equal(tf.memory().numTensors, before + 1);
+  const run = await kernelsOf(() =>
+    melFeatures(tf, waves, options, "matmul", limit)
+  );
+  assert.equal(run.matmuls, 6);
+  assert.equal(run.largest, 2 * perClip);
+  assert.deepEqual(chunked.shape, whole.shape);
+  assert.ok(maxAbs(await chunked.data(), await whole.data()) < 1e-6);
+  tf.dispose([whole, chunked]);
+  assert.throws(
+    () => tf.tidy(() => melFeatures(tf, waves, options, "matmul", perClip - 1)),
+    /^RangeError: Cannot fit one 2000-sample clip's STFT \(26\.2 KiB\) in the GPU's 26\.2 KiB buffer limit/,
+  );
+});
+
+Deno.test({
+  name: "melFeatures on WebGPU chunks to a capped buffer limit and matches cpu",
+  ignore: !gpuTests,
+  async fn() {
+    const { waves, options } = chunkCase();
+    await selectBackend("cpu");
+    const expected = tf.tidy(() => melFeatures(tf, waves, options, "fft"));
+    const want = await expected.data();
+    expected.dispose();
+    // A cap of 60 KiB fits two clips' spectra (26.2 KiB each) per pass.
+    const { backend } = await selectBackend("webgpu", {
+      maxBufferBytes: 60 * 1024,
+    });
+    try {
+      assert.deepEqual(backend.limits, {
+        maxStorageBufferBindingSize: 60 * 1024,
+        maxBufferSize: 60 * 1024,
+      });
+      assert.equal(largestTensorBytes(tf), 60 * 1024);
+      const run = await kernelsOf(() =>
+        melFeatures(tf, waves, options, "matmul")
+      );
+      assert.equal(run.matmuls, 6);
+      assert.ok(run.largest <= 60 * 1024, `largest tensor ${run.largest} B`);
+      const got = tf.tidy(() => melFeatures(tf, waves, options, "matmul"));
+      const err = maxAbs(await got.data(), want);
+      got.dispose();
+      backend.checkErrors();
+      assert.ok(err <= 2e-3, `max abs error ${err}`);
+    } finally {
+      await selectBackend("cpu");
+    }
+  },
+});

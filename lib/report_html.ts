@@ -23,7 +23,7 @@ export interface ReportClass {
 
 /** One learning-curve point: a line of `metrics.jsonl`. */
 export interface CurvePoint {
-  /** 0-based epoch. */
+  /** 1-based epoch (as `metrics.jsonl`, the log and `summary.json` count). */
   readonly epoch: number;
   readonly split: string;
   readonly loss: number;
@@ -54,6 +54,30 @@ export interface Table6Row {
   };
 }
 
+/** The scores of one model state on one split (see `lib/predictions.ts`). */
+export interface StateReport {
+  /** `trained-best`, `trained-last`, `ttau-orig`, `ttau-aug`, `ttau-mlt`, `ttau-hyb` or `ttda-final`. */
+  readonly id: string;
+  /** For people, e.g. `trained, best (epoch 7)`, `TTDA final (epoch 50)`. */
+  readonly label: string;
+  readonly split: string;
+  /** 1-based epoch of the weights (trained and TTDA states). */
+  readonly epoch?: number;
+  readonly note?: string;
+  readonly examples: number;
+  /** Mean cross-entropy, when the state has logits. */
+  readonly loss?: number;
+  readonly accuracy: number;
+  readonly macroF1: number;
+  readonly macroPrecision: number;
+  readonly macroRecall: number;
+  readonly perClass: readonly ReportClass[];
+  /** `confusion[label][prediction]`. */
+  readonly confusion: readonly (readonly number[])[];
+  /** Its predictions file, relative to the run folder. */
+  readonly predictions: string;
+}
+
 /** The content of `report.json`. */
 export interface ReportData {
   /** Format tag of this file. */
@@ -74,10 +98,13 @@ export interface ReportData {
   readonly timingsMs: Readonly<Record<string, number>>;
   /** Class names; label `i` is `classes[i]`. */
   readonly classes: readonly string[];
-  /** The evaluation of the model on one split. */
+  /** The headline state (trained, best) on the report's split. */
   readonly evaluation: {
     readonly split: string;
-    /** Set when the evaluated model is not the trained one (e.g. TTDA adapted it first). */
+    /** Id of the model state evaluated (`trained-best`, else the first state). */
+    readonly state?: string;
+    /** Its label, e.g. `trained, best (epoch 7)`. */
+    readonly stateLabel?: string;
     readonly note?: string;
     readonly examples: number;
     readonly loss: number;
@@ -95,6 +122,8 @@ export interface ReportData {
   readonly curves: readonly CurvePoint[];
   /** The Table 6 row, when TTAu or TTDA ran. */
   readonly table6?: Table6Row;
+  /** Every model state the run produced, per scored split, side by side. */
+  readonly states?: readonly StateReport[];
 }
 
 /** Column labels of Table 6 in the paper's order. */
@@ -116,8 +145,39 @@ export function pct(value: number | undefined): string {
 /** Header of the per-class table (HTML and Markdown). */
 export const PER_CLASS_HEAD = ["class", "precision", "recall", "F1", "support"];
 
+/** Header of the model-state table (HTML and Markdown). */
+export const STATES_HEAD = [
+  "model state",
+  "split",
+  "accuracy %",
+  "macro-F1 %",
+  "loss",
+  "predictions",
+];
+
+/** Rows of the model-state table: label (and note), split, accuracy, macro-F1, loss, predictions file. */
+export function statesTable(states: readonly StateReport[]): string[][] {
+  return states.map((s) => [
+    s.note ? `${s.label} (${s.note})` : s.label,
+    s.split,
+    pct(s.accuracy),
+    pct(s.macroF1),
+    s.loss !== undefined && Number.isFinite(s.loss) ? s.loss.toFixed(4) : "–",
+    s.predictions,
+  ]);
+}
+
 /** Rows of the per-class table in %, then the macro average (HTML and Markdown). */
-export function perClassRows(ev: ReportData["evaluation"]): string[][] {
+export function perClassRows(
+  ev: Pick<
+    ReportData["evaluation"],
+    | "perClass"
+    | "macroPrecision"
+    | "macroRecall"
+    | "macroF1"
+    | "examples"
+  >,
+): string[][] {
   return [
     ...ev.perClass.map((c) => [
       c.name,
@@ -267,7 +327,7 @@ export function curveSpec(
 ): TopLevelSpec {
   const values = curves
     .filter((c) => Number.isFinite(c[metric]))
-    .map((c) => ({ epoch: c.epoch + 1, split: c.split, value: c[metric] }));
+    .map((c) => ({ epoch: c.epoch, split: c.split, value: c[metric] }));
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: metric === "loss"
@@ -298,7 +358,8 @@ export function curveSpec(
   };
 }
 
-const CSS = `
+/** The report pages' stylesheet (the run report and the grid report). */
+export const CSS = `
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d232a; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; background: #fff; }
 h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
 h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #d8dee4; padding-bottom: 0.2rem; }
@@ -346,12 +407,34 @@ function keyValues(record: Readonly<Record<string, unknown>>): string {
  */
 export async function renderReportHtml(report: ReportData): Promise<string> {
   const ev = report.evaluation;
+  const states = report.states ?? [];
+  const evLabel = ev.stateLabel ?? "model";
+  const stateSections: string[] = [];
+  for (const [i, st] of states.entries()) {
+    stateSections.push(
+      `<h3 id="state-${i}">${escapeHtml(st.label)} on <code>${
+        escapeHtml(st.split)
+      }</code>: accuracy ${pct(st.accuracy)} %</h3>
+${st.note ? `<p class="warn">${escapeHtml(st.note)}</p>` : ""}
+<p>Predictions per clip: <a href="${escapeHtml(st.predictions)}">${
+        escapeHtml(st.predictions)
+      }</a></p>
+<div class="charts"><div>${table(PER_CLASS_HEAD, perClassRows(st))}</div>
+<div class="chart" id="confusion-${
+        escapeHtml(st.split)
+      }-${st.id}">${await renderVegaLiteSvg(
+        confusionSpec(report.classes, st.confusion),
+      )}</div></div>`,
+    );
+  }
   const charts: string[] = [];
-  charts.push(
-    `<div class="chart" id="confusion">${await renderVegaLiteSvg(
-      confusionSpec(report.classes, ev.confusion),
-    )}</div>`,
-  );
+  if (states.length === 0) {
+    charts.push(
+      `<div class="chart" id="confusion">${await renderVegaLiteSvg(
+        confusionSpec(report.classes, ev.confusion),
+      )}</div>`,
+    );
+  }
   const curveCharts: string[] = [];
   if (report.curves.length > 0) {
     for (const metric of ["loss", "accuracy"] as const) {
@@ -363,9 +446,12 @@ export async function renderReportHtml(report: ReportData): Promise<string> {
     }
   }
   const cards = [
-    [`${ev.split} accuracy`, `${pct(ev.accuracy)} %`],
-    [`${ev.split} macro-F1`, `${pct(ev.macroF1)} %`],
-    [`${ev.split} loss`, Number.isFinite(ev.loss) ? ev.loss.toFixed(4) : "–"],
+    [`${ev.split} accuracy, ${evLabel}`, `${pct(ev.accuracy)} %`],
+    [`${ev.split} macro-F1, ${evLabel}`, `${pct(ev.macroF1)} %`],
+    [
+      `${ev.split} loss, ${evLabel}`,
+      Number.isFinite(ev.loss) ? ev.loss.toFixed(4) : "–",
+    ],
     ["examples", String(ev.examples)],
     ...(report.summary?.bestEpoch !== undefined
       ? [["best epoch", String(report.summary.bestEpoch)]]
@@ -385,7 +471,7 @@ export async function renderReportHtml(report: ReportData): Promise<string> {
       notes.push(
         `Orig is this report's evaluation on <code>${
           escapeHtml(ev.split)
-        }</code> (TTAu did not report it).`,
+        }</code>, ${escapeHtml(evLabel)} (TTAu did not report it).`,
       );
     } else if (t.origFrom === "ttda") {
       notes.push(
@@ -418,7 +504,7 @@ ${notes.map((n) => `<p>${n}</p>`).join("\n")}`;
     ) as [string, { accuracy: number; loss?: number }][]
     : [];
   const splitTable = splits.length
-    ? `<h2>Accuracy per split (best checkpoint)</h2>\n${
+    ? `<h2>Accuracy per split, trained best checkpoint (train stage)</h2>\n${
       table(
         ["split", "accuracy %", "loss"],
         splits.map(([s, v]) => [
@@ -456,12 +542,27 @@ ${notes.map((n) => `<p>${n}</p>`).join("\n")}`;
   }</p>
 <div class="cards">${cards}</div>
 ${ev.note ? `<p class="warn">${escapeHtml(ev.note)}</p>` : ""}
+${
+    states.length
+      ? `<h2>Model states, side by side</h2>\n${
+        table(STATES_HEAD, statesTable(states))
+      }`
+      : ""
+  }
 ${table6}
 ${splitTable}
-<h2>Per-class metrics on ${escapeHtml(ev.split)} (%)</h2>
+${
+    states.length
+      ? `<h2>Per-class metrics and confusion matrix of each model state (%; rows: true class)</h2>\n${
+        stateSections.join("\n")
+      }`
+      : `<h2>Per-class metrics on ${escapeHtml(ev.split)}, ${
+        escapeHtml(evLabel)
+      } (%)</h2>
 ${perClass}
 <h2>Confusion matrix</h2>
-<div class="charts">${charts.join("\n")}</div>
+<div class="charts">${charts.join("\n")}</div>`
+  }
 ${
     curveCharts.length
       ? `<h2>Learning curves</h2>\n<div class="charts">${

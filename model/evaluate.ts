@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { evalLogits } from "./eval_chunks.ts";
 import type { Tensor, Tensor3D } from "@tensorflow/tfjs";
 import type { DataAccess, Tf } from "../pipeline/types.ts";
 import type { AmautModel } from "./amaut.ts";
@@ -67,9 +68,7 @@ export async function evaluate(
     const y = batch.label as number[];
     const out = tf.tidy(() => {
       const labelsT = tf.tensor1d(y, "int32");
-      const { logits } = model.apply(batch.tokens as Tensor3D, {
-        training: false,
-      });
+      const logits = evalLogits(tf, model, batch.tokens as Tensor3D);
       const loss = labelSmoothedCrossEntropy(tf, logits, labelsT, 0).mul(
         y.length,
       );

@@ -21,12 +21,37 @@
  *    because tfjs never checks for them: a shader naga rejects leaves its
  *    output silently zero. {@linkcode BackendInfo.checkErrors} throws it.
  *
+ * Buffer limits: tfjs-backend-webgpu 4.22's factory (`base.ts`) requests the
+ * adapter's own `maxStorageBufferBindingSize` and `maxBufferSize` (not
+ * WebGPU's defaults of 128 and 256 MiB); a test pins that. tfjs never splits
+ * a tensor, and one larger than the binding limit fails validation, so every
+ * path that sizes GPU work reads {@linkcode gpuBufferLimits} and chunks its
+ * batches (`lib/chunks.ts`). The limits can be lowered for testing, never
+ * raised: `selectBackend(..., { maxBufferBytes })` or the environment
+ * variable {@linkcode GPU_BUFFER_CAP_ENV} (read only where `--allow-env`
+ * grants it) caps both for the sizing logic. WebGPU gives a device at least
+ * its default limits whatever is requested, so the cap binds the chunking,
+ * not the device.
+ *
  * Permissions: none. Neither the tfjs `cpu` backend nor Deno WebGPU needs
  * `--allow-read`, `--allow-env` or any other permission (Deno 2.9.6).
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import {
+  GPU_BUFFER_CAP_ENV,
+  type GpuBufferLimits,
+  gpuBufferLimits,
+  setDeviceBufferCap,
+} from "./gpu_limits.ts";
+
+export {
+  GPU_BUFFER_CAP_ENV,
+  type GpuBufferLimits,
+  gpuBufferLimits,
+  largestTensorBytes,
+} from "./gpu_limits.ts";
 
 /** Which backend the spec asks for. */
 export type BackendChoice = "auto" | "webgpu" | "cpu";
@@ -55,6 +80,8 @@ export interface BackendInfo {
   readonly adapter?: AdapterInfo;
   /** Why this backend was chosen, one sentence (e.g. "auto: no non-fallback GPU adapter (found llvmpipe ...), using cpu"). */
   readonly reason: string;
+  /** The device's buffer limits (after any cap); present only when `name` is "webgpu". */
+  readonly limits?: GpuBufferLimits;
   /**
    * Throws (as an Error naming the GPU error message) the first uncaptured GPU
    * error recorded since the last call, then forgets it; no-op on cpu.
@@ -77,6 +104,35 @@ const UPLOAD_PATCH_MARKER = Symbol.for(
 
 /** The first uncaptured GPU error of each device, until `checkErrors()` takes it. */
 const deviceErrors = new WeakMap<GPUDevice, { first?: GPUError }>();
+
+/**
+ * The cap asked for: the option, else {@linkcode GPU_BUFFER_CAP_ENV} when
+ * readable, else none.
+ *
+ * @throws Error naming the option or variable when it is not a whole number ≥ 1024.
+ */
+function bufferCap(option: number | undefined): number | undefined {
+  let value: number | undefined = option;
+  let source = "maxBufferBytes";
+  if (value === undefined) {
+    // No Deno in a browser (web/ bundles this module): no variable to read.
+    const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+    const granted = deno?.permissions.querySync({
+      name: "env",
+      variable: GPU_BUFFER_CAP_ENV,
+    }).state === "granted";
+    const text = granted ? deno!.env.get(GPU_BUFFER_CAP_ENV) : undefined;
+    if (text === undefined || text.trim() === "") return undefined;
+    value = Number(text);
+    source = `${GPU_BUFFER_CAP_ENV}="${text}"`;
+  }
+  if (!Number.isInteger(value) || value < 1024) {
+    throw new Error(
+      `Cannot use ${source} as a GPU buffer cap: give a whole number of bytes of at least 1024 (e.g. 1048576)`,
+    );
+  }
+  return value;
+}
 
 /**
  * Adapter probe without touching tfjs: requests an adapter with the same
@@ -118,13 +174,18 @@ export async function probeAdapter(): Promise<AdapterInfo | undefined> {
  * @param options.allowFallbackAdapter Let `auto` use a fallback
  *   (CPU-emulated) WebGPU adapter instead of the `cpu` backend; default false.
  *   An explicit `webgpu` choice always accepts one.
+ * @param options.maxBufferBytes Cap both buffer limits at this many bytes
+ *   (for testing the chunking; default: {@linkcode GPU_BUFFER_CAP_ENV}, else
+ *   none). Applies until the next call.
  * @throws Error when `webgpu` is requested and no adapter is found or the
- *   tfjs WebGPU backend fails to initialise.
+ *   tfjs WebGPU backend fails to initialise, or the cap is not a whole
+ *   number of bytes ≥ 1024.
  */
 export async function selectBackend(
   choice: BackendChoice,
-  options: { allowFallbackAdapter?: boolean } = {},
+  options: { allowFallbackAdapter?: boolean; maxBufferBytes?: number } = {},
 ): Promise<{ tf: typeof import("@tensorflow/tfjs"); backend: BackendInfo }> {
+  const cap = bufferCap(options.maxBufferBytes);
   if (choice === "cpu") {
     return { tf, backend: await useCpu(choice, "cpu: requested") };
   }
@@ -141,7 +202,7 @@ export async function selectBackend(
         describe(adapter)
       } is accepted (CPU-emulated, slow)`
       : `webgpu: requested, using GPU adapter ${describe(adapter)}`;
-    return { tf, backend: await useWebGpu(choice, adapter, reason) };
+    return { tf, backend: await useWebGpu(choice, adapter, reason, cap) };
   }
 
   // auto
@@ -171,7 +232,7 @@ export async function selectBackend(
     } was found and allowFallbackAdapter is set, using webgpu`
     : `auto: found GPU adapter ${describe(adapter)}, using webgpu`;
   try {
-    return { tf, backend: await useWebGpu(choice, adapter, reason) };
+    return { tf, backend: await useWebGpu(choice, adapter, reason, cap) };
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     return { tf, backend: await useCpu(choice, `auto: ${why}, using cpu`) };
@@ -227,6 +288,7 @@ async function useWebGpu(
   requested: BackendChoice,
   adapter: AdapterInfo,
   reason: string,
+  cap: number | undefined,
 ): Promise<BackendInfo> {
   // Lazy: registers the "webgpu" backend factory; cpu runs never load it.
   await import("@tensorflow/tfjs-backend-webgpu");
@@ -244,11 +306,13 @@ async function useWebGpu(
   const backend = tf.backend() as unknown as WebGpuBackendLike;
   patchUploadToGpu(backend);
   const errors = watchDeviceErrors(backend.device);
+  setDeviceBufferCap(backend.device, cap);
   return {
     name: "webgpu",
     requested,
     adapter,
     reason,
+    limits: gpuBufferLimits(tf),
     checkErrors() {
       const error = errors.first;
       if (error === undefined) return;

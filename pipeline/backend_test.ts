@@ -7,7 +7,14 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { type BackendInfo, probeAdapter, selectBackend } from "./backend.ts";
+import {
+  type BackendInfo,
+  GPU_BUFFER_CAP_ENV,
+  gpuBufferLimits,
+  largestTensorBytes,
+  probeAdapter,
+  selectBackend,
+} from "./backend.ts";
 
 const probed = await probeAdapter();
 const realGpu = probed !== undefined && !probed.isFallbackAdapter;
@@ -281,6 +288,66 @@ Deno.test({
       y.dispose();
     }
   },
+});
+
+Deno.test({
+  name:
+    "webgpu device gets the adapter's buffer limits, and a cap lowers them for sizing",
+  ...gpuTest,
+  fn: async () => {
+    const adapter = await navigator.gpu.requestAdapter({
+      powerPreference: "high-performance",
+    });
+    const want = {
+      maxStorageBufferBindingSize: adapter!.limits.maxStorageBufferBindingSize,
+      maxBufferSize: adapter!.limits.maxBufferSize,
+    };
+    const { tf, backend } = await selectBackend("webgpu");
+    // deno-lint-ignore no-explicit-any -- tfjs-backend-webgpu internals
+    const device: GPUDevice = (tf.backend() as any).device;
+    assert.equal(device.limits.maxBufferSize, want.maxBufferSize);
+    assert.equal(
+      device.limits.maxStorageBufferBindingSize,
+      want.maxStorageBufferBindingSize,
+    );
+    // Not WebGPU's default of 256 MiB (llvmpipe offers 2 GiB − 1).
+    if (!realGpu) assert.ok(want.maxBufferSize > 256 * 2 ** 20);
+    assert.deepEqual(backend.limits, want);
+    assert.deepEqual(gpuBufferLimits(tf), want);
+    assert.equal(
+      largestTensorBytes(tf),
+      Math.min(want.maxBufferSize, want.maxStorageBufferBindingSize),
+    );
+
+    const capped = await selectBackend("webgpu", { maxBufferBytes: 65536 });
+    const small = { maxStorageBufferBindingSize: 65536, maxBufferSize: 65536 };
+    assert.deepEqual(capped.backend.limits, small);
+    assert.deepEqual(gpuBufferLimits(tf), small);
+    // The next selection without a cap lifts it.
+    await selectBackend("webgpu");
+    assert.deepEqual(gpuBufferLimits(tf), want);
+    await selectBackend("cpu");
+    assert.equal(gpuBufferLimits(tf), undefined);
+    assert.equal(largestTensorBytes(tf), Infinity);
+  },
+});
+
+Deno.test("a bad buffer cap is refused, naming the option or the variable", async () => {
+  await assert.rejects(selectBackend("cpu", { maxBufferBytes: 1.5e3 + 0.5 }), {
+    message:
+      "Cannot use maxBufferBytes as a GPU buffer cap: give a whole number of bytes of at least 1024 (e.g. 1048576)",
+  });
+  const before = Deno.env.get(GPU_BUFFER_CAP_ENV);
+  Deno.env.set(GPU_BUFFER_CAP_ENV, "64k");
+  try {
+    await assert.rejects(selectBackend("cpu"), {
+      message:
+        'Cannot use AMAUT_GPU_MAX_BUFFER_BYTES="64k" as a GPU buffer cap: give a whole number of bytes of at least 1024 (e.g. 1048576)',
+    });
+  } finally {
+    if (before === undefined) Deno.env.delete(GPU_BUFFER_CAP_ENV);
+    else Deno.env.set(GPU_BUFFER_CAP_ENV, before);
+  }
 });
 
 Deno.test("no adapter: webgpu throws, auto falls back to cpu", async () => {

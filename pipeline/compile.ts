@@ -8,9 +8,11 @@
  *
  * @module
  */
-import { dirname } from "node:path";
+import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { stringify as stringifyYaml } from "yaml";
-import type { Issue } from "./diagnostics.ts";
+import type { Issue, Location } from "./diagnostics.ts";
+import type { NodeSpan, SpecPath } from "./spec_source.ts";
+import { pathKey } from "./spec_source.ts";
 import { ConfigError } from "./diagnostics.ts";
 import type { LocatedSpec } from "./spec_load.ts";
 import { isMapping, loadSpec, stageEntryName, whole } from "./spec_load.ts";
@@ -63,8 +65,16 @@ export interface CompiledPipeline {
   readonly resolvedSpec: Record<string, unknown>;
   /** The resolved spec as YAML text. */
   readonly resolvedYaml: string;
-  /** Directory of the named spec file (relative data roots start there). */
+  /** Directory of the named spec file. */
   readonly specDir: string;
+  /** Values inherited through `extends:`, with the file and line that wrote each. */
+  readonly inherited: readonly InheritedValue[];
+  /** Keys a child unset with `key: null`, and where. */
+  readonly unset: readonly { readonly path: string; readonly at: Location }[];
+  /** Warnings about the spec that do not stop it (e.g. inherited `classes:` beside a new `root:`). */
+  readonly notes: readonly string[];
+  /** For keys of `data:` inherited from a parent spec: where the parent wrote them (by key, e.g. `classes`). */
+  readonly dataOrigins: Readonly<Record<string, Location>>;
 }
 
 /** Compile settings. */
@@ -261,6 +271,41 @@ export async function compile(
     }
   });
 
+  // File paths of the source (data.root, load's backgroundNoise) are
+  // relative to the spec file that writes them, as `extends:` is.
+  const source = resolved[0]?.stage;
+  if (source?.kind === "source" && source.pathKeys) {
+    const fix = (
+      values: unknown,
+      keys: readonly string[] | undefined,
+      at: SpecPath,
+    ) => {
+      if (!isMapping(values)) return;
+      for (const key of keys ?? []) {
+        const written = values[key];
+        if (typeof written !== "string") continue;
+        const p = [...at, key];
+        const r = resolveSpecPath(written, spec.origins.get(pathKey(p)));
+        values[key] = r.path;
+        if (r.moved) {
+          issues.push({
+            ...locate(target, p),
+            code: "invalid_value",
+            path: describePath(p, stageNames),
+            message:
+              `Cannot find "${written}" at ${r.path}: paths in a spec are relative to the spec file that writes them (${r.file})`,
+            hint:
+              `it exists relative to the working directory: write \`${key}: ${
+                relative(dirname(resolve(r.file)), r.moved)
+              }\` (or an absolute path)`,
+          });
+        }
+      }
+    };
+    fix(data, source.pathKeys.data, ["data"]);
+    fix(stageOptions[0], source.pathKeys.options, ["stages", 0, "with"]);
+  }
+
   // Key contracts: every `takes` provided by an earlier stage.
   const available = new Map<string, string>();
   resolved.forEach((r, i) => {
@@ -341,13 +386,152 @@ export async function compile(
     data,
     stages,
   };
+  const inherited = inheritedValues(spec, stageNames);
   return {
+    notes: inheritanceNotes(spec, inherited),
     plan,
     modules: modules.map((m) => m.stage),
     resolvedSpec,
     resolvedYaml,
     specDir: dirname(spec.file),
+    inherited,
+    unset: spec.unset.map((u) => ({
+      path: describePath(
+        u.path.split(".").map((k) => /^\d+$/.test(k) ? Number(k) : k),
+        stageNames,
+      ),
+      at: u.at,
+    })),
+    dataOrigins: Object.fromEntries(
+      inherited.filter((i) => i.key.startsWith("data.")).map((i) => [
+        i.key.slice("data.".length),
+        i.from,
+      ]),
+    ),
   };
+}
+
+/**
+ * Resolves a path written in a spec: relative to the directory of the file
+ * that wrote it (`origin`), or to the working directory when it came from
+ * `--set`. `moved` is set (to the working-directory path) when nothing is at
+ * the spec-relative path but something is at the working-directory one — the
+ * base data paths had before they followed `extends:`.
+ */
+function resolveSpecPath(
+  written: string,
+  origin: NodeSpan | undefined,
+): { path: string; file: string; moved?: string } {
+  const file = origin?.value.file ?? "";
+  if (isAbsolute(written) || !file || file.startsWith("--set")) {
+    return { path: resolve(written), file: file || "--set" };
+  }
+  const path = resolve(dirname(resolve(file)), written);
+  const old = resolve(written);
+  if (old !== path && !existsSync(path) && existsSync(old)) {
+    return { path, file, moved: old };
+  }
+  return { path, file };
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A value the named spec inherits through `extends:`, and where it was written. */
+export interface InheritedValue {
+  /** Dotted key path (`data.classes`, `stages.3.with.model`). */
+  readonly key: string;
+  /** The path for people: `stages[3] (train) › with.model`. */
+  readonly path: string;
+  /** The merged value at that path. */
+  readonly value: unknown;
+  /** Where the value was written (a parent spec's file and line). */
+  readonly from: Location;
+}
+
+/**
+ * The values of a merged spec that come from a parent file, each listed at
+ * the highest key whose whole value that file wrote (a key whose own parent
+ * key came from elsewhere).
+ */
+function inheritedValues(
+  spec: LocatedSpec,
+  stageNames: readonly string[],
+): InheritedValue[] {
+  const fileOf = (k: string) => spec.origins.get(k)?.value.file;
+  const out: InheritedValue[] = [];
+  for (const [key, span] of spec.origins) {
+    const file = span.value.file;
+    if (key === "" || file === spec.file || file.startsWith("--set")) continue;
+    const parent = key.includes(".") ? key.slice(0, key.lastIndexOf(".")) : "";
+    if (parent !== "" && fileOf(parent) === file) continue;
+    const path = key.split(".").map((k) => /^\d+$/.test(k) ? Number(k) : k);
+    let value: unknown = spec.value;
+    for (const k of path) {
+      value = (value as Record<string | number, unknown> | undefined)?.[k];
+    }
+    out.push({
+      key,
+      path: describePath(path, stageNames),
+      value,
+      from: span.key ?? span.value,
+    });
+  }
+  return out.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+}
+
+/**
+ * Inherited values that likely conflict with the child's own: a `data:` key
+ * that describes the labels (`classes`) inherited from a parent while the
+ * child sets where the data is (`root`, `manifest` or `layout`). Checked
+ * without reading any data; the data check names the same line if the labels
+ * do differ.
+ */
+function inheritanceNotes(
+  spec: LocatedSpec,
+  inherited: readonly InheritedValue[],
+): string[] {
+  const classes = inherited.find((i) => i.key === "data.classes");
+  if (!classes) return [];
+  const own = ["root", "manifest", "layout"].filter((k) =>
+    spec.origins.get(`data.${k}`)?.value.file === spec.file
+  );
+  if (own.length === 0) return [];
+  const at = `${classes.from.file}:${classes.from.line}`;
+  return [
+    `data.classes is inherited from ${at} while ${spec.file} sets ${
+      own.map((k) => `data.${k}`).join(" and ")
+    }: if this data has other labels, write \`classes: null\` under data: (or list its classes)`,
+  ];
+}
+
+/** Renders the inherited values and unset keys for `--dry-run`. */
+export function formatInherited(compiled: CompiledPipeline): string {
+  if (compiled.inherited.length === 0 && compiled.unset.length === 0) return "";
+  const show = (v: unknown) => {
+    const text = JSON.stringify(v) ?? "null";
+    return text.length > 60 ? text.slice(0, 59) + "…" : text;
+  };
+  const where = (l: Location) => l.line > 0 ? `${l.file}:${l.line}` : l.file;
+  const width = Math.max(
+    ...compiled.inherited.map((i) => i.path.length),
+    ...compiled.unset.map((u) => u.path.length),
+  );
+  return [
+    "inherited through extends (value, then where it was written):",
+    ...compiled.inherited.map((i) =>
+      `  ${i.path.padEnd(width)}  ${show(i.value)}  ← ${where(i.from)}`
+    ),
+    ...compiled.unset.map((u) =>
+      `  ${u.path.padEnd(width)}  unset (null)  ← ${where(u.at)}`
+    ),
+  ].join("\n");
 }
 
 /** Renders a plan for people (`--dry-run`). */

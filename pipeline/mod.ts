@@ -7,15 +7,17 @@
 export * from "./types.ts";
 export * from "./diagnostics.ts";
 export { defineStage } from "./define_stage.ts";
-export { compile, formatPlan } from "./compile.ts";
+export { compile, formatInherited, formatPlan } from "./compile.ts";
 export type {
   CompiledPipeline,
   CompileOptions,
+  InheritedValue,
   Plan,
   PlannedStage,
 } from "./compile.ts";
 export {
   createRunDir,
+  dataWarnings,
   describeSteps,
   openSource,
   RunFolderError,

@@ -6,6 +6,7 @@ function spec(): LocatedSpec {
   return {
     file: "x.yaml",
     chain: ["x.yaml"],
+    unset: [],
     origins: new Map(),
     value: {
       name: "x",

@@ -163,6 +163,10 @@ export interface RunOptions {
   readonly signal?: AbortSignal;
   /** The interrupt switch (the CLI's signal handlers); takes precedence over `signal`. */
   readonly interrupt?: Interrupt;
+  /** Extra facts recorded under these keys in `manifest.json` (e.g. `grid`: the grid task, its GPU pinning and attempt). */
+  readonly manifestExtra?: Readonly<Record<string, unknown>>;
+  /** Makes the progress displays of the steps (default: bars or plain lines on `console`); `deno task bench e2e` wraps it to time phases. */
+  readonly progress?: ProgressFactory;
 }
 
 /** What a finished run returns. */
@@ -435,10 +439,34 @@ export async function openSource(
       backend,
       assets: {},
       specDir: compiled.specDir,
+      dataOrigins: compiled.dataOrigins,
     });
   } finally {
     log.close();
   }
+}
+
+/**
+ * The warnings of the map stages' `checkData` hooks about an opened dataset
+ * (e.g. `fixed_length` cutting many clips), in spec order, without repeats.
+ *
+ * @param compiled The output of `compile()`.
+ * @param dataset The dataset its source opened.
+ * @returns Warning lines, each naming the option that changes it.
+ */
+export function dataWarnings(
+  compiled: CompiledPipeline,
+  dataset: Dataset,
+): string[] {
+  const out: string[] = [];
+  compiled.modules.forEach((m, i) => {
+    if (m.kind !== "map" || !m.checkData) return;
+    const p = compiled.plan.stages[i];
+    for (const w of m.checkData(p.options, dataset, p.name)) {
+      if (!out.includes(w)) out.push(w);
+    }
+  });
+  return out;
 }
 
 /**
@@ -552,7 +580,7 @@ export async function runPipeline(
     verbose: options.verbose,
   });
   const write = options.console ?? (() => {});
-  const progress: ProgressFactory = createProgressFactory({
+  const progress: ProgressFactory = options.progress ?? createProgressFactory({
     interactive: options.interactive ?? false,
     write,
     intervalSeconds: options.progressIntervalSeconds,
@@ -566,6 +594,7 @@ export async function runPipeline(
     overrides: plan.overrides,
     status: "running",
     startedAt: started.toISOString(),
+    ...options.manifestExtra,
     stages: plan.stages.map((s) => ({
       name: s.name,
       id: s.id,
@@ -631,6 +660,7 @@ export async function runPipeline(
     ...(resumed ? { resume: true, changes: resumed.changes } : {}),
   });
   log.info(`run folder ${runDir}`);
+  for (const note of compiled.notes) log.warn(note);
   for (const c of resumed?.changes ?? []) {
     log.info(
       `resume changes ${c.path}: ${JSON.stringify(c.before)} → ${
@@ -682,6 +712,7 @@ export async function runPipeline(
     dataset = await source.open(plan.data, sourcePlan.options, {
       ...base(current),
       specDir: compiled.specDir,
+      dataOrigins: compiled.dataOrigins,
     });
     timings[current] = performance.now() - t0;
     log.event("stage:end", { stage: current, ms: timings[current] });
@@ -696,6 +727,9 @@ export async function runPipeline(
       splits: dataset.splits,
       info: dataset.info,
     };
+    const warnings = dataWarnings(compiled, dataset);
+    for (const w of warnings) log.warn(w);
+    if (warnings.length) manifest.dataWarnings = warnings;
 
     const maps: MapEntry[] = [];
     const values: Record<string, unknown> = {

@@ -1,9 +1,11 @@
 /**
  * Loads a spec with its `extends:` chain into one merged value that still
  * knows, for every key, which file and line set it. Children merge over
- * parents key by key; a child's `stages:` is either a full list (replaces the
- * parent's) or a mapping from stage name to a patch (`{ with: {...} }`, a new
- * `use:`, or `null` to drop the stage).
+ * parents key by key; `key: null` in a child unsets the inherited key (e.g.
+ * `data: { classes: null }`: the parent's list is dropped and the default
+ * applies). A child's `stages:` is either a full list (replaces the parent's)
+ * or a mapping from stage name to a patch (`{ with: {...} }`, a new `use:`,
+ * or `null` to drop the stage).
  *
  * @module
  */
@@ -23,6 +25,8 @@ export interface LocatedSpec {
   readonly origins: Map<string, NodeSpan>;
   /** The files of the chain, the named file first. */
   readonly chain: readonly string[];
+  /** Keys a child spec unset with `key: null` (dotted paths), and where. */
+  readonly unset: readonly { readonly path: string; readonly at: Location }[];
 }
 
 /** Returns true when `v` is a plain mapping. */
@@ -76,16 +80,32 @@ export function dropSpans(origins: Map<string, NodeSpan>, path: SpecPath) {
   }
 }
 
-/** Merges `child` (at `path`) over `base`, updating origins. */
+/**
+ * Merges `child` (at `path`) over `base`, updating origins. A `null` in the
+ * child unsets the key: the inherited value is dropped (its default applies),
+ * and the unset is recorded in `unset`.
+ */
 function mergeInto(
   base: Record<string, unknown>,
   child: Record<string, unknown>,
   path: SpecPath,
   origins: Map<string, NodeSpan>,
   childSpans: ReadonlyMap<string, NodeSpan>,
+  unset: { path: string; at: Location }[],
+  file: string,
 ) {
   for (const [key, value] of Object.entries(child)) {
     const p = [...path, key];
+    if (value === null) {
+      delete base[key];
+      dropSpans(origins, p);
+      const span = childSpans.get(pathKey(p));
+      unset.push({
+        path: pathKey(p),
+        at: span?.key ?? span?.value ?? whole(file),
+      });
+      continue;
+    }
     if (isMapping(value) && isMapping(base[key])) {
       const span = childSpans.get(pathKey(p));
       if (span) origins.set(pathKey(p), span);
@@ -95,6 +115,8 @@ function mergeInto(
         p,
         origins,
         childSpans,
+        unset,
+        file,
       );
     } else {
       base[key] = structuredClone(value);
@@ -111,6 +133,7 @@ function patchStages(
   origins: Map<string, NodeSpan>,
   child: SpecSource,
   issues: Issue[],
+  unset: { path: string; at: Location }[],
 ) {
   const list = Array.isArray(merged.stages) ? merged.stages as unknown[] : [];
   const removed: number[] = [];
@@ -158,6 +181,8 @@ function patchStages(
       ["stages", index],
       origins,
       rekey(child, name, index),
+      unset,
+      child.file,
     );
   }
   // Remove dropped stages, renumbering origins of the stages after them.
@@ -269,18 +294,19 @@ export async function loadSpec(
   const value = structuredClone(root.value) as Record<string, unknown>;
   const origins = new Map<string, NodeSpan>();
   copySpans(root.spans, [], origins, []);
+  const unset: { path: string; at: Location }[] = [];
   for (const child of sources.slice(0, -1).reverse()) {
     const c = child.value as Record<string, unknown>;
     const { stages, ...rest } = c;
-    mergeInto(value, rest, [], origins, child.spans);
+    const merge = (v: Record<string, unknown>) =>
+      mergeInto(value, v, [], origins, child.spans, unset, child.file);
+    merge(rest);
     if (Array.isArray(stages) || stages === undefined) {
-      if (stages !== undefined) {
-        mergeInto(value, { stages }, [], origins, child.spans);
-      }
+      if (stages !== undefined) merge({ stages });
     } else if (isMapping(stages)) {
-      patchStages(value, stages, origins, child, issues);
+      patchStages(value, stages, origins, child, issues, unset);
     } else {
-      mergeInto(value, { stages }, [], origins, child.spans);
+      merge({ stages });
     }
   }
   delete value.extends;
@@ -291,6 +317,7 @@ export async function loadSpec(
       value,
       origins,
       chain: sources.map((s) => s.file),
+      unset,
     },
     issues,
   };

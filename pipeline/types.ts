@@ -129,7 +129,10 @@ export interface Dataset {
   example(split: string, index: number): Promise<Example | undefined>;
   /** Labels of a split in index order, when known without reading audio. */
   labels?(split: string): readonly number[];
-  /** Each clip's file and length in seconds, in index order, when known from headers. */
+  /**
+   * Each clip's file and length in seconds, in index order, when known from
+   * headers (lets map stages warn before a run: {@linkcode MapStage.checkData}).
+   */
   durations?(
     split: string,
   ): readonly { readonly path: string; readonly seconds: number }[];
@@ -159,8 +162,16 @@ export interface StageContext {
 
 /** Context of a source stage's `open`. */
 export interface SourceContext extends StageContext {
-  /** Directory of the spec file that declared `data:`, for relative roots. */
+  /** Directory of the named spec file. */
   readonly specDir: string;
+  /**
+   * Keys of `data:` inherited through `extends:`, with where a parent spec
+   * wrote them (`{ classes: { file, line, … } }`), so data errors can say
+   * where a conflicting value came from.
+   */
+  readonly dataOrigins?: Readonly<
+    Record<string, { file: string; line: number; column: number }>
+  >;
 }
 
 /** Context of a map stage's `apply` for one batch. */
@@ -233,6 +244,16 @@ export interface SourceStage<O = unknown, D = unknown> extends StageBase<O> {
   readonly kind: "source";
   /** Schema of the spec's `data:` section. */
   readonly data: OptionsSchema<D>;
+  /**
+   * Keys of `data:` (`data`) and of the options (`options`) that hold file
+   * paths: the compiler resolves each relative one against the directory of
+   * the spec file that wrote it (the working directory for `--set`), so the
+   * stage receives absolute paths.
+   */
+  readonly pathKeys?: {
+    readonly data?: readonly string[];
+    readonly options?: readonly string[];
+  };
   /** Opens the dataset the `data:` section describes. */
   open(data: D, options: O, ctx: SourceContext): Promise<Dataset>;
   /**
@@ -265,6 +286,13 @@ export interface MapStage<O = unknown> extends StageBase<O> {
    * key, expected and actual shape when they differ.
    */
   layouts?(options: O): Readonly<Record<string, KeyLayout>>;
+  /**
+   * Optional look at the opened dataset before any batch (the start of a run
+   * and `deno task data`): returns warnings about what this stage will do to
+   * it under `options` (e.g. `fixed_length` cutting many clips), each naming
+   * the option that changes it; `stageName` is the stage's name in the spec.
+   */
+  checkData?(options: O, dataset: Dataset, stageName: string): string[];
 }
 
 /** What a step's `describe` gets: the data as the step would see it. */

@@ -14,8 +14,13 @@ export const SyntheticData = z.strictObject({
   layout: z.literal("synthetic").describe(
     "Generated tones, one frequency per class (no files needed)",
   ),
-  classes: z.array(z.string().min(1)).min(2).default(["low", "mid", "high"])
-    .describe("Class names; class i gets the i-th tone frequency"),
+  classes: z.array(
+    // Numbers are names too: `classes: [0, 1]` means "0" and "1".
+    z.union([z.string().min(1), z.number()]).transform(String),
+  ).min(2).default(["low", "mid", "high"])
+    .describe(
+      'Class names (numbers such as 0 mean the name "0"); class i gets the i-th tone frequency',
+    ),
   sampleRateHz: z.int().min(1000).max(384000).default(16000).describe(
     "Sample rate of the generated audio in Hz",
   ),
@@ -36,6 +41,9 @@ export const SyntheticData = z.strictObject({
     test: z.int().min(0).default(2).describe("Test clips per class"),
   }).default({ train: 8, validation: 2, test: 2 }).describe(
     "Clips per class and split",
+  ),
+  fold: z.int().min(0).optional().describe(
+    "Which draw of clips (like a cross-validation fold, for grids that vary data.fold): each fold generates different clips; absent or 0: the original draw",
   ),
   noiseLevel: z.number().min(0).max(1).default(0.05).describe(
     "Standard deviation of the added white noise (full scale = 1)",

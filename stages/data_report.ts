@@ -1,10 +1,11 @@
 /**
  * The data report of `deno task data <spec>`: what the `load` stage found —
  * clips per split and class, sample rates, channels, bit depths, durations
- * (min, median, max), background noise and every skipped file — built from
- * the dataset's index and header scan, without decoding audio. Clips far
- * shorter (under a quarter) or far longer (over twice) than the clip length
- * the spec trains on are flagged by name.
+ * (min, median, max), background noise, every skipped file and the map
+ * stages' warnings (e.g. more than 2 % of the clips cut or mostly padding by
+ * `fixed_length`) — built from the dataset's index and header scan, without
+ * decoding audio. Clips far shorter (under a quarter) or far longer (over
+ * twice) than the clip length the spec trains on are flagged by name.
  *
  * @module
  */
@@ -42,6 +43,8 @@ export interface DataReport {
     readonly path: string;
     readonly reason: string;
   }[];
+  /** Warnings of the map stages about this data (e.g. many clips cut by `fixed_length`). */
+  readonly warnings: readonly string[];
   /** Clips far from the planned length (when both the length and the durations are known). */
   readonly lengths?: LengthFlags;
 }
@@ -124,6 +127,7 @@ export function plannedClip(
 export function dataReport(
   dataset: Dataset,
   expectedSeconds?: number,
+  warnings: readonly string[] = [],
 ): DataReport {
   const splits: DataReport["splits"] = {};
   for (const [split, clips] of Object.entries(dataset.splits)) {
@@ -155,6 +159,7 @@ export function dataReport(
     info: dataset.info,
     splits,
     skipped: dataset.skipped?.() ?? [],
+    warnings: [...warnings],
     ...(lengths ? { lengths } : {}),
   };
 }
@@ -254,6 +259,10 @@ export function formatDataReport(report: DataReport): string {
     lines.push("");
     lines.push(`skipped   ${report.skipped.length} bad file(s):`);
     for (const s of report.skipped) lines.push(`  ${s.path}: ${s.reason}`);
-  } else lines.push("", "problems  none");
+  }
+  for (const w of report.warnings) lines.push("", `warning   ${w}`);
+  if (report.skipped.length === 0 && report.warnings.length === 0) {
+    lines.push("", "problems  none");
+  }
   return lines.join("\n");
 }

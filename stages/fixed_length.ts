@@ -13,6 +13,9 @@
  * The length is given in `samples`, or in `seconds` (times each clip's
  * sample rate, rounded). Takes and provides `waveform` (`[s]` per example).
  *
+ * Before a run (and in `deno task data`) it warns when more than 2 % of the
+ * clips would be cut or be mostly padding ({@linkcode lengthWarnings}).
+ *
  * ```yaml
  * - use: fixed_length
  *   with: { seconds: 1 }             # 16000 samples at 16 kHz
@@ -25,6 +28,18 @@
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
 import type { Rng } from "../pipeline/rng.ts";
+
+import { displayPath } from "../pipeline/spec_load.ts";
+
+/** One clip's length, for {@linkcode lengthWarnings}. */
+export interface ClipLength {
+  /** The file, as the layout names it. */
+  readonly path: string;
+  /** Samples per channel. */
+  readonly samples: number;
+  /** Sample rate in Hz. */
+  readonly sampleRateHz: number;
+}
 
 const PadPosition = z.enum(["random", "center", "end"]);
 
@@ -96,6 +111,80 @@ export function fitLength(
   return out;
 }
 
+/** Share of clips above which {@linkcode lengthWarnings} warns (2 %). */
+export const LENGTH_WARN_SHARE = 0.02;
+/** A clip shorter than this share of the length is "mostly padding". */
+export const MOSTLY_PADDING_SHARE = 0.5;
+/** Files named as examples in a warning. */
+const EXAMPLES = 3;
+
+/**
+ * Warnings about what `fixed_length` will do to a dataset, from its clip
+ * lengths (file headers): one when more than {@linkcode LENGTH_WARN_SHARE}
+ * of the clips are longer than the length and cut (`clip: head`), one when
+ * more than that share are shorter than {@linkcode MOSTLY_PADDING_SHARE} of
+ * it and so become mostly zero padding. Each gives the count, the share, the
+ * count per split, a few files with their lengths, and the option to change.
+ *
+ * @param options The stage's options.
+ * @param splits Clip lengths by split.
+ * @param stageName The stage's name in the spec (for `--set name.seconds=…`).
+ * @returns Zero, one or two warning lines.
+ */
+export function lengthWarnings(
+  options: FixedLengthOptions,
+  splits: Readonly<Record<string, readonly ClipLength[]>>,
+  stageName = "fixed_length",
+): string[] {
+  const target = (c: ClipLength) =>
+    options.samples ?? Math.round(options.seconds! * c.sampleRateHz);
+  const all = Object.entries(splits).flatMap(([split, clips]) =>
+    clips.map((c) => ({ split, ...c }))
+  );
+  if (all.length === 0) return [];
+  const length = options.samples !== undefined
+    ? `${options.samples} samples`
+    : `${options.seconds} s`;
+  const secs = (c: ClipLength) => (c.samples / c.sampleRateHz).toFixed(2);
+  const describe = (group: typeof all) => {
+    const perSplit = Object.keys(splits).map((s) =>
+      `${s} ${group.filter((c) => c.split === s).length}`
+    ).join(", ");
+    const examples = group.slice(0, EXAMPLES).map((c) =>
+      `${displayPath(c.path)} (${secs(c)} s)`
+    ).join(", ");
+    return `${group.length} of ${all.length} clips (${
+      (100 * group.length / all.length).toFixed(1)
+    } %; ${perSplit}), e.g. ${examples}${group.length > EXAMPLES ? ", …" : ""}`;
+  };
+  const out: string[] = [];
+  const cut = options.clip === "head"
+    ? all.filter((c) => c.samples > target(c))
+    : [];
+  if (cut.length > LENGTH_WARN_SHARE * all.length) {
+    out.push(
+      `${stageName}: ${
+        describe(cut)
+      } are longer than ${length} and lose their end (clip: head); raise ${stageName}.${
+        options.samples !== undefined ? "samples" : "seconds"
+      } to keep more, or set ${stageName}.clip: none to keep them whole`,
+    );
+  }
+  const padded = all.filter((c) =>
+    c.samples < MOSTLY_PADDING_SHARE * target(c)
+  );
+  if (padded.length > LENGTH_WARN_SHARE * all.length) {
+    out.push(
+      `${stageName}: ${
+        describe(padded)
+      } are shorter than half of ${length} and become mostly zero padding; lower ${stageName}.${
+        options.samples !== undefined ? "samples" : "seconds"
+      } if that is not intended`,
+    );
+  }
+  return out;
+}
+
 /** The `fixed_length` stage. */
 export const stage = defineStage<FixedLengthOptions>({
   id: "fixed_length",
@@ -109,6 +198,24 @@ export const stage = defineStage<FixedLengthOptions>({
   layouts: (o) => ({
     waveform: { shape: ["b", o.samples ?? "s"], dtype: "float32" },
   }),
+  checkData(options, dataset, stageName) {
+    const rate = dataset.info.sampleRateHz;
+    if (!dataset.durations || typeof rate !== "number") return [];
+    return lengthWarnings(
+      options,
+      Object.fromEntries(
+        Object.keys(dataset.splits).map((split) => [
+          split,
+          dataset.durations!(split).map((c) => ({
+            path: c.path,
+            samples: Math.round(c.seconds * rate),
+            sampleRateHz: rate,
+          })),
+        ]),
+      ),
+      stageName,
+    );
+  },
   apply(batch, options, ctx) {
     const waves = batch.waveform as Float32Array[];
     const rates = batch.sampleRate as number[];

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { createRng } from "../pipeline/rng.ts";
 import type { Batch, MapContext } from "../pipeline/types.ts";
-import { fitLength, FixedLengthOptions, stage } from "./fixed_length.ts";
+import {
+  fitLength,
+  FixedLengthOptions,
+  lengthWarnings,
+  stage,
+} from "./fixed_length.ts";
 
 const w = (n: number) => Float32Array.from({ length: n }, (_, i) => i + 1);
 
@@ -82,4 +87,44 @@ Deno.test("fixed_length stage uses seconds times each clip's rate and the phase'
   );
   assert.deepEqual(fit.waveform, again.waveform);
   assert.ok((fit.waveform as Float32Array[]).every((x) => x.length === 10));
+});
+
+Deno.test("lengthWarnings counts cut and mostly-padded clips above 2 %, naming files, splits and the option", () => {
+  const clip = (i: number, seconds: number) => ({
+    path: `/tmp/c${i}.wav`,
+    samples: Math.round(seconds * 1000),
+    sampleRateHz: 1000,
+  });
+  // 100 clips: 3 longer than 1 s, 2 shorter than 0.5 s.
+  const train = Array.from({ length: 95 }, (_, i) => clip(i, 0.8));
+  const test = [
+    clip(95, 1.5),
+    clip(96, 1.2),
+    clip(97, 1.01),
+    clip(98, 0.2),
+    clip(99, 0.49),
+  ];
+  const options = FixedLengthOptions.parse({ seconds: 1 });
+  const [cut, ...rest] = lengthWarnings(options, { train, test }, "fit_len");
+  assert.equal(rest.length, 0, "2 of 100 padded is not above 2 %");
+  assert.equal(
+    cut,
+    "fit_len: 3 of 100 clips (3.0 %; train 0, test 3), e.g. /tmp/c95.wav (1.50 s), /tmp/c96.wav (1.20 s), /tmp/c97.wav (1.01 s) are longer than 1 s and lose their end (clip: head); raise fit_len.seconds to keep more, or set fit_len.clip: none to keep them whole",
+  );
+  // clip: none keeps long clips whole: nothing is cut.
+  assert.deepEqual(
+    lengthWarnings(
+      FixedLengthOptions.parse({ seconds: 1, clip: "none" }),
+      { train, test },
+    ),
+    [],
+  );
+  const [padded] = lengthWarnings(
+    FixedLengthOptions.parse({ samples: 1700 }),
+    { train, test },
+  );
+  assert.match(
+    padded,
+    /^fixed_length: 97 of 100 clips \(97\.0 %; train 95, test 2\), e\.g\. \/tmp\/c0\.wav \(0\.80 s\), .* are shorter than half of 1700 samples and become mostly zero padding; lower fixed_length\.samples if that is not intended$/,
+  );
 });

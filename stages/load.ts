@@ -16,6 +16,11 @@
  * header too, so bad files and mixed sample rates stop the run before any
  * training, each named.
  *
+ * `data.root` and `backgroundNoise` are relative to the spec file that writes
+ * them (as `extends:` is; `--set` values to the working directory); a
+ * layout's own files (e.g. the folder layout's `manifest`) are relative to
+ * `root`, since they belong to the dataset.
+ *
  * ```yaml
  * data:
  *   layout: speech_commands
@@ -31,11 +36,11 @@
 import { join, resolve } from "node:path";
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
-import type { Dataset, PlannedClip } from "../pipeline/types.ts";
+import type { Dataset, PlannedClip, SourceContext } from "../pipeline/types.ts";
 import type { Rng } from "../pipeline/rng.ts";
 import { synthesizeClip, SyntheticData } from "./_synthetic.ts";
 import { LAYOUTS } from "./_layouts/mod.ts";
-import type { Layout } from "./_layouts/types.ts";
+import type { DataProblem, Layout } from "./_layouts/types.ts";
 import {
   DataError,
   findBadFiles,
@@ -85,6 +90,7 @@ export const stage = defineStage<LoadOptions, LoadData>({
   data: LoadData as unknown as z.ZodType<LoadData>,
   takes: [],
   provides: ["channels", "sampleRate", "label", "path"],
+  pathKeys: { data: ["root"], options: ["backgroundNoise"] },
   async open(data, options, ctx): Promise<Dataset> {
     if (data.layout === "synthetic") {
       const synthetic = SyntheticData.parse(data);
@@ -98,6 +104,7 @@ export const stage = defineStage<LoadOptions, LoadData>({
       };
     }
     const layout = (LAYOUTS as Readonly<Record<string, Layout>>)[data.layout];
+    // The compiler made root absolute (relative to the spec that wrote it).
     const root = typeof data.root === "string" ? resolve(data.root) : "";
     const what = `dataset "${data.layout}" at ${root}`;
     const { index, problems, excluded } = await layout.index(data, {
@@ -108,7 +115,9 @@ export const stage = defineStage<LoadOptions, LoadData>({
         ? { exclude: findBadFiles }
         : {}),
     });
-    if (!index || problems.length > 0) throw new DataError(what, problems);
+    if (!index || problems.length > 0) {
+      throw new DataError(what, withOrigins(problems, ctx.dataOrigins));
+    }
     let backgroundNoise = options.backgroundNoise;
     if (backgroundNoise === undefined && layout.noiseFolder && root) {
       // The layout's own noise folder, under whatever root the run names.
@@ -145,6 +154,28 @@ export const stage = defineStage<LoadOptions, LoadData>({
     return classes ? plannedDataset(classes, clip) : undefined;
   },
 });
+
+/**
+ * Adds, to each problem about `classes`, where an inherited `classes:` was
+ * written and how to drop it: a child spec that replaces `data:` keeps its
+ * parent's `classes:` (mappings merge key by key), which then rarely fits.
+ */
+export function withOrigins(
+  problems: readonly DataProblem[],
+  origins: SourceContext["dataOrigins"],
+): DataProblem[] {
+  const from = origins?.classes;
+  if (!from) return [...problems];
+  return problems.map((p) =>
+    /\bclasses\b/.test(p.message)
+      ? {
+        ...p,
+        message:
+          `${p.message} (classes is inherited from ${from.file}:${from.line}; write \`classes: null\` under data: to drop it, or list this dataset's classes)`,
+      }
+      : p
+  );
+}
 
 /**
  * Silent mono clips, one per split, standing in for absent data in
@@ -205,7 +236,11 @@ function openSynthetic(data: SyntheticData, rng: Rng): Dataset {
       }
       const label = Math.floor(index / n);
       return Promise.resolve({
-        channels: synthesizeClip(label, data, rng.child(split, index)),
+        channels: synthesizeClip(
+          label,
+          data,
+          (data.fold ? rng.child("fold", data.fold) : rng).child(split, index),
+        ),
         sampleRate: data.sampleRateHz,
         label,
         path: `synthetic:${split}/${data.classes[label]}/${index % n}`,

@@ -1,23 +1,33 @@
 /**
- * The `report` step stage: evaluates the trained model on one split (argmax
- * of the logits) and writes the run's report — accuracy, macro-F1, per-class
- * precision/recall/F1/support, the confusion matrix, learning curves from the
- * train stage's `metrics`, and the paper's Table 6 row (Orig / Aug / Mlt /
- * Hyb / TTDA, reference §12) when `ttau` or `ttda` ran before it — with the
- * spec hash, versions, backend, adapter and stage timings of `manifest.json`.
+ * The `report` step stage: scores every model state the run produced and
+ * writes the run's report. The states, side by side (see
+ * `lib/predictions.ts`): the trained model's best and last checkpoints
+ * (loaded into a second model when `test_time_adaptation` has adapted the
+ * current one in place), each TTAu mode (`scoredStates` from
+ * `test_time_augmentation`), and TTDA final (the adapted weights). For each:
+ * accuracy, macro-F1, loss, per-class precision/recall/F1/support and the
+ * confusion matrix, and `predictions/<split>.<state>.csv` (path, label,
+ * predicted label, top-k probabilities per clip), which the report links.
+ * Every accuracy the report and its console lines print names its state.
+ * The headline `evaluation` is the trained best state on `split`. Also:
+ * learning curves from the train stage's `metrics` (epochs from 1), the
+ * paper's Table 6 row (Orig / Aug / Mlt / Hyb / TTDA, reference §12) when
+ * `ttau` or `ttda` ran, the spec hash, versions, backend, adapter and stage
+ * timings of `manifest.json`.
  *
  * Files: `report.json` (machine-readable, {@linkcode ReportData}),
- * `report.md`, and `report.html` (self-contained: inline CSS and SVG charts
- * rendered by Vega, no script, no network). Each is written atomically. Zero
- * divisions in the metrics give 0; the TTDA number picked by test accuracy is
- * labelled optimistic. Timings cover the stages finished before the report.
+ * `report.md`, `report.html` (self-contained: inline CSS and SVG charts
+ * rendered by Vega, no script, no network) and `predictions/`. Each is
+ * written atomically. Zero divisions in the metrics give 0; the TTDA number
+ * picked by test accuracy is labelled optimistic. Timings cover the stages
+ * finished before the report.
  *
- * Takes `tokens`, `label` and `model` (plus `metrics`, `summary`, `ttau` and
- * `ttda` when present); provides `report`.
+ * Takes `tokens`, `label` and `model` (plus `metrics`, `summary`, `ttau`,
+ * `ttda` and `scoredStates` when present); provides `report`.
  *
  * ```yaml
  * - use: report
- *   with: { split: test, batchSize: 64, formats: [json, md, html] }
+ *   with: { split: test, batchSize: 64, formats: [json, md, html], predictionSplits: [test, validation], top: 3 }
  * ```
  *
  * @module
@@ -26,17 +36,33 @@ import { join } from "node:path";
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../pipeline/atomic.ts";
+import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
+import type { StepContext } from "../pipeline/types.ts";
+import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
-import { evaluate } from "../model/evaluate.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
 import { argmaxRows, classificationReport } from "../lib/metrics.ts";
+import {
+  predictionsCsv,
+  predictionsFile,
+  type StateScores,
+} from "../lib/predictions.ts";
+import { softmaxRows } from "./test_time_augmentation.ts";
 import {
   pct,
   PER_CLASS_HEAD,
   perClassRows,
   renderReportHtml,
+  STATES_HEAD,
+  statesTable,
   table6Table,
 } from "../lib/report_html.ts";
-import type { CurvePoint, ReportData, Table6Row } from "../lib/report_html.ts";
+import type {
+  CurvePoint,
+  ReportData,
+  StateReport,
+  Table6Row,
+} from "../lib/report_html.ts";
 
 /** Options of the `report` stage. */
 export const ReportOptions = z.strictObject({
@@ -52,6 +78,12 @@ export const ReportOptions = z.strictObject({
     "html",
   ]).describe(
     "Files to write: report.json, report.md, report.html",
+  ),
+  predictionSplits: z.array(z.string().min(1)).min(1).optional().describe(
+    "Splits to score every model state on and write predictions/<split>.<state>.csv for (default: split); TTAu states exist only on TTAu's split",
+  ),
+  top: z.int().min(1).default(3).describe(
+    "Most probable labels listed per clip in the predictions files",
   ),
 });
 /** Parsed options of the `report` stage. */
@@ -143,6 +175,7 @@ function mdTable(
  */
 export function renderReportMarkdown(report: ReportData): string {
   const ev = report.evaluation;
+  const label = ev.stateLabel ?? "model";
   const out: string[] = [
     `# Report: ${report.name}`,
     "",
@@ -155,15 +188,30 @@ export function renderReportMarkdown(report: ReportData): string {
     }`,
     `- written: ${report.createdAt}`,
     "",
-    `## Evaluation on \`${ev.split}\` (${ev.examples} clips)`,
+    `## Evaluation on \`${ev.split}\` (${ev.examples} clips): ${label}`,
     "",
-    `- accuracy: ${pct(ev.accuracy)} %`,
-    `- macro-F1: ${pct(ev.macroF1)} %`,
-    `- loss: ${finite(ev.loss) ? ev.loss.toFixed(4) : "–"}`,
+    `- accuracy, ${label}: ${pct(ev.accuracy)} %`,
+    `- macro-F1, ${label}: ${pct(ev.macroF1)} %`,
+    `- loss, ${label}: ${finite(ev.loss) ? ev.loss.toFixed(4) : "–"}`,
     ...(ev.note ? [`- note: ${ev.note}`] : []),
   ];
   if (report.summary?.bestEpoch !== undefined) {
-    out.push(`- best epoch: ${report.summary.bestEpoch}`);
+    out.push(`- best epoch (train stage): ${report.summary.bestEpoch}`);
+  }
+  const states = report.states ?? [];
+  if (states.length) {
+    out.push(
+      "",
+      "## Model states, side by side",
+      "",
+      mdTable(
+        STATES_HEAD,
+        statesTable(states).map((r) => [
+          ...r.slice(0, -1),
+          `[${r[r.length - 1]}](${r[r.length - 1]})`,
+        ]),
+      ),
+    );
   }
   if (report.table6) {
     const t = report.table6;
@@ -177,7 +225,7 @@ export function renderReportMarkdown(report: ReportData): string {
     if (t.origFrom === "report") {
       out.push(
         "",
-        `Orig is this report's evaluation on \`${ev.split}\` (TTAu did not report it).`,
+        `Orig is this report's evaluation on \`${ev.split}\`, ${label} (TTAu did not report it).`,
       );
     } else if (t.origFrom === "ttda") {
       out.push(
@@ -201,7 +249,7 @@ export function renderReportMarkdown(report: ReportData): string {
   if (splits.length) {
     out.push(
       "",
-      "## Accuracy per split (best checkpoint)",
+      "## Accuracy per split, trained best checkpoint (train stage)",
       "",
       mdTable(
         ["split", "accuracy %", "loss"],
@@ -213,22 +261,27 @@ export function renderReportMarkdown(report: ReportData): string {
       ),
     );
   }
-  out.push(
-    "",
-    `## Per-class metrics on \`${ev.split}\` (%)`,
-    "",
-    mdTable(
-      PER_CLASS_HEAD,
-      perClassRows(ev),
-    ),
-    "",
-    "## Confusion matrix (rows: true class, columns: predicted)",
-    "",
-    mdTable(
-      ["true \\ predicted", ...report.classes],
-      ev.confusion.map((row, i) => [report.classes[i], ...row.map(String)]),
-    ),
-  );
+  const sections = states.length ? states : [{
+    ...ev,
+    label,
+    predictions: "",
+  }];
+  for (const st of sections) {
+    const title = `${st.label} on \`${st.split}\``;
+    out.push(
+      "",
+      `## Per-class metrics, ${title} (%)`,
+      "",
+      mdTable(PER_CLASS_HEAD, perClassRows(st)),
+      "",
+      `## Confusion matrix, ${title} (rows: true class, columns: predicted)`,
+      "",
+      mdTable(
+        ["true \\ predicted", ...report.classes],
+        st.confusion.map((row, i) => [report.classes[i], ...row.map(String)]),
+      ),
+    );
+  }
   if (report.curves.length) {
     const epochs = [...new Set(report.curves.map((c) => c.epoch))].sort((
       a,
@@ -247,7 +300,7 @@ export function renderReportMarkdown(report: ReportData): string {
           ...splitNames.flatMap((s) => [`${s} loss`, `${s} acc %`]),
         ],
         epochs.map((e) => [
-          String(e + 1),
+          String(e),
           ...splitNames.flatMap((s) => {
             const p = at(e, s);
             return [p ? p.loss.toFixed(4) : "–", pct(p?.accuracy)];
@@ -284,6 +337,199 @@ async function readManifest(runDir: string): Promise<Record<string, unknown>> {
   }
 }
 
+/** A model's logits on a split (eval phase, split order) as {@linkcode StateScores} fields. */
+async function scoreModel(
+  ctx: StepContext,
+  model: AmautModel,
+  split: string,
+  batchSize: number,
+): Promise<
+  Pick<StateScores, "paths" | "labels" | "probabilities" | "loss">
+> {
+  const { tf } = ctx;
+  const rows: Float32Array[] = [];
+  const labels: number[] = [];
+  const paths: string[] = [];
+  for await (
+    const batch of ctx.data.batches(split, {
+      batchSize,
+      phase: "eval",
+      shuffle: false,
+    })
+  ) {
+    const logits = tf.tidy(() =>
+      model.apply(batch.tokens as Tensor3D, { training: false }).logits
+    ) as Tensor2D;
+    rows.push(await logits.data() as Float32Array);
+    logits.dispose();
+    const y = batch.label as number[];
+    const files = batch.path as string[] | undefined;
+    labels.push(...y);
+    y.forEach((_, i) => paths.push(String(files?.[i] ?? "")));
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+  }
+  const n = ctx.data.classes.length;
+  const flat = new Float32Array(labels.length * n);
+  let offset = 0;
+  for (const r of rows) {
+    flat.set(r, offset);
+    offset += r.length;
+  }
+  const probabilities = softmaxRows(flat, n);
+  let loss = 0;
+  labels.forEach((label, i) => {
+    loss -= Math.log(Math.max(probabilities[i * n + label], 1e-30));
+  });
+  return {
+    paths,
+    labels,
+    probabilities,
+    loss: labels.length ? loss / labels.length : NaN,
+  };
+}
+
+/** Loads checkpoint `name` of `dir` into `target` (parameters and buffers). */
+async function loadWeights(
+  ctx: StepContext,
+  target: AmautModel,
+  dir: string,
+  name: string,
+): Promise<void> {
+  const ckpt = await loadCheckpoint(ctx.tf, dir, name);
+  try {
+    for (const group of ["params", "buffers"] as const) {
+      for (const [key, v] of target[group]) {
+        const t = ckpt.groups[group]?.get(key);
+        if (!t) {
+          throw new Error(
+            `Cannot score checkpoint ${
+              join(dir, name)
+            }: it lacks ${group}/${key}`,
+          );
+        }
+        v.assign(t);
+      }
+    }
+  } finally {
+    ctx.tf.dispose(Object.values(ckpt.groups).flatMap((g) => [...g.values()]));
+  }
+}
+
+/** 1-based epoch of a checkpoint, from its index file; undefined when absent. */
+async function checkpointEpoch(
+  dir: string,
+  name: string,
+): Promise<number | undefined> {
+  try {
+    const index = JSON.parse(
+      await Deno.readTextFile(join(dir, `${name}.json`)),
+    );
+    const e = index?.meta?.epoch;
+    return typeof e === "number" ? e + 1 : undefined; // meta.epoch is the 0-based loop index
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Every model state the run produced, scored on each split: the trained
+ * model's best and last checkpoints, the TTAu modes (on TTAu's split, from
+ * `scoredStates`), and the TTDA-adapted weights the model holds after
+ * `test_time_adaptation`. The best and last weights are loaded into a second
+ * model when the current one holds others (TTDA adapts in place).
+ */
+async function modelStates(
+  ctx: StepContext,
+  model: AmautModel,
+  splits: readonly string[],
+  batchSize: number,
+): Promise<StateScores[]> {
+  const dir = join(ctx.runDir, "checkpoints");
+  const ttda = ctx.values.ttda as
+    | { final?: { epoch?: number }; split?: string }
+    | undefined;
+  const summaryBest =
+    (ctx.values.summary as { bestEpoch?: unknown } | undefined)
+      ?.bestEpoch;
+  const bestEpoch = typeof summaryBest === "number"
+    ? summaryBest
+    : await checkpointEpoch(dir, "best");
+  const lastEpoch = await checkpointEpoch(dir, "last");
+  const hasBest = await checkpointEpoch(dir, "best") !== undefined;
+  const ttauStates = (ctx.values.scoredStates as StateScores[] | undefined) ??
+    [];
+  let other: AmautModel | undefined;
+  const second = () =>
+    other ??= createModel(
+      ctx.tf,
+      model.options,
+      model.dims,
+      ctx.rng.child("state"),
+    );
+  const out: StateScores[] = [];
+  try {
+    for (const split of splits) {
+      let best: StateScores | undefined;
+      if (!ttda || hasBest) {
+        let source = model;
+        if (ttda) {
+          source = second();
+          await loadWeights(ctx, source, dir, "best");
+        }
+        best = {
+          id: "trained-best",
+          label: bestEpoch !== undefined
+            ? `trained, best (epoch ${bestEpoch})`
+            : "trained",
+          split,
+          ...(bestEpoch !== undefined ? { epoch: bestEpoch } : {}),
+          ...await scoreModel(ctx, source, split, batchSize),
+        };
+        out.push(best);
+      }
+      if (lastEpoch !== undefined) {
+        const label = `trained, last (epoch ${lastEpoch})`;
+        if (best && lastEpoch === bestEpoch) {
+          out.push({
+            ...best,
+            id: "trained-last",
+            label,
+            note: "the same weights as best",
+          });
+        } else {
+          const last = second();
+          await loadWeights(ctx, last, dir, "last");
+          out.push({
+            id: "trained-last",
+            label,
+            split,
+            epoch: lastEpoch,
+            ...await scoreModel(ctx, last, split, batchSize),
+          });
+        }
+      }
+      out.push(...ttauStates.filter((s) => s.split === split));
+      if (ttda) {
+        const epoch = ttda.final?.epoch;
+        out.push({
+          id: "ttda-final",
+          label: `TTDA final${epoch !== undefined ? ` (epoch ${epoch})` : ""}`,
+          split,
+          ...(epoch !== undefined ? { epoch } : {}),
+          ...(ttda.split && ttda.split !== split
+            ? { note: `adapted on ${ttda.split}, scored on ${split}` }
+            : {}),
+          ...await scoreModel(ctx, model, split, batchSize),
+        });
+      }
+    }
+  } finally {
+    other?.dispose();
+  }
+  return out;
+}
+
 /** The `report` stage. */
 export const stage = defineStage<ReportOptions>({
   id: "report",
@@ -302,15 +548,53 @@ export const stage = defineStage<ReportOptions>({
       );
     }
     const classes = ctx.data.classes;
-    const result = await evaluate(
-      ctx,
-      model,
-      options.split,
-      options.batchSize,
-      { keepLogits: true },
-    );
-    const predictions = argmaxRows(result.logits, classes.length);
-    const metrics = classificationReport(result.labels, predictions, classes);
+    const splits = options.predictionSplits ?? [options.split];
+    if (!splits.includes(options.split)) splits.unshift(options.split);
+    for (const split of splits) {
+      if (!Object.hasOwn(ctx.data.splits, split)) {
+        throw new Error(
+          `Cannot report on split "${split}": the dataset has splits ${
+            Object.keys(ctx.data.splits).map((s) => `"${s}"`).join(", ")
+          }`,
+        );
+      }
+    }
+    const scored = await modelStates(ctx, model, splits, options.batchSize);
+    await Deno.mkdir(join(ctx.runDir, "predictions"), { recursive: true });
+    const states: StateReport[] = [];
+    for (const st of scored) {
+      const file = predictionsFile(st.split, st.id);
+      await writeFileAtomic(
+        join(ctx.runDir, file),
+        predictionsCsv(st, classes, options.top),
+      );
+      const m = classificationReport(
+        [...st.labels],
+        argmaxRows(st.probabilities, classes.length),
+        classes,
+      );
+      states.push({
+        id: st.id,
+        label: st.label,
+        split: st.split,
+        ...(st.epoch !== undefined ? { epoch: st.epoch } : {}),
+        ...(st.note ? { note: st.note } : {}),
+        examples: m.total,
+        ...(st.loss !== undefined ? { loss: st.loss } : {}),
+        accuracy: m.accuracy,
+        macroF1: m.macroF1,
+        macroPrecision: m.macroPrecision,
+        macroRecall: m.macroRecall,
+        perClass: m.perClass,
+        confusion: m.confusion,
+        predictions: file,
+      });
+    }
+    const headline = states.find((s) =>
+      s.split === options.split && s.id === "trained-best"
+    ) ?? states.find((s) =>
+      s.split === options.split
+    )!;
     const manifest = await readManifest(ctx.runDir);
     const backend = (manifest.backend ?? {
       name: ctx.backend.name,
@@ -325,7 +609,7 @@ export const stage = defineStage<ReportOptions>({
     const table6 = table6Row(
       ctx.values.ttau,
       ctx.values.ttda,
-      metrics.accuracy,
+      headline.accuracy,
     );
     const report: ReportData = {
       format: "amaut-report/1",
@@ -341,21 +625,19 @@ export const stage = defineStage<ReportOptions>({
       classes: [...classes],
       evaluation: {
         split: options.split,
-        ...(ctx.values.ttda !== undefined
-          ? {
-            note:
-              "test_time_adaptation ran before report: the model evaluated is the adapted one",
-          }
-          : {}),
-        examples: metrics.total,
-        loss: result.loss,
-        accuracy: metrics.accuracy,
-        macroF1: metrics.macroF1,
-        macroPrecision: metrics.macroPrecision,
-        macroRecall: metrics.macroRecall,
-        perClass: metrics.perClass,
-        confusion: metrics.confusion,
+        state: headline.id,
+        stateLabel: headline.label,
+        ...(headline.note ? { note: headline.note } : {}),
+        examples: headline.examples,
+        loss: headline.loss ?? NaN,
+        accuracy: headline.accuracy,
+        macroF1: headline.macroF1,
+        macroPrecision: headline.macroPrecision,
+        macroRecall: headline.macroRecall,
+        perClass: headline.perClass,
+        confusion: headline.confusion,
       },
+      states,
       ...(ctx.values.summary
         ? { summary: ctx.values.summary as Record<string, unknown> }
         : {}),
@@ -378,10 +660,19 @@ export const stage = defineStage<ReportOptions>({
         await renderReportHtml(report),
       );
     }
+    for (const st of states) {
+      ctx.log.info(
+        `${st.split} accuracy of ${st.label}${
+          st.note ? ` (${st.note})` : ""
+        }: ${pct(st.accuracy)}%, macro-F1 ${pct(st.macroF1)}%`,
+      );
+    }
     ctx.log.info(
-      `${options.split}: accuracy ${pct(metrics.accuracy)}%, macro-F1 ${
-        pct(metrics.macroF1)
-      }%; wrote ${[...formats].map((f) => `report.${f}`).join(", ")}`,
+      `wrote ${
+        [...formats].map((f) => `report.${f}`).join(", ")
+      } and ${states.length} predictions file${
+        states.length === 1 ? "" : "s"
+      } (predictions/)`,
     );
     return { report };
   },

@@ -115,7 +115,7 @@ Deno.test("report writes report.json, report.md and report.html that parse and a
   );
   assert.deepEqual(
     report.curves.map((c) => [c.epoch, c.split]),
-    [[0, "train"], [0, "validation"], [1, "train"], [1, "validation"]],
+    [[1, "train"], [1, "validation"], [2, "train"], [2, "validation"]],
   );
   assert.equal(report.table6, undefined, "no Table 6 without ttau/ttda");
   assert.deepEqual(result.values.report, report);
@@ -136,7 +136,28 @@ Deno.test("report writes report.json, report.md and report.html that parse and a
     /(src|href)=["']?https?:/i,
     "no network references",
   );
-  assert.equal(html.match(/<svg /g)?.length, 3, "confusion + two curves");
+  // One state per checkpoint (best and last), each with its predictions file.
+  assert.deepEqual(report.states?.map((st) => st.id), [
+    "trained-best",
+    "trained-last",
+  ]);
+  assert.equal(ev.state, "trained-best");
+  assert.equal(report.states![0].accuracy, ev.accuracy);
+  assert.match(
+    report.states![1].label,
+    new RegExp(`^trained, last \\(epoch 2\\)`),
+  );
+  for (const st of report.states!) {
+    const csv = await Deno.readTextFile(join(runDir, st.predictions));
+    assert.equal(csv.trim().split("\n").length, 1 + ev.examples);
+    assert.ok(md.includes(`(${st.predictions})`), "the report links it");
+    assert.ok(html.includes(`href="${st.predictions}"`));
+  }
+  assert.equal(
+    html.match(/<svg /g)?.length,
+    2 + report.states!.length,
+    "a confusion matrix per state + two curves",
+  );
   assert.match(html, /class="marks"/, "SVG rendered by Vega");
   for (const name of report.classes) assert.ok(html.includes(name));
   // Temp files of the atomic writes are gone.
@@ -167,7 +188,15 @@ Deno.test("report shows the Table 6 row and labels best-by-test TTDA optimistic"
       note: "chosen by test accuracy: optimistic",
     },
   });
-  assert.match(report.evaluation.note ?? "", /adapted/);
+  // The headline is the trained model (loaded from its best checkpoint),
+  // and the adapted weights are a state of their own, named.
+  assert.equal(report.evaluation.state, "trained-best");
+  assert.deepEqual(report.states?.map((st) => [st.id, st.split]), [
+    ["trained-best", "validation"],
+    ["trained-last", "validation"],
+    ["ttda-final", "validation"],
+  ]);
+  assert.equal(report.states![2].label, "TTDA final (epoch 3)");
   const md = await Deno.readTextFile(join(result.runDir, "report.md"));
   assert.match(
     md,

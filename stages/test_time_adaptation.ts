@@ -54,15 +54,17 @@
  */
 import { join } from "node:path";
 import * as z from "zod";
-import type { Tensor, Tensor2D, Tensor3D } from "@tensorflow/tfjs";
+import type { Tensor, Tensor2D, Tensor3D, Variable } from "@tensorflow/tfjs";
 import { defineStage } from "../pipeline/define_stage.ts";
 import { writeFileAtomic } from "../pipeline/atomic.ts";
-import type { StepContext } from "../pipeline/types.ts";
+import type { StepContext, Tf } from "../pipeline/types.ts";
+import type { Rng } from "../pipeline/rng.ts";
 import { updateRunningStats } from "../model/amaut.ts";
 import type { AmautModel, BatchStat } from "../model/amaut.ts";
+import { checkTrainBatchFits } from "../model/eval_chunks.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import type { SgdOptions } from "../model/sgd.ts";
-import { ttdaLoss } from "../model/ttda_loss.ts";
+import { ttdaLoss, type TtdaLossOptions } from "../model/ttda_loss.ts";
 import { evaluate } from "../model/evaluate.ts";
 import { tfjsDevice } from "../gpu/engine.ts";
 import { createFusedTtda, type FusedTtda } from "../gpu/ttda_fused.ts";
@@ -326,6 +328,48 @@ async function fusedFor(
   return await createFusedTtda(ctx.tf, model, { device });
 }
 
+/**
+ * The TTDA loss of a batch of `views` equal views (`tokens` `[views·b, …]`)
+ * and its gradients, one view at a time: the loss is a sum over views, each
+ * with its own BatchNorm statistics and dropout stream, so the summed
+ * per-view gradients equal the joint ones (to rounding) with only one view's
+ * activations alive (CS: 70 clips of 10 s, not 140). Appends each view's
+ * batch statistics to `o.stats` (the caller disposes them).
+ */
+export function ttdaGradients(
+  tf: Tf,
+  model: AmautModel,
+  tokens: Tensor3D,
+  views: number,
+  o: {
+    rng: Rng;
+    rates: TtdaLossOptions;
+    vars: Variable[];
+    stats: BatchStat[];
+  },
+): { value: Tensor; grads: Record<string, Tensor> } {
+  const b = tokens.shape[0] / views;
+  let value: Tensor = tf.scalar(0);
+  const grads: Record<string, Tensor> = {};
+  for (let v = 0; v < views; v++) {
+    const part = tf.variableGrads(() => {
+      const view = tokens.slice([v * b, 0, 0], [b, -1, -1]);
+      const out = model.apply(view, { training: true, rng: o.rng.child(v) });
+      o.stats.push(...out.batchStats); // kept by apply
+      return ttdaLoss(tf, out.logits as Tensor2D, o.rates);
+    }, o.vars);
+    const sum = tf.add(value, part.value);
+    tf.dispose([value, part.value]);
+    value = sum;
+    for (const [n, g] of Object.entries(part.grads)) {
+      const prev = grads[n];
+      grads[n] = prev ? tf.add(prev, g) : g;
+      if (prev) tf.dispose([prev, g]);
+    }
+  }
+  return { value, grads };
+}
+
 /** The `test_time_adaptation` stage. */
 export const stage = defineStage<TtdaOptions>({
   id: "test_time_adaptation",
@@ -466,21 +510,43 @@ export const stage = defineStage<TtdaOptions>({
             await ctx.boundary();
             continue;
           }
+          // A training step cannot be chunked (BatchNorm's batch statistics):
+          // say how far to lower the batch instead of failing on the GPU.
+          checkTrainBatchFits(
+            tf,
+            model,
+            b,
+            tokens.shape[1],
+            "test_time_adaptation.batchSize",
+          );
           const stats: BatchStat[] = [];
-          const { value, grads } = tf.variableGrads(() => {
-            let loss = tf.scalar(0);
-            for (let v = 0; v < views; v++) {
-              const view = tokens.slice([v * b, 0, 0], [b, -1, -1]);
-              const out = model.apply(view, {
-                training: true,
-                rng: rng.child(v),
-              });
-              stats.push(...out.batchStats); // kept by apply; disposed below
-              loss = loss.add(ttdaLoss(tf, out.logits as Tensor2D, rates));
+          const { value, grads } = ttdaGradients(
+            tf,
+            model,
+            tokens,
+            views,
+            { rng, rates, vars, stats },
+          );
+          let l: number;
+          try {
+            l = (await value.data())[0];
+          } catch (error) {
+            // A failed readback only says "validation error occurred": name
+            // the GPU error behind it (e.g. out of memory) when one was recorded.
+            try {
+              ctx.backend.checkErrors();
+            } catch (gpu) {
+              throw new Error(
+                `Cannot take TTDA step ${step + 1} of epoch ${
+                  k + 1
+                } on ${views} view(s) of ${b} clips: ${
+                  (gpu as Error).message
+                }; lower test_time_adaptation.batchSize (the tfjs step keeps every activation of one view for its gradient)`,
+                { cause: gpu },
+              );
             }
-            return loss as ReturnType<typeof tf.scalar>;
-          }, vars);
-          const l = (await value.data())[0];
+            throw error;
+          }
           try {
             if (!Number.isFinite(l)) {
               throw new Error(

@@ -8,14 +8,20 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
+import type { Scalar, Tensor2D, Tensor3D } from "@tensorflow/tfjs";
 import { compile, runPipeline } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "./mod.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
-import type { AmautModel } from "../model/amaut.ts";
+import type { AmautModel, BatchStat } from "../model/amaut.ts";
+import { createModel, ModelOptions } from "../model/amaut.ts";
+import { ttdaLoss } from "../model/ttda_loss.ts";
+import { createRng } from "../pipeline/rng.ts";
+import { selectBackend } from "../pipeline/backend.ts";
 import {
   moduleLrDecay,
   stage,
   type TtdaEpochMetrics,
+  ttdaGradients,
   ttdaLearningRateFactor,
   TtdaOptions,
   type TtdaResult,
@@ -313,4 +319,73 @@ Deno.test({
       await tf.setBackend("cpu");
     }
   },
+});
+
+Deno.test("ttdaGradients: per-view gradients summed equal the joint gradient of the summed loss", async () => {
+  await selectBackend("cpu");
+  const options = ModelOptions.parse({
+    width: 4,
+    groups: [1, 1],
+    embedDim: 16,
+    depth: 1,
+    heads: 2,
+    mlpDim: 40,
+    extend: 16,
+    conv: 8,
+    head: "fce",
+  });
+  const model = createModel(
+    tf,
+    options,
+    { nMels: 8, frames: 64, classes: 3 },
+    createRng("ttda_views", 1),
+  );
+  const vars = [...model.params.values()];
+  const x = tf.randomNormal([10, 64, 8], 0, 1, "float32", 3) as Tensor3D;
+  const rates = { alpha: 1, beta: 0.5, gamma: 0.5, q: 1.1 };
+  const rng = createRng("dropout", 0);
+  const joint = tf.variableGrads(() => {
+    let loss = tf.scalar(0);
+    for (let v = 0; v < 2; v++) {
+      const out = model.apply(x.slice([v * 5, 0, 0], [5, -1, -1]), {
+        training: true,
+        rng: rng.child(v),
+      });
+      tf.dispose(out.batchStats.flatMap((s) => [s.mean, s.variance]));
+      loss = loss.add(ttdaLoss(tf, out.logits as Tensor2D, rates));
+    }
+    return loss as Scalar;
+  }, vars);
+  const stats: BatchStat[] = [];
+  const before = tf.memory().numTensors;
+  const split = ttdaGradients(tf, model, x, 2, { rng, rates, vars, stats });
+  // Nothing leaks: the loss, the gradients and each view's BatchNorm statistics.
+  assert.equal(
+    tf.memory().numTensors,
+    before + 1 + Object.keys(split.grads).length + 2 * stats.length,
+  );
+  assert.equal(stats.length % 2, 0);
+  assert.equal(
+    (await split.value.data())[0],
+    (await joint.value.data())[0],
+  );
+  assert.deepEqual(
+    Object.keys(split.grads).sort(),
+    Object.keys(joint.grads).sort(),
+  );
+  for (const [name, g] of Object.entries(joint.grads)) {
+    const [a, b] = [await g.data(), await split.grads[name].data()];
+    for (let i = 0; i < a.length; i++) {
+      assert.ok(Math.abs(a[i] - b[i]) <= 1e-6 * (1 + Math.abs(a[i])), name);
+    }
+  }
+  tf.dispose([
+    x,
+    joint.value,
+    split.value,
+    ...Object.values(joint.grads),
+    ...Object.values(split.grads),
+    ...stats.flatMap((s) => [s.mean, s.variance]),
+  ]);
+  model.dispose();
 });

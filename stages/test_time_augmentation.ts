@@ -25,8 +25,10 @@
  *
  * Takes `tokens` (`[b, t, f]` per batch, views stacked view-major), `label`
  * and `model`; provides `ttau` (accuracy per mode, the member count, the view
- * names and the merge rule) and writes `ttau.json` (the same plus each mode's
- * predicted class per example, in split order).
+ * names and the merge rule) and `scoredStates` (each mode's probabilities per
+ * clip, from which the report writes `predictions/<split>.ttau-<mode>.csv`),
+ * and writes `ttau.json` (the same plus each mode's predicted class per
+ * example, with the clips' `paths`, in split order).
  *
  * ```yaml
  * - use: augment
@@ -47,8 +49,9 @@
  * @module
  */
 import { argmaxRows } from "../lib/metrics.ts";
+import type { StateScores } from "../lib/predictions.ts";
 export { argmaxRows };
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import * as z from "zod";
 import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
 import { defineStage } from "../pipeline/define_stage.ts";
@@ -56,6 +59,7 @@ import { writeJsonAtomic } from "../pipeline/atomic.ts";
 import type { StepContext } from "../pipeline/types.ts";
 import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
+import { evalLogits } from "../model/eval_chunks.ts";
 import {
   checkCompatible,
   loadCheckpoint,
@@ -273,7 +277,7 @@ async function resolveCheckpoint(
   }
   throw new Error(
     `Cannot find checkpoint "${which}" of TTAu member "${path}": looked for ${
-      candidates.map((c) => join(c.dir, `${c.name}.json`)).join(", ")
+      candidates.map((c) => resolve(c.dir, `${c.name}.json`)).join(", ")
     }`,
   );
 }
@@ -328,12 +332,15 @@ async function forward(
   options: TestTimeAugmentationOptions,
   allViews: boolean,
   label: string,
-): Promise<{ views: string[]; logits: Float32Array[]; labels: number[] }> {
+): Promise<
+  { views: string[]; logits: Float32Array[]; labels: number[]; paths: string[] }
+> {
   const { tf } = ctx;
   const classes = ctx.data.classes.length;
   let views: string[] | undefined;
   const rows: Float32Array[][] = [];
   const labels: number[] = [];
+  const paths: string[] = [];
   const bar = ctx.progress({
     label,
     total: ctx.data.splits[options.split],
@@ -364,13 +371,17 @@ async function forward(
     const V = names.length;
     const b = batch.size / V;
     labels.push(...(batch.label as number[]).slice(0, b));
+    const files = batch.path as string[] | undefined;
+    for (let i = 0; i < b; i++) paths.push(String(files?.[i] ?? ""));
     const used = allViews ? V : 1;
     for (let v = 0; v < used; v++) {
+      // In chunks within the GPU's buffer limits (one pass when it fits).
       const logits = tf.tidy(() =>
-        model.apply(
+        evalLogits(
+          tf,
+          model,
           V === 1 ? tokens : tokens.slice([v * b, 0, 0], [b, -1, -1]),
-          { training: false },
-        ).logits
+        )
       ) as Tensor2D;
       (rows[v] ??= []).push(await logits.data() as Float32Array);
       logits.dispose();
@@ -391,7 +402,29 @@ async function forward(
     }
     return flat;
   });
-  return { views, logits, labels };
+  return { views, logits, labels, paths };
+}
+
+/** How a TTAu mode is named in reports. */
+function modeLabel(
+  mode: TtauMode,
+  views: readonly string[],
+  members: number,
+  merge: Merge,
+  origPhase: string | undefined,
+): string {
+  switch (mode) {
+    case "orig":
+      return origPhase
+        ? `TTAu Orig (phase ${origPhase})`
+        : `TTAu Orig (view ${views[0]})`;
+    case "aug":
+      return `TTAu Aug (${views.length} views merged, ${merge})`;
+    case "mlt":
+      return `TTAu Mlt (${members} models merged, ${merge})`;
+    case "hyb":
+      return `TTAu Hyb (${members} models × ${views.length} views, ${merge})`;
+  }
 }
 
 /** The `test_time_augmentation` stage. */
@@ -404,7 +437,7 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
     "Evaluate with test-time augmentation and model ensembles (TTAu: Orig, Aug, Mlt, Hyb)",
   options: TestTimeAugmentationOptions,
   takes: ["tokens", "label", "model"],
-  provides: ["ttau"],
+  provides: ["ttau", "scoredStates"],
   async run(options, ctx) {
     const { tf, log } = ctx;
     const model = ctx.values.model as AmautModel | undefined;
@@ -523,11 +556,32 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
     );
     const report: Record<string, unknown> = {};
     const result: Record<string, unknown> = {};
+    const states: StateScores[] = [];
+    // TTAu after TTDA scores the adapted weights: say so in every label.
+    const base = ctx.values.ttda !== undefined
+      ? " of the TTDA-adapted model"
+      : "";
     for (const mode of modes) {
       const predictions = argmaxRows(scores[mode]!, classes);
       const accuracy = accuracyOf(predictions, labels);
       report[mode] = { accuracy, predictions };
       result[mode] = { accuracy };
+      states.push({
+        id: `ttau-${mode}`,
+        label: modeLabel(
+          mode,
+          views,
+          members,
+          options.merge,
+          options.origPhase,
+        ) + base,
+        split: options.split,
+        paths: first.paths,
+        labels,
+        probabilities: options.merge === "softmax"
+          ? scores[mode]!
+          : softmaxRows(scores[mode]!, classes),
+      });
     }
     const common = {
       members,
@@ -541,6 +595,7 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
       which: options.which,
       sources: ["(current model)", ...others],
       ...common,
+      paths: first.paths,
       labels,
       ...report,
     });
@@ -557,6 +612,12 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
         ).join(" | ")
       }`,
     );
-    return { ttau: { ...result, ...common } as unknown as TtauResult };
+    return {
+      ttau: { ...result, ...common } as unknown as TtauResult,
+      scoredStates: [
+        ...((ctx.values.scoredStates as StateScores[] | undefined) ?? []),
+        ...states,
+      ],
+    };
   },
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { StateScores } from "../lib/predictions.ts";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { compile, runPipeline } from "../pipeline/mod.ts";
@@ -242,4 +243,23 @@ Deno.test("test_time_augmentation with origPhase eval scores Orig on the plain t
   assert.equal(report.origPhase, "eval");
   assert.equal(report.orig.accuracy, summary.test.accuracy);
   assert.ok(report.aug.accuracy >= 0 && report.aug.accuracy <= 1);
+  // The scores per clip for the report name where Orig came from, and the
+  // clips are named in ttau.json.
+  const states = run.values.scoredStates as StateScores[];
+  assert.deepEqual(states.map((s) => [s.id, s.label]), [
+    ["ttau-orig", "TTAu Orig (phase eval)"],
+    ["ttau-aug", "TTAu Aug (3 views merged, logits)"],
+  ]);
+  assert.equal(report.paths.length, report.labels.length);
+  assert.deepEqual(states[0].paths, report.paths);
+  for (const s of states) {
+    const n = s.probabilities.length / s.labels.length;
+    for (let r = 0; r < s.labels.length; r++) {
+      const sum = s.probabilities.subarray(r * n, (r + 1) * n).reduce(
+        (a, b) => a + b,
+        0,
+      );
+      assert.ok(Math.abs(sum - 1) < 1e-5, `row ${r} sums to ${sum}`);
+    }
+  }
 });

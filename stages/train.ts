@@ -107,6 +107,7 @@ export type TrainOptions = z.infer<typeof TrainOptions>;
 
 /** One line of `metrics.jsonl`. */
 export interface EpochMetrics {
+  /** 1-based: the epoch just finished (as the log and `summary.json`'s `bestEpoch` count). */
   readonly epoch: number;
   readonly split: string;
   readonly loss: number;
@@ -378,9 +379,10 @@ export const stage = defineStage<TrainOptions>({
           options.selectOn,
           options.evalBatchSize,
         );
+        // metrics.jsonl counts epochs from 1, as the log and summary.json do.
         history.push(
           {
-            epoch,
+            epoch: epoch + 1,
             split: "train",
             loss: train.loss,
             accuracy: train.accuracy,
@@ -390,7 +392,7 @@ export const stage = defineStage<TrainOptions>({
             tensorsAtStart: startTensors,
           },
           {
-            epoch,
+            epoch: epoch + 1,
             split: options.selectOn,
             loss: evaluation.loss,
             accuracy: evaluation.accuracy,

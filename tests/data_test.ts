@@ -250,6 +250,51 @@ Deno.test("deno task data reports counts per split and class, rates and duration
   assert.deepEqual(json.classes, SPEECH_COMMANDS_V1_CLASSES);
 });
 
+Deno.test("deno task data and the start of a run warn when many clips are cut or mostly padding", async () => {
+  const root = await speechCommands(); // clips of 0.50 to 0.79 s
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "cut.yaml");
+  await Deno.writeTextFile(
+    path,
+    `name: cut
+runtime: { backend: cpu, outputDir: ${JSON.stringify(join(dir, "runs"))} }
+data: { layout: speech_commands, root: ${JSON.stringify(root)}, version: 1 }
+stages:
+  - use: load
+    with: { workers: 0 }
+  - use: mono_mix
+  - use: fixed_length
+    name: crop
+    with: { seconds: 0.6 }
+  - use: describe_data
+`,
+  );
+  const text = await dataTask(path);
+  assert.equal(text.code, 0, text.stderr);
+  const warning =
+    /warning {3}crop: (\d+) of 64 clips \([\d.]+ %; train \d+, validation \d+, test \d+\), e\.g\. .*\.wav \(0\.\d\d s\).* are longer than 0\.6 s and lose their end \(clip: head\); raise crop\.seconds to keep more, or set crop\.clip: none to keep them whole/;
+  assert.match(text.stdout, warning);
+  assert.doesNotMatch(text.stdout, /problems {2}none/);
+  const json = JSON.parse((await dataTask(path, "--json")).stdout);
+  assert.equal(json.warnings.length, 1);
+  // The run warns at its start, before any stage works, and records it.
+  const lines: string[] = [];
+  const compiled = await compile(path, { builtins: BUILTIN_STAGES });
+  const result = await runPipeline(compiled, { console: (l) => lines.push(l) });
+  const at = lines.findIndex((l) => /crop: \d+ of 64 clips/.test(l));
+  assert.ok(at >= 0, lines.join("\n"));
+  assert.match(lines[at], /warn/i);
+  assert.ok(
+    at < lines.findIndex((l) => /describe_data/.test(l)),
+    "warned before the first step",
+  );
+  const manifest = JSON.parse(
+    await Deno.readTextFile(join(result.runDir, "manifest.json")),
+  );
+  assert.equal(manifest.dataWarnings.length, 1);
+  assert.match(manifest.dataWarnings[0], /^crop: \d+ of 64 clips/);
+});
+
 Deno.test("deno task data lists every problem of a broken tree and exits 1", async () => {
   const root = await speechCommands();
   await Deno.remove(join(root, "testing_list.txt"));

@@ -9,6 +9,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { resolve } from "node:path";
 import { compile } from "../pipeline/mod.ts";
 import type { Plan, PlannedStage } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
@@ -85,6 +86,10 @@ interface Expected {
     q: number;
   };
 }
+
+/** A path of the repository as the compiled plan holds it (absolute). */
+const fromRepo = (path: string) =>
+  resolve(new URL("../", import.meta.url).pathname, path);
 
 const SC_NOISE = "data/speech_commands/_background_noise_";
 const AM_VS_CS_TTDA = {
@@ -271,17 +276,21 @@ for (const [id, want] of Object.entries(EXPECTED)) {
     assert.deepEqual(plan.stages.map((s) => s.name), STAGE_ORDER);
     assert.equal(plan.runtime.seed, 2025);
 
-    // Data: layout, default root, classes via the layout.
+    // Data: layout, default root (written relative to presets/, so the
+    // repository's data/ folder), classes via the layout.
     const data = plan.data as Options;
     assert.equal(data.layout, want.layout);
-    assert.equal(data.root, want.root);
+    assert.equal(data.root, fromRepo(want.root));
     if (want.version !== undefined) assert.equal(data.version, want.version);
     if (id === "am") {
       assert.equal(data.fold, 0);
       assert.equal(data.trainOn, "trainValidation");
     }
     assert.equal(classCount(data), want.classes);
-    assert.equal(opts(plan, "load").backgroundNoise, want.backgroundNoise);
+    assert.equal(
+      opts(plan, "load").backgroundNoise,
+      want.backgroundNoise && fromRepo(want.backgroundNoise),
+    );
 
     // Training views: count, lengths, pad position, noise files.
     const augment = opts(plan, "augment") as {

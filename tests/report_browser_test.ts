@@ -202,7 +202,8 @@ Deno.test("report.html renders in headless Chromium without errors and is not bl
   assert.deepEqual(result.errors, [], "no page or console errors");
   assert.deepEqual(result.requests, [pageUrl], "no request but the page");
   assert.deepEqual(result.boxes.map((b) => b.id), [
-    "confusion",
+    "confusion-test-trained-best",
+    "confusion-test-trained-last",
     "curve-loss",
     "curve-accuracy",
   ]);

@@ -48,7 +48,7 @@ export const AudioMnistData = z.strictObject({
     "AudioMNIST spoken digits, split by speaker with the official 5 folds",
   ),
   root: z.string().min(1).describe(
-    "The AudioMNIST/data folder holding the speaker folders 01 to 60 (relative to the working directory)",
+    "The AudioMNIST/data folder holding the speaker folders 01 to 60 (relative to the spec file that sets it)",
   ),
   fold: z.int().min(0).max(4).default(0).describe(
     "Which of the 5 official folds to use (0 to 4)",

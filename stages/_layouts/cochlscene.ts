@@ -46,7 +46,7 @@ export const CochlSceneData = z.strictObject({
     "CochlScene acoustic scenes, split by its Train, Val and Test folders",
   ),
   root: z.string().min(1).describe(
-    "The CochlScene folder holding Train, Val and Test (relative to the working directory)",
+    "The CochlScene folder holding Train, Val and Test (relative to the spec file that sets it)",
   ),
 });
 /** Parsed `cochlscene` layout options. */

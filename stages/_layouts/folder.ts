@@ -45,16 +45,19 @@ export const FolderData = z.strictObject({
     "Your own clips: class folders of .wav files, or a CSV manifest",
   ),
   root: z.string().min(1).describe(
-    "The dataset folder: it holds one folder of .wav files per class (searched recursively), or the files the manifest names (relative to the working directory)",
+    "The dataset folder: it holds one folder of .wav files per class (searched recursively), or the files the manifest names (relative to the spec file that sets it)",
   ),
   manifest: z.string().min(1).optional().describe(
     "CSV file (relative to root) of path,label[,split] rows, paths relative to root; an optional header row names the columns. Without it, class folders are used",
   ),
-  classes: z.array(z.string().min(1)).min(2).refine(
+  classes: z.array(
+    // Names may be written as numbers (`classes: [0, 1, 2]`): they mean "0", "1", "2".
+    z.union([z.string().min(1), z.number()]).transform(String),
+  ).min(2).refine(
     (xs) => new Set(xs).size === xs.length,
     "Class names must be unique",
   ).optional().describe(
-    "Class names in id order (label i is the i-th name); default: the class folder names or manifest labels, sorted. With class folders, folders not listed are ignored",
+    'Class names in id order (label i is the i-th name; numbers such as 0 mean the name "0"); default: the class folder names or manifest labels, sorted. With class folders, folders not listed are ignored. In a spec that extends another, `classes: null` drops the inherited list',
   ),
   split: z.strictObject({
     validation: z.number().gt(0).lt(1).default(0.1).describe(
@@ -252,6 +255,27 @@ async function fromFolders(
 
 const SPLIT_NAMES: ReadonlySet<string> = new Set(SPLITS);
 
+/**
+ * One message for every manifest label missing from `classes`: the labels
+ * (first ten) with their row counts and first line, and the classes listed.
+ */
+function unknownLabelsMessage(
+  name: string,
+  unknown: ReadonlyMap<string, { rows: number; line: number }>,
+  classes: readonly string[],
+): string {
+  const rows = [...unknown.values()].reduce((n, u) => n + u.rows, 0);
+  const shown = [...unknown].slice(0, 10).map(([label, u]) =>
+    `"${label}" (${u.rows} row${u.rows === 1 ? "" : "s"} from line ${u.line})`
+  );
+  if (unknown.size > 10) shown.push(`… ${unknown.size - 10} more`);
+  return `${rows} row${rows === 1 ? "" : "s"} of ${name} ha${
+    rows === 1 ? "s" : "ve"
+  } ${
+    unknown.size === 1 ? "a label" : `${unknown.size} labels`
+  } not in classes: ${shown.join(", ")}; classes lists ${classes.join(", ")}`;
+}
+
 async function fromManifest(
   data: FolderData,
   root: string,
@@ -316,6 +340,8 @@ async function fromManifest(
   }
 
   const known = data.classes ? new Set(data.classes) : undefined;
+  // Labels missing from `classes`, reported once each (not once per row).
+  const unknown = new Map<string, { rows: number; line: number }>();
   const exists = fileChecker();
   const parsed: { path: string; cls: string; split?: SplitName }[] = [];
   for (const { cells, line } of rows) {
@@ -339,12 +365,9 @@ async function fromManifest(
       continue;
     }
     if (known && !known.has(cls)) {
-      problems.push({
-        path: manifest,
-        message: `${where} has unknown label "${cls}": classes lists ${
-          [...known].join(", ")
-        }`,
-      });
+      const u = unknown.get(cls);
+      if (u) u.rows++;
+      else unknown.set(cls, { rows: 1, line });
       ok = false;
     }
     if (hasSplit && !SPLIT_NAMES.has(split)) {
@@ -372,6 +395,12 @@ async function fromManifest(
     }
   }
 
+  if (known && unknown.size > 0) {
+    problems.push({
+      path: manifest,
+      message: unknownLabelsMessage(name, unknown, [...known]),
+    });
+  }
   const classes = data.classes ??
     [...new Set(parsed.map((p) => p.cls))].sort(byCodePoint);
   const ids = new Map(classes.map((c, i) => [c, i]));
@@ -383,7 +412,9 @@ async function fromManifest(
       }: a classifier needs at least 2 classes`,
     });
   }
-  for (const cls of classes) {
+  // With labels outside `classes`, the list itself is likely wrong: empty
+  // classes would only repeat that.
+  for (const cls of unknown.size > 0 ? [] : classes) {
     if (!parsed.some((p) => p.cls === cls)) {
       problems.push({
         path: manifest,

@@ -80,7 +80,7 @@ export const SpeechCommandsData = z.strictObject({
     "Google Speech Commands, split by the archive's validation and testing lists",
   ),
   root: z.string().min(1).describe(
-    "The extracted archive folder holding the word folders, validation_list.txt and testing_list.txt (relative to the working directory)",
+    "The extracted archive folder holding the word folders, validation_list.txt and testing_list.txt (relative to the spec file that sets it)",
   ),
   version: z.literal([1, 2]).default(2).describe(
     "Dataset version: 1 (v0.01, 30 words) or 2 (v0.02, 35 words)",

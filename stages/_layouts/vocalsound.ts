@@ -42,7 +42,7 @@ export const VocalSoundData = z.strictObject({
     "VocalSound (16 kHz release), split by the official datafiles/*.json",
   ),
   root: z.string().min(1).describe(
-    "The vocalsound_16k folder holding datafiles/ and audio_16k/ (relative to the working directory)",
+    "The vocalsound_16k folder holding datafiles/ and audio_16k/ (relative to the spec file that sets it)",
   ),
 });
 /** Parsed `vocalsound` layout options. */

@@ -1,0 +1,431 @@
+/**
+ * End-to-end benchmark of a paper preset through the real pipeline
+ * (`deno task bench e2e --preset sc1|cs [--backend …] [--epochs 1]
+ * [--synth-dir DIR]`): writes (or reuses) a synthetic dataset in the preset's
+ * published layout (`stages/_layouts/synth.ts`), runs `presets/<preset>.yaml`
+ * on it with `train.epochs` and `test_time_adaptation.epochs` set to
+ * `--epochs`, and reports, per phase, wall seconds and clips/s:
+ *
+ * - `trainEpoch`: each training epoch (from `metrics.jsonl`: the epoch's
+ *   own clock, clips of the train split seen);
+ * - `validation`: each per-epoch evaluation (from the end of the epoch's
+ *   progress bar to the epoch's log line);
+ * - `ttau`: the `test_time_augmentation` stage (clips = passes over the
+ *   split × its clips);
+ * - `ttdaEpoch` and `ttdaEvaluation`: each TTDA epoch's adaptation pass
+ *   (its progress bar) and the evaluation after it (to its log line);
+ * - `report`: the `report` stage.
+ *
+ * `stepBound` is the same machine's `bench train` figure for the preset
+ * (fused engine on WebGPU: training clips/s of a warm 4-view step, and eval
+ * forward clips/s), measured after the run in the same process; it is null
+ * (with `stepBoundNote`) on cpu or when `--set` changes the model, since the
+ * paper-size tfjs step on cpu takes minutes. `gpuIdleFraction` is null with a
+ * note: no timestamp-query hook spans both the tfjs ops and the fused engine
+ * over a whole run yet.
+ *
+ * Prints one JSON object (the pipeline's own progress goes to stderr).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { compile } from "../pipeline/compile.ts";
+import { runPipeline, StageError } from "../pipeline/run.ts";
+import {
+  createProgressFactory,
+  type ProgressFactory,
+} from "../pipeline/progress.ts";
+import { BUILTIN_STAGES } from "../stages/mod.ts";
+import {
+  type SynthLayout,
+  type SynthOptions,
+  type SynthSummary,
+  writeSyntheticDataset,
+} from "../stages/_layouts/synth.ts";
+import { benchTrain } from "./train_bench.ts";
+
+/** The presets this bench runs, with their layout and default data sizes. */
+export const E2E_PRESETS: Readonly<
+  Record<string, { layout: SynthLayout; synth: SynthOptions }>
+> = {
+  sc1: {
+    layout: "speech_commands",
+    synth: { version: 1, train: 20, validation: 4, test: 4 },
+  },
+  cs: {
+    layout: "cochlscene",
+    synth: { train: 8, validation: 2, test: 2, backgroundNoise: true },
+  },
+};
+
+/** One timed phase. */
+export interface PhaseTiming {
+  /** 1-based epoch, for per-epoch phases. */
+  readonly epoch?: number;
+  /** Wall seconds. */
+  readonly seconds: number;
+  /** Clips processed (each pass over a clip counts once). */
+  readonly clips: number;
+  /** clips / seconds. */
+  readonly clipsPerSecond: number;
+}
+
+/** A progress bar as the bench saw it: label, total, wall-clock start and end (ms since the epoch). */
+export interface BarRecord {
+  readonly label: string;
+  readonly total: number;
+  readonly start: number;
+  end?: number;
+}
+
+/** One record of `log.jsonl` (the fields the bench reads). */
+export interface LogRecord {
+  readonly time: string;
+  readonly stage?: string;
+  readonly message?: string;
+  readonly event?: string;
+}
+
+const round = (x: number, digits = 3) => Number(x.toFixed(digits));
+
+function phase(seconds: number, clips: number, epoch?: number): PhaseTiming {
+  return {
+    ...(epoch !== undefined ? { epoch } : {}),
+    seconds: round(seconds),
+    clips,
+    clipsPerSecond: round(seconds > 0 ? clips / seconds : 0, 1),
+  };
+}
+
+/**
+ * The evaluation after each bar whose label matches `bar`: from the bar's
+ * end to the first log record of `stage` after it whose message matches
+ * `line` (the epoch's summary line, logged right after the evaluation).
+ *
+ * @param clips Clips of the evaluated split.
+ */
+export function evaluationsAfter(
+  bars: readonly BarRecord[],
+  records: readonly LogRecord[],
+  bar: RegExp,
+  stage: string,
+  line: RegExp,
+  clips: number,
+): PhaseTiming[] {
+  const out: PhaseTiming[] = [];
+  for (const [i, b] of bars.filter((x) => bar.test(x.label)).entries()) {
+    if (b.end === undefined) continue;
+    const after = records.find((r) =>
+      r.stage === stage && r.message !== undefined && line.test(r.message) &&
+      Date.parse(r.time) >= b.end! - 1
+    );
+    if (!after) continue;
+    out.push(
+      phase(Math.max(0, Date.parse(after.time) - b.end) / 1000, clips, i + 1),
+    );
+  }
+  return out;
+}
+
+/** The bars opened while the stage `name` ran (between its stage:start and stage:end events). */
+export function barsOfStage(
+  bars: readonly BarRecord[],
+  records: readonly LogRecord[],
+  name: string,
+): BarRecord[] {
+  const at = (event: string) =>
+    records.find((r) => r.event === event && r.stage === name);
+  const start = at("stage:start");
+  const end = at("stage:end");
+  if (!start || !end) return [];
+  const [a, b] = [Date.parse(start.time), Date.parse(end.time)];
+  return bars.filter((x) => x.start >= a - 1 && x.start <= b + 1);
+}
+
+/** Reads a JSONL file; missing file → []. */
+async function readJsonl<T>(path: string): Promise<T[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return [];
+    throw e;
+  }
+  return text.split("\n").filter((l) => l.trim() !== "").map((l) =>
+    JSON.parse(l) as T
+  );
+}
+
+/** The `--synth-dir` default: one folder per preset and data options. */
+function defaultSynthDir(preset: string, o: SynthOptions): string {
+  const key = Object.entries(o).filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([k, v]) => `${k}${v}`).join("-");
+  return join("runs", "bench-e2e", `synth-${preset}-${key}`);
+}
+
+/**
+ * Runs the end-to-end benchmark.
+ *
+ * @param args `--preset sc1|cs`, `--backend auto|webgpu|cpu` (auto),
+ *   `--epochs N` (1), `--synth-dir DIR`, `--train/--validation/--test N`
+ *   (clips per class; preset defaults), `--seconds S`, `--sample-rate HZ`,
+ *   `--set path=value` (repeatable: extra overrides, e.g. a tiny model on
+ *   cpu), `--out DIR` (run folders; `runs/bench-e2e`), `--no-step-bound`.
+ */
+export async function benchE2e(args: string[]): Promise<unknown> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      preset: { type: "string", default: "sc1" },
+      backend: { type: "string", default: "auto" },
+      epochs: { type: "string", default: "1" },
+      "synth-dir": { type: "string" },
+      train: { type: "string" },
+      validation: { type: "string" },
+      test: { type: "string" },
+      seconds: { type: "string" },
+      "sample-rate": { type: "string" },
+      set: { type: "string", multiple: true, default: [] },
+      out: { type: "string", default: join("runs", "bench-e2e") },
+      "no-step-bound": { type: "boolean", default: false },
+    },
+  });
+  const preset = E2E_PRESETS[values.preset];
+  if (!preset) {
+    throw new Error(
+      `Cannot benchmark preset "${values.preset}" end to end: use ${
+        Object.keys(E2E_PRESETS).join(" or ")
+      }`,
+    );
+  }
+  if (!["auto", "webgpu", "cpu"].includes(values.backend)) {
+    throw new Error(
+      `Cannot use --backend "${values.backend}": use auto, webgpu or cpu`,
+    );
+  }
+  const epochs = Number(values.epochs);
+  if (!Number.isInteger(epochs) || epochs < 1) {
+    throw new Error(
+      `--epochs must be a positive integer, got "${values.epochs}"`,
+    );
+  }
+  const num = (flag: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n)) {
+      throw new Error(`--${flag} takes a number, got "${v}"`);
+    }
+    return n;
+  };
+  const synthOptions: SynthOptions = Object.fromEntries(
+    Object.entries({
+      ...preset.synth,
+      train: num("train", values.train) ?? preset.synth.train,
+      validation: num("validation", values.validation) ??
+        preset.synth.validation,
+      test: num("test", values.test) ?? preset.synth.test,
+      seconds: num("seconds", values.seconds),
+      sampleRateHz: num("sample-rate", values["sample-rate"]),
+    }).filter(([, v]) => v !== undefined),
+  );
+  const synthDir = values["synth-dir"] ??
+    defaultSynthDir(values.preset, synthOptions);
+  const t0 = performance.now();
+  const synth: SynthSummary = await writeSyntheticDataset(
+    preset.layout,
+    synthDir,
+    synthOptions,
+  );
+  const synthSeconds = (performance.now() - t0) / 1000;
+
+  const overrides = [
+    `data.root=${synth.root}`,
+    ...(preset.layout === "speech_commands"
+      ? [`data.version=${synth.options.version}`]
+      : []),
+    `load.backgroundNoise=${synth.backgroundNoise}`,
+    `train.epochs=${epochs}`,
+    `test_time_adaptation.epochs=${epochs}`,
+    `runtime.backend=${values.backend}`,
+    `runtime.outputDir=${resolve(values.out)}`,
+    ...values.set,
+  ];
+  const specPath = fileURLToPath(
+    new URL(`../presets/${values.preset}.yaml`, import.meta.url),
+  );
+  const compiled = await compile(specPath, {
+    builtins: BUILTIN_STAGES,
+    overrides,
+  });
+
+  const bars: BarRecord[] = [];
+  const stderr = (line: string) =>
+    Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+  const plain = createProgressFactory({ interactive: false, write: stderr });
+  const progress: ProgressFactory = (o) => {
+    const record: BarRecord = {
+      label: o.label,
+      total: o.total ?? 0,
+      start: Date.now(),
+    };
+    bars.push(record);
+    const inner = plain(o);
+    return {
+      tick: (n, m) => inner.tick(n, m),
+      done: (m) => {
+        record.end = Date.now();
+        inner.done(m);
+      },
+    };
+  };
+  const runStart = performance.now();
+  // A failed run still reports the phases it finished, with the error.
+  let runDir: string;
+  let failure: { stage: string; error: string } | undefined;
+  try {
+    runDir = (await runPipeline(compiled, { console: stderr, progress }))
+      .runDir;
+  } catch (error) {
+    if (!(error instanceof StageError)) throw error;
+    runDir = error.runDir;
+    failure = { stage: error.stage, error: error.message };
+  }
+  const wallSeconds = (performance.now() - runStart) / 1000;
+
+  const manifest = JSON.parse(
+    await Deno.readTextFile(join(runDir, "manifest.json")),
+  );
+  const timings = (manifest.timingsMs ?? {}) as Record<string, number>;
+  const backendName = (manifest.backend?.name ?? "cpu") as string;
+  const splits = (manifest.data?.splits ?? {}) as Record<string, number>;
+  const records = await readJsonl<LogRecord>(join(runDir, "log.jsonl"));
+  const metrics = await readJsonl<
+    { epoch: number; split: string; seconds?: number; clipsPerSecond?: number }
+  >(join(runDir, "metrics.jsonl"));
+  const trainEpoch = metrics.filter((m) =>
+    m.split === "train" && m.seconds !== undefined
+  ).map((m, i) =>
+    phase(m.seconds!, Math.round(m.clipsPerSecond! * m.seconds!), i + 1)
+  );
+  const selectOn = (compiled.plan.stages.find((s) => s.id === "train")
+    ?.options as { selectOn?: string } | undefined)?.selectOn ?? "validation";
+  const validation = evaluationsAfter(
+    bars,
+    records,
+    /^train epoch/,
+    "train",
+    /^epoch \d+/,
+    splits[selectOn] ?? 0,
+  );
+  const ttdaSplit =
+    (compiled.plan.stages.find((s) => s.id === "test_time_adaptation")
+      ?.options as { split?: string } | undefined)?.split ?? "test";
+  const ttdaEpoch = bars.filter((b) => /^TTDA epoch/.test(b.label) && b.end)
+    .map((b, i) => phase((b.end! - b.start) / 1000, b.total, i + 1));
+  const ttdaEvaluation = evaluationsAfter(
+    bars,
+    records,
+    /^TTDA epoch/,
+    "test_time_adaptation",
+    /^TTDA epoch \d+/,
+    splits[ttdaSplit] ?? 0,
+  );
+  const stageMs = (id: string) => {
+    const name = compiled.plan.stages.find((s) => s.id === id)?.name;
+    return name === undefined ? undefined : timings[name];
+  };
+  const ttauMs = stageMs("test_time_augmentation");
+  const ttau = ttauMs === undefined ? null : phase(
+    ttauMs / 1000,
+    barsOfStage(
+      bars,
+      records,
+      compiled.plan.stages.find((s) => s.id === "test_time_augmentation")!
+        .name,
+    ).reduce((n, b) => n + b.total, 0),
+  );
+  const reportMs = stageMs("report");
+  const reportSplit = (compiled.plan.stages.find((s) => s.id === "report")
+    ?.options as { split?: string } | undefined)?.split ?? "test";
+  const report = reportMs === undefined
+    ? null
+    : phase(reportMs / 1000, splits[reportSplit] ?? 0);
+
+  // The step bound: the same machine's `bench train` at the preset's shapes.
+  const modelChanged = values.set.some((s) =>
+    /^(stages\.)?(train|mel|tokenize)\./.test(s) &&
+    !/^(stages\.)?train\.(with\.)?(epochs|limitBatches|readEvery)=/.test(s)
+  );
+  let stepBound: Record<string, unknown> | null = null;
+  let stepBoundNote: string | undefined;
+  if (values["no-step-bound"]) stepBoundNote = "skipped (--no-step-bound)";
+  else if (backendName !== "webgpu") {
+    stepBoundNote =
+      "measured on webgpu only: the paper-size tfjs step on cpu takes minutes";
+  } else if (modelChanged) {
+    stepBoundNote =
+      "not measured: --set changes the model or its input, so bench train's paper shapes do not apply";
+  } else {
+    const bench = await benchTrain([
+      "--preset",
+      values.preset,
+      "--backend",
+      values.backend,
+      "--steps",
+      "5",
+    ]) as {
+      results: {
+        clipsPerSecond: number;
+        evalForwardMs: number;
+        batch: number;
+      }[];
+    };
+    const r = bench.results[0];
+    const evalCps = r.batch / r.evalForwardMs * 1000;
+    const last = trainEpoch[trainEpoch.length - 1];
+    stepBound = {
+      trainClipsPerSecond: r.clipsPerSecond,
+      evalForwardClipsPerSecond: round(evalCps, 1),
+      trainEpochFraction: last
+        ? round(last.clipsPerSecond / r.clipsPerSecond)
+        : null,
+      validationFraction: validation.length
+        ? round(validation[validation.length - 1].clipsPerSecond / evalCps)
+        : null,
+      note:
+        "bench train in the same process after the run: fused engine, warm 4-view steps of 32 clips; eval forward of 32",
+    };
+  }
+  return {
+    bench: "e2e",
+    preset: values.preset,
+    backend: backendName,
+    adapter: manifest.backend?.adapter?.description ?? null,
+    deno: Deno.version.deno,
+    epochs,
+    runDir,
+    ...(failure ? { failed: failure } : {}),
+    synth: {
+      root: synth.root,
+      reused: synth.reused,
+      seconds: round(synthSeconds),
+      clips: synth.clips,
+      options: synth.options,
+    },
+    splits,
+    overrides,
+    wallSeconds: round(wallSeconds),
+    stageSeconds: Object.fromEntries(
+      Object.entries(timings).map(([k, v]) => [k, round(v / 1000)]),
+    ),
+    phases: { trainEpoch, validation, ttau, ttdaEpoch, ttdaEvaluation, report },
+    stepBound,
+    ...(stepBoundNote ? { stepBoundNote } : {}),
+    gpuIdleFraction: null,
+    gpuIdleNote:
+      "not measured: timestamp queries cover single fused-engine graphs (bench train --profile), not the tfjs ops and the engine over a whole run",
+  };
+}

@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import {
+  type BarRecord,
+  barsOfStage,
+  benchE2e,
+  E2E_PRESETS,
+  evaluationsAfter,
+  type LogRecord,
+} from "./e2e_bench.ts";
+
+const at = (ms: number) => new Date(Date.UTC(2026, 0, 1) + ms).toISOString();
+const t = (ms: number) => Date.UTC(2026, 0, 1) + ms;
+
+const bars: BarRecord[] = [
+  { label: "train epoch 1/2", total: 600, start: t(0), end: t(10_000) },
+  { label: "train epoch 2/2", total: 600, start: t(12_500), end: t(20_000) },
+  { label: "TTAu test", total: 120, start: t(30_000), end: t(31_000) },
+  { label: "TTDA epoch 1/1", total: 120, start: t(40_000), end: t(44_000) },
+];
+const records: LogRecord[] = [
+  { time: at(9_000), stage: "train", message: "engine: fused WebGPU graph" },
+  { time: at(12_000), stage: "train", message: "epoch 1/2: train loss 3.1" },
+  { time: at(21_500), stage: "train", message: "epoch 2/2: train loss 2.9" },
+  { time: at(29_000), event: "stage:start", stage: "test_time_augmentation" },
+  { time: at(32_000), event: "stage:end", stage: "test_time_augmentation" },
+  {
+    time: at(45_000),
+    stage: "test_time_adaptation",
+    message: "TTDA epoch 1/1: loss 1.0",
+  },
+];
+
+Deno.test("evaluationsAfter: from each bar's end to the epoch's log line", () => {
+  assert.deepEqual(
+    evaluationsAfter(bars, records, /^train epoch/, "train", /^epoch \d+/, 120),
+    [
+      { epoch: 1, seconds: 2, clips: 120, clipsPerSecond: 60 },
+      { epoch: 2, seconds: 1.5, clips: 120, clipsPerSecond: 80 },
+    ],
+  );
+  assert.deepEqual(
+    evaluationsAfter(
+      bars,
+      records,
+      /^TTDA epoch/,
+      "test_time_adaptation",
+      /^TTDA epoch \d+/,
+      120,
+    ),
+    [{ epoch: 1, seconds: 1, clips: 120, clipsPerSecond: 120 }],
+  );
+  // No log line after the bar (a failed run): no entry.
+  assert.deepEqual(
+    evaluationsAfter(bars, records.slice(0, 1), /^train/, "train", /^epoch/, 1),
+    [],
+  );
+});
+
+Deno.test("barsOfStage: the bars opened while a stage ran", () => {
+  assert.deepEqual(
+    barsOfStage(bars, records, "test_time_augmentation").map((b) => b.label),
+    ["TTAu test"],
+  );
+  assert.deepEqual(barsOfStage(bars, records, "report"), []);
+});
+
+Deno.test("the e2e presets name their layouts", () => {
+  assert.equal(E2E_PRESETS.sc1.layout, "speech_commands");
+  assert.equal(E2E_PRESETS.sc1.synth.version, 1);
+  assert.equal(E2E_PRESETS.cs.layout, "cochlscene");
+  assert.equal(E2E_PRESETS.cs.synth.backgroundNoise, true);
+});
+
+Deno.test("bench e2e runs sc1 end to end on cpu with a tiny model and reports every phase", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "e2e_bench_" });
+  try {
+    const tiny = [
+      "train.model.width=4",
+      "train.model.groups=[0,0]",
+      "train.model.embedDim=16",
+      "train.model.depth=1",
+      "train.model.heads=2",
+      "train.model.mlpDim=32",
+      "train.model.extend=16",
+      "train.model.conv=8",
+    ].flatMap((s) => ["--set", s]);
+    const out = await benchE2e([
+      "--preset",
+      "sc1",
+      "--backend",
+      "cpu",
+      "--train",
+      "1",
+      "--validation",
+      "1",
+      "--test",
+      "1",
+      "--seconds",
+      "0.5",
+      "--synth-dir",
+      `${dir}/synth`,
+      "--out",
+      `${dir}/runs`,
+      ...tiny,
+    ]) as Record<string, unknown> & {
+      phases: Record<string, unknown>;
+      synth: { clips: Record<string, number>; reused: boolean };
+    };
+    assert.equal(out.backend, "cpu");
+    assert.equal(out.failed, undefined);
+    assert.deepEqual(out.splits, { train: 30, validation: 30, test: 30 });
+    assert.deepEqual(out.synth.clips, { train: 30, validation: 30, test: 30 });
+    const p = out.phases as {
+      trainEpoch: { clips: number; seconds: number }[];
+      validation: { clips: number }[];
+      ttau: { clips: number };
+      ttdaEpoch: { clips: number }[];
+      ttdaEvaluation: { clips: number }[];
+      report: { clips: number };
+    };
+    assert.equal(p.trainEpoch.length, 1);
+    assert.equal(p.trainEpoch[0].clips, 30);
+    assert.ok(p.trainEpoch[0].seconds > 0);
+    assert.equal(p.validation[0].clips, 30);
+    assert.ok(p.ttau.clips >= 30);
+    assert.equal(p.ttdaEpoch[0].clips, 30);
+    assert.equal(p.ttdaEvaluation[0].clips, 30);
+    assert.equal(p.report.clips, 30);
+    assert.equal(out.stepBound, null);
+    assert.match(String(out.stepBoundNote), /webgpu only/);
+    assert.equal(out.gpuIdleFraction, null);
+    assert.ok(
+      (out.overrides as string[]).includes(`data.root=${dir}/synth`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
