@@ -99,6 +99,8 @@ export async function benchTtda(args: string[]): Promise<unknown> {
         const l = await fused.loss();
         stepMs = (performance.now() - t0) / steps;
         lossLast = l.lossSum / l.steps;
+        // A failed validation leaves the metrics at 0: report the GPU error.
+        backend.checkErrors();
       } finally {
         fused.dispose();
       }
