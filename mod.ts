@@ -74,6 +74,8 @@ export type {
 export { createTfjsTrainer } from "./model/trainer_tfjs.ts";
 export { createFusedTrainer } from "./gpu/trainer_fused.ts";
 export type { FusedTrainerOptions } from "./gpu/trainer_fused.ts";
+export { createFusedTtda } from "./gpu/ttda_fused.ts";
+export type { FusedTtda } from "./gpu/ttda_fused.ts";
 export { evaluate, evaluateLogits } from "./model/evaluate.ts";
 export type { EvalContext, Evaluation } from "./model/evaluate.ts";
 export type {
@@ -82,6 +84,7 @@ export type {
   FusedEngine,
   FusedMetrics,
   FusedStepSettings,
+  FusedTtdaSettings,
   TokenInput,
 } from "./gpu/engine.ts";
 

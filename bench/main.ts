@@ -13,6 +13,8 @@
  *   GPU times.
  * - `parity`: the fused WebGPU engine against the PyTorch fixtures and the
  *   tfjs cpu training step, on the device's GPU.
+ * - `ttda`: warm TTDA step time (2 views × 70, the stage's step) at a paper
+ *   preset's shapes, fused or tfjs (`bench/ttda_bench.ts`).
  * - `matmul`: tile × split-K × stages sweep of the engine's matmul at the presets'
  *   shapes (GPU time from timestamp queries).
  * - `grid`: a grid of 4 tiny runs with the local executor, sequential versus
@@ -31,6 +33,7 @@ import { benchParity } from "./parity_bench.ts";
 import { benchMatmul } from "./matmul_bench.ts";
 import { benchGrid } from "./grid_bench.ts";
 import { benchE2e } from "./e2e_bench.ts";
+import { benchTtda } from "./ttda_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -40,6 +43,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   matmul: benchMatmul,
   grid: benchGrid,
   e2e: benchE2e,
+  ttda: benchTtda,
 };
 
 const [name, ...rest] = Deno.args;

@@ -5,7 +5,9 @@
  * recorded dispatch lists — one submit per step, nothing read back until
  * asked. Weights move to and from a tfjs {@linkcode AmautModel} with
  * {@linkcode FusedEngine.upload} / {@linkcode FusedEngine.download}, so
- * checkpoints, evaluation, TTDA and export keep using the tfjs model.
+ * checkpoints, evaluation and export keep using the tfjs model. TTDA steps
+ * (issue 14) run as training graphs with the TTDA loss instead of the
+ * cross-entropy ({@linkcode FusedEngine.ttdaStep}).
  *
  * @module
  */
@@ -29,12 +31,30 @@ import {
 import { DEFAULT_SMOOTHING } from "./graph/loss.ts";
 import { buildGraph } from "./graph/model.ts";
 import { sgdHyper } from "./kernels/model_ops.ts";
+import type { TtdaLossOptions } from "../model/ttda_loss.ts";
 
 /** Settings of one fused step (as {@linkcode multiviewStep}'s, with an integer dropout seed). */
 export interface FusedStepSettings {
   /** Label smoothing ε. */
   readonly smoothing: number;
   /** Learning rate: one for all tensors or a function of the parameter name. */
+  readonly lr: number | ((name: string) => number);
+  /** Momentum, weight decay, Nesterov, dampening of this step. */
+  readonly sgd: SgdOptions;
+  /** Seed of the dropout masks (u32). */
+  readonly seed: number;
+  /** Embedding dropout rate (default: the model's `dropout` option). */
+  readonly dropout?: number;
+}
+
+/**
+ * Settings of one fused TTDA step (the `test_time_adaptation` stage's:
+ * loss rates, per-parameter learning rate, SGD options, dropout seed).
+ */
+export interface FusedTtdaSettings {
+  /** α, β, γ and q of the TTDA loss. */
+  readonly rates: TtdaLossOptions;
+  /** Learning rate: one for all tensors or a function of the parameter name (per-module lr). */
   readonly lr: number | ((name: string) => number);
   /** Momentum, weight decay, Nesterov, dampening of this step. */
   readonly sgd: SgdOptions;
@@ -95,6 +115,25 @@ export interface FusedEngine {
     labels: readonly number[],
     views: number,
     settings: FusedStepSettings,
+  ): Promise<void>;
+  /**
+   * Enqueues one TTDA step (test-time adaptation, no labels): forward over
+   * all views in training mode (per-view BatchNorm statistics, dropout),
+   * the TTDA loss summed over views and its backward, running-statistics
+   * updates in view order, SGD with a learning rate per parameter. Returns
+   * at once; {@linkcode FusedEngine.metrics}' `lossSum` sums the steps'
+   * losses and `count` their clips per view.
+   *
+   * @param tokens `[views·perView, frames, nMels]` view-major.
+   * @param views Number of views V.
+   * @param perView Clips per view.
+   * @param settings Loss rates, learning rate, SGD options, dropout seed.
+   */
+  ttdaStep(
+    tokens: TokenInput,
+    views: number,
+    perView: number,
+    settings: FusedTtdaSettings,
   ): Promise<void>;
   /** Reads (and by default resets) the summed loss and accuracy counters. */
   metrics(reset?: boolean): Promise<FusedMetrics>;
@@ -185,8 +224,12 @@ export function createFusedEngine(
     perView: number,
     smoothing = DEFAULT_SMOOTHING,
     dropout = options.dropout,
+    ttda?: TtdaLossOptions,
   ): Graph => {
-    const key = `${training}:${views}:${perView}:${smoothing}:${dropout}`;
+    const objective = ttda
+      ? `ttda:${ttda.alpha}:${ttda.beta}:${ttda.gamma}:${ttda.q}`
+      : `ce:${smoothing}`;
+    const key = `${training}:${views}:${perView}:${objective}:${dropout}`;
     let g = graphs.get(key);
     if (!g) {
       g = buildGraph(rt, arenas, options, dims, {
@@ -194,6 +237,7 @@ export function createFusedEngine(
         views,
         perView,
         smoothing,
+        ttda,
         dropout,
         pool,
         matmulStages: settings.matmulStages,
@@ -275,20 +319,24 @@ export function createFusedEngine(
 
   const prepareStep = async (
     tokens: TokenInput,
-    labels: readonly number[],
+    labels: readonly number[] | undefined,
     views: number,
-    settings: FusedStepSettings,
+    perView: number,
+    settings: Omit<FusedStepSettings, "smoothing"> & {
+      smoothing?: number;
+      rates?: TtdaLossOptions;
+    },
   ) => {
-    const perView = labels.length;
     const g = graphOf(
       true,
       views,
       perView,
       settings.smoothing,
       settings.dropout,
+      settings.rates,
     );
     const copy = await stage(tokens, views * perView, g.input);
-    rt.write(g.labels!, Int32Array.from(labels));
+    if (labels) rt.write(g.labels!, Int32Array.from(labels));
     rt.write(g.step!, Uint32Array.of(settings.seed >>> 0));
     const lrOf = typeof settings.lr === "number"
       ? () => settings.lr as number
@@ -396,7 +444,24 @@ export function createFusedEngine(
       }
     },
     async step(tokens, labels, views, settings) {
-      const { g, before } = await prepareStep(tokens, labels, views, settings);
+      const { g, before } = await prepareStep(
+        tokens,
+        labels,
+        views,
+        labels.length,
+        settings,
+      );
+      rt.run([g.lists.forward, g.lists.backward, g.lists.update], before);
+      weightsVersion++;
+    },
+    async ttdaStep(tokens, views, perView, settings) {
+      const { g, before } = await prepareStep(
+        tokens,
+        undefined,
+        views,
+        perView,
+        settings,
+      );
       rt.run([g.lists.forward, g.lists.backward, g.lists.update], before);
       weightsVersion++;
     },
@@ -439,7 +504,13 @@ export function createFusedEngine(
       };
     },
     async profile(tokens, labels, views, settings) {
-      const { g, before } = await prepareStep(tokens, labels, views, settings);
+      const { g, before } = await prepareStep(
+        tokens,
+        labels,
+        views,
+        labels.length,
+        settings,
+      );
       return await rt.profile(
         [g.lists.forward, g.lists.backward, g.lists.update],
         before,

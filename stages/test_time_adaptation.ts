@@ -18,6 +18,13 @@
  * the test split is evaluated (eval mode, running statistics, plain `eval`
  * pipeline) and its accuracy recorded in `ttda_metrics.jsonl`.
  *
+ * `engine` picks who runs the steps, as in `train`: on the webgpu backend
+ * (`auto` or `fused`) each step is one recorded graph of the fused engine
+ * (`gpu/ttda_fused.ts`: same losses, gradients, per-module learning rates,
+ * schedule and BatchNorm behaviour; the loss is read once per epoch) and the
+ * per-epoch evaluation its eval graph; `tfjs` (and any run on the cpu
+ * backend) runs them op by op with tfjs.
+ *
  * **The model is adapted in place**: the `model` value the `train` stage
  * provided holds the adapted weights (and re-estimated BatchNorm statistics)
  * afterwards — copying a 100M-parameter model is not cheap. The last epoch's
@@ -59,6 +66,8 @@ import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import type { SgdOptions } from "../model/sgd.ts";
 import { ttdaLoss, type TtdaLossOptions } from "../model/ttda_loss.ts";
 import { evaluate } from "../model/evaluate.ts";
+import { tfjsDevice } from "../gpu/engine.ts";
+import { createFusedTtda, type FusedTtda } from "../gpu/ttda_fused.ts";
 
 /** Options of the `test_time_adaptation` stage (defaults: the reference's AM/VS/CS values). */
 export const TtdaOptions = z.strictObject({
@@ -118,6 +127,9 @@ export const TtdaOptions = z.strictObject({
   ),
   evalBatchSize: z.int().min(1).default(32).describe(
     "Clips per evaluation batch (reference: 32)",
+  ),
+  engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
+    "Adaptation-step engine: fused = each step as one recorded WebGPU graph (gpu/, far faster), tfjs = op by op; auto = fused on the webgpu backend, tfjs on cpu",
   ),
 });
 /** Parsed options of the `test_time_adaptation` stage. */
@@ -296,6 +308,27 @@ function modelOf(ctx: StepContext): AmautModel {
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 /**
+ * The fused adapter for `engine` on the webgpu backend (`auto` or `fused`),
+ * undefined for the tfjs path.
+ *
+ * @throws {Error} For `fused` on a backend other than webgpu.
+ */
+async function fusedFor(
+  ctx: StepContext,
+  model: AmautModel,
+  engine: TtdaOptions["engine"],
+): Promise<FusedTtda | undefined> {
+  const device = tfjsDevice(ctx.tf);
+  if (engine === "fused" && !device) {
+    throw new Error(
+      `Cannot adapt with engine "fused": it needs the webgpu backend, and this run uses "${ctx.tf.getBackend()}" (use engine: tfjs or auto)`,
+    );
+  }
+  if (engine === "tfjs" || !device) return undefined;
+  return await createFusedTtda(ctx.tf, model, { device });
+}
+
+/**
  * The TTDA loss of a batch of `views` equal views (`tokens` `[views·b, …]`)
  * and its gradients, one view at a time: the loss is a sum over views, each
  * with its own BatchNorm statistics and dropout stream, so the summed
@@ -348,6 +381,8 @@ export const stage = defineStage<TtdaOptions>({
   options: TtdaOptions,
   takes: ["tokens", "model"],
   provides: ["ttda"],
+  // A resume may switch engines (same function; TTDA restarts anyway).
+  resumeMayChange: { engine: "any" },
   async run(options, ctx) {
     const { tf, log } = ctx;
     const model = modelOf(ctx);
@@ -385,7 +420,18 @@ export const stage = defineStage<TtdaOptions>({
     };
     const metricsFile = join(ctx.runDir, "ttda_metrics.jsonl");
 
-    const pre = await evaluate(ctx, model, split, options.evalBatchSize);
+    const fused = await fusedFor(ctx, model, options.engine);
+    const evaluateNow = () =>
+      fused
+        ? fused.evaluate(ctx.data, split, options.evalBatchSize)
+        : evaluate(ctx, model, split, options.evalBatchSize);
+    log.info(
+      `TTDA engine: ${fused ? "fused WebGPU graph" : "tfjs (op by op)"}`,
+    );
+    const pre = await evaluateNow().catch((e) => {
+      fused?.dispose();
+      throw e;
+    });
     const before = {
       epoch: 0 as const,
       accuracy: pre.accuracy,
@@ -450,6 +496,20 @@ export const stage = defineStage<TtdaOptions>({
               "Cannot adapt: tokens must be a [b, frames, nMels] tensor (put tokenize before test_time_adaptation)",
             );
           }
+          const rng = ctx.rng.child("dropout", k, step);
+          if (fused) {
+            // Enqueued; the loss is read (and checked) once per epoch.
+            await fused.step(tokens, views, {
+              rates,
+              lr: lrOf,
+              sgd: sgdOptions,
+              seed: rng.int(0x7fffffff),
+            });
+            step++;
+            bar.tick(b);
+            await ctx.boundary();
+            continue;
+          }
           // A training step cannot be chunked (BatchNorm's batch statistics):
           // say how far to lower the batch instead of failing on the GPU.
           checkTrainBatchFits(
@@ -460,7 +520,6 @@ export const stage = defineStage<TtdaOptions>({
             "test_time_adaptation.batchSize",
           );
           const stats: BatchStat[] = [];
-          const rng = ctx.rng.child("dropout", k, step);
           const { value, grads } = ttdaGradients(
             tf,
             model,
@@ -519,15 +578,20 @@ export const stage = defineStage<TtdaOptions>({
           bar.tick(b, { loss: lossSum / step });
           await ctx.boundary(); // a Ctrl-C stops here; TTDA keeps no checkpoint
         }
+        if (fused) {
+          lossSum = (await fused.loss()).lossSum;
+          if (step && !Number.isFinite(lossSum)) {
+            throw new Error(
+              `Cannot continue test-time adaptation: the loss is ${lossSum} in epoch ${
+                k + 1
+              }; the model was adapted in place by this epoch's steps (try a lower lr)`,
+            );
+          }
+        }
         const loss = step ? lossSum / step : NaN;
         bar.done({ loss });
         const seconds = (performance.now() - epochStart) / 1000;
-        const evaluation = await evaluate(
-          ctx,
-          model,
-          split,
-          options.evalBatchSize,
-        );
+        const evaluation = await evaluateNow();
         const line: TtdaEpochMetrics = {
           epoch: k + 1,
           accuracy: evaluation.accuracy,
@@ -539,7 +603,7 @@ export const stage = defineStage<TtdaOptions>({
           weightDecay: sgdOptions.weightDecay,
           seconds,
           tensorsAtStart: startTensors,
-          momentumBuffers: sgd.buffers.size,
+          momentumBuffers: fused ? fused.momentumBuffers() : sgd.buffers.size,
         };
         history.push(line);
         if (evaluation.accuracy >= best.accuracy) {
@@ -559,6 +623,14 @@ export const stage = defineStage<TtdaOptions>({
       }
     } finally {
       sgd.dispose();
+      if (fused) {
+        // The model value holds the adapted weights, as on the tfjs path.
+        try {
+          await fused.sync();
+        } finally {
+          fused.dispose();
+        }
+      }
     }
 
     const last = history[history.length - 1];

@@ -27,6 +27,7 @@ import {
   type TtdaResult,
   ttdaSgdOptions,
 } from "./test_time_adaptation.ts";
+import { gpuTests } from "../gpu/testing.ts";
 
 const SPEC = `name: tiny-ttda
 runtime: { backend: cpu, seed: 5 }
@@ -168,6 +169,7 @@ Deno.test("TTDA options: defaults are the reference's AM/VS/CS values, and every
     weightDecay: 1e-3,
     nesterov: false,
     evalBatchSize: 32,
+    engine: "auto",
   });
   for (const [k, v] of Object.entries(TtdaOptions.shape)) {
     assert.ok(v.description, `${k} has no description`);
@@ -181,6 +183,7 @@ Deno.test("TTDA options: defaults are the reference's AM/VS/CS values, and every
 Deno.test("TTDA end to end: adapts every module in place, writes ttda_metrics.jsonl, reports final and best, no leak", async () => {
   const { ttda, lines, changed, log } = await run();
   assert.match(log, /TTDA views: right, left/);
+  assert.match(log, /TTDA engine: tfjs \(op by op\)/);
   assert.match(log, /TTDA best epoch by test accuracy .* optimistic/);
   assert.deepEqual(lines.map((l) => l.epoch), [1, 2, 3]);
   for (const l of lines) {
@@ -236,6 +239,86 @@ Deno.test("TTDA stops on a non-finite loss, naming the epoch and step", async ()
     run(["test_time_adaptation.lr=1e30", "test_time_adaptation.epochs=2"]),
     /Cannot continue test-time adaptation: the loss is (NaN|Infinity|-Infinity) at epoch \d+, step \d+/,
   );
+});
+
+Deno.test("TTDA with engine: fused on the cpu backend is refused, naming the backend", async () => {
+  await assert.rejects(
+    run(["test_time_adaptation.engine=fused"]),
+    /Cannot adapt with engine "fused": it needs the webgpu backend, and this run uses "cpu" \(use engine: tfjs or auto\)/,
+  );
+});
+
+Deno.test({
+  name:
+    "TTDA on the webgpu backend runs fused and adapts like the tfjs engine from the same trained weights: same losses, every module adapted in place",
+  ignore: !gpuTests,
+  async fn() {
+    // Both runs train on the fused engine with the same seeds (the same
+    // weights); only TTDA's engine differs.
+    const common = [
+      "runtime.backend=webgpu",
+      "train.model.dropout=0",
+      "test_time_adaptation.epochs=2",
+      "test_time_adaptation.lrCardinality=2",
+      "test_time_adaptation.lrStopBefore=0",
+    ];
+    try {
+      const ref = await run([...common, "test_time_adaptation.engine=tfjs"]);
+      const gpu = await run(common);
+      assert.match(ref.log, /TTDA engine: tfjs \(op by op\)/);
+      assert.match(gpu.log, /TTDA engine: fused WebGPU graph/);
+      assert.ok(
+        Math.abs(gpu.ttda.before.loss - ref.ttda.before.loss) <=
+          1e-4 * Math.abs(ref.ttda.before.loss),
+        `before: ${gpu.ttda.before.loss} (fused) vs ${ref.ttda.before.loss} (tfjs)`,
+      );
+      assert.deepEqual(gpu.lines.map((l) => l.epoch), [1, 2]);
+      gpu.lines.forEach((b, i) => {
+        const a = ref.lines[i];
+        assert.ok(
+          Math.abs(b.loss - a.loss) <= 1e-3 * Math.abs(a.loss),
+          `epoch ${b.epoch} TTDA loss ${b.loss} (fused) vs ${a.loss} (tfjs)`,
+        );
+        assert.ok(
+          Math.abs(b.evalLoss - a.evalLoss) <= 1e-3 * Math.abs(a.evalLoss),
+          `epoch ${b.epoch} eval loss ${b.evalLoss} (fused) vs ${a.evalLoss} (tfjs)`,
+        );
+      });
+      assert.deepEqual(
+        gpu.lines.map((l) => [l.momentum, l.weightDecay, l.featureLr]),
+        ref.lines.map((l) => [l.momentum, l.weightDecay, l.featureLr]),
+      );
+      assert.equal(gpu.lines[0].momentumBuffers, 0);
+      assert.ok(gpu.lines[1].momentumBuffers > 0);
+      assert.ok(some(gpu.changed, "transform.", true), "no transform.* change");
+      assert.ok(
+        some(gpu.changed, "classifier.", true),
+        "no classifier.* change",
+      );
+    } finally {
+      await tf.setBackend("cpu");
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "fused TTDA stops after the epoch whose loss is not finite, naming the epoch",
+  ignore: !gpuTests,
+  async fn() {
+    try {
+      await assert.rejects(
+        run([
+          "runtime.backend=webgpu",
+          "test_time_adaptation.lr=1e30",
+          "test_time_adaptation.epochs=2",
+        ]),
+        /Cannot continue test-time adaptation: the loss is (NaN|Infinity|-Infinity) in epoch 1; the model was adapted in place by this epoch's steps \(try a lower lr\)/,
+      );
+    } finally {
+      await tf.setBackend("cpu");
+    }
+  },
 });
 
 Deno.test("ttdaGradients: per-view gradients summed equal the joint gradient of the summed loss", async () => {

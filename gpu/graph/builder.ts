@@ -21,6 +21,7 @@ import { planRegions } from "../runtime.ts";
 import { matmul, type MatmulOptions } from "../kernels/matmul.ts";
 import { type Arenas, gbOf } from "./arenas.ts";
 import type { BatchNormPlan } from "../../model/plan.ts";
+import type { TtdaLossOptions } from "../../model/ttda_loss.ts";
 
 /** One kernel plan with its regions by binding name. */
 export interface Op {
@@ -38,6 +39,11 @@ export interface GraphSettings {
   readonly training: boolean;
   /** Label smoothing ε (training; default 0.1). */
   readonly smoothing?: number;
+  /**
+   * Training objective: absent, the label-smoothed cross-entropy; given,
+   * TTDA's unsupervised loss with these rates (no labels).
+   */
+  readonly ttda?: TtdaLossOptions;
   /** Embedding dropout rate in training (default `options.dropout`). */
   readonly dropout?: number;
   /** Physical buffers to draw activations from (shared by an engine's graphs). */
@@ -66,7 +72,7 @@ export interface Graph {
   readonly input: Region;
   /** Logits `[rows, classes]`. */
   readonly logits: Region;
-  /** Labels (i32 `[perView]`), training only. */
+  /** Labels (i32 `[perView]`), training with the cross-entropy only. */
   readonly labels?: Region;
   /** Loss metrics (`[lossSum, correct, count, 0]`), training only. */
   readonly metrics?: Region;

@@ -1,13 +1,17 @@
 /**
- * Recorder of the training loss: the label-smoothed cross-entropy summed
- * over views of each view's batch mean (`model/loss.ts`), its gradient with
- * respect to the logits, and the loss and accuracy counters — one kernel,
- * so forward and backward are one op at the head of the backward list.
+ * Recorders of the losses of a training graph: the label-smoothed
+ * cross-entropy summed over views of each view's batch mean
+ * (`model/loss.ts`), or TTDA's unsupervised `α·NM + β·EN + γ·GEN` summed over
+ * views (`model/ttda_loss.ts`); each with its gradient with respect to the
+ * logits and the loss counters — one kernel, so forward and backward are one
+ * op at the head of the backward list.
  *
  * @module
  */
 import type { Region } from "../runtime.ts";
 import { crossEntropy } from "../kernels/model_ops.ts";
+import { ttdaLossKernel } from "../kernels/ttda_loss.ts";
+import type { TtdaLossOptions } from "../../model/ttda_loss.ts";
 import type { Builder } from "./builder.ts";
 
 /** Label smoothing ε of a training graph unless its settings say otherwise. */
@@ -36,4 +40,31 @@ export function recordLoss(
     { logits: o.logits, labels, dlogits, metrics },
   );
   return { dlogits, labels, metrics };
+}
+
+/**
+ * Records the TTDA loss of `logits` `[R, classes]` (views of `perView`
+ * clips, view-major; no labels).
+ *
+ * @param b The builder.
+ * @param o The logits, class count and the rates α, β, γ and q.
+ * @returns The logits' gradient and the metrics region (`[lossSum, 0,
+ *   count, 0]`: the loss summed over views, accumulated per step).
+ */
+export function recordTtdaLoss(
+  b: Builder,
+  o: { logits: Region; classes: number; rates: TtdaLossOptions },
+): { dlogits: Region; metrics: Region } {
+  const metrics = b.pinned("metrics", 4);
+  const dlogits = b.act("dlogits", b.rows * o.classes);
+  b.op(
+    ttdaLossKernel({
+      rows: b.rows,
+      classes: o.classes,
+      perView: b.perView,
+      ...o.rates,
+    }),
+    { logits: o.logits, dlogits, metrics },
+  );
+  return { dlogits, metrics };
 }

@@ -7,7 +7,9 @@
  * buffers by liveness and records the dispatch lists (`builder.ts`). It
  * computes what `model/train_step.ts` computes with tfjs — per-view
  * BatchNorm statistics, the summed label-smoothed cross-entropy of the
- * views, the running-statistics updates in view order, PyTorch SGD — in
+ * views (or, with `settings.ttda`, the summed TTDA loss of the
+ * `test_time_adaptation` stage), the running-statistics updates in view
+ * order, PyTorch SGD — in
  * about a thousand dispatches and one submit.
  *
  * @module
@@ -61,7 +63,7 @@ import {
   fceHeadForward,
   type FceHeadSaved,
 } from "./fce_head.ts";
-import { recordLoss } from "./loss.ts";
+import { recordLoss, recordTtdaLoss } from "./loss.ts";
 import { recordUpdate } from "./sgd.ts";
 
 /** A layer's forward record, by kind. */
@@ -186,15 +188,21 @@ export function buildGraph(
       "Cannot build the fused graph: the model description has no head layer",
     );
   }
-  let loss: ReturnType<typeof recordLoss> | undefined;
+  let loss: { dlogits: Region; labels?: Region; metrics: Region } | undefined;
   let hyper: Region | undefined;
   if (settings.training) {
     b.into("backward");
-    loss = recordLoss(b, {
-      logits,
-      classes: dims.classes,
-      smoothing: settings.smoothing,
-    });
+    loss = settings.ttda
+      ? recordTtdaLoss(b, {
+        logits,
+        classes: dims.classes,
+        rates: settings.ttda,
+      })
+      : recordLoss(b, {
+        logits,
+        classes: dims.classes,
+        smoothing: settings.smoothing,
+      });
     let dy: Region | undefined = loss.dlogits;
     for (let i = saved.length - 1; i >= 0 && dy; i--) {
       dy = backward(b, saved[i], dy);

@@ -1,0 +1,124 @@
+/**
+ * Test-time domain adaptation on the fused WebGPU engine (issue 14): the
+ * `test_time_adaptation` stage's step — every view's forward in training
+ * mode, the TTDA loss `α·NM + β·EN + γ·GEN` summed over the views, one
+ * backward, the running statistics in view order, SGD with a learning rate
+ * per parameter — as one recorded graph per batch shape
+ * ({@linkcode FusedEngine.ttdaStep}), and the per-epoch evaluation as the
+ * engine's eval graph. The weights live on the GPU while adapting;
+ * {@linkcode FusedTtda.sync} copies them and the running statistics into the
+ * tfjs model.
+ *
+ * @module
+ */
+import type { Tensor3D } from "@tensorflow/tfjs";
+import type { DataAccess, Tf } from "../pipeline/types.ts";
+import type { AmautModel } from "../model/amaut.ts";
+import { evaluateLogits, type Evaluation } from "../model/evaluate.ts";
+import {
+  createFusedEngine,
+  type FusedEngine,
+  type FusedTtdaSettings,
+} from "./engine.ts";
+
+/** A model being adapted on the fused engine. */
+export interface FusedTtda {
+  /**
+   * Enqueues one TTDA step (returns at once; nothing is read back).
+   *
+   * @param tokens `[views·perView, frames, nMels]`, views stacked view-major.
+   * @param views Number of views V.
+   * @param settings Loss rates, learning rate per parameter name, SGD options, dropout seed.
+   */
+  step(
+    tokens: Tensor3D | Float32Array,
+    views: number,
+    settings: FusedTtdaSettings,
+  ): Promise<void>;
+  /**
+   * Reads and resets the losses since the last read.
+   *
+   * @returns The sum over steps of each step's loss (summed over views), and the steps.
+   */
+  loss(): Promise<{ lossSum: number; steps: number }>;
+  /** Momentum buffers the engine's optimizer holds (one per trained tensor once momentum ran, else 0). */
+  momentumBuffers(): number;
+  /** Accuracy and mean cross-entropy of a split with the current weights (eval graph, running statistics). */
+  evaluate(
+    data: DataAccess,
+    split: string,
+    batchSize: number,
+  ): Promise<Evaluation>;
+  /** Copies the adapted weights and running statistics into the tfjs model. */
+  sync(): Promise<void>;
+  /** Frees the engine (not the model). */
+  dispose(): void;
+}
+
+/**
+ * Puts a model on a fused engine for adaptation, with a fresh optimizer (no
+ * momentum until a step asks for it, as the tfjs stage's new `createSgd`).
+ *
+ * @param tf TensorFlow.js (reads and writes the tfjs model's tensors).
+ * @param model The model to adapt (receives the weights on `sync`).
+ * @param options `device`: a WebGPU device (default: tfjs's, on the webgpu backend).
+ * @returns The adapter.
+ * @throws {Error} Without a WebGPU device.
+ */
+export async function createFusedTtda(
+  tf: Tf,
+  model: AmautModel,
+  options: { device?: GPUDevice } = {},
+): Promise<FusedTtda> {
+  const engine: FusedEngine = createFusedEngine(
+    tf,
+    model.options,
+    model.dims,
+    options.device,
+  );
+  try {
+    await engine.upload(model);
+  } catch (e) {
+    engine.destroy();
+    throw e;
+  }
+  let steps = 0;
+  let momentum = false;
+  const trained = engine.arenas.slots.filter((s) => s.trained).length;
+  return {
+    async step(tokens, views, settings) {
+      const rows = tokens instanceof Float32Array
+        ? tokens.length / (model.dims.frames * model.dims.nMels)
+        : tokens.shape[0];
+      if (!Number.isInteger(rows / views) || rows % views !== 0) {
+        throw new RangeError(
+          `Cannot run a fused TTDA step: ${rows} clips do not split into ${views} views`,
+        );
+      }
+      await engine.ttdaStep(tokens, views, rows / views, settings);
+      if (settings.sgd.momentum !== 0) momentum = true;
+      steps++;
+    },
+    async loss() {
+      const m = await engine.metrics(true);
+      const out = { lossSum: m.lossSum, steps };
+      steps = 0;
+      return out;
+    },
+    momentumBuffers: () => momentum ? trained : 0,
+    evaluate(data, split, batchSize) {
+      return evaluateLogits(
+        data,
+        split,
+        batchSize,
+        (tokens, rows) => engine.evalLogits(tokens, rows),
+      );
+    },
+    async sync() {
+      await engine.download(model);
+    },
+    dispose() {
+      engine.destroy();
+    },
+  };
+}
