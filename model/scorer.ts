@@ -1,0 +1,179 @@
+/**
+ * The evaluation entry point for a trained model on either engine: given a
+ * model's weights and the run's engine choice (`auto`, `fused`, `tfjs`, as
+ * the `train` stage's `engine`), a {@linkcode Scorer} returns the eval-mode
+ * logits (BatchNorm running statistics, no dropout) of a stream of batches,
+ * in order. On the webgpu backend (`auto` or `fused`) the fused engine's eval
+ * graph runs them: one engine per model shape for the scorer's life, the
+ * weights uploaded into it per call (ensemble members and checkpoints reuse
+ * its compiled graphs), batches enqueued back to back with one readback per
+ * group. Otherwise (the cpu backend, or `tfjs`) the tfjs model runs them.
+ * The `test_time_augmentation` and `report` stages create one scorer per run
+ * of the stage and dispose it at its end.
+ *
+ * @module
+ */
+import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
+import type { Tf } from "../pipeline/types.ts";
+import type { AmautModel } from "./amaut.ts";
+import {
+  createFusedEngine,
+  type FusedEngine,
+  tfjsDevice,
+} from "../gpu/engine.ts";
+
+/** Which engine evaluates: `auto` = fused on the webgpu backend, tfjs otherwise. */
+export type EngineChoice = "auto" | "fused" | "tfjs";
+
+/** The tokens of one batch to score. */
+export interface ScoreInput {
+  /** `[rows, frames, nMels]` tokens. */
+  readonly tokens: Tensor3D;
+  /** True when the scorer should dispose `tokens` once used (a slice made for it). */
+  readonly owned?: boolean;
+}
+
+/** Options of {@linkcode createScorer}. */
+export interface ScorerOptions {
+  /** A WebGPU device for the fused engine; default: tfjs's (the webgpu backend). */
+  readonly device?: GPUDevice;
+  /** Batches per readback on the fused engine (default 8). */
+  readonly group?: number;
+}
+
+/** Scores models on one engine. */
+export interface Scorer {
+  /** The engine that runs the forwards. */
+  readonly engine: "fused" | "tfjs";
+  /**
+   * Eval-mode logits of `model`'s current weights on each batch, in order.
+   * `visit` sees each batch before it is scored (labels, checks, progress;
+   * it may throw to stop); `tokensOf` picks the tokens to score.
+   *
+   * @param model The model whose weights are scored (unchanged).
+   * @param batches The batches (their tensors valid until the next one is drawn).
+   * @param tokensOf The tokens of a batch to score.
+   * @param visit Called with each batch, before its tokens are scored.
+   * @returns Logits `[rows, classes]` row-major per batch.
+   */
+  logits<B>(
+    model: AmautModel,
+    batches: AsyncIterable<B>,
+    tokensOf: (batch: B) => ScoreInput,
+    visit?: (batch: B) => void | Promise<void>,
+  ): Promise<Float32Array[]>;
+  /** Frees the fused engines (their GPU buffers). */
+  dispose(): void;
+}
+
+/**
+ * Creates a scorer for the run's engine choice.
+ *
+ * @param tf The TF.js namespace.
+ * @param choice `auto` (fused on webgpu, tfjs otherwise), `fused` or `tfjs`.
+ * @param options A device for the fused engine, batches per readback.
+ * @returns The scorer.
+ * @throws {Error} For `fused` without a WebGPU device.
+ */
+export function createScorer(
+  tf: Tf,
+  choice: EngineChoice,
+  options: ScorerOptions = {},
+): Scorer {
+  const device = options.device ?? tfjsDevice(tf);
+  if (choice === "fused" && !device) {
+    throw new Error(
+      `Cannot evaluate with engine "fused": it needs the webgpu backend, and this run uses "${tf.getBackend()}" (use engine: tfjs or auto)`,
+    );
+  }
+  if (choice === "tfjs" || !device) return tfjsScorer(tf);
+  return fusedScorer(tf, device, Math.max(1, options.group ?? 8));
+}
+
+function tfjsScorer(tf: Tf): Scorer {
+  return {
+    engine: "tfjs",
+    async logits(model, batches, tokensOf, visit) {
+      const out: Float32Array[] = [];
+      for await (const batch of batches) {
+        await visit?.(batch);
+        const input = tokensOf(batch);
+        const logits = tf.tidy(() =>
+          model.apply(input.tokens, { training: false }).logits
+        ) as Tensor2D;
+        if (input.owned) input.tokens.dispose();
+        out.push(await logits.data() as Float32Array);
+        logits.dispose();
+      }
+      return out;
+    },
+    dispose() {},
+  };
+}
+
+function fusedScorer(tf: Tf, device: GPUDevice, group: number): Scorer {
+  const engines = new Map<string, FusedEngine>();
+  const engineOf = (model: AmautModel): FusedEngine => {
+    const key = JSON.stringify([model.options, model.dims]);
+    let engine = engines.get(key);
+    if (!engine) {
+      engine = createFusedEngine(tf, model.options, model.dims, device);
+      engines.set(key, engine);
+    }
+    return engine;
+  };
+  return {
+    engine: "fused",
+    async logits(model, batches, tokensOf, visit) {
+      const engine = engineOf(model);
+      await engine.upload(model);
+      const out: Float32Array[] = [];
+      let pending: ReturnType<FusedEngine["evalGroup"]> | undefined;
+      try {
+        for await (const batch of batches) {
+          await visit?.(batch);
+          const input = tokensOf(batch);
+          try {
+            const rows = input.tokens.shape[0];
+            const floats = rows * model.dims.classes;
+            if (pending && pending.room < floats) {
+              out.push(...await pending.read());
+              if (pending.room < floats) { // a batch larger than the first
+                pending.destroy();
+                pending = undefined;
+              }
+            }
+            pending ??= engine.evalGroup(floats * group);
+            await pending.add(input.tokens, rows);
+          } finally {
+            if (input.owned) input.tokens.dispose();
+          }
+        }
+        if (pending) out.push(...await pending.read());
+      } finally {
+        pending?.destroy();
+      }
+      return out;
+    },
+    dispose() {
+      for (const engine of engines.values()) engine.destroy();
+      engines.clear();
+    },
+  };
+}
+
+/**
+ * Concatenates row-major parts into one array.
+ *
+ * @param parts Arrays in order.
+ * @returns Their values, one after another.
+ */
+export function concatRows(parts: readonly Float32Array[]): Float32Array {
+  const flat = new Float32Array(parts.reduce((n, r) => n + r.length, 0));
+  let offset = 0;
+  for (const r of parts) {
+    flat.set(r, offset);
+    offset += r.length;
+  }
+  return flat;
+}
