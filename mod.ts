@@ -65,6 +65,8 @@ export { createFusedTrainer } from "./gpu/trainer_fused.ts";
 export type { FusedTrainerOptions } from "./gpu/trainer_fused.ts";
 export { evaluate, evaluateLogits } from "./model/evaluate.ts";
 export type { EvalContext, Evaluation } from "./model/evaluate.ts";
+export { createScorer, evaluateOn } from "./model/scorer.ts";
+export type { EngineChoice, ScoreInput, Scorer } from "./model/scorer.ts";
 export type {
   DispatchCounts,
   EngineSettings,

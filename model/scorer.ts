@@ -14,8 +14,9 @@
  * @module
  */
 import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
-import type { Tf } from "../pipeline/types.ts";
+import type { DataAccess, Tf } from "../pipeline/types.ts";
 import type { AmautModel } from "./amaut.ts";
+import { evaluate, type Evaluation, evaluationOf } from "./evaluate.ts";
 import {
   createFusedEngine,
   type FusedEngine,
@@ -160,6 +161,41 @@ function fusedScorer(tf: Tf, device: GPUDevice, group: number): Scorer {
       engines.clear();
     },
   };
+}
+
+/**
+ * Accuracy and mean cross-entropy of a model on a split (phase `eval`, split
+ * order) on the scorer's engine: the tfjs path is {@linkcode evaluate}
+ * itself; the fused path scores the eval graph's logits on the host.
+ *
+ * @param ctx TF.js and the data.
+ * @param scorer The engine that scores.
+ * @param model The model (unchanged).
+ * @param split Split name.
+ * @param batchSize Clips per evaluation batch.
+ * @returns Loss (nats per clip), accuracy, labels; logits on the fused path (and on the tfjs path with `keepLogits`).
+ */
+export async function evaluateOn(
+  ctx: { readonly tf: Tf; readonly data: DataAccess },
+  scorer: Scorer,
+  model: AmautModel,
+  split: string,
+  batchSize: number,
+  { keepLogits = false }: { keepLogits?: boolean } = {},
+): Promise<Evaluation> {
+  if (scorer.engine === "tfjs") {
+    return await evaluate(ctx, model, split, batchSize, { keepLogits });
+  }
+  const labels: number[] = [];
+  const parts = await scorer.logits(
+    model,
+    ctx.data.batches(split, { batchSize, phase: "eval", shuffle: false }),
+    (batch) => ({ tokens: batch.tokens as Tensor3D }),
+    (batch) => {
+      labels.push(...batch.label as number[]);
+    },
+  );
+  return evaluationOf(concatRows(parts), labels);
 }
 
 /**

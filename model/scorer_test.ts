@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { createRng } from "../pipeline/rng.ts";
 import type { DataAccess, StepContext } from "../pipeline/types.ts";
 import { createModel } from "./amaut.ts";
-import { createScorer, type Scorer } from "./scorer.ts";
+import { createScorer, evaluateOn, type Scorer } from "./scorer.ts";
 import {
   memoryData,
   memorySplit,
@@ -141,6 +141,16 @@ Deno.test({
           `loss ${g.loss} != ${w.loss}`,
         );
       }
+      // TTDA's per-epoch evaluation: the same accuracy and loss as evaluate.
+      const ectx = { tf, data };
+      const ge = await evaluateOn(ectx, fused, b, "test", 4);
+      const we = await evaluateOn(ectx, reference, b, "test", 4, {
+        keepLogits: true,
+      });
+      assert.equal(ge.accuracy, we.accuracy);
+      assert.ok(Math.abs(ge.loss - we.loss) <= 1e-4 * Math.abs(we.loss));
+      near(ge.logits, we.logits, "evaluateOn logits");
+      assert.deepEqual(ge.labels, we.labels);
       // The models differ, so a stale upload would have shown above.
       const pa = await scoreModel(rctx, fused, a, "test", 4);
       const pb = await scoreModel(rctx, fused, b, "test", 4);

@@ -56,7 +56,7 @@ import type { AmautModel, BatchStat } from "../model/amaut.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import type { SgdOptions } from "../model/sgd.ts";
 import { ttdaLoss } from "../model/ttda_loss.ts";
-import { evaluate } from "../model/evaluate.ts";
+import { createScorer, evaluateOn } from "../model/scorer.ts";
 
 /** Options of the `test_time_adaptation` stage (defaults: the reference's AM/VS/CS values). */
 export const TtdaOptions = z.strictObject({
@@ -116,6 +116,9 @@ export const TtdaOptions = z.strictObject({
   ),
   evalBatchSize: z.int().min(1).default(32).describe(
     "Clips per evaluation batch (reference: 32)",
+  ),
+  engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
+    "Engine of the per-epoch evaluations: fused = the fused WebGPU eval graph, tfjs = the tfjs model; auto = fused on the webgpu backend, tfjs on cpu",
   ),
 });
 /** Parsed options of the `test_time_adaptation` stage. */
@@ -341,7 +344,17 @@ export const stage = defineStage<TtdaOptions>({
     };
     const metricsFile = join(ctx.runDir, "ttda_metrics.jsonl");
 
-    const pre = await evaluate(ctx, model, split, options.evalBatchSize);
+    const scorer = createScorer(ctx.tf, options.engine);
+    const pre = await evaluateOn(
+      ctx,
+      scorer,
+      model,
+      split,
+      options.evalBatchSize,
+    ).catch((error) => {
+      scorer.dispose();
+      throw error;
+    });
     const before = {
       epoch: 0 as const,
       accuracy: pre.accuracy,
@@ -456,8 +469,9 @@ export const stage = defineStage<TtdaOptions>({
         const loss = step ? lossSum / step : NaN;
         bar.done({ loss });
         const seconds = (performance.now() - epochStart) / 1000;
-        const evaluation = await evaluate(
+        const evaluation = await evaluateOn(
           ctx,
+          scorer,
           model,
           split,
           options.evalBatchSize,
@@ -492,6 +506,7 @@ export const stage = defineStage<TtdaOptions>({
         );
       }
     } finally {
+      scorer.dispose();
       sgd.dispose();
     }
 
