@@ -5,7 +5,8 @@
  * recorded dispatch lists — one submit per step, nothing read back until
  * asked. Weights move to and from a tfjs {@linkcode AmautModel} with
  * {@linkcode FusedEngine.upload} / {@linkcode FusedEngine.download}, so
- * checkpoints, evaluation, TTDA and export keep using the tfjs model.
+ * checkpoints, TTDA's steps and export keep using the tfjs model; evaluation
+ * runs on the eval graphs (`model/scorer.ts`).
  *
  * @module
  */

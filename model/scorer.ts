@@ -19,6 +19,7 @@ import type { AmautModel } from "./amaut.ts";
 import { evaluate, type Evaluation, evaluationOf } from "./evaluate.ts";
 import {
   createFusedEngine,
+  type EvalGroup,
   type FusedEngine,
   tfjsDevice,
 } from "../gpu/engine.ts";
@@ -128,39 +129,81 @@ function fusedScorer(tf: Tf, device: GPUDevice, group: number): Scorer {
     async logits(model, batches, tokensOf, visit) {
       const engine = engineOf(model);
       await engine.upload(model);
-      const out: Float32Array[] = [];
-      let pending: ReturnType<FusedEngine["evalGroup"]> | undefined;
-      try {
-        for await (const batch of batches) {
-          await visit?.(batch);
-          const input = tokensOf(batch);
-          try {
-            const rows = input.tokens.shape[0];
-            const floats = rows * model.dims.classes;
-            if (pending && pending.room < floats) {
-              out.push(...await pending.read());
-              if (pending.room < floats) { // a batch larger than the first
-                pending.destroy();
-                pending = undefined;
-              }
-            }
-            pending ??= engine.evalGroup(floats * group);
-            await pending.add(input.tokens, rows);
-          } finally {
-            if (input.owned) input.tokens.dispose();
-          }
-        }
-        if (pending) out.push(...await pending.read());
-      } finally {
-        pending?.destroy();
-      }
-      return out;
+      return await engineLogits(
+        engine,
+        model.dims.classes,
+        batches,
+        tokensOf,
+        visit,
+        group,
+      );
     },
     dispose() {
       for (const engine of engines.values()) engine.destroy();
       engines.clear();
     },
   };
+}
+
+/**
+ * How a scorer's engine is named in logs.
+ *
+ * @param scorer The scorer.
+ * @returns "the fused WebGPU eval graph" or "the tfjs model".
+ */
+export function engineLabel(scorer: Scorer): string {
+  return scorer.engine === "fused"
+    ? "the fused WebGPU eval graph"
+    : "the tfjs model";
+}
+
+/**
+ * Eval-mode logits of an engine's current weights on each batch, in order:
+ * batches enqueued back to back, read back once per `group` batches.
+ *
+ * @param engine The fused engine (weights uploaded).
+ * @param classes Logits per row (the model's classes).
+ * @param batches The batches (their tensors valid until the next one is drawn).
+ * @param tokensOf The tokens of a batch to score.
+ * @param visit Called with each batch, before its tokens are scored.
+ * @param group Batches per readback (of the first batch's size).
+ * @returns Logits `[rows, classes]` row-major per batch.
+ */
+export async function engineLogits<B>(
+  engine: FusedEngine,
+  classes: number,
+  batches: AsyncIterable<B>,
+  tokensOf: (batch: B) => ScoreInput,
+  visit?: (batch: B) => void | Promise<void>,
+  group = 8,
+): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  let pending: EvalGroup | undefined;
+  try {
+    for await (const batch of batches) {
+      await visit?.(batch);
+      const input = tokensOf(batch);
+      try {
+        const rows = input.tokens.shape[0];
+        const floats = rows * classes;
+        if (pending && pending.room < floats) {
+          out.push(...await pending.read());
+          if (pending.room < floats) { // a batch larger than the first
+            pending.destroy();
+            pending = undefined;
+          }
+        }
+        pending ??= engine.evalGroup(floats * Math.max(1, group));
+        await pending.add(input.tokens, rows);
+      } finally {
+        if (input.owned) input.tokens.dispose();
+      }
+    }
+    if (pending) out.push(...await pending.read());
+  } finally {
+    pending?.destroy();
+  }
+  return out;
 }
 
 /**

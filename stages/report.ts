@@ -41,7 +41,12 @@ import type { StepContext } from "../pipeline/types.ts";
 import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
-import { concatRows, createScorer, type Scorer } from "../model/scorer.ts";
+import {
+  concatRows,
+  createScorer,
+  engineLabel,
+  type Scorer,
+} from "../model/scorer.ts";
 import { argmaxRows, classificationReport } from "../lib/metrics.ts";
 import {
   predictionsCsv,
@@ -563,6 +568,7 @@ export const stage = defineStage<ReportOptions>({
       }
     }
     const scorer = createScorer(ctx.tf, options.engine);
+    ctx.log.info(`report: scored on ${engineLabel(scorer)}`);
     let scored: StateScores[];
     try {
       scored = await modelStates(

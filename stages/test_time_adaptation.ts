@@ -56,7 +56,7 @@ import type { AmautModel, BatchStat } from "../model/amaut.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import type { SgdOptions } from "../model/sgd.ts";
 import { ttdaLoss } from "../model/ttda_loss.ts";
-import { createScorer, evaluateOn } from "../model/scorer.ts";
+import { createScorer, engineLabel, evaluateOn } from "../model/scorer.ts";
 
 /** Options of the `test_time_adaptation` stage (defaults: the reference's AM/VS/CS values). */
 export const TtdaOptions = z.strictObject({
@@ -345,6 +345,7 @@ export const stage = defineStage<TtdaOptions>({
     const metricsFile = join(ctx.runDir, "ttda_metrics.jsonl");
 
     const scorer = createScorer(ctx.tf, options.engine);
+    ctx.log.info(`TTDA evaluations: scored on ${engineLabel(scorer)}`);
     const pre = await evaluateOn(
       ctx,
       scorer,

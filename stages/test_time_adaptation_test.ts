@@ -162,6 +162,7 @@ Deno.test("TTDA options: defaults are the reference's AM/VS/CS values, and every
     weightDecay: 1e-3,
     nesterov: false,
     evalBatchSize: 32,
+    engine: "auto",
   });
   for (const [k, v] of Object.entries(TtdaOptions.shape)) {
     assert.ok(v.description, `${k} has no description`);

@@ -59,7 +59,12 @@ import { writeJsonAtomic } from "../pipeline/atomic.ts";
 import type { StepContext } from "../pipeline/types.ts";
 import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
-import { concatRows, createScorer, type Scorer } from "../model/scorer.ts";
+import {
+  concatRows,
+  createScorer,
+  engineLabel,
+  type Scorer,
+} from "../model/scorer.ts";
 import {
   checkCompatible,
   loadCheckpoint,
@@ -486,6 +491,7 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
       wanted.includes("hyb");
 
     const scorer = createScorer(tf, options.engine);
+    ctx.log.info(`TTAu: scored on ${engineLabel(scorer)}`);
     try {
       const first = await memberLogits(
         ctx,
