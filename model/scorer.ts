@@ -100,10 +100,14 @@ function tfjsScorer(tf: Tf): Scorer {
       for await (const batch of batches) {
         await visit?.(batch);
         const input = tokensOf(batch);
-        const logits = tf.tidy(() =>
-          model.apply(input.tokens, { training: false }).logits
-        ) as Tensor2D;
-        if (input.owned) input.tokens.dispose();
+        let logits: Tensor2D;
+        try {
+          logits = tf.tidy(() =>
+            model.apply(input.tokens, { training: false }).logits
+          ) as Tensor2D;
+        } finally {
+          if (input.owned) input.tokens.dispose();
+        }
         out.push(await logits.data() as Float32Array);
         logits.dispose();
       }
