@@ -78,6 +78,8 @@ export { createFusedTtda } from "./gpu/ttda_fused.ts";
 export type { FusedTtda } from "./gpu/ttda_fused.ts";
 export { evaluate, evaluateLogits } from "./model/evaluate.ts";
 export type { EvalContext, Evaluation } from "./model/evaluate.ts";
+export { createScorer, evaluateOn } from "./model/scorer.ts";
+export type { EngineChoice, ScoreInput, Scorer } from "./model/scorer.ts";
 export type {
   DispatchCounts,
   EngineSettings,

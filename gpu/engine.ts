@@ -5,9 +5,10 @@
  * recorded dispatch lists — one submit per step, nothing read back until
  * asked. Weights move to and from a tfjs {@linkcode AmautModel} with
  * {@linkcode FusedEngine.upload} / {@linkcode FusedEngine.download}, so
- * checkpoints, evaluation and export keep using the tfjs model. TTDA steps
- * (issue 14) run as training graphs with the TTDA loss instead of the
- * cross-entropy ({@linkcode FusedEngine.ttdaStep}).
+ * checkpoints and export keep using the tfjs model; evaluation runs on the
+ * eval graphs (`model/scorer.ts`), and TTDA steps (issue 14) run as training
+ * graphs with the TTDA loss instead of the cross-entropy
+ * ({@linkcode FusedEngine.ttdaStep}).
  *
  * @module
  */
@@ -90,6 +91,28 @@ export interface DispatchCounts {
 /** Graph choices of an engine, for comparisons (see {@linkcode createFusedEngine}). */
 export type EngineSettings = Pick<GraphSettings, "matmulStages">;
 
+/**
+ * Eval forwards enqueued back to back, each batch's logits copied aside on
+ * the GPU, and read back together (see {@linkcode FusedEngine.evalGroup}).
+ */
+export interface EvalGroup {
+  /**
+   * Enqueues one eval forward of `rows` clips and the copy of its logits;
+   * returns once enqueued (nothing is read back).
+   *
+   * @throws {RangeError} When its logits exceed the group's room.
+   */
+  add(tokens: TokenInput, rows: number): Promise<void>;
+  /** Logit values (f32) that still fit. */
+  readonly room: number;
+  /** Forwards enqueued since the last read. */
+  readonly pending: number;
+  /** Reads every pending forward's logits `[rows, classes]` in one readback, in order. */
+  read(): Promise<Float32Array[]>;
+  /** Frees the group's readback buffer (pending logits are dropped). */
+  destroy(): void;
+}
+
 /** The engine. */
 export interface FusedEngine {
   /** The runtime (device, allocation statistics). */
@@ -143,6 +166,11 @@ export interface FusedEngine {
    * @returns Logits `[rows, classes]`.
    */
   evalLogits(tokens: TokenInput, rows: number): Promise<Float32Array>;
+  /**
+   * A group of eval forwards with one readback: room for `floats` logit
+   * values (rows × classes summed over its batches).
+   */
+  evalGroup(floats: number): EvalGroup;
   /** Enqueues an eval forward without reading it back (for timing). */
   evalEnqueue(tokens: TokenInput, rows: number): Promise<void>;
   /** Waits until the GPU has finished everything enqueued. */
@@ -485,6 +513,74 @@ export function createFusedEngine(
     },
     async evalEnqueue(tokens, rows) {
       await enqueueEval(tokens, rows);
+    },
+    evalGroup(floats) {
+      const capacity = Math.max(1, Math.floor(floats));
+      let target: GPUBuffer | undefined;
+      let used = 0;
+      const sizes: number[] = [];
+      return {
+        get room() {
+          return capacity - used;
+        },
+        get pending() {
+          return sizes.length;
+        },
+        async add(tokens, rows) {
+          const n = rows * dims.classes;
+          if (n > capacity - used) {
+            throw new RangeError(
+              `Cannot add ${n} logits to an eval group with room for ${
+                capacity - used
+              }: read the group first`,
+            );
+          }
+          const g = await enqueueEval(tokens, rows);
+          target ??= device.createBuffer({
+            label: "eval group logits",
+            size: capacity * 4,
+            usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+          });
+          const dest = target;
+          const at = used * 4;
+          rt.run([], (e) =>
+            e.copyBufferToBuffer(
+              g.logits.buffer,
+              g.logits.offset,
+              dest,
+              at,
+              n * 4,
+            ));
+          used += n;
+          sizes.push(n);
+        },
+        async read() {
+          if (!target || sizes.length === 0) return [];
+          const buffer = target;
+          target = undefined;
+          await buffer.mapAsync(GPUMapMode.READ, 0, used * 4);
+          const all = new Float32Array(
+            buffer.getMappedRange(0, used * 4).slice(0),
+          );
+          buffer.unmap();
+          buffer.destroy();
+          const out: Float32Array[] = [];
+          let offset = 0;
+          for (const n of sizes) {
+            out.push(all.subarray(offset, offset + n));
+            offset += n;
+          }
+          used = 0;
+          sizes.length = 0;
+          return out;
+        },
+        destroy() {
+          target?.destroy();
+          target = undefined;
+          used = 0;
+          sizes.length = 0;
+        },
+      };
     },
     async sync() {
       await device.queue.onSubmittedWorkDone();

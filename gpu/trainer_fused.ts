@@ -11,7 +11,9 @@
 import type { Tf } from "../pipeline/types.ts";
 import type { AmautModel } from "../model/amaut.ts";
 import { createSgd } from "../model/sgd.ts";
-import { evaluateLogits } from "../model/evaluate.ts";
+import type { Tensor3D } from "@tensorflow/tfjs";
+import { evaluationOf } from "../model/evaluate.ts";
+import { concatRows, engineLogits } from "../model/scorer.ts";
 import { loadState, stateOf, type Trainer } from "../model/trainer.ts";
 import {
   createFusedEngine,
@@ -100,13 +102,19 @@ export async function createFusedTrainer(
       }
       return out;
     },
-    evaluate(data, split, batchSize) {
-      return evaluateLogits(
-        data,
-        split,
-        batchSize,
-        (tokens, rows) => engine.evalLogits(tokens, rows),
+    async evaluate(data, split, batchSize) {
+      // Batches back to back on the eval graph, one readback per group.
+      const labels: number[] = [];
+      const parts = await engineLogits(
+        engine,
+        model.dims.classes,
+        data.batches(split, { batchSize, phase: "eval", shuffle: false }),
+        (batch) => ({ tokens: batch.tokens as Tensor3D }),
+        (batch) => {
+          labels.push(...batch.label as number[]);
+        },
       );
+      return evaluationOf(concatRows(parts), labels);
     },
     async sync() {
       await engine.download(model, sgd);

@@ -114,8 +114,6 @@ export async function evaluateLogits(
 ): Promise<Evaluation> {
   const rows: Float32Array[] = [];
   const labels: number[] = [];
-  let lossSum = 0;
-  let correct = 0;
   for await (
     const batch of data.batches(split, {
       batchSize,
@@ -124,10 +122,31 @@ export async function evaluateLogits(
     })
   ) {
     const y = batch.label as number[];
-    const logits = await forward(batch.tokens as Tensor3D, y.length);
-    const n = logits.length / y.length;
+    rows.push(await forward(batch.tokens as Tensor3D, y.length));
+    labels.push(...y);
+  }
+  return evaluationOf(concat(rows), labels);
+}
+
+/**
+ * Accuracy and mean cross-entropy of logits against their labels, scored in
+ * float64 on the host.
+ *
+ * @param logits Logits `[labels.length, classes]` row-major.
+ * @param labels One label per row.
+ * @returns Loss (nats per clip), accuracy, the logits and labels (NaN scores when empty).
+ */
+export function evaluationOf(
+  logits: Float32Array,
+  labels: number[],
+): Evaluation {
+  const count = labels.length;
+  let lossSum = 0;
+  let correct = 0;
+  if (count) {
+    const n = logits.length / count;
     const predicted = argmaxRows(logits, n);
-    y.forEach((label, i) => {
+    labels.forEach((label, i) => {
       const row = logits.subarray(i * n, (i + 1) * n);
       const max = row[predicted[i]];
       let sum = 0;
@@ -135,14 +154,11 @@ export async function evaluateLogits(
       lossSum += Math.log(sum) + max - row[label];
       if (predicted[i] === label) correct++;
     });
-    rows.push(logits);
-    labels.push(...y);
   }
-  const count = labels.length;
   return {
     loss: count ? lossSum / count : NaN,
     accuracy: count ? correct / count : NaN,
-    logits: concat(rows),
+    logits,
     labels,
   };
 }

@@ -36,11 +36,17 @@ import { join } from "node:path";
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../pipeline/atomic.ts";
-import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
+import type { Tensor3D } from "@tensorflow/tfjs";
 import type { StepContext } from "../pipeline/types.ts";
 import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
+import {
+  concatRows,
+  createScorer,
+  engineLabel,
+  type Scorer,
+} from "../model/scorer.ts";
 import { argmaxRows, classificationReport } from "../lib/metrics.ts";
 import {
   predictionsCsv,
@@ -71,6 +77,9 @@ export const ReportOptions = z.strictObject({
   ),
   batchSize: z.int().min(1).default(64).describe(
     "Clips per evaluation batch",
+  ),
+  engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
+    "Evaluation engine: fused = the fused WebGPU eval graph, tfjs = the tfjs model; auto = fused on the webgpu backend, tfjs on cpu",
   ),
   formats: z.array(z.enum(["json", "md", "html"])).min(1).default([
     "json",
@@ -337,45 +346,43 @@ async function readManifest(runDir: string): Promise<Record<string, unknown>> {
   }
 }
 
-/** A model's logits on a split (eval phase, split order) as {@linkcode StateScores} fields. */
-async function scoreModel(
-  ctx: StepContext,
+/**
+ * A model's scores on a split (eval phase, split order) as
+ * {@linkcode StateScores} fields: probabilities and the mean cross-entropy
+ * (nats) from the scorer's logits.
+ *
+ * @param ctx The stage's context (data, abort signal).
+ * @param scorer The engine that scores (see `model/scorer.ts`).
+ * @param model The model (unchanged).
+ * @param split Split name.
+ * @param batchSize Clips per batch.
+ */
+export async function scoreModel(
+  ctx: Pick<StepContext, "data" | "signal">,
+  scorer: Scorer,
   model: AmautModel,
   split: string,
   batchSize: number,
 ): Promise<
   Pick<StateScores, "paths" | "labels" | "probabilities" | "loss">
 > {
-  const { tf } = ctx;
-  const rows: Float32Array[] = [];
   const labels: number[] = [];
   const paths: string[] = [];
-  for await (
-    const batch of ctx.data.batches(split, {
-      batchSize,
-      phase: "eval",
-      shuffle: false,
-    })
-  ) {
-    const logits = tf.tidy(() =>
-      model.apply(batch.tokens as Tensor3D, { training: false }).logits
-    ) as Tensor2D;
-    rows.push(await logits.data() as Float32Array);
-    logits.dispose();
-    const y = batch.label as number[];
-    const files = batch.path as string[] | undefined;
-    labels.push(...y);
-    y.forEach((_, i) => paths.push(String(files?.[i] ?? "")));
-    if (ctx.signal.aborted) throw ctx.signal.reason;
-  }
+  const rows = await scorer.logits(
+    model,
+    ctx.data.batches(split, { batchSize, phase: "eval", shuffle: false }),
+    (batch) => ({ tokens: batch.tokens as Tensor3D }),
+    (batch) => {
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      const y = batch.label as number[];
+      const files = batch.path as string[] | undefined;
+      labels.push(...y);
+      y.forEach((_, i) => paths.push(String(files?.[i] ?? "")));
+    },
+  );
+  if (ctx.signal.aborted) throw ctx.signal.reason;
   const n = ctx.data.classes.length;
-  const flat = new Float32Array(labels.length * n);
-  let offset = 0;
-  for (const r of rows) {
-    flat.set(r, offset);
-    offset += r.length;
-  }
-  const probabilities = softmaxRows(flat, n);
+  const probabilities = softmaxRows(concatRows(rows), n);
   let loss = 0;
   labels.forEach((label, i) => {
     loss -= Math.log(Math.max(probabilities[i * n + label], 1e-30));
@@ -444,6 +451,7 @@ async function modelStates(
   model: AmautModel,
   splits: readonly string[],
   batchSize: number,
+  scorer: Scorer,
 ): Promise<StateScores[]> {
   const dir = join(ctx.runDir, "checkpoints");
   const ttda = ctx.values.ttda as
@@ -484,7 +492,7 @@ async function modelStates(
             : "trained",
           split,
           ...(bestEpoch !== undefined ? { epoch: bestEpoch } : {}),
-          ...await scoreModel(ctx, source, split, batchSize),
+          ...await scoreModel(ctx, scorer, source, split, batchSize),
         };
         out.push(best);
       }
@@ -505,7 +513,7 @@ async function modelStates(
             label,
             split,
             epoch: lastEpoch,
-            ...await scoreModel(ctx, last, split, batchSize),
+            ...await scoreModel(ctx, scorer, last, split, batchSize),
           });
         }
       }
@@ -520,7 +528,7 @@ async function modelStates(
           ...(ttda.split && ttda.split !== split
             ? { note: `adapted on ${ttda.split}, scored on ${split}` }
             : {}),
-          ...await scoreModel(ctx, model, split, batchSize),
+          ...await scoreModel(ctx, scorer, model, split, batchSize),
         });
       }
     }
@@ -559,7 +567,20 @@ export const stage = defineStage<ReportOptions>({
         );
       }
     }
-    const scored = await modelStates(ctx, model, splits, options.batchSize);
+    const scorer = createScorer(ctx.tf, options.engine);
+    ctx.log.info(`report: scored on ${engineLabel(scorer)}`);
+    let scored: StateScores[];
+    try {
+      scored = await modelStates(
+        ctx,
+        model,
+        splits,
+        options.batchSize,
+        scorer,
+      );
+    } finally {
+      scorer.dispose();
+    }
     await Deno.mkdir(join(ctx.runDir, "predictions"), { recursive: true });
     const states: StateReport[] = [];
     for (const st of scored) {

@@ -66,6 +66,7 @@ import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import type { SgdOptions } from "../model/sgd.ts";
 import { ttdaLoss, type TtdaLossOptions } from "../model/ttda_loss.ts";
 import { evaluate } from "../model/evaluate.ts";
+import { engineLabel } from "../model/scorer.ts";
 import { tfjsDevice } from "../gpu/engine.ts";
 import { createFusedTtda, type FusedTtda } from "../gpu/ttda_fused.ts";
 
@@ -129,7 +130,7 @@ export const TtdaOptions = z.strictObject({
     "Clips per evaluation batch (reference: 32)",
   ),
   engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
-    "Adaptation-step engine: fused = each step as one recorded WebGPU graph (gpu/, far faster), tfjs = op by op; auto = fused on the webgpu backend, tfjs on cpu",
+    "Engine of the adaptation steps and per-epoch evaluations: fused = each step as one recorded WebGPU graph and evaluations on the fused eval graph (gpu/, far faster), tfjs = the tfjs model op by op; auto = fused on the webgpu backend, tfjs on cpu",
   ),
 });
 /** Parsed options of the `test_time_adaptation` stage. */
@@ -427,6 +428,11 @@ export const stage = defineStage<TtdaOptions>({
         : evaluate(ctx, model, split, options.evalBatchSize);
     log.info(
       `TTDA engine: ${fused ? "fused WebGPU graph" : "tfjs (op by op)"}`,
+    );
+    log.info(
+      `TTDA evaluations: scored on ${
+        engineLabel({ engine: fused ? "fused" : "tfjs" })
+      }`,
     );
     const pre = await evaluateNow().catch((e) => {
       fused?.dispose();

@@ -53,13 +53,18 @@ import type { StateScores } from "../lib/predictions.ts";
 export { argmaxRows };
 import { basename, dirname, join, resolve } from "node:path";
 import * as z from "zod";
-import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
+import type { Tensor3D } from "@tensorflow/tfjs";
 import { defineStage } from "../pipeline/define_stage.ts";
 import { writeJsonAtomic } from "../pipeline/atomic.ts";
 import type { StepContext } from "../pipeline/types.ts";
 import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
-import { evalLogits } from "../model/eval_chunks.ts";
+import {
+  concatRows,
+  createScorer,
+  engineLabel,
+  type Scorer,
+} from "../model/scorer.ts";
 import {
   checkCompatible,
   loadCheckpoint,
@@ -98,7 +103,10 @@ export const TestTimeAugmentationOptions = z.strictObject({
     "Checkpoint to load from each run folder",
   ),
   batchSize: z.int().min(1).default(32).describe(
-    "Clips per batch (each view is a separate forward pass of this size)",
+    "Clips per batch (all of a batch's views go through one forward pass)",
+  ),
+  engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
+    "Evaluation engine: fused = the fused WebGPU eval graph, tfjs = the tfjs model; auto = fused on the webgpu backend, tfjs on cpu",
   ),
 }).superRefine((o, ctx) => {
   const needs = o.modes?.filter((m) => m === "mlt" || m === "hyb") ?? [];
@@ -325,9 +333,23 @@ async function loadMember(
   }
 }
 
-/** One member's raw logits on the split: per view, `[n, classes]`. */
-async function forward(
-  ctx: StepContext,
+/**
+ * One member's raw logits on the split: per view, `[n, classes]`. All the
+ * views a batch carries go through one forward pass of the scorer (view-major
+ * rows), only view 0 when `allViews` is false.
+ *
+ * @param ctx The stage's context (data, progress, boundary).
+ * @param scorer The engine that scores (see `model/scorer.ts`).
+ * @param model The member (unchanged).
+ * @param options The stage's options (split, phase, batch size).
+ * @param allViews Score every view, else only view 0.
+ * @param label Progress label.
+ * @returns The view names, the logits per view, labels and paths in split order.
+ * @throws {Error} On an empty split, views that change between batches, or tokens that are not `[b, frames, nMels]`.
+ */
+export async function memberLogits(
+  ctx: Pick<StepContext, "data" | "progress" | "boundary">,
+  scorer: Scorer,
   model: AmautModel,
   options: TestTimeAugmentationOptions,
   allViews: boolean,
@@ -335,10 +357,9 @@ async function forward(
 ): Promise<
   { views: string[]; logits: Float32Array[]; labels: number[]; paths: string[] }
 > {
-  const { tf } = ctx;
   const classes = ctx.data.classes.length;
   let views: string[] | undefined;
-  const rows: Float32Array[][] = [];
+  const perBatch: number[] = [];
   const labels: number[] = [];
   const paths: string[] = [];
   const bar = ctx.progress({
@@ -346,62 +367,59 @@ async function forward(
     total: ctx.data.splits[options.split],
     unit: "clips",
   });
-  for await (
-    const batch of ctx.data.batches(options.split, {
+  const parts = await scorer.logits(
+    model,
+    ctx.data.batches(options.split, {
       batchSize: options.batchSize,
       phase: options.phase,
       shuffle: false,
-    })
-  ) {
-    const names = (batch.viewNames as string[] | undefined) ?? ["original"];
-    if (!views) views = [...names];
-    else if (names.join("/") !== views.join("/")) {
-      throw new Error(
-        `Cannot run TTAu: the views changed from ${views.join(", ")} to ${
-          names.join(", ")
-        } between batches`,
-      );
-    }
-    const tokens = batch.tokens as Tensor3D | undefined;
-    if (!tokens || tokens.rank !== 3) {
-      throw new Error(
-        "Cannot run TTAu: tokens must be a [b, frames, nMels] tensor (put tokenize before test_time_augmentation)",
-      );
-    }
-    const V = names.length;
-    const b = batch.size / V;
-    labels.push(...(batch.label as number[]).slice(0, b));
-    const files = batch.path as string[] | undefined;
-    for (let i = 0; i < b; i++) paths.push(String(files?.[i] ?? ""));
-    const used = allViews ? V : 1;
-    for (let v = 0; v < used; v++) {
-      // In chunks within the GPU's buffer limits (one pass when it fits).
-      const logits = tf.tidy(() =>
-        evalLogits(
-          tf,
-          model,
-          V === 1 ? tokens : tokens.slice([v * b, 0, 0], [b, -1, -1]),
-        )
-      ) as Tensor2D;
-      (rows[v] ??= []).push(await logits.data() as Float32Array);
-      logits.dispose();
-    }
-    bar.tick(b);
-    await ctx.boundary(); // a Ctrl-C stops here
-  }
+    }),
+    (batch) => {
+      const tokens = batch.tokens as Tensor3D;
+      const V = views!.length;
+      const b = batch.size / V;
+      return allViews || V === 1
+        ? { tokens }
+        : { tokens: tokens.slice([0, 0, 0], [b, -1, -1]), owned: true };
+    },
+    async (batch) => {
+      await ctx.boundary(); // a Ctrl-C stops here
+      const names = (batch.viewNames as string[] | undefined) ?? ["original"];
+      if (!views) views = [...names];
+      else if (names.join("/") !== views.join("/")) {
+        throw new Error(
+          `Cannot run TTAu: the views changed from ${views.join(", ")} to ${
+            names.join(", ")
+          } between batches`,
+        );
+      }
+      const tokens = batch.tokens as Tensor3D | undefined;
+      if (!tokens || tokens.rank !== 3) {
+        throw new Error(
+          "Cannot run TTAu: tokens must be a [b, frames, nMels] tensor (put tokenize before test_time_augmentation)",
+        );
+      }
+      const b = batch.size / names.length;
+      perBatch.push(b);
+      labels.push(...(batch.label as number[]).slice(0, b));
+      const files = batch.path as string[] | undefined;
+      for (let i = 0; i < b; i++) paths.push(String(files?.[i] ?? ""));
+      bar.tick(b);
+    },
+  );
   bar.done();
   if (!views) {
     throw new Error(`Cannot run TTAu: the split "${options.split}" is empty`);
   }
-  const logits = rows.map((parts) => {
-    const flat = new Float32Array(labels.length * classes);
-    let offset = 0;
-    for (const p of parts) {
-      flat.set(p, offset);
-      offset += p.length;
-    }
-    return flat;
-  });
+  const used = allViews ? views.length : 1;
+  const logits = Array.from(
+    { length: used },
+    (_, v) =>
+      concatRows(parts.map((p, i) => {
+        const n = perBatch[i] * classes;
+        return p.subarray(v * n, (v + 1) * n);
+      })),
+  );
   return { views, logits, labels, paths };
 }
 
@@ -472,152 +490,161 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
     const needViews = !wanted || wanted.includes("aug") ||
       wanted.includes("hyb");
 
-    const first = await forward(
-      ctx,
-      model,
-      options,
-      needViews,
-      `TTAu model 1/${members}`,
-    );
-    const { views, labels } = first;
-    const modes = TTAU_MODES.filter((m) =>
-      wanted
-        ? wanted.includes(m)
-        : m === "orig" || (m === "aug" && views.length > 1) ||
-          ((m === "mlt" || m === "hyb") && members > 1)
-    );
-    if (modes.includes("aug") && views.length === 1) {
-      log.warn(
-        `TTAu: the batches of phase "${options.phase}" have a single view, so aug equals orig (add an augment entry with phases: [${options.phase}])`,
-      );
-    }
-    const logits: Float32Array[][] = [first.logits];
-    // Orig and Mlt from another phase (the plain test pipeline), when asked.
-    const origLogits: Float32Array[] = [];
-    const origPass = async (member: AmautModel, label: string) => {
-      if (!options.origPhase) return;
-      const out = await forward(
+    const scorer = createScorer(tf, options.engine);
+    ctx.log.info(`TTAu: scored on ${engineLabel(scorer)}`);
+    try {
+      const first = await memberLogits(
         ctx,
-        member,
-        { ...options, phase: options.origPhase },
-        false,
-        label,
+        scorer,
+        model,
+        options,
+        needViews,
+        `TTAu model 1/${members}`,
       );
-      if (out.labels.join() !== labels.join()) {
-        throw new Error(
-          `Cannot run TTAu: phase "${options.origPhase}" read other examples than phase "${options.phase}"`,
+      const { views, labels } = first;
+      const modes = TTAU_MODES.filter((m) =>
+        wanted
+          ? wanted.includes(m)
+          : m === "orig" || (m === "aug" && views.length > 1) ||
+            ((m === "mlt" || m === "hyb") && members > 1)
+      );
+      if (modes.includes("aug") && views.length === 1) {
+        log.warn(
+          `TTAu: the batches of phase "${options.phase}" have a single view, so aug equals orig (add an augment entry with phases: [${options.phase}])`,
         );
       }
-      origLogits.push(out.logits[0]);
-    };
-    await origPass(model, `TTAu model 1/${members} (${options.origPhase})`);
-    if (modes.includes("mlt") || modes.includes("hyb")) {
-      const hybViews = modes.includes("hyb");
-      const other = createModel(
-        tf,
-        model.options,
-        model.dims,
-        ctx.rng.child("member"),
-      );
-      try {
-        for (let i = 0; i < sources.length; i++) {
-          await loadMember(ctx, other, sources[i], others[i]);
-          const out = await forward(
-            ctx,
-            other,
-            options,
-            hybViews,
-            `TTAu model ${i + 2}/${members}`,
-          );
-          if (out.labels.join() !== labels.join()) {
-            throw new Error(
-              `Cannot run TTAu: member "${
-                others[i]
-              }" saw other examples than the current model (the split must read the same each pass)`,
-            );
-          }
-          logits.push(out.logits);
-          await origPass(
-            other,
-            `TTAu model ${i + 2}/${members} (${options.origPhase})`,
+      const logits: Float32Array[][] = [first.logits];
+      // Orig and Mlt from another phase (the plain test pipeline), when asked.
+      const origLogits: Float32Array[] = [];
+      const origPass = async (member: AmautModel, label: string) => {
+        if (!options.origPhase) return;
+        const out = await memberLogits(
+          ctx,
+          scorer,
+          member,
+          { ...options, phase: options.origPhase },
+          false,
+          label,
+        );
+        if (out.labels.join() !== labels.join()) {
+          throw new Error(
+            `Cannot run TTAu: phase "${options.origPhase}" read other examples than phase "${options.phase}"`,
           );
         }
-      } finally {
-        other.dispose();
+        origLogits.push(out.logits[0]);
+      };
+      await origPass(model, `TTAu model 1/${members} (${options.origPhase})`);
+      if (modes.includes("mlt") || modes.includes("hyb")) {
+        const hybViews = modes.includes("hyb");
+        const other = createModel(
+          tf,
+          model.options,
+          model.dims,
+          ctx.rng.child("member"),
+        );
+        try {
+          for (let i = 0; i < sources.length; i++) {
+            await loadMember(ctx, other, sources[i], others[i]);
+            const out = await memberLogits(
+              ctx,
+              scorer,
+              other,
+              options,
+              hybViews,
+              `TTAu model ${i + 2}/${members}`,
+            );
+            if (out.labels.join() !== labels.join()) {
+              throw new Error(
+                `Cannot run TTAu: member "${
+                  others[i]
+                }" saw other examples than the current model (the split must read the same each pass)`,
+              );
+            }
+            logits.push(out.logits);
+            await origPass(
+              other,
+              `TTAu model ${i + 2}/${members} (${options.origPhase})`,
+            );
+          }
+        } finally {
+          other.dispose();
+        }
       }
-    }
 
-    const scores = ttauScores(
-      logits,
-      classes,
-      options.merge,
-      modes,
-      options.origPhase ? origLogits : undefined,
-    );
-    const report: Record<string, unknown> = {};
-    const result: Record<string, unknown> = {};
-    const states: StateScores[] = [];
-    // TTAu after TTDA scores the adapted weights: say so in every label.
-    const base = ctx.values.ttda !== undefined
-      ? " of the TTDA-adapted model"
-      : "";
-    for (const mode of modes) {
-      const predictions = argmaxRows(scores[mode]!, classes);
-      const accuracy = accuracyOf(predictions, labels);
-      report[mode] = { accuracy, predictions };
-      result[mode] = { accuracy };
-      states.push({
-        id: `ttau-${mode}`,
-        label: modeLabel(
-          mode,
-          views,
-          members,
-          options.merge,
-          options.origPhase,
-        ) + base,
+      const scores = ttauScores(
+        logits,
+        classes,
+        options.merge,
+        modes,
+        options.origPhase ? origLogits : undefined,
+      );
+      const report: Record<string, unknown> = {};
+      const result: Record<string, unknown> = {};
+      const states: StateScores[] = [];
+      // TTAu after TTDA scores the adapted weights: say so in every label.
+      const base = ctx.values.ttda !== undefined
+        ? " of the TTDA-adapted model"
+        : "";
+      for (const mode of modes) {
+        const predictions = argmaxRows(scores[mode]!, classes);
+        const accuracy = accuracyOf(predictions, labels);
+        report[mode] = { accuracy, predictions };
+        result[mode] = { accuracy };
+        states.push({
+          id: `ttau-${mode}`,
+          label: modeLabel(
+            mode,
+            views,
+            members,
+            options.merge,
+            options.origPhase,
+          ) + base,
+          split: options.split,
+          paths: first.paths,
+          labels,
+          probabilities: options.merge === "softmax"
+            ? scores[mode]!
+            : softmaxRows(scores[mode]!, classes),
+        });
+      }
+      const common = {
+        members,
+        views,
+        merge: options.merge,
+        ...(options.origPhase ? { origPhase: options.origPhase } : {}),
+      };
+      await writeJsonAtomic(join(ctx.runDir, "ttau.json"), {
         split: options.split,
+        examples: labels.length,
+        which: options.which,
+        sources: ["(current model)", ...others],
+        ...common,
         paths: first.paths,
         labels,
-        probabilities: options.merge === "softmax"
-          ? scores[mode]!
-          : softmaxRows(scores[mode]!, classes),
+        ...report,
       });
+      log.info(
+        `TTAu on ${options.split} (${labels.length} clips, ${members} model${
+          members > 1 ? "s" : ""
+        } × ${views.length} view${
+          views.length > 1 ? "s" : ""
+        }, merge ${options.merge}): ${
+          modes.map((m) =>
+            `${m} ${
+              (100 * (result[m] as { accuracy: number }).accuracy).toFixed(2)
+            }%`
+          ).join(" | ")
+        }`,
+      );
+      return {
+        ttau: { ...result, ...common } as unknown as TtauResult,
+        scoredStates: [
+          ...((ctx.values.scoredStates as StateScores[] | undefined) ?? []),
+          ...states,
+        ],
+      };
+    } finally {
+      scorer.dispose();
     }
-    const common = {
-      members,
-      views,
-      merge: options.merge,
-      ...(options.origPhase ? { origPhase: options.origPhase } : {}),
-    };
-    await writeJsonAtomic(join(ctx.runDir, "ttau.json"), {
-      split: options.split,
-      examples: labels.length,
-      which: options.which,
-      sources: ["(current model)", ...others],
-      ...common,
-      paths: first.paths,
-      labels,
-      ...report,
-    });
-    log.info(
-      `TTAu on ${options.split} (${labels.length} clips, ${members} model${
-        members > 1 ? "s" : ""
-      } × ${views.length} view${
-        views.length > 1 ? "s" : ""
-      }, merge ${options.merge}): ${
-        modes.map((m) =>
-          `${m} ${
-            (100 * (result[m] as { accuracy: number }).accuracy).toFixed(2)
-          }%`
-        ).join(" | ")
-      }`,
-    );
-    return {
-      ttau: { ...result, ...common } as unknown as TtauResult,
-      scoredStates: [
-        ...((ctx.values.scoredStates as StateScores[] | undefined) ?? []),
-        ...states,
-      ],
-    };
   },
 });

@@ -1,0 +1,264 @@
+/**
+ * The evaluation entry point for a trained model on either engine: given a
+ * model's weights and the run's engine choice (`auto`, `fused`, `tfjs`, as
+ * the `train` stage's `engine`), a {@linkcode Scorer} returns the eval-mode
+ * logits (BatchNorm running statistics, no dropout) of a stream of batches,
+ * in order. On the webgpu backend (`auto` or `fused`) the fused engine's eval
+ * graph runs them: one engine per model shape for the scorer's life, the
+ * weights uploaded into it per call (ensemble members and checkpoints reuse
+ * its compiled graphs), batches enqueued back to back with one readback per
+ * group. Otherwise (the cpu backend, or `tfjs`) the tfjs model runs them.
+ * The `test_time_augmentation` and `report` stages create one scorer per run
+ * of the stage and dispose it at its end.
+ *
+ * @module
+ */
+import { evalLogits } from "./eval_chunks.ts";
+import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
+import type { DataAccess, Tf } from "../pipeline/types.ts";
+import type { AmautModel } from "./amaut.ts";
+import { evaluate, type Evaluation, evaluationOf } from "./evaluate.ts";
+import {
+  createFusedEngine,
+  type EvalGroup,
+  type FusedEngine,
+  tfjsDevice,
+} from "../gpu/engine.ts";
+
+/** Which engine evaluates: `auto` = fused on the webgpu backend, tfjs otherwise. */
+export type EngineChoice = "auto" | "fused" | "tfjs";
+
+/** The tokens of one batch to score. */
+export interface ScoreInput {
+  /** `[rows, frames, nMels]` tokens. */
+  readonly tokens: Tensor3D;
+  /** True when the scorer should dispose `tokens` once used (a slice made for it). */
+  readonly owned?: boolean;
+}
+
+/** Options of {@linkcode createScorer}. */
+export interface ScorerOptions {
+  /** A WebGPU device for the fused engine; default: tfjs's (the webgpu backend). */
+  readonly device?: GPUDevice;
+  /** Batches per readback on the fused engine (default 8). */
+  readonly group?: number;
+}
+
+/** Scores models on one engine. */
+export interface Scorer {
+  /** The engine that runs the forwards. */
+  readonly engine: "fused" | "tfjs";
+  /**
+   * Eval-mode logits of `model`'s current weights on each batch, in order.
+   * `visit` sees each batch before it is scored (labels, checks, progress;
+   * it may throw to stop); `tokensOf` picks the tokens to score.
+   *
+   * @param model The model whose weights are scored (unchanged).
+   * @param batches The batches (their tensors valid until the next one is drawn).
+   * @param tokensOf The tokens of a batch to score.
+   * @param visit Called with each batch, before its tokens are scored.
+   * @returns Logits `[rows, classes]` row-major per batch.
+   */
+  logits<B>(
+    model: AmautModel,
+    batches: AsyncIterable<B>,
+    tokensOf: (batch: B) => ScoreInput,
+    visit?: (batch: B) => void | Promise<void>,
+  ): Promise<Float32Array[]>;
+  /** Frees the fused engines (their GPU buffers). */
+  dispose(): void;
+}
+
+/**
+ * Creates a scorer for the run's engine choice.
+ *
+ * @param tf The TF.js namespace.
+ * @param choice `auto` (fused on webgpu, tfjs otherwise), `fused` or `tfjs`.
+ * @param options A device for the fused engine, batches per readback.
+ * @returns The scorer.
+ * @throws {Error} For `fused` without a WebGPU device.
+ */
+export function createScorer(
+  tf: Tf,
+  choice: EngineChoice,
+  options: ScorerOptions = {},
+): Scorer {
+  const device = options.device ?? tfjsDevice(tf);
+  if (choice === "fused" && !device) {
+    throw new Error(
+      `Cannot evaluate with engine "fused": it needs the webgpu backend, and this run uses "${tf.getBackend()}" (use engine: tfjs or auto)`,
+    );
+  }
+  if (choice === "tfjs" || !device) return tfjsScorer(tf);
+  return fusedScorer(tf, device, Math.max(1, options.group ?? 8));
+}
+
+function tfjsScorer(tf: Tf): Scorer {
+  return {
+    engine: "tfjs",
+    async logits(model, batches, tokensOf, visit) {
+      const out: Float32Array[] = [];
+      for await (const batch of batches) {
+        await visit?.(batch);
+        const input = tokensOf(batch);
+        let logits: Tensor2D;
+        try {
+          // In chunks within the GPU's buffer limits (one pass when it fits).
+          logits = tf.tidy(() =>
+            evalLogits(tf, model, input.tokens)
+          ) as Tensor2D;
+        } finally {
+          if (input.owned) input.tokens.dispose();
+        }
+        out.push(await logits.data() as Float32Array);
+        logits.dispose();
+      }
+      return out;
+    },
+    dispose() {},
+  };
+}
+
+function fusedScorer(tf: Tf, device: GPUDevice, group: number): Scorer {
+  const engines = new Map<string, FusedEngine>();
+  const engineOf = (model: AmautModel): FusedEngine => {
+    const key = JSON.stringify([model.options, model.dims]);
+    let engine = engines.get(key);
+    if (!engine) {
+      engine = createFusedEngine(tf, model.options, model.dims, device);
+      engines.set(key, engine);
+    }
+    return engine;
+  };
+  return {
+    engine: "fused",
+    async logits(model, batches, tokensOf, visit) {
+      const engine = engineOf(model);
+      await engine.upload(model);
+      return await engineLogits(
+        engine,
+        model.dims.classes,
+        batches,
+        tokensOf,
+        visit,
+        group,
+      );
+    },
+    dispose() {
+      for (const engine of engines.values()) engine.destroy();
+      engines.clear();
+    },
+  };
+}
+
+/**
+ * How a scorer's engine is named in logs.
+ *
+ * @param scorer The scorer.
+ * @returns "the fused WebGPU eval graph" or "the tfjs model".
+ */
+export function engineLabel(scorer: Pick<Scorer, "engine">): string {
+  return scorer.engine === "fused"
+    ? "the fused WebGPU eval graph"
+    : "the tfjs model";
+}
+
+/**
+ * Eval-mode logits of an engine's current weights on each batch, in order:
+ * batches enqueued back to back, read back once per `group` batches.
+ *
+ * @param engine The fused engine (weights uploaded).
+ * @param classes Logits per row (the model's classes).
+ * @param batches The batches (their tensors valid until the next one is drawn).
+ * @param tokensOf The tokens of a batch to score.
+ * @param visit Called with each batch, before its tokens are scored.
+ * @param group Batches per readback (of the first batch's size).
+ * @returns Logits `[rows, classes]` row-major per batch.
+ */
+export async function engineLogits<B>(
+  engine: FusedEngine,
+  classes: number,
+  batches: AsyncIterable<B>,
+  tokensOf: (batch: B) => ScoreInput,
+  visit?: (batch: B) => void | Promise<void>,
+  group = 8,
+): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  let pending: EvalGroup | undefined;
+  try {
+    for await (const batch of batches) {
+      await visit?.(batch);
+      const input = tokensOf(batch);
+      try {
+        const rows = input.tokens.shape[0];
+        const floats = rows * classes;
+        if (pending && pending.room < floats) {
+          out.push(...await pending.read());
+          if (pending.room < floats) { // a batch larger than the first
+            pending.destroy();
+            pending = undefined;
+          }
+        }
+        pending ??= engine.evalGroup(floats * Math.max(1, group));
+        await pending.add(input.tokens, rows);
+      } finally {
+        if (input.owned) input.tokens.dispose();
+      }
+    }
+    if (pending) out.push(...await pending.read());
+  } finally {
+    pending?.destroy();
+  }
+  return out;
+}
+
+/**
+ * Accuracy and mean cross-entropy of a model on a split (phase `eval`, split
+ * order) on the scorer's engine: the tfjs path is {@linkcode evaluate}
+ * itself; the fused path scores the eval graph's logits on the host.
+ *
+ * @param ctx TF.js and the data.
+ * @param scorer The engine that scores.
+ * @param model The model (unchanged).
+ * @param split Split name.
+ * @param batchSize Clips per evaluation batch.
+ * @returns Loss (nats per clip), accuracy, labels; logits on the fused path (and on the tfjs path with `keepLogits`).
+ */
+export async function evaluateOn(
+  ctx: { readonly tf: Tf; readonly data: DataAccess },
+  scorer: Scorer,
+  model: AmautModel,
+  split: string,
+  batchSize: number,
+  { keepLogits = false }: { keepLogits?: boolean } = {},
+): Promise<Evaluation> {
+  if (scorer.engine === "tfjs") {
+    return await evaluate(ctx, model, split, batchSize, { keepLogits });
+  }
+  const labels: number[] = [];
+  const parts = await scorer.logits(
+    model,
+    ctx.data.batches(split, { batchSize, phase: "eval", shuffle: false }),
+    (batch) => ({ tokens: batch.tokens as Tensor3D }),
+    (batch) => {
+      labels.push(...batch.label as number[]);
+    },
+  );
+  return evaluationOf(concatRows(parts), labels);
+}
+
+/**
+ * Concatenates row-major parts into one array.
+ *
+ * @param parts Arrays in order.
+ * @returns Their values, one after another.
+ */
+export function concatRows(parts: readonly Float32Array[]): Float32Array {
+  const flat = new Float32Array(parts.reduce((n, r) => n + r.length, 0));
+  let offset = 0;
+  for (const r of parts) {
+    flat.set(r, offset);
+    offset += r.length;
+  }
+  return flat;
+}
