@@ -227,7 +227,7 @@ export function parseCsv(text: string): CsvRow[] {
   }
   if (quoted) {
     throw new SyntaxError(
-      `unterminated quoted field starting on line ${rowLine}`,
+      `Cannot parse the CSV: unterminated quoted field starting on line ${rowLine}; close the quote`,
     );
   }
   if (field !== "" || cells.length > 0 || wasQuoted) endRow();
