@@ -51,13 +51,13 @@ export {
   resolveSynthOptions,
   SYNTH_LAYOUTS,
   writeSyntheticDataset,
-} from "./stages/_layouts/synth.ts";
+} from "./stages/datasets/synth.ts";
 export type {
   ResolvedSynthOptions,
   SynthLayout,
   SynthOptions,
   SynthSummary,
-} from "./stages/_layouts/synth.ts";
+} from "./stages/datasets/synth.ts";
 export { exportRun, writePackage } from "./_tools/export.ts";
 export type { ModelPackage } from "./_tools/export.ts";
 export * from "./grid/mod.ts";

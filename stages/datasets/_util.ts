@@ -1,7 +1,7 @@
 /**
  * Helpers shared by the layout indexers: folder listings that report instead
  * of throwing, deterministic clip ordering, empty-split checks and a small
- * CSV parser. Private to `stages/_layouts/`.
+ * CSV parser. Private to `stages/datasets/`.
  *
  * @module
  */
