@@ -58,8 +58,8 @@ export type {
   SynthOptions,
   SynthSummary,
 } from "./stages/datasets/synth.ts";
-export { exportRun, writePackage } from "./_tools/export.ts";
-export type { ModelPackage } from "./_tools/export.ts";
+export { exportRun, writePackage } from "./lib/export.ts";
+export type { ModelPackage } from "./lib/export.ts";
 export * from "./grid/mod.ts";
 export { createFusedEngine, tfjsDevice } from "./gpu/engine.ts";
 export { trainBatch } from "./model/trainer.ts";

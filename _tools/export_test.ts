@@ -5,7 +5,8 @@ import * as tf from "@tensorflow/tfjs";
 import { compile, runPipeline } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
 import { loadPackage, memoryLoader } from "../lib/inference.ts";
-import { exportRun, main } from "./export.ts";
+import { exportRun } from "../lib/export.ts";
+import { main } from "./export.ts";
 
 const SPEC = tinyTrainSpec({ name: "tiny-export" });
 
