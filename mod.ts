@@ -51,15 +51,15 @@ export {
   resolveSynthOptions,
   SYNTH_LAYOUTS,
   writeSyntheticDataset,
-} from "./stages/_layouts/synth.ts";
+} from "./stages/datasets/synth.ts";
 export type {
   ResolvedSynthOptions,
   SynthLayout,
   SynthOptions,
   SynthSummary,
-} from "./stages/_layouts/synth.ts";
-export { exportRun, writePackage } from "./_tools/export.ts";
-export type { ModelPackage } from "./_tools/export.ts";
+} from "./stages/datasets/synth.ts";
+export { exportRun, writePackage } from "./lib/export.ts";
+export type { ModelPackage } from "./lib/export.ts";
 export * from "./grid/mod.ts";
 export { createFusedEngine, tfjsDevice } from "./gpu/engine.ts";
 export { trainBatch } from "./model/trainer.ts";

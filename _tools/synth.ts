@@ -1,6 +1,6 @@
 /**
  * `deno task synth <layout> <dir> [options]`: writes a small synthetic
- * dataset in a published layout (see `stages/_layouts/synth.ts`), so a
+ * dataset in a published layout (see `stages/datasets/synth.ts`), so a
  * preset runs end to end without the real data:
  *
  * ```sh
@@ -22,7 +22,7 @@ import {
   type SynthOptions,
   type SynthSummary,
   writeSyntheticDataset,
-} from "../stages/_layouts/synth.ts";
+} from "../stages/datasets/synth.ts";
 
 const USAGE = `usage: deno task synth <layout> <dir> [options]
 layouts: ${SYNTH_LAYOUTS.join(", ")}

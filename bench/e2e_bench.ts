@@ -2,7 +2,7 @@
  * End-to-end benchmark of a paper preset through the real pipeline
  * (`deno task bench e2e --preset sc1|cs [--backend …] [--epochs 1]
  * [--synth-dir DIR]`): writes (or reuses) a synthetic dataset in the preset's
- * published layout (`stages/_layouts/synth.ts`), runs `presets/<preset>.yaml`
+ * published layout (`stages/datasets/synth.ts`), runs `presets/<preset>.yaml`
  * on it with `train.epochs` and `test_time_adaptation.epochs` set to
  * `--epochs`, and reports, per phase, wall seconds and clips/s:
  *
@@ -43,7 +43,7 @@ import {
   type SynthOptions,
   type SynthSummary,
   writeSyntheticDataset,
-} from "../stages/_layouts/synth.ts";
+} from "../stages/datasets/synth.ts";
 import { benchTrain } from "./train_bench.ts";
 
 /** The presets this bench runs, with their layout and default data sizes. */

@@ -230,7 +230,7 @@ export function createFusedEngine(
 ): FusedEngine {
   if (!device) {
     throw new Error(
-      "The fused engine needs WebGPU: select the webgpu backend or pass a GPUDevice",
+      "Cannot start the fused engine: it needs WebGPU; select the webgpu backend or pass a GPUDevice",
     );
   }
   const rt = createRuntime(device);
@@ -319,7 +319,7 @@ export function createFusedEngine(
     if (tokens instanceof Float32Array) {
       if (tokens.length !== floats) {
         throw new RangeError(
-          `fused engine: expected ${floats} token values (${rows} × ${dims.frames} × ${dims.nMels}), got ${tokens.length}`,
+          `Cannot run the fused engine: expected ${floats} token values (${rows} × ${dims.frames} × ${dims.nMels}), got ${tokens.length}; pass tokens of the batch shape`,
         );
       }
       rt.write(target, tokens);
@@ -327,7 +327,7 @@ export function createFusedEngine(
     }
     if (tokens.size !== floats) {
       throw new RangeError(
-        `fused engine: tokens [${tokens.shape}] do not match [${rows}, ${dims.frames}, ${dims.nMels}]`,
+        `Cannot run the fused engine: tokens [${tokens.shape}] do not match [${rows}, ${dims.frames}, ${dims.nMels}]; pass tokens of the batch shape`,
       );
     }
     return await place(tokens, target);
@@ -423,7 +423,7 @@ export function createFusedEngine(
         const v = model.params.get(slot.name);
         if (!v) {
           throw new Error(
-            `fused engine: the model has no parameter ${slot.name}`,
+            `Cannot start the fused engine: the model has no parameter ${slot.name}; build the engine from the same model configuration`,
           );
         }
         await put(v, slotIn(arenas.params, slot, slot.name));
@@ -433,7 +433,9 @@ export function createFusedEngine(
       for (const [name, slot] of arenas.runningSlots) {
         const v = model.buffers.get(name);
         if (!v) {
-          throw new Error(`fused engine: the model has no buffer ${name}`);
+          throw new Error(
+            `Cannot start the fused engine: the model has no buffer ${name}; build the engine from the same model configuration`,
+          );
         }
         await put(v, slotIn(arenas.running, slot, name));
       }

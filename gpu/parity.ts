@@ -106,7 +106,11 @@ export async function fixtureParity(
     const zero = { ours: 0, fixture: 0 };
     for (const [key, g] of Object.entries(f.grads)) {
       const slot = engine.arenas.slots.find((s) => s.name === key);
-      if (!slot) throw new Error(`fixture gradient ${key} has no parameter`);
+      if (!slot) {
+        throw new Error(
+          `Cannot compare gradients: fixture gradient ${key} has no parameter in the model; regenerate the fixture for this model configuration`,
+        );
+      }
       const ours = tf.tidy(() =>
         toTorchLayout(
           tf,

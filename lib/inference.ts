@@ -1,5 +1,5 @@
 /**
- * Inference with an exported AMAuT model package (see `_tools/export.ts`),
+ * Inference with an exported AMAuT model package (see `lib/export.ts`),
  * without the training code path: the package's `model.json` names the
  * labels, the sample rate, the fixed length and the mel options, and its
  * weights (tfjs weights-manifest format, little-endian float32) fill a model

@@ -7,7 +7,7 @@ import type { Stage, StepContext } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
 import { evaluate } from "../model/evaluate.ts";
 import type { AmautModel } from "../model/amaut.ts";
-import { exportRun, writePackage } from "../_tools/export.ts";
+import { exportRun, writePackage } from "./export.ts";
 import {
   fitForEval,
   lengthChange,

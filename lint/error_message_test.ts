@@ -56,7 +56,7 @@ Deno.test("error-message: covers product folders, not tests or other folders", (
     const f of [
       "/r/model/sgd_test.ts",
       "/r/gpu/testing.ts",
-      "/r/stages/_layouts/_testing.ts",
+      "/r/stages/datasets/_testing.ts",
       "/r/bench/main.ts",
       "/r/_tools/predict.ts",
       "/r/cli.ts",

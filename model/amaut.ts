@@ -161,7 +161,11 @@ function initialValues(
       // g = ‖v‖ per output, so the initial weight equals v (PyTorch
       // weight_norm; the authors' Xavier re-init is a no-op on it).
       const v = done.get(init.of);
-      if (!v) throw new Error(`init: ${spec.name} needs ${init.of} first`);
+      if (!v) {
+        throw new Error(
+          `Cannot initialise ${spec.name}: it needs ${init.of} first; list ${init.of} before it in the parameter specs`,
+        );
+      }
       const outs = n;
       const ins = v.length / outs;
       for (let o = 0; o < outs; o++) {
@@ -238,12 +242,20 @@ export function createModel(
 
   const P = <T extends Tensor>(name: string): T => {
     const v = params.get(name);
-    if (!v) throw new Error(`AMAuT: no parameter ${name}`);
+    if (!v) {
+      throw new Error(
+        `Cannot build AMAuT: the model has no parameter ${name}; check the parameter specs`,
+      );
+    }
     return v as unknown as T;
   };
   const B = (name: string): Tensor1D => {
     const v = buffers.get(name);
-    if (!v) throw new Error(`AMAuT: no buffer ${name}`);
+    if (!v) {
+      throw new Error(
+        `Cannot build AMAuT: the model has no buffer ${name}; check the parameter specs`,
+      );
+    }
     return v as unknown as Tensor1D;
   };
 
@@ -254,11 +266,13 @@ export function createModel(
     const training = mode.training;
     const rate = training ? (mode.dropout ?? options.dropout) : 0;
     if (!(rate >= 0 && rate < 1)) {
-      throw new RangeError(`AMAuT: dropout must be in [0, 1), got ${rate}`);
+      throw new RangeError(
+        `Cannot run AMAuT: dropout must be in [0, 1), got ${rate}; set a rate in [0, 1)`,
+      );
     }
     if (rate > 0 && !mode.rng) {
       throw new RangeError(
-        "AMAuT: training with dropout needs mode.rng to seed the masks",
+        "Cannot train AMAuT with dropout: mode.rng is missing; pass mode.rng to seed the masks",
       );
     }
     if (
@@ -266,7 +280,7 @@ export function createModel(
       tokens.shape[2] !== dims.nMels
     ) {
       throw new RangeError(
-        `AMAuT: tokens must be [b, ${dims.frames}, ${dims.nMels}] ([b, frames, nMels]), got [${tokens.shape}]`,
+        `Cannot run AMAuT: tokens must be [b, ${dims.frames}, ${dims.nMels}] ([b, frames, nMels]), got [${tokens.shape}]; tokenize with the model's frames and nMels`,
       );
     }
     const stats: BatchStat[] = [];
@@ -361,7 +375,7 @@ export function updateRunningStats(
     const variance = model.buffers.get(`${s.name}.running_var`);
     if (!mean || !variance) {
       throw new Error(
-        `updateRunningStats: the model has no BatchNorm ${s.name}`,
+        `Cannot update running stats: the model has no BatchNorm ${s.name}; pass batch stats of this model`,
       );
     }
     const unbiased = s.count > 1 ? s.count / (s.count - 1) : 1;
@@ -433,21 +447,27 @@ export function loadStateDict(
   const specs = specsOf(model);
   for (const [name, spec] of specs) {
     const entry = state[name];
-    if (!entry) throw new Error(`loadStateDict: missing key "${name}"`);
+    if (!entry) {
+      throw new Error(
+        `Cannot load the state dict: missing key "${name}"; load a state dict of the same model configuration`,
+      );
+    }
     if (!sameShape(entry.shape, spec.torchShape)) {
       throw new Error(
-        `loadStateDict: key "${name}" has shape [${entry.shape}], expected [${spec.torchShape}]`,
+        `Cannot load the state dict: key "${name}" has shape [${entry.shape}], expected [${spec.torchShape}]; load a state dict of the same model configuration`,
       );
     }
     if (entry.data.length !== shapeSize(spec.torchShape)) {
       throw new Error(
-        `loadStateDict: key "${name}" has ${entry.data.length} values for shape [${entry.shape}]`,
+        `Cannot load the state dict: key "${name}" has ${entry.data.length} values for shape [${entry.shape}]; check the file is complete`,
       );
     }
   }
   for (const name of Object.keys(state)) {
     if (!specs.has(name) && !name.endsWith(".num_batches_tracked")) {
-      throw new Error(`loadStateDict: unexpected key "${name}"`);
+      throw new Error(
+        `Cannot load the state dict: unexpected key "${name}"; load a state dict of the same model configuration`,
+      );
     }
   }
   for (const [name, spec] of specs) {
@@ -477,7 +497,11 @@ export function toTorchLayout(
   t: Tensor,
 ): Tensor {
   const spec = specsOf(model).get(name);
-  if (!spec) throw new Error(`toTorchLayout: unknown key "${name}"`);
+  if (!spec) {
+    throw new Error(
+      `Cannot convert to the PyTorch layout: unknown key "${name}"; pass a parameter or buffer name of this model`,
+    );
+  }
   return convert(tf, t, spec, true);
 }
 

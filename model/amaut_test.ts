@@ -340,7 +340,10 @@ Deno.test("apply: dropout is seeded from rng, and absent in eval", async () => {
       await run({ training: false }),
       await run({ training: false, rng: createRng("d", 3) }),
     );
-    assert.throws(() => model.apply(x, { training: true }), /needs mode\.rng/);
+    assert.throws(
+      () => model.apply(x, { training: true }),
+      /Cannot train AMAuT with dropout: mode\.rng is missing/,
+    );
     assert.throws(
       () =>
         model.apply(tf.zeros([1, 5, 6]) as tf.Tensor3D, { training: false }),
@@ -546,7 +549,7 @@ Deno.test("loadStateDict names the first missing, unexpected or mis-shaped key",
     const { "transform.cls_token": _dropped, ...missing } = state;
     assert.throws(
       () => loadStateDict(tf, model, missing),
-      /missing key "transform\.cls_token"/,
+      /Cannot load the state dict: missing key "transform\.cls_token"/,
     );
     assert.throws(
       () =>

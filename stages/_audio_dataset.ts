@@ -14,7 +14,7 @@ import { createDecodePool } from "../lib/decode_pool.ts";
 import type { DecodedAudio } from "../lib/decode_pool.ts";
 import { readWav, readWavHeader, WavError } from "../lib/wav.ts";
 import type { WavInfo } from "../lib/wav.ts";
-import type { ClipRef, DataProblem, DatasetIndex } from "./_layouts/types.ts";
+import type { ClipRef, DataProblem, DatasetIndex } from "./datasets/types.ts";
 import { minMedianMax } from "./describe_data.ts";
 
 /** Thrown when a dataset cannot be opened; lists every problem found. */

@@ -8,7 +8,7 @@ import {
   openAudioDataset,
 } from "./_audio_dataset.ts";
 import type { AudioDatasetOptions } from "./_audio_dataset.ts";
-import type { DatasetIndex } from "./_layouts/types.ts";
+import type { DatasetIndex } from "./datasets/types.ts";
 
 const OPTIONS: AudioDatasetOptions = {
   onBadFile: "fail",

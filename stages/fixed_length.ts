@@ -103,7 +103,11 @@ export function fitLength(
   if (position === "center") head = Math.floor(deficit / 2);
   else if (position === "end") head = 0;
   else {
-    if (!rng) throw new TypeError("fitLength needs an rng for random padding");
+    if (!rng) {
+      throw new TypeError(
+        "Cannot fit the length with random padding: no rng given; pass an rng",
+      );
+    }
     head = rng.int(deficit + 1);
   }
   const out = new Float32Array(length);

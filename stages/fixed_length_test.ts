@@ -45,7 +45,10 @@ Deno.test("fitLength draws the random head pad uniformly from 0..deficit inclusi
 Deno.test("fitLength clips the head of longer clips, or leaves them with clip none", () => {
   assert.deepEqual([...fitLength(w(6), 4, "center", "head")], [1, 2, 3, 4]);
   assert.equal(fitLength(w(6), 4, "center", "none").length, 6);
-  assert.throws(() => fitLength(w(2), 4, "random", "head"), /needs an rng/);
+  assert.throws(
+    () => fitLength(w(2), 4, "random", "head"),
+    /Cannot fit the length with random padding: no rng given/,
+  );
 });
 
 Deno.test("FixedLengthOptions needs exactly one of samples and seconds", () => {

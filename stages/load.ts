@@ -39,8 +39,8 @@ import { defineStage } from "../pipeline/define_stage.ts";
 import type { Dataset, PlannedClip, SourceContext } from "../pipeline/types.ts";
 import type { Rng } from "../pipeline/rng.ts";
 import { synthesizeClip, SyntheticData } from "./_synthetic.ts";
-import { LAYOUTS } from "./_layouts/mod.ts";
-import type { DataProblem, Layout } from "./_layouts/types.ts";
+import { LAYOUTS } from "./datasets/mod.ts";
+import type { DataProblem, Layout } from "./datasets/types.ts";
 import {
   DataError,
   findBadFiles,

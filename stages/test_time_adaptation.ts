@@ -186,21 +186,25 @@ export function ttdaLearningRateFactor(
   const { gamma, cardinality, stopBefore } = schedule;
   const power = schedule.power ?? 0.75;
   if (!Number.isInteger(epoch) || epoch < 0) {
-    throw new RangeError(`Invalid epoch ${epoch}: must be an integer ≥ 0`);
+    throw new RangeError(
+      `Cannot compute the TTDA learning rate: invalid epoch ${epoch}; pass an integer ≥ 0`,
+    );
   }
   if (!Number.isInteger(cardinality) || cardinality < 1) {
     throw new RangeError(
-      `Invalid lr cardinality ${cardinality}: must be an integer ≥ 1`,
+      `Cannot compute the TTDA learning rate: invalid lr cardinality ${cardinality}; set an integer ≥ 1`,
     );
   }
   if (!Number.isInteger(stopBefore) || stopBefore < 0) {
     throw new RangeError(
-      `Invalid lr threshold ${stopBefore}: must be an integer ≥ 0`,
+      `Cannot compute the TTDA learning rate: invalid lr threshold ${stopBefore}; set an integer ≥ 0`,
     );
   }
   for (const [what, v] of [["lr gamma", gamma], ["lr power", power]] as const) {
     if (!Number.isFinite(v) || v < 0) {
-      throw new RangeError(`Invalid ${what} ${v}: must be a finite number ≥ 0`);
+      throw new RangeError(
+        `Cannot compute the TTDA learning rate: invalid ${what} ${v}; set a finite number ≥ 0`,
+      );
     }
   }
   if (!ttdaSchedulerHasRun(epoch, schedule)) return 1;

@@ -16,7 +16,7 @@ import {
   runPipeline,
 } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
-import { SPEECH_COMMANDS_V1_CLASSES } from "../stages/_layouts/speech_commands.ts";
+import { SPEECH_COMMANDS_V1_CLASSES } from "../stages/datasets/speech_commands.ts";
 import { encodeWav, toneInt16, writeToneWav } from "./_fixtures.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;

@@ -761,12 +761,12 @@ Deno.test("faults: --dry-run without the data prints the model summary planned f
   assert.match(r.stdout, /^parameters: 103070780$/m);
 });
 
-Deno.test("faults: the README's extends-patch example compiles (one view, a swapped mel module, a dropped stage)", async () => {
-  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+Deno.test("faults: the docs' extends-patch example compiles (one view, a swapped mel module, a dropped stage)", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "docs/spec_format.md"));
   const block = readme.match(
     /```yaml\n(\s*extends: \.\.\/sc1\.yaml\n[\s\S]*?)```/,
   );
-  assert.ok(block, "README shows the sc1_one_view patch");
+  assert.ok(block, "docs/spec_format.md shows the sc1_one_view patch");
   const dir = await Deno.makeTempDir({ prefix: "faults_readme_" });
   try {
     const text = block[1].replace(/^ {2}/gm, "").replace(

@@ -14,10 +14,10 @@ import { compile } from "../pipeline/mod.ts";
 import type { Plan, PlannedStage } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
 import { ModelOptions, PAPER_MODELS, parameterCount } from "../model/config.ts";
-import { speechCommandsClasses } from "../stages/_layouts/speech_commands.ts";
-import { AUDIOMNIST_CLASSES } from "../stages/_layouts/audiomnist.ts";
-import { VOCALSOUND_CLASSES } from "../stages/_layouts/vocalsound.ts";
-import { COCHLSCENE_CLASSES } from "../stages/_layouts/cochlscene.ts";
+import { speechCommandsClasses } from "../stages/datasets/speech_commands.ts";
+import { AUDIOMNIST_CLASSES } from "../stages/datasets/audiomnist.ts";
+import { VOCALSOUND_CLASSES } from "../stages/datasets/vocalsound.ts";
+import { COCHLSCENE_CLASSES } from "../stages/datasets/cochlscene.ts";
 
 type Options = Record<string, unknown>;
 

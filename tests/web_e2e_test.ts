@@ -27,7 +27,7 @@ import {
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { compileSpec, runPipeline } from "../mod.ts";
-import { exportRun, writePackage } from "../_tools/export.ts";
+import { exportRun, writePackage } from "../lib/export.ts";
 import { startServer } from "../web/serve.ts";
 
 const DATA = "data/demo_digits";

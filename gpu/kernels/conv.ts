@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { convLength } from "../../model/plan.ts";
 import type { KernelPlan } from "../runtime.ts";
 import {
   type BindingNames,
@@ -43,7 +44,8 @@ export interface Window1d {
 }
 
 /**
- * Output length of a padded 1-D window op: `floor((tIn + 2·pad − k) / stride) + 1`.
+ * Output length of a padded 1-D window op (`model/plan.ts`
+ * {@linkcode convLength}), with the sizes checked.
  *
  * @throws {RangeError} On non-integer sizes or an empty output.
  */
@@ -59,7 +61,7 @@ export function outLength(o: Window1d): number {
   ) {
     checkSize(name, v, min);
   }
-  const tOut = Math.floor((o.tIn + 2 * o.pad - o.k) / o.stride) + 1;
+  const tOut = convLength(o.tIn, o.k, o.stride, o.pad);
   if (tOut < 1) {
     throw new RangeError(
       `Cannot build a window op: window k=${o.k} does not fit tIn=${o.tIn} with pad ${o.pad}; use a shorter window or more padding`,

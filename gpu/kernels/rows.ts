@@ -4,7 +4,7 @@
  * `[batch·P][dim]` one, and scatter such rows back (zeros elsewhere, or added
  * in place). The fce head reads only the special tokens, so the last
  * transformer block computes its queries, output projection and MLP for
- * those rows alone (`gpu/amaut_graph.ts`).
+ * those rows alone (`gpu/graph/transformer.ts`).
  *
  * @module
  */

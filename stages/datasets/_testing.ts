@@ -1,6 +1,6 @@
 /**
  * Test helpers for the layout tests: tiny WAV trees in a temp folder and
- * compact views of index results. Private to `stages/_layouts/`.
+ * compact views of index results. Private to `stages/datasets/`.
  *
  * @module
  */

@@ -303,7 +303,7 @@ async function fromManifest(
       problems: [{
         path: manifest,
         message: `Cannot parse manifest ${manifestName} as CSV: ${
-          errorMessage(e)
+          errorMessage(e).replace(/^Cannot parse the CSV: /, "")
         }`,
       }],
     };

@@ -1,7 +1,7 @@
 /**
  * Helpers shared by the layout indexers: folder listings that report instead
  * of throwing, deterministic clip ordering, empty-split checks and a small
- * CSV parser. Private to `stages/_layouts/`.
+ * CSV parser. Private to `stages/datasets/`.
  *
  * @module
  */
@@ -227,7 +227,7 @@ export function parseCsv(text: string): CsvRow[] {
   }
   if (quoted) {
     throw new SyntaxError(
-      `unterminated quoted field starting on line ${rowLine}`,
+      `Cannot parse the CSV: unterminated quoted field starting on line ${rowLine}; close the quote`,
     );
   }
   if (field !== "" || cells.length > 0 || wasQuoted) endRow();

@@ -27,6 +27,8 @@ Deno.test("parseCsv: an unterminated quote is a SyntaxError naming the line", ()
   assert.throws(
     () => parseCsv('a,b\n"open,c\n'),
     (e: unknown) =>
-      e instanceof SyntaxError && e.message.includes("starting on line 2"),
+      e instanceof SyntaxError &&
+      e.message.startsWith("Cannot parse the CSV: ") &&
+      e.message.includes("starting on line 2"),
   );
 });
