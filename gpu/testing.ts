@@ -359,3 +359,13 @@ export function dot64(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
 }
+
+/** Host arrays the float64 references of the kernel tests take. */
+export type Arr = ArrayLike<number>;
+
+/** A float32 copy of `a` (a float64 reference's output as a kernel input). */
+export const f32 = (a: Arr): Float32Array => Float32Array.from(a);
+
+/** The element-wise float64 sum `a + b` (the expected value of an accumulating kernel). */
+export const add64 = (a: Arr, b: Arr): Float64Array =>
+  Float64Array.from(a, (v, i) => v + b[i]);

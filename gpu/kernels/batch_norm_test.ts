@@ -12,9 +12,12 @@ import {
   runningStatsUpdate,
 } from "./batch_norm.ts";
 import {
+  add64,
+  type Arr,
   assertClose,
   columnStats64,
   dot64,
+  f32,
   gammaBeta,
   gpuRuntime,
   gpuTests,
@@ -22,13 +25,6 @@ import {
   randomArray,
   runPlan,
 } from "../testing.ts";
-
-type Arr = ArrayLike<number>;
-
-const f32 = (a: Arr): Float32Array => Float32Array.from(a);
-
-const add = (a: Arr, b: Arr): Float64Array =>
-  Float64Array.from(a, (v, i) => v + b[i]);
 
 function bnForwardRef(
   x: Arr,
@@ -247,10 +243,10 @@ Deno.test({
               `G${G} R${R} C${C} chunk ${chunkRows} relu ${relu} dz ${residualGrad} acc ${accumulateDx}`;
             assertClose(
               out.dx,
-              accumulateDx ? add(dx0, want.dx) : want.dx,
+              accumulateDx ? add64(dx0, want.dx) : want.dx,
               `${what} dx`,
             );
-            assertClose(out.dgb, add(dgb0, want.dgb), `${what} dgb`);
+            assertClose(out.dgb, add64(dgb0, want.dgb), `${what} dgb`);
             if (residualGrad) assertClose(out.dz, want.dz, `${what} dz`);
           }
         }

@@ -6,8 +6,11 @@
  */
 import { layerNormBackward, layerNormForward } from "./layer_norm.ts";
 import {
+  add64,
+  type Arr,
   assertClose,
   dot64,
+  f32,
   gammaBeta,
   gpuRuntime,
   gpuTests,
@@ -15,13 +18,6 @@ import {
   randomArray,
   runPlan,
 } from "../testing.ts";
-
-type Arr = ArrayLike<number>;
-
-const f32 = (a: Arr): Float32Array => Float32Array.from(a);
-
-const add = (a: Arr, b: Arr): Float64Array =>
-  Float64Array.from(a, (v, i) => v + b[i]);
 
 function lnForwardRef(
   x: Arr,
@@ -142,10 +138,10 @@ Deno.test({
           `ln bwd rows ${rows} dim ${D} chunk ${chunkRows} acc ${accumulateDx}`;
         assertClose(
           out.dx,
-          accumulateDx ? add(dx0, want.dx) : want.dx,
+          accumulateDx ? add64(dx0, want.dx) : want.dx,
           `${what} dx`,
         );
-        assertClose(out.dgb, add(dgb0, want.dgb), `${what} dgb`);
+        assertClose(out.dgb, add64(dgb0, want.dgb), `${what} dgb`);
       }
     }
   },

@@ -6,22 +6,18 @@
  */
 import { weightStdBackward, weightStdForward } from "./weight_std.ts";
 import {
+  add64,
+  type Arr,
   assertClose,
   columnStats64,
   dot64,
+  f32,
   gpuRuntime,
   gpuTests,
   numericGrad,
   randomArray,
   runPlan,
 } from "../testing.ts";
-
-type Arr = ArrayLike<number>;
-
-const f32 = (a: Arr): Float32Array => Float32Array.from(a);
-
-const add = (a: Arr, b: Arr): Float64Array =>
-  Float64Array.from(a, (v, i) => v + b[i]);
 
 function wsForwardRef(
   w: Arr,
@@ -120,7 +116,7 @@ Deno.test({
         const what =
           `wstd bwd R${R} C${C} chunk ${chunkRows} acc ${accumulate}`;
         // dw is of order rstd ≈ 17: compare relative to that scale.
-        assertClose(out.dw, accumulate ? add(dw0, want) : want, what);
+        assertClose(out.dw, accumulate ? add64(dw0, want) : want, what);
         if (R === 37 && !accumulate) {
           const wd = Float64Array.from(w);
           const g = numericGrad(
