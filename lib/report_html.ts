@@ -378,15 +378,31 @@ thead th { background: #f6f8fa; }
 code { background: #f6f8fa; padding: 0 0.2rem; border-radius: 3px; }
 `;
 
-function table(
+/**
+ * An HTML table of a text header row and rows of HTML cells.
+ *
+ * @param head Column headings (text; escaped here).
+ * @param rows Cells as HTML, inserted as they are (escape text with
+ *   {@linkcode escapeHtml}).
+ * @returns The `<table>` element.
+ */
+export function htmlTable(
   head: readonly string[],
   rows: readonly (readonly string[])[],
 ): string {
   const th = head.map((h) => `<th>${escapeHtml(h)}</th>`).join("");
   const tr = rows.map((r) =>
-    `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join("")}</tr>`
+    `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`
   ).join("\n");
   return `<table><thead><tr>${th}</tr></thead><tbody>\n${tr}\n</tbody></table>`;
+}
+
+/** An HTML table of text cells (all escaped). */
+function table(
+  head: readonly string[],
+  rows: readonly (readonly string[])[],
+): string {
+  return htmlTable(head, rows.map((r) => r.map(escapeHtml)));
 }
 
 function keyValues(record: Readonly<Record<string, unknown>>): string {
