@@ -19,8 +19,8 @@ import { join } from "node:path";
 import type { TopLevelSpec } from "vega-lite";
 import { writeFileAtomic, writeJsonAtomic } from "../pipeline/atomic.ts";
 import {
-  CSS,
   escapeHtml,
+  htmlPageStart,
   htmlTable,
   renderVegaLiteSvg,
 } from "../lib/report_html.ts";
@@ -430,16 +430,7 @@ export async function renderGridHtml(report: GridReport): Promise<string> {
       escapeHtml(r.state.adapter ?? r.state.backend ?? "–"),
     ]),
   );
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(`Grid report: ${report.name}`)}</title>
-<style>${CSS}</style>
-</head>
-<body>
+  return `${htmlPageStart(`Grid report: ${report.name}`)}
 <h1>Grid: ${escapeHtml(report.name)}</h1>
 <p class="meta">${report.runs.length} runs · written ${
     escapeHtml(report.createdAt)

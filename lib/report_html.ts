@@ -379,6 +379,27 @@ code { background: #f6f8fa; padding: 0 0.2rem; border-radius: 3px; }
 `;
 
 /**
+ * The opening of a self-contained report page, up to and including
+ * `<body>`: a Content-Security-Policy that lets the page fetch nothing,
+ * and the shared {@linkcode CSS}.
+ *
+ * @param title The page title (text; escaped here).
+ * @returns HTML, ending with `<body>` (no newline).
+ */
+export function htmlPageStart(title: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>${CSS}</style>
+</head>
+<body>`;
+}
+
+/**
  * An HTML table of a text header row and rows of HTML cells.
  *
  * @param head Column headings (text; escaped here).
@@ -538,16 +559,7 @@ ${notes.map((n) => `<p>${n}</p>`).join("\n")}`;
     ) => [k, (v / 1000).toFixed(2)]),
   );
 
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(`Report: ${report.name}`)}</title>
-<style>${CSS}</style>
-</head>
-<body>
+  return `${htmlPageStart(`Report: ${report.name}`)}
 <h1>${escapeHtml(report.name)}</h1>
 <p class="meta">spec hash <code>${
     escapeHtml(report.specHash)
