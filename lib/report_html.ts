@@ -54,8 +54,19 @@ export interface Table6Row {
   };
 }
 
+/** The classification scores a report shows for one model state on one split. */
+export interface ReportScores {
+  readonly accuracy: number;
+  readonly macroF1: number;
+  readonly macroPrecision: number;
+  readonly macroRecall: number;
+  readonly perClass: readonly ReportClass[];
+  /** `confusion[label][prediction]`. */
+  readonly confusion: readonly (readonly number[])[];
+}
+
 /** The scores of one model state on one split (see `lib/predictions.ts`). */
-export interface StateReport {
+export interface StateReport extends ReportScores {
   /** `trained-best`, `trained-last`, `ttau-orig`, `ttau-aug`, `ttau-mlt`, `ttau-hyb` or `ttda-final`. */
   readonly id: string;
   /** For people, e.g. `trained, best (epoch 7)`, `TTDA final (epoch 50)`. */
@@ -67,13 +78,6 @@ export interface StateReport {
   readonly examples: number;
   /** Mean cross-entropy, when the state has logits. */
   readonly loss?: number;
-  readonly accuracy: number;
-  readonly macroF1: number;
-  readonly macroPrecision: number;
-  readonly macroRecall: number;
-  readonly perClass: readonly ReportClass[];
-  /** `confusion[label][prediction]`. */
-  readonly confusion: readonly (readonly number[])[];
   /** Its predictions file, relative to the run folder. */
   readonly predictions: string;
 }
@@ -99,7 +103,7 @@ export interface ReportData {
   /** Class names; label `i` is `classes[i]`. */
   readonly classes: readonly string[];
   /** The headline state (trained, best) on the report's split. */
-  readonly evaluation: {
+  readonly evaluation: ReportScores & {
     readonly split: string;
     /** Id of the model state evaluated (`trained-best`, else the first state). */
     readonly state?: string;
@@ -108,13 +112,6 @@ export interface ReportData {
     readonly note?: string;
     readonly examples: number;
     readonly loss: number;
-    readonly accuracy: number;
-    readonly macroF1: number;
-    readonly macroPrecision: number;
-    readonly macroRecall: number;
-    readonly perClass: readonly ReportClass[];
-    /** `confusion[label][prediction]`. */
-    readonly confusion: readonly (readonly number[])[];
   };
   /** The train stage's `summary.json` (per-split accuracy and loss, best epoch), when it ran. */
   readonly summary?: Readonly<Record<string, unknown>>;
