@@ -12,8 +12,7 @@ import {
   dot64,
   f32,
   gammaBeta,
-  gpuRuntime,
-  gpuTests,
+  gpuTest,
   numericGrad,
   randomArray,
   runPlan,
@@ -77,11 +76,9 @@ function lnBackwardRef(
   return { dx, dgb };
 }
 
-Deno.test({
-  name: "layerNormForward: rows and stats for narrow and wide rows",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
+gpuTest(
+  "layerNormForward: rows and stats for narrow and wide rows",
+  async (r) => {
     const eps = 1e-6;
     for (const [rows, D] of [[37, 19], [7, 301], [3, 45], [5, 768]] as const) {
       const x = randomArray(rows * D, 71 + D, 2);
@@ -103,14 +100,11 @@ Deno.test({
       assertClose(out.stats, want.stats, `ln rows ${rows} dim ${D} stats`);
     }
   },
-});
+);
 
-Deno.test({
-  name:
-    "layerNormBackward: analytic gradient, accumulation and partial chunking",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
+gpuTest(
+  "layerNormBackward: analytic gradient, accumulation and partial chunking",
+  async (r) => {
     const eps = 1e-6;
     for (
       const [rows, D, chunkRows] of [
@@ -145,13 +139,11 @@ Deno.test({
       }
     }
   },
-});
+);
 
-Deno.test({
-  name: "layerNormBackward: matches finite differences of the forward",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
+gpuTest(
+  "layerNormBackward: matches finite differences of the forward",
+  async (r) => {
     const [rows, D, eps] = [11, 37, 1e-6];
     const x32 = randomArray(rows * D, 91, 2);
     const gb32 = gammaBeta(D, 92);
@@ -177,4 +169,4 @@ Deno.test({
     assertClose(out.dx, gx, "dx vs finite differences", 2e-5);
     assertClose(out.dgb, ggb, "dgb vs finite differences", 2e-5);
   },
-});
+);
