@@ -14,7 +14,8 @@ import { parseArgs } from "node:util";
 import { selectBackend } from "../pipeline/backend.ts";
 import type { BackendChoice } from "../pipeline/backend.ts";
 import { createRng } from "../pipeline/rng.ts";
-import { createModel, PAPER_MODELS } from "../model/amaut.ts";
+import { createModel } from "../model/amaut.ts";
+import { benchEngine, paperPreset, presetTokens } from "./paper_preset.ts";
 import { createSgd } from "../model/sgd.ts";
 import { multiviewStep } from "../model/train_step.ts";
 import type { AmautModel } from "../model/amaut.ts";
@@ -59,34 +60,18 @@ export async function benchTrain(args: string[]): Promise<unknown> {
   const steps = Number(values.steps);
   const V = Number(values.views);
   const B = Number(values.batch);
-  const engineChoice = values.engine === "auto"
-    ? (backend.name === "webgpu" ? "fused" : "tfjs")
-    : values.engine;
-  if (engineChoice !== "fused" && engineChoice !== "tfjs") {
-    throw new Error(
-      `Unknown --engine "${values.engine}": use auto, fused or tfjs`,
-    );
-  }
+  const engineChoice = benchEngine(
+    values.engine,
+    backend.name,
+    `Unknown --engine "${values.engine}": use auto, fused or tfjs`,
+  );
   const results = [];
   for (const name of values.preset.split(",")) {
-    const paper =
-      (PAPER_MODELS as Record<string, (typeof PAPER_MODELS)["sc1"]>)[name];
-    if (!paper) {
-      throw new Error(
-        `Cannot benchmark preset "${name}": known are ${
-          Object.keys(PAPER_MODELS).join(", ")
-        }`,
-      );
-    }
-    const { options, dims } = paper;
+    const { options, dims } = paperPreset(name);
     const rng = createRng(`bench/train/${name}`, 0);
     const model = createModel(tf, options, dims, rng);
     const sgd = createSgd(tf);
-    const tokens = tf.randomNormal([
-      V * B,
-      dims.frames,
-      dims.nMels,
-    ]) as import("@tensorflow/tfjs").Tensor3D;
+    const tokens = presetTokens(tf, V * B, dims);
     const labelArray = Array.from({ length: B }, (_, i) => i % dims.classes);
     if (engineChoice === "fused") {
       results.push(

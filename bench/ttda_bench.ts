@@ -11,20 +11,15 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import type { Tensor, Tensor2D, Tensor3D } from "@tensorflow/tfjs";
 import { selectBackend } from "../pipeline/backend.ts";
 import type { BackendChoice } from "../pipeline/backend.ts";
 import { createRng } from "../pipeline/rng.ts";
-import {
-  type BatchStat,
-  createModel,
-  PAPER_MODELS,
-  updateRunningStats,
-} from "../model/amaut.ts";
+import { createModel } from "../model/amaut.ts";
 import { createSgd } from "../model/sgd.ts";
-import { ttdaLoss } from "../model/ttda_loss.ts";
+import { tfjsTtdaStep } from "../model/ttda_step.ts";
 import { moduleLrDecay } from "../stages/test_time_adaptation.ts";
 import { createFusedTtda } from "../gpu/ttda_fused.ts";
+import { benchEngine, paperPreset, presetTokens } from "./paper_preset.ts";
 
 const RATES = { alpha: 1, beta: 0.5, gamma: 0.5, q: 1.1 };
 const DECAYS = { featureLrDecay: 0.55, classifierLrDecay: 1 };
@@ -53,33 +48,17 @@ export async function benchTtda(args: string[]): Promise<unknown> {
   const steps = Number(values.steps);
   const V = Number(values.views);
   const B = Number(values.batch);
-  const engine = values.engine === "auto"
-    ? (backend.name === "webgpu" ? "fused" : "tfjs")
-    : values.engine;
-  if (engine !== "fused" && engine !== "tfjs") {
-    throw new Error(
-      `Cannot run the TTDA benchmark with --engine "${values.engine}": use auto, fused or tfjs`,
-    );
-  }
+  const engine = benchEngine(
+    values.engine,
+    backend.name,
+    `Cannot run the TTDA benchmark with --engine "${values.engine}": use auto, fused or tfjs`,
+  );
   const lrOf = (name: string) => 1e-4 * moduleLrDecay(name, DECAYS);
   const results = [];
   for (const name of values.preset.split(",")) {
-    const paper =
-      (PAPER_MODELS as Record<string, (typeof PAPER_MODELS)["sc1"]>)[name];
-    if (!paper) {
-      throw new Error(
-        `Cannot benchmark preset "${name}": known are ${
-          Object.keys(PAPER_MODELS).join(", ")
-        }`,
-      );
-    }
-    const { options, dims } = paper;
+    const { options, dims } = paperPreset(name);
     const model = createModel(tf, options, dims, createRng("bench/ttda", 0));
-    const tokens = tf.randomNormal([
-      V * B,
-      dims.frames,
-      dims.nMels,
-    ]) as Tensor3D;
+    const tokens = presetTokens(tf, V * B, dims);
     let firstStepMs = 0;
     let stepMs = 0;
     let lossLast = NaN;
@@ -106,39 +85,13 @@ export async function benchTtda(args: string[]): Promise<unknown> {
       }
     } else {
       const sgd = createSgd(tf);
-      const vars = [...model.params.values()];
-      const nameOf = new Map([...model.params].map(([n, v]) => [v.name, n]));
       const step = async (k: number) => {
-        const stats: BatchStat[] = [];
-        const rng = createRng("bench/ttda/dropout", k);
-        const { value, grads } = tf.variableGrads(() => {
-          let loss = tf.scalar(0);
-          for (let v = 0; v < V; v++) {
-            const view = tokens.slice([v * B, 0, 0], [B, -1, -1]);
-            const out = model.apply(view, {
-              training: true,
-              rng: rng.child(v),
-            });
-            stats.push(...out.batchStats);
-            loss = loss.add(ttdaLoss(tf, out.logits as Tensor2D, RATES));
-          }
-          return loss as ReturnType<typeof tf.scalar>;
-        }, vars);
-        const l = (await value.data())[0];
-        updateRunningStats(tf, model, stats);
-        sgd.step(
-          Object.fromEntries(
-            Object.entries(grads).map(([n, g]) => [nameOf.get(n) ?? n, g]),
-          ),
-          model.params,
-          lrOf,
-          SGD,
-        );
-        tf.dispose([
-          value,
-          ...Object.values(grads),
-          ...stats.flatMap((s) => [s.mean, s.variance]),
-        ] as Tensor[]);
+        const l = await tfjsTtdaStep(tf, model, sgd, tokens, V, {
+          rates: RATES,
+          lr: lrOf,
+          sgd: SGD,
+          rng: createRng("bench/ttda/dropout", k),
+        });
         backend.checkErrors();
         return l;
       };

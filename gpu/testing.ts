@@ -359,3 +359,31 @@ export function dot64(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
 }
+
+/** Host arrays the float64 references of the kernel tests take. */
+export type Arr = ArrayLike<number>;
+
+/** A float32 copy of `a` (a float64 reference's output as a kernel input). */
+export const f32 = (a: Arr): Float32Array => Float32Array.from(a);
+
+/** The element-wise float64 sum `a + b` (the expected value of an accumulating kernel). */
+export const add64 = (a: Arr, b: Arr): Float64Array =>
+  Float64Array.from(a, (v, i) => v + b[i]);
+
+/**
+ * Registers a GPU test: it runs `fn` on the shared runtime where
+ * {@linkcode gpuTests} is true and is reported as ignored elsewhere.
+ *
+ * @param name The test name.
+ * @param fn The test, given the runtime.
+ */
+export function gpuTest(
+  name: string,
+  fn: (rt: Runtime) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    ignore: !gpuTests,
+    fn: async () => await fn(await gpuRuntime()),
+  });
+}

@@ -8,16 +8,11 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import type { Tensor, Tensor2D, Tensor3D } from "@tensorflow/tfjs";
+import type { Tensor } from "@tensorflow/tfjs";
 import { createRng } from "../pipeline/rng.ts";
-import {
-  type AmautModel,
-  type BatchStat,
-  createModel,
-  updateRunningStats,
-} from "../model/amaut.ts";
-import { createSgd, type Sgd, type SgdOptions } from "../model/sgd.ts";
-import { ttdaLoss, type TtdaLossOptions } from "../model/ttda_loss.ts";
+import { createModel } from "../model/amaut.ts";
+import { createSgd } from "../model/sgd.ts";
+import { tfjsTtdaStep } from "../model/ttda_step.ts";
 import {
   memoryData,
   memorySplit,
@@ -34,53 +29,6 @@ import { structurallyZero } from "../model/fixture.ts";
 import { relativeError } from "./parity.ts";
 import { createFusedTtda } from "./ttda_fused.ts";
 import { gpuTests, testRuntime } from "./testing.ts";
-
-/**
- * The tfjs TTDA step exactly as `stages/test_time_adaptation.ts` takes it:
- * one training-mode forward per view, the views' TTDA losses summed, one
- * gradient, running statistics in view order, SGD with per-parameter lr.
- */
-async function tfjsTtdaStep(
-  model: AmautModel,
-  sgd: Sgd,
-  tokens: Tensor3D,
-  views: number,
-  rates: TtdaLossOptions,
-  lrOf: (name: string) => number,
-  sgdOptions: SgdOptions,
-): Promise<number> {
-  const trainable = [...model.params].filter(([n]) => lrOf(n) > 0);
-  const nameOf = new Map(trainable.map(([n, v]) => [v.name, n]));
-  const b = tokens.shape[0] / views;
-  const stats: BatchStat[] = [];
-  const rng = createRng("ttda-parity/dropout", 0);
-  const { value, grads } = tf.variableGrads(() => {
-    let loss = tf.scalar(0);
-    for (let v = 0; v < views; v++) {
-      const view = tokens.slice([v * b, 0, 0], [b, -1, -1]);
-      const out = model.apply(view, { training: true, rng: rng.child(v) });
-      stats.push(...out.batchStats);
-      loss = loss.add(ttdaLoss(tf, out.logits as Tensor2D, rates));
-    }
-    return loss as ReturnType<typeof tf.scalar>;
-  }, trainable.map(([, v]) => v));
-  const l = (await value.data())[0];
-  updateRunningStats(tf, model, stats);
-  sgd.step(
-    Object.fromEntries(
-      Object.entries(grads).map(([n, g]) => [nameOf.get(n) ?? n, g]),
-    ),
-    model.params,
-    lrOf,
-    sgdOptions,
-  );
-  tf.dispose([
-    value,
-    ...Object.values(grads),
-    ...stats.flatMap((s) => [s.mean, s.variance]),
-  ] as Tensor[]);
-  return l;
-}
 
 const CASES = [
   {
@@ -132,15 +80,13 @@ for (const c of CASES) {
             TINY_DIMS.nMels,
           ]);
           tfjsLosses.push(
-            await tfjsTtdaStep(
-              a,
-              sgd,
-              tokens,
-              views,
-              c.rates,
-              lrOf,
-              sgdOptions,
-            ),
+            // The tfjs step exactly as the test_time_adaptation stage takes it.
+            await tfjsTtdaStep(tf, a, sgd, tokens, views, {
+              rates: c.rates,
+              lr: lrOf,
+              sgd: sgdOptions,
+              rng: createRng("ttda-parity/dropout", 0),
+            }),
           );
           await fused.step(tokens, views, {
             rates: c.rates,

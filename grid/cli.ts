@@ -238,18 +238,20 @@ async function create(specs: string[], values: Values): Promise<number> {
   const repeat = positiveInt("--repeat", values.repeat) ?? 1;
   let grid: GridFile;
   const dirFor = (name: string) => values.out ?? defaultGridDir(name);
-  try {
-    // The folder name needs the spec name; plan against a provisional folder.
-    const provisional = values.out ?? "runs/grid";
-    grid = await planGrid({
+  const plan = (command: readonly string[], folder: string) =>
+    planGrid({
       specs: files,
       vary: values.vary,
       set: values.set,
       repeat,
       sameSeed: values["same-seed"],
       lockfile: values.lock,
-      command: ["deno", "task", "grid", ...Deno.args],
-    }, provisional);
+      command,
+    }, folder);
+  try {
+    // The folder name needs the spec name; plan against a provisional folder.
+    const provisional = values.out ?? "runs/grid";
+    grid = await plan(["deno", "task", "grid", ...Deno.args], provisional);
   } catch (error) {
     if (error instanceof GridSpecError && error.cause instanceof ConfigError) {
       err(formatConfigError(error.cause));
@@ -270,15 +272,7 @@ async function create(specs: string[], values: Values): Promise<number> {
     grid.runs.some((r) => /use: \.\.?\//.test(r.spec))
   ) {
     // Local stage paths were made relative to runs/grid; plan again for the real folder.
-    grid = await planGrid({
-      specs: files,
-      vary: values.vary,
-      set: values.set,
-      repeat,
-      sameSeed: values["same-seed"],
-      lockfile: values.lock,
-      command: grid.command,
-    }, dir);
+    grid = await plan(grid.command, dir);
   }
   await writeGridFolder(dir, grid);
   out(`grid folder: ${dir} (${grid.runs.length} runs)`);

@@ -18,7 +18,12 @@
 import { join } from "node:path";
 import type { TopLevelSpec } from "vega-lite";
 import { writeFileAtomic, writeJsonAtomic } from "../pipeline/atomic.ts";
-import { CSS, escapeHtml, renderVegaLiteSvg } from "../lib/report_html.ts";
+import {
+  escapeHtml,
+  htmlPageStart,
+  htmlTable,
+  renderVegaLiteSvg,
+} from "../lib/report_html.ts";
 import { readGrid, runFolder } from "./grid_file.ts";
 import type { GridFile, GridRun } from "./grid_file.ts";
 import { runState } from "./run_state.ts";
@@ -289,17 +294,19 @@ function mdRow(cells: readonly string[]): string {
   return `| ${cells.map((c) => c.replaceAll("|", "\\|")).join(" | ")} |`;
 }
 
+/** Column headings of the per-run table (Markdown and HTML). */
+const RUN_HEAD: readonly string[] = [
+  "run",
+  "state",
+  "epochs",
+  "seed",
+  "vary",
+  ...GRID_COLUMNS.map((c) => LABEL[c]),
+  "adapter",
+];
+
 /** Renders the grid report as Markdown (links relative to the grid folder). */
 export function renderGridMarkdown(report: GridReport): string {
-  const runHead = [
-    "run",
-    "state",
-    "epochs",
-    "seed",
-    "vary",
-    ...GRID_COLUMNS.map((c) => LABEL[c]),
-    "adapter",
-  ];
   return [
     `# Grid report: ${report.name}`,
     "",
@@ -313,9 +320,9 @@ export function renderGridMarkdown(report: GridReport): string {
     "",
     "## Runs",
     "",
-    mdRow(runHead),
+    mdRow(RUN_HEAD),
     `|${
-      runHead.map((_, i) => i === 0 || i === 1 || i === 4 ? " --- " : " ---: ")
+      RUN_HEAD.map((_, i) => i === 0 || i === 1 || i === 4 ? " --- " : " ---: ")
         .join("|")
     }|`,
     ...report.runs.map((r) =>
@@ -396,18 +403,6 @@ export function groupChartSpec(g: GroupRow): TopLevelSpec {
   } as TopLevelSpec;
 }
 
-function htmlTable(
-  head: readonly string[],
-  rows: readonly (readonly string[])[],
-): string {
-  const th = head.map((h) => `<th>${escapeHtml(h)}</th>`).join("");
-  const tr = rows.map((r) =>
-    `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`
-  )
-    .join("\n");
-  return `<table><thead><tr>${th}</tr></thead><tbody>\n${tr}\n</tbody></table>`;
-}
-
 /** Renders the grid report as one self-contained HTML page. */
 export async function renderGridHtml(report: GridReport): Promise<string> {
   const charts: string[] = [];
@@ -422,15 +417,7 @@ export async function renderGridHtml(report: GridReport): Promise<string> {
     summaryRows(report).map((r) => r.map(escapeHtml)),
   );
   const runs = htmlTable(
-    [
-      "run",
-      "state",
-      "epochs",
-      "seed",
-      "vary",
-      ...GRID_COLUMNS.map((c) => LABEL[c]),
-      "adapter",
-    ],
+    RUN_HEAD,
     report.runs.map((r) => [
       `<a href="${escapeHtml(r.reportHtml ?? r.folder)}">${
         escapeHtml(r.name)
@@ -443,16 +430,7 @@ export async function renderGridHtml(report: GridReport): Promise<string> {
       escapeHtml(r.state.adapter ?? r.state.backend ?? "–"),
     ]),
   );
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(`Grid report: ${report.name}`)}</title>
-<style>${CSS}</style>
-</head>
-<body>
+  return `${htmlPageStart(`Grid report: ${report.name}`)}
 <h1>Grid: ${escapeHtml(report.name)}</h1>
 <p class="meta">${report.runs.length} runs · written ${
     escapeHtml(report.createdAt)

@@ -54,8 +54,19 @@ export interface Table6Row {
   };
 }
 
+/** The classification scores a report shows for one model state on one split. */
+export interface ReportScores {
+  readonly accuracy: number;
+  readonly macroF1: number;
+  readonly macroPrecision: number;
+  readonly macroRecall: number;
+  readonly perClass: readonly ReportClass[];
+  /** `confusion[label][prediction]`. */
+  readonly confusion: readonly (readonly number[])[];
+}
+
 /** The scores of one model state on one split (see `lib/predictions.ts`). */
-export interface StateReport {
+export interface StateReport extends ReportScores {
   /** `trained-best`, `trained-last`, `ttau-orig`, `ttau-aug`, `ttau-mlt`, `ttau-hyb` or `ttda-final`. */
   readonly id: string;
   /** For people, e.g. `trained, best (epoch 7)`, `TTDA final (epoch 50)`. */
@@ -67,13 +78,6 @@ export interface StateReport {
   readonly examples: number;
   /** Mean cross-entropy, when the state has logits. */
   readonly loss?: number;
-  readonly accuracy: number;
-  readonly macroF1: number;
-  readonly macroPrecision: number;
-  readonly macroRecall: number;
-  readonly perClass: readonly ReportClass[];
-  /** `confusion[label][prediction]`. */
-  readonly confusion: readonly (readonly number[])[];
   /** Its predictions file, relative to the run folder. */
   readonly predictions: string;
 }
@@ -99,7 +103,7 @@ export interface ReportData {
   /** Class names; label `i` is `classes[i]`. */
   readonly classes: readonly string[];
   /** The headline state (trained, best) on the report's split. */
-  readonly evaluation: {
+  readonly evaluation: ReportScores & {
     readonly split: string;
     /** Id of the model state evaluated (`trained-best`, else the first state). */
     readonly state?: string;
@@ -108,13 +112,6 @@ export interface ReportData {
     readonly note?: string;
     readonly examples: number;
     readonly loss: number;
-    readonly accuracy: number;
-    readonly macroF1: number;
-    readonly macroPrecision: number;
-    readonly macroRecall: number;
-    readonly perClass: readonly ReportClass[];
-    /** `confusion[label][prediction]`. */
-    readonly confusion: readonly (readonly number[])[];
   };
   /** The train stage's `summary.json` (per-split accuracy and loss, best epoch), when it ran. */
   readonly summary?: Readonly<Record<string, unknown>>;
@@ -378,15 +375,52 @@ thead th { background: #f6f8fa; }
 code { background: #f6f8fa; padding: 0 0.2rem; border-radius: 3px; }
 `;
 
-function table(
+/**
+ * The opening of a self-contained report page, up to and including
+ * `<body>`: a Content-Security-Policy that lets the page fetch nothing,
+ * and the shared {@linkcode CSS}.
+ *
+ * @param title The page title (text; escaped here).
+ * @returns HTML, ending with `<body>` (no newline).
+ */
+export function htmlPageStart(title: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>${CSS}</style>
+</head>
+<body>`;
+}
+
+/**
+ * An HTML table of a text header row and rows of HTML cells.
+ *
+ * @param head Column headings (text; escaped here).
+ * @param rows Cells as HTML, inserted as they are (escape text with
+ *   {@linkcode escapeHtml}).
+ * @returns The `<table>` element.
+ */
+export function htmlTable(
   head: readonly string[],
   rows: readonly (readonly string[])[],
 ): string {
   const th = head.map((h) => `<th>${escapeHtml(h)}</th>`).join("");
   const tr = rows.map((r) =>
-    `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join("")}</tr>`
+    `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`
   ).join("\n");
   return `<table><thead><tr>${th}</tr></thead><tbody>\n${tr}\n</tbody></table>`;
+}
+
+/** An HTML table of text cells (all escaped). */
+function table(
+  head: readonly string[],
+  rows: readonly (readonly string[])[],
+): string {
+  return htmlTable(head, rows.map((r) => r.map(escapeHtml)));
 }
 
 function keyValues(record: Readonly<Record<string, unknown>>): string {
@@ -522,16 +556,7 @@ ${notes.map((n) => `<p>${n}</p>`).join("\n")}`;
     ) => [k, (v / 1000).toFixed(2)]),
   );
 
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(`Report: ${report.name}`)}</title>
-<style>${CSS}</style>
-</head>
-<body>
+  return `${htmlPageStart(`Report: ${report.name}`)}
 <h1>${escapeHtml(report.name)}</h1>
 <p class="meta">spec hash <code>${
     escapeHtml(report.specHash)

@@ -8,13 +8,13 @@ import {
   exportStateDict,
   labelSmoothedCrossEntropy,
   loadStateDict,
-  type ModelDims,
   ModelOptions,
   parameterCount,
   toTorchLayout,
   updateRunningStats,
 } from "./amaut.ts";
 import { loadModelFixture, structurallyZero } from "./fixture.ts";
+import { TINY_DIMS, TINY_SIZES } from "./trainer_testing.ts";
 
 const FIXTURES = new URL(
   "../../shared/fixtures/reference/model/",
@@ -138,20 +138,8 @@ for (const name of ["tiny_avg", "tiny_fce"]) {
 
 const statTensors = (s: BatchStat): tf.Tensor[] => [s.mean, s.variance];
 
-const TINY = {
-  width: 4,
-  groups: [0, 1],
-  embedDim: 16,
-  depth: 2,
-  heads: 2,
-  mlpDim: 32,
-  extend: 24,
-  conv: 8,
-};
-const TINY_DIMS: ModelDims = { nMels: 6, frames: 24, classes: 3 };
-
 function tinyModel(extra: Record<string, unknown> = {}, seed = 0): AmautModel {
-  const options = ModelOptions.parse({ ...TINY, ...extra });
+  const options = ModelOptions.parse({ ...TINY_SIZES, ...extra });
   return createModel(tf, options, TINY_DIMS, createRng("tiny", seed));
 }
 

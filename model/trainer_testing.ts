@@ -11,8 +11,11 @@ import { createRng } from "../pipeline/rng.ts";
 import { type ModelDims, ModelOptions } from "./config.ts";
 import type { TrainBatch } from "./trainer.ts";
 
-/** A tiny model without dropout (two blocks, avg head), as the engine tests use. */
-export const TINY_OPTIONS: ModelOptions = ModelOptions.parse({
+/**
+ * The sizes of a tiny AMAuT (width 4, two blocks of embedding width 16),
+ * the other options at their defaults: spread into `ModelOptions.parse`.
+ */
+export const TINY_SIZES = {
   width: 4,
   groups: [0, 1],
   embedDim: 16,
@@ -21,6 +24,11 @@ export const TINY_OPTIONS: ModelOptions = ModelOptions.parse({
   mlpDim: 32,
   extend: 24,
   conv: 8,
+} as const;
+
+/** A tiny model without dropout (two blocks, avg head), as the engine tests use. */
+export const TINY_OPTIONS: ModelOptions = ModelOptions.parse({
+  ...TINY_SIZES,
   dropout: 0,
 });
 

@@ -5,6 +5,7 @@ import { createArenas } from "./arenas.ts";
 import { createBufferPool, type Graph } from "./builder.ts";
 import { buildGraph } from "./model.ts";
 import { graphLayers, type GraphTransformer, isFolded } from "./passes.ts";
+import { TINY_DIMS, TINY_SIZES } from "../../model/trainer_testing.ts";
 
 /**
  * A runtime that records dispatches without a GPU: buffers are plain
@@ -42,27 +43,15 @@ interface Recorded {
   bindings: Region[];
 }
 
-const TINY = {
-  width: 4,
-  groups: [0, 1],
-  embedDim: 16,
-  depth: 2,
-  heads: 2,
-  mlpDim: 32,
-  extend: 24,
-  conv: 8,
-};
-const DIMS = { nMels: 6, frames: 24, classes: 3 };
-
 function graph(o: object, training: boolean): {
   g: Graph;
   rt: Runtime;
   arenas: ReturnType<typeof createArenas>;
 } {
   const rt = recordingRuntime();
-  const options = ModelOptions.parse({ ...TINY, ...o });
-  const arenas = createArenas(rt, options, DIMS);
-  const g = buildGraph(rt, arenas, options, DIMS, {
+  const options = ModelOptions.parse({ ...TINY_SIZES, ...o });
+  const arenas = createArenas(rt, options, TINY_DIMS);
+  const g = buildGraph(rt, arenas, options, TINY_DIMS, {
     training,
     views: 2,
     perView: 3,
@@ -134,8 +123,8 @@ Deno.test("eval graph binds no gradient, labels, SGD state or clears", () => {
 });
 
 Deno.test("graph passes: training keeps BatchNorm and separate projections; eval folds and packs; the fce head trims the last block", () => {
-  const options = ModelOptions.parse({ ...TINY, head: "fce" });
-  const plan = modelPlan(options, DIMS);
+  const options = ModelOptions.parse({ ...TINY_SIZES, head: "fce" });
+  const plan = modelPlan(options, TINY_DIMS);
   for (const training of [true, false]) {
     const layers = graphLayers(plan.layers, training);
     assert.equal(layers.length, plan.layers.length);
@@ -166,6 +155,9 @@ Deno.test("graph passes: training keeps BatchNorm and separate projections; eval
   assert.ok(
     plan.layers.every((l) => l.kind !== "stem" || !isFolded(l.conv)),
   );
-  const avg = modelPlan(ModelOptions.parse({ ...TINY, head: "avg" }), DIMS);
+  const avg = modelPlan(
+    ModelOptions.parse({ ...TINY_SIZES, head: "avg" }),
+    TINY_DIMS,
+  );
   assert.deepEqual(graphLayers(avg.layers, true), avg.layers);
 });

@@ -12,23 +12,18 @@ import {
   runningStatsUpdate,
 } from "./batch_norm.ts";
 import {
+  add64,
+  type Arr,
   assertClose,
   columnStats64,
   dot64,
+  f32,
   gammaBeta,
-  gpuRuntime,
-  gpuTests,
+  gpuTest,
   numericGrad,
   randomArray,
   runPlan,
 } from "../testing.ts";
-
-type Arr = ArrayLike<number>;
-
-const f32 = (a: Arr): Float32Array => Float32Array.from(a);
-
-const add = (a: Arr, b: Arr): Float64Array =>
-  Float64Array.from(a, (v, i) => v + b[i]);
 
 function bnForwardRef(
   x: Arr,
@@ -95,12 +90,9 @@ function bnBackwardRef(
   return { dx, dgb, dz };
 }
 
-Deno.test({
-  name:
-    "batchNormForward: per-group statistics, residual and ReLU, every chunking",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
+gpuTest(
+  "batchNormForward: per-group statistics, residual and ReLU, every chunking",
+  async (r) => {
     const eps = 1e-5;
     for (
       const [k, [G, R, C, chunkRows]] of ([
@@ -157,43 +149,36 @@ Deno.test({
       }
     }
   },
-});
+);
 
-Deno.test({
-  name: "batchNormForward: variance is safe for a large mean",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
-    const [G, R, C] = [2, 301, 5];
-    const noise = randomArray(G * R * C, 3, 0.01);
-    const x = Float32Array.from(noise, (v) => 1000 + v);
-    const out = await runPlan(
-      r,
-      batchNormForward({ groups: G, rows: R, channels: C, eps: 1e-5 }),
-      {
-        x,
-        gb: gammaBeta(C, 1),
-        y: new Float32Array(G * R * C),
-        stats: new Float32Array(G * 2 * C),
-      },
-      ["stats"],
-    );
-    const want = columnStats64(x, G, R, C);
-    for (let g = 0; g < G; g++) {
-      for (let c = 0; c < C; c++) {
-        const v = want[g * 2 * C + C + c];
-        const got = out.stats[g * 2 * C + C + c];
-        assert.ok(Math.abs(got - v) <= 1e-3 * v, `var ${got} vs ${v}`);
-      }
+gpuTest("batchNormForward: variance is safe for a large mean", async (r) => {
+  const [G, R, C] = [2, 301, 5];
+  const noise = randomArray(G * R * C, 3, 0.01);
+  const x = Float32Array.from(noise, (v) => 1000 + v);
+  const out = await runPlan(
+    r,
+    batchNormForward({ groups: G, rows: R, channels: C, eps: 1e-5 }),
+    {
+      x,
+      gb: gammaBeta(C, 1),
+      y: new Float32Array(G * R * C),
+      stats: new Float32Array(G * 2 * C),
+    },
+    ["stats"],
+  );
+  const want = columnStats64(x, G, R, C);
+  for (let g = 0; g < G; g++) {
+    for (let c = 0; c < C; c++) {
+      const v = want[g * 2 * C + C + c];
+      const got = out.stats[g * 2 * C + C + c];
+      assert.ok(Math.abs(got - v) <= 1e-3 * v, `var ${got} vs ${v}`);
     }
-  },
+  }
 });
 
-Deno.test({
-  name: "batchNormBackward: every option against the analytic float64 gradient",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
+gpuTest(
+  "batchNormBackward: every option against the analytic float64 gradient",
+  async (r) => {
     const eps = 1e-3;
     for (
       const [k, [G, R, C, chunkRows]] of ([
@@ -247,24 +232,21 @@ Deno.test({
               `G${G} R${R} C${C} chunk ${chunkRows} relu ${relu} dz ${residualGrad} acc ${accumulateDx}`;
             assertClose(
               out.dx,
-              accumulateDx ? add(dx0, want.dx) : want.dx,
+              accumulateDx ? add64(dx0, want.dx) : want.dx,
               `${what} dx`,
             );
-            assertClose(out.dgb, add(dgb0, want.dgb), `${what} dgb`);
+            assertClose(out.dgb, add64(dgb0, want.dgb), `${what} dgb`);
             if (residualGrad) assertClose(out.dz, want.dz, `${what} dz`);
           }
         }
       }
     }
   },
-});
+);
 
-Deno.test({
-  name:
-    "batchNormBackward: matches finite differences of the fused forward (ReLU, residual)",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
+gpuTest(
+  "batchNormBackward: matches finite differences of the fused forward (ReLU, residual)",
+  async (r) => {
     const [G, R, C, eps] = [3, 37, 19, 1e-3];
     const n = G * R * C;
     const x32 = randomArray(n, 41, 1.5);
@@ -311,81 +293,70 @@ Deno.test({
     assertClose(out.dgb, ggb, "dgb vs finite differences", 2e-5);
     assertClose(out.dz, gr, "dz vs finite differences", 2e-5);
   },
-});
+);
 
-Deno.test({
-  name: "batchNormEval: running statistics, residual and ReLU",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
-    const [R, C, eps] = [37, 19, 1e-5];
-    const x = randomArray(R * C, 51, 2);
-    const gb = gammaBeta(C, 52);
-    const running = new Float32Array(2 * C);
-    const rv = randomArray(C, 53);
-    for (let c = 0; c < C; c++) {
-      running[c] = rv[c];
-      running[C + c] = 0.5 + rv[c] * rv[c];
-    }
-    const res = randomArray(R * C, 54);
-    for (const relu of [false, true]) {
-      for (const residual of [false, true]) {
-        const out = await runPlan(
-          r,
-          batchNormEval({ rows: R, channels: C, eps, relu, residual }),
-          {
-            x,
-            gb,
-            running,
-            ...(residual ? { r: res } : {}),
-            y: new Float32Array(R * C),
-          },
-          ["y"],
-        );
-        const want = new Float64Array(R * C);
-        for (let i = 0; i < want.length; i++) {
-          const c = i % C;
-          let v =
-            (x[i] - running[c]) * gb[c] / Math.sqrt(running[C + c] + eps) +
-            gb[C + c];
-          if (residual) v += res[i];
-          want[i] = relu ? Math.max(v, 0) : v;
-        }
-        assertClose(out.y, want, `eval relu ${relu} res ${residual}`);
-      }
-    }
-  },
-});
-
-Deno.test({
-  name: "runningStatsUpdate: groups in order, unbiased variance",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
-    const [G, C, momentum] = [3, 19, 0.1];
-    const stats = randomArray(G * 2 * C, 61);
-    for (let g = 0; g < G; g++) {
-      for (let c = 0; c < C; c++) stats[g * 2 * C + C + c] **= 2;
-    }
-    const running0 = randomArray(2 * C, 62);
-    for (let c = 0; c < C; c++) running0[C + c] = 1 + running0[C + c] ** 2;
-    for (const count of [37, 1]) {
+gpuTest("batchNormEval: running statistics, residual and ReLU", async (r) => {
+  const [R, C, eps] = [37, 19, 1e-5];
+  const x = randomArray(R * C, 51, 2);
+  const gb = gammaBeta(C, 52);
+  const running = new Float32Array(2 * C);
+  const rv = randomArray(C, 53);
+  for (let c = 0; c < C; c++) {
+    running[c] = rv[c];
+    running[C + c] = 0.5 + rv[c] * rv[c];
+  }
+  const res = randomArray(R * C, 54);
+  for (const relu of [false, true]) {
+    for (const residual of [false, true]) {
       const out = await runPlan(
         r,
-        runningStatsUpdate({ groups: G, channels: C, momentum, count }),
-        { stats, running: running0 },
-        ["running"],
+        batchNormEval({ rows: R, channels: C, eps, relu, residual }),
+        {
+          x,
+          gb,
+          running,
+          ...(residual ? { r: res } : {}),
+          y: new Float32Array(R * C),
+        },
+        ["y"],
       );
-      const want = Float64Array.from(running0);
-      const unbiased = count > 1 ? count / (count - 1) : 1;
-      for (let g = 0; g < G; g++) {
-        for (let c = 0; c < C; c++) {
-          want[c] = (1 - momentum) * want[c] + momentum * stats[g * 2 * C + c];
-          want[C + c] = (1 - momentum) * want[C + c] +
-            momentum * unbiased * stats[g * 2 * C + C + c];
-        }
+      const want = new Float64Array(R * C);
+      for (let i = 0; i < want.length; i++) {
+        const c = i % C;
+        let v = (x[i] - running[c]) * gb[c] / Math.sqrt(running[C + c] + eps) +
+          gb[C + c];
+        if (residual) v += res[i];
+        want[i] = relu ? Math.max(v, 0) : v;
       }
-      assertClose(out.running, want, `running count ${count}`);
+      assertClose(out.y, want, `eval relu ${relu} res ${residual}`);
     }
-  },
+  }
+});
+
+gpuTest("runningStatsUpdate: groups in order, unbiased variance", async (r) => {
+  const [G, C, momentum] = [3, 19, 0.1];
+  const stats = randomArray(G * 2 * C, 61);
+  for (let g = 0; g < G; g++) {
+    for (let c = 0; c < C; c++) stats[g * 2 * C + C + c] **= 2;
+  }
+  const running0 = randomArray(2 * C, 62);
+  for (let c = 0; c < C; c++) running0[C + c] = 1 + running0[C + c] ** 2;
+  for (const count of [37, 1]) {
+    const out = await runPlan(
+      r,
+      runningStatsUpdate({ groups: G, channels: C, momentum, count }),
+      { stats, running: running0 },
+      ["running"],
+    );
+    const want = Float64Array.from(running0);
+    const unbiased = count > 1 ? count / (count - 1) : 1;
+    for (let g = 0; g < G; g++) {
+      for (let c = 0; c < C; c++) {
+        want[c] = (1 - momentum) * want[c] + momentum * stats[g * 2 * C + c];
+        want[C + c] = (1 - momentum) * want[C + c] +
+          momentum * unbiased * stats[g * 2 * C + C + c];
+      }
+    }
+    assertClose(out.running, want, `running count ${count}`);
+  }
 });

@@ -33,23 +33,31 @@ interface Geo {
   pad: number;
 }
 
-/** Reference im2col in float64. */
-function refIm2col(x: ArrayLike<number>, g: Geo): Float64Array {
+/**
+ * Calls `f(colIndex, xIndex)` for each in-range tap of the im2col gather:
+ * element `colIndex` of col `[batch·tOut][k·cin]` is element `xIndex` of x
+ * `[batch·tIn][cin]` (taps in the zero padding are skipped).
+ */
+function forEachTap(g: Geo, f: (colIndex: number, xIndex: number) => void) {
   const tOut = outLength(g);
   const w = g.k * g.cin;
-  const col = new Float64Array(g.batch * tOut * w);
   for (let b = 0; b < g.batch; b++) {
     for (let t = 0; t < tOut; t++) {
       for (let j = 0; j < g.k; j++) {
         const s = t * g.stride + j - g.pad;
         if (s < 0 || s >= g.tIn) continue;
         for (let c = 0; c < g.cin; c++) {
-          col[(b * tOut + t) * w + j * g.cin + c] =
-            x[(b * g.tIn + s) * g.cin + c];
+          f((b * tOut + t) * w + j * g.cin + c, (b * g.tIn + s) * g.cin + c);
         }
       }
     }
   }
+}
+
+/** Reference im2col in float64. */
+function refIm2col(x: ArrayLike<number>, g: Geo): Float64Array {
+  const col = new Float64Array(g.batch * outLength(g) * g.k * g.cin);
+  forEachTap(g, (ci, xi) => col[ci] = x[xi]);
   return col;
 }
 
@@ -101,21 +109,8 @@ function matmul(
 
 /** Reference col2im (scatter-add, the transpose of refIm2col). */
 function refCol2im(d: ArrayLike<number>, g: Geo): Float64Array {
-  const tOut = outLength(g);
-  const w = g.k * g.cin;
   const dx = new Float64Array(g.batch * g.tIn * g.cin);
-  for (let b = 0; b < g.batch; b++) {
-    for (let t = 0; t < tOut; t++) {
-      for (let j = 0; j < g.k; j++) {
-        const s = t * g.stride + j - g.pad;
-        if (s < 0 || s >= g.tIn) continue;
-        for (let c = 0; c < g.cin; c++) {
-          dx[(b * g.tIn + s) * g.cin + c] +=
-            d[(b * tOut + t) * w + j * g.cin + c];
-        }
-      }
-    }
-  }
+  forEachTap(g, (ci, xi) => dx[xi] += d[ci]);
   return dx;
 }
 

@@ -14,6 +14,23 @@ import {
 } from "../testing.ts";
 import { crossEntropy, type CrossEntropyOptions } from "./cross_entropy.ts";
 
+/** float64 log-sum-exp of row `r` of `logits` `[rows][classes]`. */
+function rowLogSumExp(
+  logits: ArrayLike<number>,
+  r: number,
+  classes: number,
+): number {
+  let mx = -Infinity;
+  for (let c = 0; c < classes; c++) {
+    mx = Math.max(mx, logits[r * classes + c]);
+  }
+  let s = 0;
+  for (let c = 0; c < classes; c++) {
+    s += Math.exp(logits[r * classes + c] - mx);
+  }
+  return mx + Math.log(s);
+}
+
 function ceLoss(
   o: CrossEntropyOptions,
   logits: ArrayLike<number>,
@@ -22,15 +39,7 @@ function ceLoss(
   const { rows, classes, perView, smoothing: eps } = o;
   let total = 0;
   for (let r = 0; r < rows; r++) {
-    let mx = -Infinity;
-    for (let c = 0; c < classes; c++) {
-      mx = Math.max(mx, logits[r * classes + c]);
-    }
-    let s = 0;
-    for (let c = 0; c < classes; c++) {
-      s += Math.exp(logits[r * classes + c] - mx);
-    }
-    const lse = mx + Math.log(s);
+    const lse = rowLogSumExp(logits, r, classes);
     for (let c = 0; c < classes; c++) {
       const t = (c === labels[r % perView] ? 1 - eps : 0) + eps / classes;
       total -= t * (logits[r * classes + c] - lse);
@@ -90,16 +99,9 @@ for (const o of CE_CASES) {
       // Analytic gradient, and finite differences on a few entries.
       const dl = new Float64Array(rows * classes);
       for (let r = 0; r < rows; r++) {
-        let mx = -Infinity;
+        const lse = rowLogSumExp(logits, r, classes);
         for (let c = 0; c < classes; c++) {
-          mx = Math.max(mx, logits[r * classes + c]);
-        }
-        let s = 0;
-        for (let c = 0; c < classes; c++) {
-          s += Math.exp(logits[r * classes + c] - mx);
-        }
-        for (let c = 0; c < classes; c++) {
-          const p = Math.exp(logits[r * classes + c] - mx) / s;
+          const p = Math.exp(logits[r * classes + c] - lse);
           const t = (c === labels[r % perView] ? 1 - o.smoothing : 0) +
             o.smoothing / classes;
           dl[r * classes + c] = (p - t) / perView;

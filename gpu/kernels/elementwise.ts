@@ -64,6 +64,41 @@ ${body(t)}
 }
 
 /**
+ * An {@linkcode elementwise} kernel over `o.n` elements that stores into its
+ * output or, when `o.accumulate`, adds into it: checks `o.n` and labels the
+ * kernel `<name> n<n>[ acc]<suffix>`.
+ *
+ * @param name Kernel name (and of `n` in the size error).
+ * @param o `n`: element count; `accumulate`: add into the output.
+ * @param bindings Storage bindings, the output last.
+ * @param body WGSL of the loop body for element type `t`; `store(out, v)`
+ *   writes the statement `out[i] = v` (`out[i] = out[i] + v` when
+ *   accumulating).
+ * @param helpers WGSL before the entry point.
+ * @param suffix More of the label (options that change the code).
+ */
+function accumulating<N extends string>(
+  name: string,
+  o: { n: number; accumulate?: boolean },
+  bindings: readonly StorageBinding<N>[],
+  body: (t: string, store: (out: string, v: string) => string) => string,
+  helpers?: (t: string) => string,
+  suffix = "",
+): KernelPlan<N> {
+  checkN(`${name} n`, o.n);
+  const acc = o.accumulate ?? false;
+  const store = (out: string, v: string) =>
+    `  ${out}[i] = ${acc ? `${out}[i] + ${v}` : v};`;
+  return elementwise(
+    `${name} n${o.n}${acc ? " acc" : ""}${suffix}`,
+    o.n,
+    bindings,
+    (t) => body(t, store),
+    helpers,
+  );
+}
+
+/**
  * Exact GELU, `y = 0.5·x·(1 + erf(x/√2))` (PyTorch's `nn.GELU()` and
  * `model/layers.ts` `gelu`), with a float32 erf accurate to about 1 ulp
  * (max abs error ≈ 1.2e-7).
@@ -99,18 +134,16 @@ export function gelu(o: { n: number }): KernelPlan<"x" | "y"> {
 export function geluBackward(
   o: { n: number; accumulate?: boolean },
 ): KernelPlan<"dy" | "x" | "dx"> {
-  checkN("geluBackward n", o.n);
-  const acc = o.accumulate ?? false;
-  return elementwise(
-    `geluBackward n${o.n}${acc ? " acc" : ""}`,
-    o.n,
+  return accumulating(
+    "geluBackward",
+    o,
     [readOnly("dy"), readOnly("x"), readWrite("dx")],
-    (t) =>
+    (t, store) =>
       `  let v = x[i];
   let cdf = ${t}(0.5) * (${t}(1.0) + erf_(v * ${t}(${Math.SQRT1_2})));
   let pdf = ${t}(${1 / Math.sqrt(2 * Math.PI)}) * exp(${t}(-0.5) * v * v);
   let g = dy[i] * (cdf + v * pdf);
-  dx[i] = ${acc ? "dx[i] + g" : "g"};`,
+${store("dx", "g")}`,
     erfWgsl,
   );
 }
@@ -351,13 +384,11 @@ export function meanRowsBackward(o: {
 export function add(
   o: { n: number; accumulate?: boolean },
 ): KernelPlan<"a" | "b" | "y"> {
-  checkN("add n", o.n);
-  const acc = o.accumulate ?? false;
-  return elementwise(
-    `add n${o.n}${acc ? " acc" : ""}`,
-    o.n,
+  return accumulating(
+    "add",
+    o,
     [readOnly("a"), readOnly("b"), readWrite("y")],
-    () => `  y[i] = ${acc ? "y[i] + " : ""}(a[i] + b[i]);`,
+    (_, store) => store("y", "(a[i] + b[i])"),
   );
 }
 
@@ -373,17 +404,15 @@ export function add(
 export function copy(
   o: { n: number; accumulate?: boolean; scale?: number },
 ): KernelPlan<"x" | "y"> {
-  checkN("copy n", o.n);
-  const acc = o.accumulate ?? false;
   const scale = o.scale ?? 1;
-  return elementwise(
-    `copy n${o.n}${acc ? " acc" : ""}${scale === 1 ? "" : ` s${scale}`}`,
-    o.n,
+  return accumulating(
+    "copy",
+    o,
     [readOnly("x"), readWrite("y")],
-    (t) => {
-      const v = scale === 1 ? "x[i]" : `${t}(${f32Literal(scale)}) * x[i]`;
-      return `  y[i] = ${acc ? `y[i] + ${v}` : v};`;
-    },
+    (t, store) =>
+      store("y", scale === 1 ? "x[i]" : `${t}(${f32Literal(scale)}) * x[i]`),
+    undefined,
+    scale === 1 ? "" : ` s${scale}`,
   );
 }
 

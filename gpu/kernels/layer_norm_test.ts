@@ -6,22 +6,17 @@
  */
 import { layerNormBackward, layerNormForward } from "./layer_norm.ts";
 import {
+  add64,
+  type Arr,
   assertClose,
   dot64,
+  f32,
   gammaBeta,
-  gpuRuntime,
-  gpuTests,
+  gpuTest,
   numericGrad,
   randomArray,
   runPlan,
 } from "../testing.ts";
-
-type Arr = ArrayLike<number>;
-
-const f32 = (a: Arr): Float32Array => Float32Array.from(a);
-
-const add = (a: Arr, b: Arr): Float64Array =>
-  Float64Array.from(a, (v, i) => v + b[i]);
 
 function lnForwardRef(
   x: Arr,
@@ -81,11 +76,9 @@ function lnBackwardRef(
   return { dx, dgb };
 }
 
-Deno.test({
-  name: "layerNormForward: rows and stats for narrow and wide rows",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
+gpuTest(
+  "layerNormForward: rows and stats for narrow and wide rows",
+  async (r) => {
     const eps = 1e-6;
     for (const [rows, D] of [[37, 19], [7, 301], [3, 45], [5, 768]] as const) {
       const x = randomArray(rows * D, 71 + D, 2);
@@ -107,14 +100,11 @@ Deno.test({
       assertClose(out.stats, want.stats, `ln rows ${rows} dim ${D} stats`);
     }
   },
-});
+);
 
-Deno.test({
-  name:
-    "layerNormBackward: analytic gradient, accumulation and partial chunking",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
+gpuTest(
+  "layerNormBackward: analytic gradient, accumulation and partial chunking",
+  async (r) => {
     const eps = 1e-6;
     for (
       const [rows, D, chunkRows] of [
@@ -142,20 +132,18 @@ Deno.test({
           `ln bwd rows ${rows} dim ${D} chunk ${chunkRows} acc ${accumulateDx}`;
         assertClose(
           out.dx,
-          accumulateDx ? add(dx0, want.dx) : want.dx,
+          accumulateDx ? add64(dx0, want.dx) : want.dx,
           `${what} dx`,
         );
-        assertClose(out.dgb, add(dgb0, want.dgb), `${what} dgb`);
+        assertClose(out.dgb, add64(dgb0, want.dgb), `${what} dgb`);
       }
     }
   },
-});
+);
 
-Deno.test({
-  name: "layerNormBackward: matches finite differences of the forward",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
+gpuTest(
+  "layerNormBackward: matches finite differences of the forward",
+  async (r) => {
     const [rows, D, eps] = [11, 37, 1e-6];
     const x32 = randomArray(rows * D, 91, 2);
     const gb32 = gammaBeta(D, 92);
@@ -181,4 +169,4 @@ Deno.test({
     assertClose(out.dx, gx, "dx vs finite differences", 2e-5);
     assertClose(out.dgb, ggb, "dgb vs finite differences", 2e-5);
   },
-});
+);

@@ -249,55 +249,35 @@ function headProducts(
   const ld = H * dh;
   const heads = { batch: B * H, batchInner: H };
   const rows: [number, number] = [T * ld, dh];
+  // Q_bh · K_bhᵀ (scores, and dP = dO · Vᵀ), Q and K as [B·T, H·dh] rows
+  const qk: MatmulOptions = {
+    m: T,
+    n: T,
+    k: dh,
+    transB: true,
+    lda: ld,
+    ldb: ld,
+    ...heads,
+    strideA: rows,
+    strideB: rows,
+  };
+  // out[b,t,h,:] = P_bh · V_bh, P dense [B·H, T, T] (and dV = Pᵀ · dO)
+  const pv: MatmulOptions = {
+    m: T,
+    n: dh,
+    k: T,
+    ldb: ld,
+    ldc: ld,
+    ...heads,
+    strideB: rows,
+    strideC: rows,
+  };
   return {
-    // scores[b,h] = Q_bh · K_bhᵀ, Q and K as [B·T, H·dh] rows
-    scores: {
-      m: T,
-      n: T,
-      k: dh,
-      transB: true,
-      lda: ld,
-      ldb: ld,
-      ...heads,
-      strideA: rows,
-      strideB: rows,
-      alpha: 1 / Math.sqrt(dh),
-    },
-    // out[b,t,h,:] = P_bh · V_bh, P dense [B·H, T, T]
-    PV: {
-      m: T,
-      n: dh,
-      k: T,
-      ldb: ld,
-      ldc: ld,
-      ...heads,
-      strideB: rows,
-      strideC: rows,
-    },
-    // dP = dO · Vᵀ and dV = Pᵀ · dO (the backward cases)
-    dP: {
-      m: T,
-      n: T,
-      k: dh,
-      transB: true,
-      lda: ld,
-      ldb: ld,
-      ...heads,
-      strideA: rows,
-      strideB: rows,
-    },
-    dV: {
-      m: T,
-      n: dh,
-      k: T,
-      transA: true,
-      ldb: ld,
-      ldc: ld,
-      ...heads,
-      strideB: rows,
-      strideC: rows,
-      accumulate: true,
-    },
+    scores: { ...qk, alpha: 1 / Math.sqrt(dh) },
+    PV: pv,
+    // the backward cases
+    dP: qk,
+    dV: { ...pv, transA: true, accumulate: true },
   };
 }
 

@@ -44,26 +44,20 @@ function tokensReference(
   return z;
 }
 
+/** cls+tal: [CLS, t_1 … t_K, TAL]. */
+const CLS_TAL: TokensOptions = {
+  batch: 3,
+  k: 5,
+  dim: 7,
+  sequence: 7,
+  embStart: 1,
+  specialPositions: [0, 6],
+  dropout: 0,
+};
+
 const TOKEN_CASES: TokensOptions[] = [
-  // cls+tal: [CLS, t_1 … t_K, TAL]
-  {
-    batch: 3,
-    k: 5,
-    dim: 7,
-    sequence: 7,
-    embStart: 1,
-    specialPositions: [0, 6],
-    dropout: 0,
-  },
-  {
-    batch: 3,
-    k: 5,
-    dim: 7,
-    sequence: 7,
-    embStart: 1,
-    specialPositions: [0, 6],
-    dropout: 0.3,
-  },
+  CLS_TAL,
+  { ...CLS_TAL, dropout: 0.3 },
   // special tokens first
   {
     batch: 2,

@@ -6,22 +6,17 @@
  */
 import { weightStdBackward, weightStdForward } from "./weight_std.ts";
 import {
+  add64,
+  type Arr,
   assertClose,
   columnStats64,
   dot64,
-  gpuRuntime,
-  gpuTests,
+  f32,
+  gpuTest,
   numericGrad,
   randomArray,
   runPlan,
 } from "../testing.ts";
-
-type Arr = ArrayLike<number>;
-
-const f32 = (a: Arr): Float32Array => Float32Array.from(a);
-
-const add = (a: Arr, b: Arr): Float64Array =>
-  Float64Array.from(a, (v, i) => v + b[i]);
 
 function wsForwardRef(
   w: Arr,
@@ -65,42 +60,34 @@ function wsBackwardRef(
   return dw;
 }
 
-Deno.test({
-  name: "weightStdForward: per-column standardisation and stats",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
-    const eps = 1e-5;
-    for (
-      const [R, C, chunkRows, offset] of [
-        [37, 19, undefined, 0],
-        [101, 45, 7, 0],
-        [301, 3, undefined, 50],
-      ] as const
-    ) {
-      const w = randomArray(R * C, 101 + C, 0.1);
-      for (let i = 0; i < w.length; i++) w[i] += offset + (i % C) * 0.01;
-      const out = await runPlan(
-        r,
-        weightStdForward({ rows: R, cols: C, eps, chunkRows }),
-        { w, wh: new Float32Array(R * C), stats: new Float32Array(2 * C) },
-        ["wh", "stats"],
-      );
-      const want = wsForwardRef(w, R, C, eps);
-      const what = `wstd R${R} C${C} chunk ${chunkRows} offset ${offset}`;
-      // Standardised values carry the float32 rounding of w relative to its spread.
-      assertClose(out.wh, want.wh, `${what} wh`, offset ? 2e-3 : 1e-5);
-      assertClose(out.stats, want.stats, `${what} stats`, offset ? 1e-4 : 1e-5);
-    }
-  },
+gpuTest("weightStdForward: per-column standardisation and stats", async (r) => {
+  const eps = 1e-5;
+  for (
+    const [R, C, chunkRows, offset] of [
+      [37, 19, undefined, 0],
+      [101, 45, 7, 0],
+      [301, 3, undefined, 50],
+    ] as const
+  ) {
+    const w = randomArray(R * C, 101 + C, 0.1);
+    for (let i = 0; i < w.length; i++) w[i] += offset + (i % C) * 0.01;
+    const out = await runPlan(
+      r,
+      weightStdForward({ rows: R, cols: C, eps, chunkRows }),
+      { w, wh: new Float32Array(R * C), stats: new Float32Array(2 * C) },
+      ["wh", "stats"],
+    );
+    const want = wsForwardRef(w, R, C, eps);
+    const what = `wstd R${R} C${C} chunk ${chunkRows} offset ${offset}`;
+    // Standardised values carry the float32 rounding of w relative to its spread.
+    assertClose(out.wh, want.wh, `${what} wh`, offset ? 2e-3 : 1e-5);
+    assertClose(out.stats, want.stats, `${what} stats`, offset ? 1e-4 : 1e-5);
+  }
 });
 
-Deno.test({
-  name:
-    "weightStdBackward: analytic gradient, accumulation, finite differences",
-  ignore: !gpuTests,
-  fn: async () => {
-    const r = await gpuRuntime();
+gpuTest(
+  "weightStdBackward: analytic gradient, accumulation, finite differences",
+  async (r) => {
     const eps = 1e-5;
     for (
       const [R, C, chunkRows] of [[37, 19, undefined], [101, 45, 7]] as const
@@ -120,7 +107,7 @@ Deno.test({
         const what =
           `wstd bwd R${R} C${C} chunk ${chunkRows} acc ${accumulate}`;
         // dw is of order rstd ≈ 17: compare relative to that scale.
-        assertClose(out.dw, accumulate ? add(dw0, want) : want, what);
+        assertClose(out.dw, accumulate ? add64(dw0, want) : want, what);
         if (R === 37 && !accumulate) {
           const wd = Float64Array.from(w);
           const g = numericGrad(
@@ -133,4 +120,4 @@ Deno.test({
       }
     }
   },
-});
+);
