@@ -23,14 +23,8 @@ const USAGE =
  * @returns The exit code: 0 exported, 1 failed, 2 bad command line.
  */
 export async function main(args: string[]): Promise<number> {
-  const parsed = parseCommandLine({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      which: { type: "string", default: "best" },
-      help: { type: "boolean", short: "h", default: false },
-    },
+  const parsed = parseCommandLine(args, {
+    which: { type: "string", default: "best" },
   }, USAGE);
   if (typeof parsed === "number") return parsed;
   const which = parsed.values.which;

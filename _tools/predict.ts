@@ -31,19 +31,13 @@ const USAGE =
  * @returns The exit code: 0 ok, 1 the model or some file failed, 2 bad command line.
  */
 export async function main(args: string[]): Promise<number> {
-  const parsed = parseCommandLine({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      model: { type: "string" },
-      top: { type: "string", default: "3" },
-      json: { type: "boolean", default: false },
-      resample: { type: "boolean", default: false },
-      backend: { type: "string", default: "auto" },
-      which: { type: "string", default: "best" },
-      help: { type: "boolean", short: "h", default: false },
-    },
+  const parsed = parseCommandLine(args, {
+    model: { type: "string" },
+    top: { type: "string", default: "3" },
+    json: { type: "boolean", default: false },
+    resample: { type: "boolean", default: false },
+    backend: { type: "string", default: "auto" },
+    which: { type: "string", default: "best" },
   }, USAGE);
   if (typeof parsed === "number") return parsed;
   const v = parsed.values;

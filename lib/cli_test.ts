@@ -4,10 +4,7 @@ import assert from "node:assert/strict";
 import { parseCommandLine, usageError } from "./cli.ts";
 
 const USAGE = "usage: demo [--top N] <file>";
-const OPTIONS = {
-  top: { type: "string" as const, default: "3" },
-  help: { type: "boolean" as const, short: "h", default: false },
-};
+const OPTIONS = { top: { type: "string" as const, default: "3" } };
 
 /** Runs `f` with console.log/error captured. */
 function captured<T>(f: () => T): { result: T; out: string[]; err: string[] } {
@@ -26,12 +23,7 @@ function captured<T>(f: () => T): { result: T; out: string[]; err: string[] } {
 
 Deno.test("parseCommandLine: values and positionals of a good command line", () => {
   const { result, out, err } = captured(() =>
-    parseCommandLine({
-      args: ["--top", "5", "a.wav"],
-      allowPositionals: true,
-      strict: true,
-      options: OPTIONS,
-    }, USAGE)
+    parseCommandLine(["--top", "5", "a.wav"], OPTIONS, USAGE)
   );
   assert.ok(typeof result !== "number");
   assert.equal(result.values.top, "5");
@@ -41,7 +33,7 @@ Deno.test("parseCommandLine: values and positionals of a good command line", () 
 
 Deno.test("parseCommandLine: --help prints the usage and gives exit code 0", () => {
   const { result, out, err } = captured(() =>
-    parseCommandLine({ args: ["-h"], options: OPTIONS }, USAGE)
+    parseCommandLine(["-h"], OPTIONS, USAGE)
   );
   assert.equal(result, 0);
   assert.deepEqual(out, [USAGE]);
@@ -50,13 +42,22 @@ Deno.test("parseCommandLine: --help prints the usage and gives exit code 0", () 
 
 Deno.test("parseCommandLine: an unknown flag is printed once with the usage, exit code 2", () => {
   const { result, out, err } = captured(() =>
-    parseCommandLine({ args: ["--nope"], options: OPTIONS }, USAGE)
+    parseCommandLine(["--nope"], OPTIONS, USAGE)
   );
   assert.equal(result, 2);
   assert.deepEqual(out, []);
   assert.equal(err.length, 1);
   assert.match(err[0], /--nope/);
   assert.ok(err[0].endsWith(`\n${USAGE}`));
+});
+
+Deno.test("parseCommandLine: positionals: false refuses an argument that is not a flag", () => {
+  const { result, err } = captured(() =>
+    parseCommandLine(["a.wav"], OPTIONS, USAGE, { positionals: false })
+  );
+  assert.equal(result, 2);
+  assert.equal(err.length, 1);
+  assert.match(err[0], /a\.wav/);
 });
 
 Deno.test("usageError: prints the reason then the usage, returns 2", () => {

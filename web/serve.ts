@@ -185,14 +185,15 @@ const USAGE = "usage: deno task serve [--port 8080] [--model out/digits]";
 
 /** The command line. Resolves when the server stops (never, normally). */
 export async function main(args: string[]): Promise<number> {
-  const parsed = parseCommandLine({
+  const parsed = parseCommandLine(
     args,
-    options: {
+    {
       port: { type: "string", default: "8080" },
       model: { type: "string", default: "out/digits" },
-      help: { type: "boolean", short: "h", default: false },
     },
-  }, USAGE);
+    USAGE,
+    { positionals: false },
+  );
   if (typeof parsed === "number") return parsed;
   const port = Number(parsed.values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
