@@ -43,7 +43,7 @@ function tiling(o: { rows: number; cols: number; chunkRows?: number }) {
   const { rows, cols } = o;
   const { tr, tiles } = colTile(cols);
   const { chunkRows, nChunks } = chunking(1, rows, tiles, tr, o.chunkRows);
-  return { rows, cols, tr, tiles, chunkRows, nChunks };
+  return { rows, cols, chunkRows, nChunks };
 }
 
 /**
@@ -60,7 +60,7 @@ function tiling(o: { rows: number; cols: number; chunkRows?: number }) {
 export function weightStdForward(
   o: WeightStdForwardOptions,
 ): KernelPlan<"w" | "wh" | "stats"> {
-  const { rows: R, cols: C, tr, tiles, chunkRows, nChunks } = tiling(o);
+  const { rows: R, cols: C, chunkRows, nChunks } = tiling(o);
   const partial = welfordPartial({
     groups: 1,
     rows: R,
@@ -123,7 +123,7 @@ export interface WeightStdBackwardOptions {
 export function weightStdBackward(
   o: WeightStdBackwardOptions,
 ): KernelPlan<"dwh" | "wh" | "stats" | "dw"> {
-  const { rows: R, cols: C, tr, tiles, chunkRows, nChunks } = tiling(o);
+  const { rows: R, cols: C, chunkRows, nChunks } = tiling(o);
   const partial = sumsPartial({
     groups: 1,
     rows: R,
