@@ -8,7 +8,7 @@
  * @module
  */
 // deno-lint-ignore-file no-console -- a command-line tool: printing is its job
-import { parseArgs } from "node:util";
+import { parseCommandLine, usageError } from "../lib/cli.ts";
 import { selectBackend } from "../pipeline/backend.ts";
 import { PACKAGE_CONFIG_FILE } from "../lib/inference.ts";
 import { exportRun, WEIGHTS_FILE, writePackage } from "../lib/export.ts";
@@ -23,35 +23,19 @@ const USAGE =
  * @returns The exit code: 0 exported, 1 failed, 2 bad command line.
  */
 export async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        which: { type: "string", default: "best" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (parsed.values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseCommandLine(args, {
+    which: { type: "string", default: "best" },
+  }, USAGE);
+  if (typeof parsed === "number") return parsed;
   const which = parsed.values.which;
   if (which !== "best" && which !== "last") {
-    console.error(`--which must be best or last, not "${which}"\n${USAGE}`);
-    return 2;
+    return usageError(`--which must be best or last, not "${which}"`, USAGE);
   }
   if (parsed.positionals.length !== 2) {
-    console.error(
-      `expected a run folder and an output folder, got ${parsed.positionals.length} arguments\n${USAGE}`,
+    return usageError(
+      `expected a run folder and an output folder, got ${parsed.positionals.length} arguments`,
+      USAGE,
     );
-    return 2;
   }
   const [runDir, outDir] = parsed.positionals;
   try {

@@ -23,6 +23,8 @@
 // deno-lint-ignore-file no-console -- a command-line tool: printing is its job
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { encodeWavInt16 } from "../lib/wav_encode.ts";
+import { DIGIT_WORDS } from "../stages/datasets/speech_commands.ts";
 
 /** The dataset folder (the repository's `data/demo_digits`). */
 const ROOT = join(
@@ -32,18 +34,7 @@ const ROOT = join(
   "demo_digits",
 );
 /** Labels in order; each is also the spoken word and the class folder. */
-const DIGITS = [
-  "zero",
-  "one",
-  "two",
-  "three",
-  "four",
-  "five",
-  "six",
-  "seven",
-  "eight",
-  "nine",
-] as const;
+const DIGITS = DIGIT_WORDS;
 /** espeak-ng's native output format, which is kept as is. */
 const SAMPLE_RATE_HZ = 22050;
 /** |int16| at or above which a sample counts as sound (about −54 dBFS). */
@@ -267,33 +258,6 @@ function trimBounds(samples: Int16Array): [number, number] {
   ];
 }
 
-/** A canonical 44-byte-header mono 16-bit PCM WAV of `samples`. */
-function encodePcm16(samples: Int16Array): Uint8Array {
-  const dataBytes = samples.length * 2;
-  const bytes = new Uint8Array(44 + dataBytes);
-  const view = new DataView(bytes.buffer);
-  const ascii = (at: number, s: string) => {
-    for (let i = 0; i < s.length; i++) bytes[at + i] = s.charCodeAt(i);
-  };
-  ascii(0, "RIFF");
-  view.setUint32(4, 36 + dataBytes, true);
-  ascii(8, "WAVE");
-  ascii(12, "fmt ");
-  view.setUint32(16, 16, true); // fmt chunk size
-  view.setUint16(20, 1, true); // PCM
-  view.setUint16(22, 1, true); // mono
-  view.setUint32(24, SAMPLE_RATE_HZ, true);
-  view.setUint32(28, SAMPLE_RATE_HZ * 2, true); // byte rate
-  view.setUint16(32, 2, true); // block align
-  view.setUint16(34, 16, true); // bits per sample
-  ascii(36, "data");
-  view.setUint32(40, dataBytes, true);
-  for (let i = 0; i < samples.length; i++) {
-    view.setInt16(44 + 2 * i, samples[i], true);
-  }
-  return bytes;
-}
-
 /** Fails when two speakers share a voice+variant or a held-out variant. */
 function checkSpeakers(): void {
   const seen = new Set<string>();
@@ -354,7 +318,10 @@ async function main(): Promise<void> {
             } s after trimming (max ${MAX_SECONDS} s); use a faster speed`,
           );
         }
-        const wav = encodePcm16(samples.subarray(start, end));
+        const wav = encodeWavInt16(
+          samples.subarray(start, end),
+          SAMPLE_RATE_HZ,
+        );
         await Deno.writeFile(path, wav);
         totalBytes += wav.length;
         shortest = Math.min(shortest, seconds);

@@ -10,7 +10,7 @@
  * @module
  */
 // deno-lint-ignore-file no-console -- a command-line tool: printing is its job
-import { parseArgs } from "node:util";
+import { parseCommandLine, usageError } from "../lib/cli.ts";
 import { selectBackend } from "../pipeline/backend.ts";
 import type { BackendChoice } from "../pipeline/backend.ts";
 import type { LoadedModel } from "../lib/inference.ts";
@@ -31,35 +31,17 @@ const USAGE =
  * @returns The exit code: 0 ok, 1 the model or some file failed, 2 bad command line.
  */
 export async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        model: { type: "string" },
-        top: { type: "string", default: "3" },
-        json: { type: "boolean", default: false },
-        resample: { type: "boolean", default: false },
-        backend: { type: "string", default: "auto" },
-        which: { type: "string", default: "best" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandLine(args, {
+    model: { type: "string" },
+    top: { type: "string", default: "3" },
+    json: { type: "boolean", default: false },
+    resample: { type: "boolean", default: false },
+    backend: { type: "string", default: "auto" },
+    which: { type: "string", default: "best" },
+  }, USAGE);
+  if (typeof parsed === "number") return parsed;
   const v = parsed.values;
-  if (v.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const bad = (why: string) => {
-    console.error(`${why}\n${USAGE}`);
-    return 2;
-  };
+  const bad = (why: string) => usageError(why, USAGE);
   if (!v.model) return bad("--model is required");
   const top = Number(v.top);
   if (!Number.isInteger(top) || top < 1) {

@@ -389,7 +389,8 @@ export function createFusedEngine(
       }
       copy?.(e);
     };
-    return { g, before };
+    const lists = [g.lists.forward, g.lists.backward, g.lists.update];
+    return { lists, before };
   };
 
   const enqueueEval = async (tokens: TokenInput, rows: number) => {
@@ -474,25 +475,25 @@ export function createFusedEngine(
       }
     },
     async step(tokens, labels, views, settings) {
-      const { g, before } = await prepareStep(
+      const { lists, before } = await prepareStep(
         tokens,
         labels,
         views,
         labels.length,
         settings,
       );
-      rt.run([g.lists.forward, g.lists.backward, g.lists.update], before);
+      rt.run(lists, before);
       weightsVersion++;
     },
     async ttdaStep(tokens, views, perView, settings) {
-      const { g, before } = await prepareStep(
+      const { lists, before } = await prepareStep(
         tokens,
         undefined,
         views,
         perView,
         settings,
       );
-      rt.run([g.lists.forward, g.lists.backward, g.lists.update], before);
+      rt.run(lists, before);
       weightsVersion++;
     },
     async metrics(reset = true) {
@@ -602,17 +603,14 @@ export function createFusedEngine(
       };
     },
     async profile(tokens, labels, views, settings) {
-      const { g, before } = await prepareStep(
+      const { lists, before } = await prepareStep(
         tokens,
         labels,
         views,
         labels.length,
         settings,
       );
-      return await rt.profile(
-        [g.lists.forward, g.lists.backward, g.lists.update],
-        before,
-      );
+      return await rt.profile(lists, before);
     },
     async profileEval(tokens, rows) {
       const g = graphOf(false, 1, rows);

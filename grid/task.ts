@@ -41,17 +41,8 @@ export interface TaskResult {
   readonly result?: RunResult;
 }
 
-/** Facts about the scheduler's attempt, from its environment. */
-function schedulerFacts(): Record<string, string> {
-  const keys = [
-    "SLURM_JOB_ID",
-    "SLURM_ARRAY_JOB_ID",
-    "SLURM_ARRAY_TASK_ID",
-    "SLURM_RESTART_COUNT",
-    "SLURM_JOB_NODELIST",
-    "JOB_COMPLETION_INDEX",
-    "HOSTNAME",
-  ];
+/** The environment variables among `keys` that are set, by name. */
+function envFacts(keys: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const k of keys) {
     const v = Deno.env.get(k);
@@ -60,9 +51,22 @@ function schedulerFacts(): Record<string, string> {
   return out;
 }
 
+/** Facts about the scheduler's attempt, from its environment. */
+function schedulerFacts(): Record<string, string> {
+  return envFacts([
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_RESTART_COUNT",
+    "SLURM_JOB_NODELIST",
+    "JOB_COMPLETION_INDEX",
+    "HOSTNAME",
+  ]);
+}
+
 /** The GPU pinning this process was started with (see pin.ts). */
 function pinFacts(): Record<string, string> {
-  const keys = [
+  return envFacts([
     "AMAUT_GPU",
     "CUDA_VISIBLE_DEVICES",
     "DRI_PRIME",
@@ -70,13 +74,7 @@ function pinFacts(): Record<string, string> {
     "MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE",
     "DENO_WEBGPU_BACKEND",
     "DENO_WEBGPU_ADAPTER_NAME",
-  ];
-  const out: Record<string, string> = {};
-  for (const k of keys) {
-    const v = Deno.env.get(k);
-    if (v !== undefined) out[k] = v;
-  }
-  return out;
+  ]);
 }
 
 /**

@@ -28,6 +28,27 @@ export function encodeWavPcm16(
   samples: ArrayLike<number>,
   sampleRateHz: number,
 ): Uint8Array {
+  const pcm = new Int16Array(samples.length);
+  for (let i = 0; i < samples.length; i++) {
+    const v = Math.round(samples[i] * 32768);
+    pcm[i] = Number.isNaN(v) ? 0 : Math.max(-32768, Math.min(32767, v));
+  }
+  return encodeWavInt16(pcm, sampleRateHz);
+}
+
+/**
+ * Encodes mono int16 samples, stored as they are, as a 16-bit PCM WAV file.
+ *
+ * @param samples Int16 sample values (full scale ±32768).
+ * @param sampleRateHz Sample rate in Hz (a positive integer).
+ * @returns The file's bytes: 44-byte header, then `2 · samples.length` bytes.
+ * @throws RangeError when the rate is not a positive integer or the data
+ *   would exceed the 4 GiB a RIFF file can address.
+ */
+export function encodeWavInt16(
+  samples: Int16Array,
+  sampleRateHz: number,
+): Uint8Array {
   if (!Number.isInteger(sampleRateHz) || sampleRateHz <= 0) {
     throw new RangeError(
       `Cannot encode a WAV at ${sampleRateHz} Hz: the rate must be a positive integer`,
@@ -58,12 +79,7 @@ export function encodeWavPcm16(
   ascii(36, "data");
   view.setUint32(40, dataBytes, true);
   for (let i = 0; i < samples.length; i++) {
-    const v = Math.round(samples[i] * 32768);
-    view.setInt16(
-      44 + 2 * i,
-      Number.isNaN(v) ? 0 : Math.max(-32768, Math.min(32767, v)),
-      true,
-    );
+    view.setInt16(44 + 2 * i, samples[i], true);
   }
   return bytes;
 }

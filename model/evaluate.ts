@@ -90,7 +90,7 @@ export async function evaluate(
   return {
     loss: count ? l / count : NaN,
     accuracy: count ? c / count : NaN,
-    logits: concat(logitRows),
+    logits: concatRows(logitRows),
     labels,
   };
 }
@@ -125,7 +125,7 @@ export async function evaluateLogits(
     rows.push(await forward(batch.tokens as Tensor3D, y.length));
     labels.push(...y);
   }
-  return evaluationOf(concat(rows), labels);
+  return evaluationOf(concatRows(rows), labels);
 }
 
 /**
@@ -163,7 +163,13 @@ export function evaluationOf(
   };
 }
 
-function concat(parts: readonly Float32Array[]): Float32Array {
+/**
+ * Concatenates row-major parts into one array.
+ *
+ * @param parts Arrays in order.
+ * @returns Their values, one after another.
+ */
+export function concatRows(parts: readonly Float32Array[]): Float32Array {
   const flat = new Float32Array(parts.reduce((n, r) => n + r.length, 0));
   let offset = 0;
   for (const r of parts) {

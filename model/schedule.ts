@@ -37,31 +37,67 @@ export function learningRateAt(
   epoch: number,
   options: ScheduleOptions,
 ): number {
-  const { lr0, gamma, cardinality } = options;
-  const power = options.power ?? 0.75;
+  const { lr0, cardinality } = options;
+  checkSchedule("the learning rate", epoch, options, [["lr0", lr0]]);
+  const k = Math.min(epoch, cardinality - 1);
+  if (k === 0) return lr0;
+  return lr0 * eq6Decay(k - 1, options);
+}
+
+/**
+ * Eq. 6's decay factor after `e` scheduler updates: `(1 + γ·e/C)^(−power)`.
+ *
+ * @param e Scheduler updates so far (integer ≥ 0).
+ * @param options γ, C and the power (default 0.75).
+ * @returns The factor (dimensionless, in (0, 1]) that multiplies lr0.
+ */
+export function eq6Decay(
+  e: number,
+  options: Omit<ScheduleOptions, "lr0">,
+): number {
+  return Math.pow(
+    1 + (options.gamma * e) / options.cardinality,
+    -(options.power ?? 0.75),
+  );
+}
+
+/**
+ * Checks a schedule's epoch and settings, as {@linkcode learningRateAt} and
+ * the TTDA schedule need them.
+ *
+ * @param what What is being computed, for the message ("the learning rate").
+ * @param epoch 0-based epoch index (must be an integer ≥ 0).
+ * @param options γ, C (an integer ≥ 1) and the power.
+ * @param more Further `[name, value]` settings that must be finite and ≥ 0.
+ * @throws {RangeError} `Cannot compute <what>: invalid …` naming the setting.
+ */
+export function checkSchedule(
+  what: string,
+  epoch: number,
+  options: Omit<ScheduleOptions, "lr0">,
+  more: ReadonlyArray<readonly [string, number]> = [],
+): void {
+  const { gamma, cardinality } = options;
   if (!Number.isInteger(epoch) || epoch < 0) {
     throw new RangeError(
-      `Cannot compute the learning rate: invalid epoch ${epoch}, must be an integer ≥ 0`,
+      `Cannot compute ${what}: invalid epoch ${epoch}, must be an integer ≥ 0`,
     );
   }
   if (!Number.isInteger(cardinality) || cardinality < 1) {
     throw new RangeError(
-      `Cannot compute the learning rate: invalid lr cardinality ${cardinality}, must be an integer ≥ 1`,
+      `Cannot compute ${what}: invalid lr cardinality ${cardinality}, must be an integer ≥ 1`,
     );
   }
-  for (
-    const [what, value] of [["lr0", lr0], ["lr gamma", gamma], [
-      "lr power",
-      power,
-    ]] as const
-  ) {
+  const finite: ReadonlyArray<readonly [string, number]> = [
+    ...more,
+    ["lr gamma", gamma],
+    ["lr power", options.power ?? 0.75],
+  ];
+  for (const [name, value] of finite) {
     if (!Number.isFinite(value) || value < 0) {
       throw new RangeError(
-        `Cannot compute the learning rate: invalid ${what} ${value}, must be a finite number ≥ 0`,
+        `Cannot compute ${what}: invalid ${name} ${value}, must be a finite number ≥ 0`,
       );
     }
   }
-  const k = Math.min(epoch, cardinality - 1);
-  if (k === 0) return lr0;
-  return lr0 * Math.pow(1 + (gamma * (k - 1)) / cardinality, -power);
 }

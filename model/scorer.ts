@@ -17,7 +17,14 @@ import { evalLogits } from "./eval_chunks.ts";
 import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
 import type { DataAccess, Tf } from "../pipeline/types.ts";
 import type { AmautModel } from "./amaut.ts";
-import { evaluate, type Evaluation, evaluationOf } from "./evaluate.ts";
+import {
+  concatRows,
+  evaluate,
+  type Evaluation,
+  evaluationOf,
+} from "./evaluate.ts";
+
+export { concatRows };
 import {
   createFusedEngine,
   type EvalGroup,
@@ -245,20 +252,4 @@ export async function evaluateOn(
     },
   );
   return evaluationOf(concatRows(parts), labels);
-}
-
-/**
- * Concatenates row-major parts into one array.
- *
- * @param parts Arrays in order.
- * @returns Their values, one after another.
- */
-export function concatRows(parts: readonly Float32Array[]): Float32Array {
-  const flat = new Float32Array(parts.reduce((n, r) => n + r.length, 0));
-  let offset = 0;
-  for (const r of parts) {
-    flat.set(r, offset);
-    offset += r.length;
-  }
-  return flat;
 }

@@ -54,17 +54,16 @@
  */
 import { join } from "node:path";
 import * as z from "zod";
-import type { Tensor, Tensor2D, Tensor3D, Variable } from "@tensorflow/tfjs";
+import type { Tensor3D } from "@tensorflow/tfjs";
 import { defineStage } from "../pipeline/define_stage.ts";
 import { writeFileAtomic } from "../pipeline/atomic.ts";
-import type { StepContext, Tf } from "../pipeline/types.ts";
-import type { Rng } from "../pipeline/rng.ts";
-import { updateRunningStats } from "../model/amaut.ts";
-import type { AmautModel, BatchStat } from "../model/amaut.ts";
+import type { StepContext } from "../pipeline/types.ts";
+import type { AmautModel } from "../model/amaut.ts";
 import { checkTrainBatchFits } from "../model/eval_chunks.ts";
 import { createSgd, referenceSgdOptions } from "../model/sgd.ts";
 import type { SgdOptions } from "../model/sgd.ts";
-import { ttdaLoss, type TtdaLossOptions } from "../model/ttda_loss.ts";
+import { tfjsTtdaStep } from "../model/ttda_step.ts";
+import { checkSchedule, eq6Decay } from "../model/schedule.ts";
 import { evaluate } from "../model/evaluate.ts";
 import { engineLabel } from "../model/scorer.ts";
 import { tfjsDevice } from "../gpu/engine.ts";
@@ -183,33 +182,15 @@ export function ttdaLearningRateFactor(
   epoch: number,
   schedule: TtdaSchedule,
 ): number {
-  const { gamma, cardinality, stopBefore } = schedule;
-  const power = schedule.power ?? 0.75;
-  if (!Number.isInteger(epoch) || epoch < 0) {
-    throw new RangeError(
-      `Cannot compute the TTDA learning rate: invalid epoch ${epoch}; pass an integer ≥ 0`,
-    );
-  }
-  if (!Number.isInteger(cardinality) || cardinality < 1) {
-    throw new RangeError(
-      `Cannot compute the TTDA learning rate: invalid lr cardinality ${cardinality}; set an integer ≥ 1`,
-    );
-  }
+  const { cardinality, stopBefore } = schedule;
+  checkSchedule("the TTDA learning rate", epoch, schedule);
   if (!Number.isInteger(stopBefore) || stopBefore < 0) {
     throw new RangeError(
-      `Cannot compute the TTDA learning rate: invalid lr threshold ${stopBefore}; set an integer ≥ 0`,
+      `Cannot compute the TTDA learning rate: invalid lr threshold ${stopBefore}, must be an integer ≥ 0`,
     );
   }
-  for (const [what, v] of [["lr gamma", gamma], ["lr power", power]] as const) {
-    if (!Number.isFinite(v) || v < 0) {
-      throw new RangeError(
-        `Cannot compute the TTDA learning rate: invalid ${what} ${v}; set a finite number ≥ 0`,
-      );
-    }
-  }
   if (!ttdaSchedulerHasRun(epoch, schedule)) return 1;
-  const e = Math.min(epoch - 1, cardinality - stopBefore - 1);
-  return Math.pow(1 + (gamma * e) / cardinality, -power);
+  return eq6Decay(Math.min(epoch - 1, cardinality - stopBefore - 1), schedule);
 }
 
 /**
@@ -333,48 +314,6 @@ async function fusedFor(
   return await createFusedTtda(ctx.tf, model, { device });
 }
 
-/**
- * The TTDA loss of a batch of `views` equal views (`tokens` `[views·b, …]`)
- * and its gradients, one view at a time: the loss is a sum over views, each
- * with its own BatchNorm statistics and dropout stream, so the summed
- * per-view gradients equal the joint ones (to rounding) with only one view's
- * activations alive (CS: 70 clips of 10 s, not 140). Appends each view's
- * batch statistics to `o.stats` (the caller disposes them).
- */
-export function ttdaGradients(
-  tf: Tf,
-  model: AmautModel,
-  tokens: Tensor3D,
-  views: number,
-  o: {
-    rng: Rng;
-    rates: TtdaLossOptions;
-    vars: Variable[];
-    stats: BatchStat[];
-  },
-): { value: Tensor; grads: Record<string, Tensor> } {
-  const b = tokens.shape[0] / views;
-  let value: Tensor = tf.scalar(0);
-  const grads: Record<string, Tensor> = {};
-  for (let v = 0; v < views; v++) {
-    const part = tf.variableGrads(() => {
-      const view = tokens.slice([v * b, 0, 0], [b, -1, -1]);
-      const out = model.apply(view, { training: true, rng: o.rng.child(v) });
-      o.stats.push(...out.batchStats); // kept by apply
-      return ttdaLoss(tf, out.logits as Tensor2D, o.rates);
-    }, o.vars);
-    const sum = tf.add(value, part.value);
-    tf.dispose([value, part.value]);
-    value = sum;
-    for (const [n, g] of Object.entries(part.grads)) {
-      const prev = grads[n];
-      grads[n] = prev ? tf.add(prev, g) : g;
-      if (prev) tf.dispose([prev, g]);
-    }
-  }
-  return { value, grads };
-}
-
 /** The `test_time_adaptation` stage. */
 export const stage = defineStage<TtdaOptions>({
   id: "test_time_adaptation",
@@ -409,14 +348,11 @@ export const stage = defineStage<TtdaOptions>({
       [...model.params.keys()].map((n) => [n, moduleLrDecay(n, options)]),
     );
     // Parameters with lr 0 never change: leave them out of the gradient.
-    const trainable = [...model.params].filter(([n]) => decayOf.get(n)! > 0);
-    if (trainable.length === 0) {
+    if (![...decayOf.values()].some((d) => d > 0)) {
       throw new Error(
         "Cannot adapt: featureLrDecay and classifierLrDecay are both 0, so no parameter would change",
       );
     }
-    const vars = trainable.map(([, v]) => v);
-    const nameOf = new Map(trainable.map(([n, v]) => [v.name, n]));
     const rates = {
       alpha: options.alpha,
       beta: options.beta,
@@ -529,60 +465,40 @@ export const stage = defineStage<TtdaOptions>({
             tokens.shape[1],
             "test_time_adaptation.batchSize",
           );
-          const stats: BatchStat[] = [];
-          const { value, grads } = ttdaGradients(
-            tf,
-            model,
-            tokens,
-            views,
-            { rng, rates, vars, stats },
-          );
-          let l: number;
-          try {
-            l = (await value.data())[0];
-          } catch (error) {
+          const l = await tfjsTtdaStep(tf, model, sgd, tokens, views, {
+            rates,
+            lr: lrOf,
+            sgd: sgdOptions,
+            rng,
             // A failed readback only says "validation error occurred": name
             // the GPU error behind it (e.g. out of memory) when one was recorded.
-            try {
-              ctx.backend.checkErrors();
-            } catch (gpu) {
-              throw new Error(
-                `Cannot take TTDA step ${step + 1} of epoch ${
-                  k + 1
-                } on ${views} view(s) of ${b} clips: ${
-                  (gpu as Error).message
-                }; lower test_time_adaptation.batchSize (the tfjs step keeps every activation of one view for its gradient)`,
-                { cause: gpu },
-              );
-            }
-            throw error;
-          }
-          try {
-            if (!Number.isFinite(l)) {
-              throw new Error(
-                `Cannot continue test-time adaptation: the loss is ${l} at epoch ${
-                  k + 1
-                }, step ${
-                  step + 1
-                }; this step was not applied, but the model was adapted in place by the earlier ones (try a lower lr)`,
-              );
-            }
-            updateRunningStats(tf, model, stats);
-            sgd.step(
-              Object.fromEntries(
-                Object.entries(grads).map(([n, g]) => [nameOf.get(n) ?? n, g]),
-              ),
-              model.params,
-              lrOf,
-              sgdOptions,
-            );
-          } finally {
-            tf.dispose([
-              value,
-              ...Object.values(grads),
-              ...stats.flatMap((s) => [s.mean, s.variance]),
-            ] as Tensor[]);
-          }
+            onReadError: (error) => {
+              try {
+                ctx.backend.checkErrors();
+              } catch (gpu) {
+                throw new Error(
+                  `Cannot take TTDA step ${step + 1} of epoch ${
+                    k + 1
+                  } on ${views} view(s) of ${b} clips: ${
+                    (gpu as Error).message
+                  }; lower test_time_adaptation.batchSize (the tfjs step keeps every activation of one view for its gradient)`,
+                  { cause: gpu },
+                );
+              }
+              throw error;
+            },
+            check: (l) => {
+              if (!Number.isFinite(l)) {
+                throw new Error(
+                  `Cannot continue test-time adaptation: the loss is ${l} at epoch ${
+                    k + 1
+                  }, step ${
+                    step + 1
+                  }; this step was not applied, but the model was adapted in place by the earlier ones (try a lower lr)`,
+                );
+              }
+            },
+          });
           lossSum += l;
           step++;
           bar.tick(b, { loss: lossSum / step });

@@ -21,12 +21,12 @@ import {
   moduleLrDecay,
   stage,
   type TtdaEpochMetrics,
-  ttdaGradients,
   ttdaLearningRateFactor,
   TtdaOptions,
   type TtdaResult,
   ttdaSgdOptions,
 } from "./test_time_adaptation.ts";
+import { ttdaGradients } from "../model/ttda_step.ts";
 import { gpuTests } from "../gpu/testing.ts";
 
 const SPEC = `name: tiny-ttda

@@ -22,7 +22,7 @@
  */
 // deno-lint-ignore-file no-console -- a command-line tool: printing the URL is its job
 import { extname, join, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { parseCommandLine, usageError } from "../lib/cli.ts";
 
 /** The folder of this file: the page's static files. */
 export const WEB_DIR = new URL(".", import.meta.url).pathname;
@@ -185,30 +185,22 @@ const USAGE = "usage: deno task serve [--port 8080] [--model out/digits]";
 
 /** The command line. Resolves when the server stops (never, normally). */
 export async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        port: { type: "string", default: "8080" },
-        model: { type: "string", default: "out/digits" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (parsed.values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseCommandLine(
+    args,
+    {
+      port: { type: "string", default: "8080" },
+      model: { type: "string", default: "out/digits" },
+    },
+    USAGE,
+    { positionals: false },
+  );
+  if (typeof parsed === "number") return parsed;
   const port = Number(parsed.values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error(
-      `--port must be an integer from 0 to 65535, not "${parsed.values.port}"\n${USAGE}`,
+    return usageError(
+      `--port must be an integer from 0 to 65535, not "${parsed.values.port}"`,
+      USAGE,
     );
-    return 2;
   }
   const modelDir = parsed.values.model;
   const hasConfig = await Deno.stat(join(modelDir, "model.json")).then(

@@ -125,48 +125,40 @@ export function buildGraph(
   let logits: Region | undefined;
   let step: Region | undefined;
   const saved: Saved[] = [];
+  /** Keeps a layer's saved values for the backward pass; returns its output. */
+  const keep = <K extends Saved["kind"]>(
+    kind: K,
+    r: { y: Region; saved: Extract<Saved, { kind: K }>["saved"] },
+  ): Region => {
+    saved.push({ kind, saved: r.saved } as Saved);
+    return r.y;
+  };
   for (const l of graphLayers(plan.layers, settings.training)) {
     switch (l.kind) {
-      case "stem": {
-        const r = stemForward(b, { layer: l, x });
-        saved.push({ kind: l.kind, saved: r.saved });
-        x = r.y;
+      case "stem":
+        x = keep(l.kind, stemForward(b, { layer: l, x }));
         break;
-      }
-      case "bottleneck": {
-        const r = bottleneckForward(b, { layer: l, x });
-        saved.push({ kind: l.kind, saved: r.saved });
-        x = r.y;
+      case "bottleneck":
+        x = keep(l.kind, bottleneckForward(b, { layer: l, x }));
         break;
-      }
-      case "patchEmbed": {
-        const r = patchEmbedForward(b, { layer: l, x });
-        saved.push({ kind: l.kind, saved: r.saved });
-        x = r.y;
+      case "patchEmbed":
+        x = keep(l.kind, patchEmbedForward(b, { layer: l, x }));
         break;
-      }
       case "tokens": {
         const r = tokensLayerForward(b, { layer: l, x, dropout });
-        saved.push({ kind: l.kind, saved: r.saved });
         step = r.step;
-        x = r.y;
+        x = keep(l.kind, r);
         break;
       }
-      case "transformer": {
-        const r = transformerForward(b, {
-          layer: l as GraphTransformer,
-          z: x,
-        });
-        saved.push({ kind: l.kind, saved: r.saved });
-        x = r.y;
+      case "transformer":
+        x = keep(
+          l.kind,
+          transformerForward(b, { layer: l as GraphTransformer, z: x }),
+        );
         break;
-      }
-      case "finalNorm": {
-        const r = finalNormForward(b, { layer: l, x });
-        saved.push({ kind: l.kind, saved: r.saved });
-        x = r.y;
+      case "finalNorm":
+        x = keep(l.kind, finalNormForward(b, { layer: l, x }));
         break;
-      }
       case "avgHead":
         logits = b.pinned("logits", b.rows * dims.classes);
         saved.push({

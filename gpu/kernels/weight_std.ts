@@ -34,6 +34,19 @@ export interface WeightStdForwardOptions {
 }
 
 /**
+ * Checks the sizes and picks the column tiles and row chunks that both
+ * passes of a weight standardisation use.
+ */
+function tiling(o: { rows: number; cols: number; chunkRows?: number }) {
+  checkSize("rows", o.rows);
+  checkSize("cols", o.cols);
+  const { rows, cols } = o;
+  const { tr, tiles } = colTile(cols);
+  const { chunkRows, nChunks } = chunking(1, rows, tiles, tr, o.chunkRows);
+  return { rows, cols, chunkRows, nChunks };
+}
+
+/**
  * Weight standardisation of a conv kernel stored `[k·cin, cout]`, per output
  * channel over its rows with biased variance (`standardizeKernel`):
  * `ŵ = (w − μ)/√(var + eps)`.
@@ -47,11 +60,7 @@ export interface WeightStdForwardOptions {
 export function weightStdForward(
   o: WeightStdForwardOptions,
 ): KernelPlan<"w" | "wh" | "stats"> {
-  checkSize("rows", o.rows);
-  checkSize("cols", o.cols);
-  const { rows: R, cols: C } = o;
-  const { tr, tiles } = colTile(C);
-  const { chunkRows, nChunks } = chunking(1, R, tiles, tr, o.chunkRows);
+  const { rows: R, cols: C, chunkRows, nChunks } = tiling(o);
   const partial = welfordPartial({
     groups: 1,
     rows: R,
@@ -114,11 +123,7 @@ export interface WeightStdBackwardOptions {
 export function weightStdBackward(
   o: WeightStdBackwardOptions,
 ): KernelPlan<"dwh" | "wh" | "stats" | "dw"> {
-  checkSize("rows", o.rows);
-  checkSize("cols", o.cols);
-  const { rows: R, cols: C } = o;
-  const { tr, tiles } = colTile(C);
-  const { chunkRows, nChunks } = chunking(1, R, tiles, tr, o.chunkRows);
+  const { rows: R, cols: C, chunkRows, nChunks } = tiling(o);
   const partial = sumsPartial({
     groups: 1,
     rows: R,

@@ -27,8 +27,8 @@ import {
   type SplitName,
 } from "./_util.ts";
 
-/** The 30 classes of Speech Commands v0.01, in the reference's id order. */
-export const SPEECH_COMMANDS_V1_CLASSES: readonly string[] = [
+/** The spoken digits "zero" … "nine", in order (digit d at index d). */
+export const DIGIT_WORDS: readonly string[] = [
   "zero",
   "one",
   "two",
@@ -39,6 +39,11 @@ export const SPEECH_COMMANDS_V1_CLASSES: readonly string[] = [
   "seven",
   "eight",
   "nine",
+];
+
+/** The 30 classes of Speech Commands v0.01, in the reference's id order. */
+export const SPEECH_COMMANDS_V1_CLASSES: readonly string[] = [
+  ...DIGIT_WORDS,
   "bed",
   "dog",
   "happy",
