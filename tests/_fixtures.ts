@@ -166,3 +166,43 @@ export async function writeToneWav(
   await Deno.mkdir(path.replace(/\/[^/]*$/, ""), { recursive: true });
   await Deno.writeFile(path, encodeWav(channels, { sampleRateHz: rate }));
 }
+
+/** Options of {@linkcode writeToneFolder}. */
+export interface ToneFolderOptions {
+  /** Class names; class `k` gets tones at 300·(k+1) + 7·i Hz. */
+  readonly classes: readonly string[];
+  /** Clips per class for train, validation and test. */
+  readonly perClass: readonly [number, number, number];
+  /** Length of clip `i` of a class, in seconds. */
+  readonly seconds: (i: number) => number;
+}
+
+/**
+ * Writes a folder dataset of 8 kHz tones under `dir/clips` (`<class>/<class>_<i>.wav`)
+ * with a `manifest.csv` (`path,label,split`), the first clips of each class in train,
+ * then validation, then test.
+ */
+export async function writeToneFolder(
+  dir: string,
+  o: ToneFolderOptions,
+): Promise<void> {
+  const [train, validation, test] = o.perClass;
+  const rows = ["path,label,split"];
+  for (const [k, cls] of o.classes.entries()) {
+    for (let i = 0; i < train + validation + test; i++) {
+      const file = `${cls}/${cls}_${i}.wav`;
+      await writeToneWav(`${dir}/clips/${file}`, {
+        sampleRateHz: 8000,
+        seconds: o.seconds(i),
+        frequencyHz: 300 * (k + 1) + 7 * i,
+      });
+      const split = i < train
+        ? "train"
+        : i < train + validation
+        ? "validation"
+        : "test";
+      rows.push(`${file},${cls},${split}`);
+    }
+  }
+  await Deno.writeTextFile(`${dir}/clips/manifest.csv`, rows.join("\n") + "\n");
+}

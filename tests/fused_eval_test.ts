@@ -13,29 +13,16 @@ import { compile, runPipeline } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
 import type { ReportData } from "../lib/report_html.ts";
 import { gpuTests } from "../gpu/testing.ts";
-import { writeToneWav } from "./_fixtures.ts";
+import { writeToneFolder } from "./_fixtures.ts";
 
 const CLASSES = ["low", "mid", "high"];
 
 async function dataset(dir: string): Promise<void> {
-  const rows = ["path,label,split"];
-  for (const [k, cls] of CLASSES.entries()) {
-    for (let i = 0; i < 8; i++) {
-      const file = `${cls}/${cls}_${i}.wav`;
-      await writeToneWav(join(dir, "clips", file), {
-        sampleRateHz: 8000,
-        seconds: 0.5,
-        frequencyHz: 300 * (k + 1) + 7 * i,
-      });
-      rows.push(
-        `${file},${cls},${i < 4 ? "train" : i < 5 ? "validation" : "test"}`,
-      );
-    }
-  }
-  await Deno.writeTextFile(
-    join(dir, "clips", "manifest.csv"),
-    rows.join("\n") + "\n",
-  );
+  await writeToneFolder(dir, {
+    classes: CLASSES,
+    perClass: [4, 1, 3],
+    seconds: () => 0.5,
+  });
 }
 
 const SPEC = `name: fused_eval

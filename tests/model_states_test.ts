@@ -14,31 +14,18 @@ import * as tf from "@tensorflow/tfjs";
 import { compile, runPipeline } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
 import type { ReportData } from "../lib/report_html.ts";
-import { writeToneWav } from "./_fixtures.ts";
+import { writeToneFolder } from "./_fixtures.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const CLASSES = ["low", "mid", "high"];
 
 /** Tones per class at 8 kHz (0.3–0.5 s), split by a manifest column. */
 async function dataset(dir: string): Promise<void> {
-  const rows = ["path,label,split"];
-  for (const [k, cls] of CLASSES.entries()) {
-    for (let i = 0; i < 12; i++) {
-      const file = `${cls}/${cls}_${i}.wav`;
-      await writeToneWav(join(dir, "clips", file), {
-        sampleRateHz: 8000,
-        seconds: 0.3 + 0.02 * (i % 10),
-        frequencyHz: 300 * (k + 1) + 7 * i,
-      });
-      rows.push(
-        `${file},${cls},${i < 8 ? "train" : i < 10 ? "validation" : "test"}`,
-      );
-    }
-  }
-  await Deno.writeTextFile(
-    join(dir, "clips", "manifest.csv"),
-    rows.join("\n") + "\n",
-  );
+  await writeToneFolder(dir, {
+    classes: CLASSES,
+    perClass: [8, 2, 2],
+    seconds: (i) => 0.3 + 0.02 * (i % 10),
+  });
 }
 
 const pad = "{ type: pad, seconds: 0.5, position: center }";
