@@ -147,6 +147,11 @@ async function onlyRun(outDir: string): Promise<string> {
 // sent when epoch 1 ends lands inside epoch 2).
 const SETS = ["--set", "train.epochs=2", "--set", "train.readEvery=5"];
 
+/** `cli.ts` arguments that run `spec` with {@linkcode SETS} into the output folder `out`. */
+function runInto(spec: string, out: string): string[] {
+  return ["run", spec, ...SETS, "--set", `runtime.outputDir=${out}`];
+}
+
 async function trainingSpec(dir: string, name = "faults"): Promise<string> {
   const spec = join(dir, "spec.yaml");
   await Deno.writeTextFile(
@@ -165,13 +170,7 @@ function uninterrupted() {
     const dir = await Deno.makeTempDir({ prefix: "faults_ref_" });
     const spec = await trainingSpec(dir);
     const out = join(dir, "runs");
-    const r = await cli([
-      "run",
-      spec,
-      ...SETS,
-      "--set",
-      `runtime.outputDir=${out}`,
-    ]);
+    const r = await cli(runInto(spec, out));
     assert.equal(r.code, 0, explain(r));
     return { dir, spec, runDir: await onlyRun(out) };
   })();
@@ -189,13 +188,7 @@ Deno.test("faults: SIGINT mid-epoch stops at a step boundary, marks the run inte
   const dir = await Deno.makeTempDir({ prefix: "faults_sigint_" });
   try {
     const out = join(dir, "runs");
-    const run = startCli([
-      "run",
-      ref.spec,
-      ...SETS,
-      "--set",
-      `runtime.outputDir=${out}`,
-    ]);
+    const run = startCli(runInto(ref.spec, out));
     await run.waitFor(/\[train\] epoch 1\/2:/);
     run.child.kill("SIGINT");
     const r = await run.done();
@@ -244,13 +237,7 @@ Deno.test("faults: SIGTERM before the first checkpoint; the resume starts afresh
   const dir = await Deno.makeTempDir({ prefix: "faults_sigterm_" });
   try {
     const out = join(dir, "runs");
-    const run = startCli([
-      "run",
-      ref.spec,
-      ...SETS,
-      "--set",
-      `runtime.outputDir=${out}`,
-    ]);
+    const run = startCli(runInto(ref.spec, out));
     await run.waitFor(/\[train\] model: /);
     run.child.kill("SIGTERM");
     const r = await run.done();
