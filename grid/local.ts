@@ -135,18 +135,11 @@ export async function runLocal(
   const done = new Set<number>();
   const failed = new Set<number>();
   const queue: GridRun[] = [];
+  // Finished runs count as done, selected or not; the selected others queue.
   for (const run of grid.runs) {
-    if (!wanted.has(run.index)) continue;
     const state = await runState(runFolder(dir, run), run);
     if (state.state === "ok") done.add(run.index);
-    else queue.push(run);
-  }
-  // Runs outside the selection that already finished count as done.
-  for (const run of grid.runs) {
-    if (wanted.has(run.index)) continue;
-    if ((await runState(runFolder(dir, run), run)).state === "ok") {
-      done.add(run.index);
-    }
+    else if (wanted.has(run.index)) queue.push(run);
   }
   const ok: number[] = [];
   const free = Array.from({ length: parallel }, (_, k) => k);
