@@ -220,6 +220,38 @@ export async function engineLogits<B>(
 }
 
 /**
+ * Accuracy and mean cross-entropy of a split (phase `eval`, split order) with
+ * an engine's current weights: its eval graph, one readback per group of
+ * batches, scored on the host.
+ *
+ * @param engine The fused engine (weights uploaded).
+ * @param classes Logits per row (the model's classes).
+ * @param data The data.
+ * @param split Split name.
+ * @param batchSize Clips per evaluation batch.
+ * @returns Loss (nats per clip), accuracy, logits and labels.
+ */
+export async function evaluateEngine(
+  engine: FusedEngine,
+  classes: number,
+  data: DataAccess,
+  split: string,
+  batchSize: number,
+): Promise<Evaluation> {
+  const labels: number[] = [];
+  const parts = await engineLogits(
+    engine,
+    classes,
+    data.batches(split, { batchSize, phase: "eval", shuffle: false }),
+    (batch) => ({ tokens: batch.tokens as Tensor3D }),
+    (batch) => {
+      labels.push(...batch.label as number[]);
+    },
+  );
+  return evaluationOf(concatRows(parts), labels);
+}
+
+/**
  * Accuracy and mean cross-entropy of a model on a split (phase `eval`, split
  * order) on the scorer's engine: the tfjs path is {@linkcode evaluate}
  * itself; the fused path scores the eval graph's logits on the host.
