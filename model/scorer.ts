@@ -15,7 +15,7 @@
  */
 import { evalLogits } from "./eval_chunks.ts";
 import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
-import type { DataAccess, Tf } from "../pipeline/types.ts";
+import type { Batch, DataAccess, Tf } from "../pipeline/types.ts";
 import type { AmautModel } from "./amaut.ts";
 import {
   concatRows,
@@ -238,17 +238,13 @@ export async function evaluateEngine(
   split: string,
   batchSize: number,
 ): Promise<Evaluation> {
-  const labels: number[] = [];
-  const parts = await engineLogits(
-    engine,
-    classes,
-    data.batches(split, { batchSize, phase: "eval", shuffle: false }),
-    (batch) => ({ tokens: batch.tokens as Tensor3D }),
-    (batch) => {
-      labels.push(...batch.label as number[]);
-    },
+  return await evaluateSplit(
+    data,
+    split,
+    batchSize,
+    (batches, tokensOf, visit) =>
+      engineLogits(engine, classes, batches, tokensOf, visit),
   );
-  return evaluationOf(concatRows(parts), labels);
 }
 
 /**
@@ -274,10 +270,29 @@ export async function evaluateOn(
   if (scorer.engine === "tfjs") {
     return await evaluate(ctx, model, split, batchSize, { keepLogits });
   }
+  return await evaluateSplit(
+    ctx.data,
+    split,
+    batchSize,
+    (batches, tokensOf, visit) =>
+      scorer.logits(model, batches, tokensOf, visit),
+  );
+}
+
+/** Scores a split's eval batches (split order) with `logitsOf`'s logits, on the host. */
+async function evaluateSplit(
+  data: DataAccess,
+  split: string,
+  batchSize: number,
+  logitsOf: (
+    batches: AsyncIterable<Batch>,
+    tokensOf: (batch: Batch) => ScoreInput,
+    visit: (batch: Batch) => void,
+  ) => Promise<Float32Array[]>,
+): Promise<Evaluation> {
   const labels: number[] = [];
-  const parts = await scorer.logits(
-    model,
-    ctx.data.batches(split, { batchSize, phase: "eval", shuffle: false }),
+  const parts = await logitsOf(
+    data.batches(split, { batchSize, phase: "eval", shuffle: false }),
     (batch) => ({ tokens: batch.tokens as Tensor3D }),
     (batch) => {
       labels.push(...batch.label as number[]);
