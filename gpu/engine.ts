@@ -390,6 +390,8 @@ export function createFusedEngine(
       copy?.(e);
     };
     const lists = [g.lists.forward, g.lists.backward, g.lists.update];
+    // The caller runs (or profiles) the step next: the weights change.
+    weightsVersion++;
     return { lists, before };
   };
 
@@ -483,7 +485,6 @@ export function createFusedEngine(
         settings,
       );
       rt.run(lists, before);
-      weightsVersion++;
     },
     async ttdaStep(tokens, views, perView, settings) {
       const { lists, before } = await prepareStep(
@@ -494,7 +495,6 @@ export function createFusedEngine(
         settings,
       );
       rt.run(lists, before);
-      weightsVersion++;
     },
     async metrics(reset = true) {
       let lossSum = 0;

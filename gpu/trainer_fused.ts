@@ -11,9 +11,7 @@
 import type { Tf } from "../pipeline/types.ts";
 import type { AmautModel } from "../model/amaut.ts";
 import { createSgd } from "../model/sgd.ts";
-import type { Tensor3D } from "@tensorflow/tfjs";
-import { evaluationOf } from "../model/evaluate.ts";
-import { concatRows, engineLogits } from "../model/scorer.ts";
+import { evaluateEngine } from "../model/scorer.ts";
 import { loadState, stateOf, type Trainer } from "../model/trainer.ts";
 import {
   createFusedEngine,
@@ -102,19 +100,9 @@ export async function createFusedTrainer(
       }
       return out;
     },
-    async evaluate(data, split, batchSize) {
+    evaluate(data, split, batchSize) {
       // Batches back to back on the eval graph, one readback per group.
-      const labels: number[] = [];
-      const parts = await engineLogits(
-        engine,
-        model.dims.classes,
-        data.batches(split, { batchSize, phase: "eval", shuffle: false }),
-        (batch) => ({ tokens: batch.tokens as Tensor3D }),
-        (batch) => {
-          labels.push(...batch.label as number[]);
-        },
-      );
-      return evaluationOf(concatRows(parts), labels);
+      return evaluateEngine(engine, model.dims.classes, data, split, batchSize);
     },
     async sync() {
       await engine.download(model, sgd);

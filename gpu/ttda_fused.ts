@@ -14,7 +14,8 @@
 import type { Tensor3D } from "@tensorflow/tfjs";
 import type { DataAccess, Tf } from "../pipeline/types.ts";
 import type { AmautModel } from "../model/amaut.ts";
-import { evaluateLogits, type Evaluation } from "../model/evaluate.ts";
+import type { Evaluation } from "../model/evaluate.ts";
+import { evaluateEngine } from "../model/scorer.ts";
 import {
   createFusedEngine,
   type FusedEngine,
@@ -107,12 +108,8 @@ export async function createFusedTtda(
     },
     momentumBuffers: () => momentum ? trained : 0,
     evaluate(data, split, batchSize) {
-      return evaluateLogits(
-        data,
-        split,
-        batchSize,
-        (tokens, rows) => engine.evalLogits(tokens, rows),
-      );
+      // Batches back to back on the eval graph, one readback per group.
+      return evaluateEngine(engine, model.dims.classes, data, split, batchSize);
     },
     async sync() {
       await engine.download(model);

@@ -15,7 +15,7 @@
  */
 import { evalLogits } from "./eval_chunks.ts";
 import type { Tensor2D, Tensor3D } from "@tensorflow/tfjs";
-import type { DataAccess, Tf } from "../pipeline/types.ts";
+import type { Batch, DataAccess, Tf } from "../pipeline/types.ts";
 import type { AmautModel } from "./amaut.ts";
 import {
   concatRows,
@@ -220,6 +220,34 @@ export async function engineLogits<B>(
 }
 
 /**
+ * Accuracy and mean cross-entropy of a split (phase `eval`, split order) with
+ * an engine's current weights: its eval graph, one readback per group of
+ * batches, scored on the host.
+ *
+ * @param engine The fused engine (weights uploaded).
+ * @param classes Logits per row (the model's classes).
+ * @param data The data.
+ * @param split Split name.
+ * @param batchSize Clips per evaluation batch.
+ * @returns Loss (nats per clip), accuracy, logits and labels.
+ */
+export async function evaluateEngine(
+  engine: FusedEngine,
+  classes: number,
+  data: DataAccess,
+  split: string,
+  batchSize: number,
+): Promise<Evaluation> {
+  return await evaluateSplit(
+    data,
+    split,
+    batchSize,
+    (batches, tokensOf, visit) =>
+      engineLogits(engine, classes, batches, tokensOf, visit),
+  );
+}
+
+/**
  * Accuracy and mean cross-entropy of a model on a split (phase `eval`, split
  * order) on the scorer's engine: the tfjs path is {@linkcode evaluate}
  * itself; the fused path scores the eval graph's logits on the host.
@@ -242,10 +270,29 @@ export async function evaluateOn(
   if (scorer.engine === "tfjs") {
     return await evaluate(ctx, model, split, batchSize, { keepLogits });
   }
+  return await evaluateSplit(
+    ctx.data,
+    split,
+    batchSize,
+    (batches, tokensOf, visit) =>
+      scorer.logits(model, batches, tokensOf, visit),
+  );
+}
+
+/** Scores a split's eval batches (split order) with `logitsOf`'s logits, on the host. */
+async function evaluateSplit(
+  data: DataAccess,
+  split: string,
+  batchSize: number,
+  logitsOf: (
+    batches: AsyncIterable<Batch>,
+    tokensOf: (batch: Batch) => ScoreInput,
+    visit: (batch: Batch) => void,
+  ) => Promise<Float32Array[]>,
+): Promise<Evaluation> {
   const labels: number[] = [];
-  const parts = await scorer.logits(
-    model,
-    ctx.data.batches(split, { batchSize, phase: "eval", shuffle: false }),
+  const parts = await logitsOf(
+    data.batches(split, { batchSize, phase: "eval", shuffle: false }),
     (batch) => ({ tokens: batch.tokens as Tensor3D }),
     (batch) => {
       labels.push(...batch.label as number[]);
