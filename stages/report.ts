@@ -41,6 +41,7 @@ import type { StepContext } from "../pipeline/types.ts";
 import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
+import { assignWeights } from "../model/trainer.ts";
 import {
   concatRows,
   createScorer,
@@ -404,19 +405,12 @@ async function loadWeights(
 ): Promise<void> {
   const ckpt = await loadCheckpoint(ctx.tf, dir, name);
   try {
-    for (const group of ["params", "buffers"] as const) {
-      for (const [key, v] of target[group]) {
-        const t = ckpt.groups[group]?.get(key);
-        if (!t) {
-          throw new Error(
-            `Cannot score checkpoint ${
-              join(dir, name)
-            }: it lacks ${group}/${key}`,
-          );
-        }
-        v.assign(t);
-      }
-    }
+    assignWeights(
+      target,
+      ckpt.groups,
+      (group, key) =>
+        `Cannot score checkpoint ${join(dir, name)}: it lacks ${group}/${key}`,
+    );
   } finally {
     ctx.tf.dispose(Object.values(ckpt.groups).flatMap((g) => [...g.values()]));
   }
