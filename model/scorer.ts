@@ -29,11 +29,10 @@ import {
   createFusedEngine,
   type EvalGroup,
   type FusedEngine,
-  tfjsDevice,
 } from "../gpu/engine.ts";
+import { type EngineChoice, fusedDevice } from "./engine_choice.ts";
 
-/** Which engine evaluates: `auto` = fused on the webgpu backend, tfjs otherwise. */
-export type EngineChoice = "auto" | "fused" | "tfjs";
+export type { EngineChoice };
 
 /** The tokens of one batch to score. */
 export interface ScoreInput {
@@ -90,13 +89,8 @@ export function createScorer(
   choice: EngineChoice,
   options: ScorerOptions = {},
 ): Scorer {
-  const device = options.device ?? tfjsDevice(tf);
-  if (choice === "fused" && !device) {
-    throw new Error(
-      `Cannot evaluate with engine "fused": it needs the webgpu backend, and this run uses "${tf.getBackend()}" (use engine: tfjs or auto)`,
-    );
-  }
-  if (choice === "tfjs" || !device) return tfjsScorer(tf);
+  const device = fusedDevice(tf, choice, "evaluate", options.device);
+  if (!device) return tfjsScorer(tf);
   return fusedScorer(tf, device, Math.max(1, options.group ?? 8));
 }
 

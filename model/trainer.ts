@@ -149,12 +149,14 @@ export function loadState(
   sgd: Sgd,
   state: LoadableState,
 ): void {
-  // Check every name before assigning any, so a refused state changes nothing.
-  const pairs = [
-    ...pairsOf(model.params, state.params, "parameter"),
-    ...pairsOf(model.buffers, state.buffers, "buffer"),
-  ];
-  for (const [v, t] of pairs) v.assign(t);
+  assignWeights(
+    model,
+    state,
+    (group, name) =>
+      `Cannot restore ${
+        group === "params" ? "parameter" : "buffer"
+      } "${name}": the checkpoint lacks it`,
+  );
   if (state.optimizer) sgd.load(state.optimizer);
 }
 
@@ -172,18 +174,28 @@ export function stateOf(model: AmautModel, sgd: Sgd): TrainerState {
   };
 }
 
-function pairsOf(
-  targets: ReadonlyMap<string, Variable>,
-  values: ReadonlyMap<string, Tensor> | undefined,
-  what: string,
-): [Variable, Tensor][] {
-  return [...targets].map(([name, v]) => {
-    const t = values?.get(name);
-    if (!t) {
-      throw new Error(
-        `Cannot restore ${what} "${name}": the checkpoint lacks it`,
-      );
-    }
-    return [v, t];
-  });
+/**
+ * Copies a checkpoint's parameters and buffers into the model's variables,
+ * after checking that every one is there (a refused state changes nothing).
+ *
+ * @param model The model whose variables are assigned.
+ * @param groups The values by group; the caller keeps ownership.
+ * @param missing The error text for a variable `groups` lacks.
+ * @throws {Error} With `missing`'s text for the first variable lacking.
+ */
+export function assignWeights(
+  model: AmautModel,
+  groups: Readonly<
+    Partial<Record<"params" | "buffers", ReadonlyMap<string, Tensor>>>
+  >,
+  missing: (group: "params" | "buffers", name: string) => string,
+): void {
+  const pairs = (["params", "buffers"] as const).flatMap((group) =>
+    [...model[group]].map(([name, v]): [Variable, Tensor] => {
+      const t = groups[group]?.get(name);
+      if (!t) throw new Error(missing(group, name));
+      return [v, t];
+    })
+  );
+  for (const [v, t] of pairs) v.assign(t);
 }

@@ -41,6 +41,7 @@ import type { StepContext } from "../pipeline/types.ts";
 import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
+import { assignWeights } from "../model/trainer.ts";
 import {
   concatRows,
   createScorer,
@@ -404,19 +405,12 @@ async function loadWeights(
 ): Promise<void> {
   const ckpt = await loadCheckpoint(ctx.tf, dir, name);
   try {
-    for (const group of ["params", "buffers"] as const) {
-      for (const [key, v] of target[group]) {
-        const t = ckpt.groups[group]?.get(key);
-        if (!t) {
-          throw new Error(
-            `Cannot score checkpoint ${
-              join(dir, name)
-            }: it lacks ${group}/${key}`,
-          );
-        }
-        v.assign(t);
-      }
-    }
+    assignWeights(
+      target,
+      ckpt.groups,
+      (group, key) =>
+        `Cannot score checkpoint ${join(dir, name)}: it lacks ${group}/${key}`,
+    );
   } finally {
     ctx.tf.dispose(Object.values(ckpt.groups).flatMap((g) => [...g.values()]));
   }
@@ -460,11 +454,12 @@ async function modelStates(
   const summaryBest =
     (ctx.values.summary as { bestEpoch?: unknown } | undefined)
       ?.bestEpoch;
+  const bestIndexEpoch = await checkpointEpoch(dir, "best");
   const bestEpoch = typeof summaryBest === "number"
     ? summaryBest
-    : await checkpointEpoch(dir, "best");
+    : bestIndexEpoch;
   const lastEpoch = await checkpointEpoch(dir, "last");
-  const hasBest = await checkpointEpoch(dir, "best") !== undefined;
+  const hasBest = bestIndexEpoch !== undefined;
   const ttauStates = (ctx.values.scoredStates as StateScores[] | undefined) ??
     [];
   let other: AmautModel | undefined;
@@ -475,16 +470,42 @@ async function modelStates(
       model.dims,
       ctx.rng.child("state"),
     );
+  // Scores of `source` on every split, so each checkpoint is loaded once.
+  const onSplits = async (source: AmautModel) => {
+    const scores = new Map<
+      string,
+      Awaited<ReturnType<typeof scoreModel>>
+    >();
+    for (const split of splits) {
+      scores.set(
+        split,
+        await scoreModel(ctx, scorer, source, split, batchSize),
+      );
+    }
+    return scores;
+  };
   const out: StateScores[] = [];
   try {
+    let bestScores: Awaited<ReturnType<typeof onSplits>> | undefined;
+    if (!ttda || hasBest) {
+      let source = model;
+      if (ttda) {
+        source = second();
+        await loadWeights(ctx, source, dir, "best");
+      }
+      bestScores = await onSplits(source);
+    }
+    const sameAsBest = bestScores !== undefined && lastEpoch === bestEpoch;
+    let lastScores: Awaited<ReturnType<typeof onSplits>> | undefined;
+    if (lastEpoch !== undefined && !sameAsBest) {
+      const last = second();
+      await loadWeights(ctx, last, dir, "last");
+      lastScores = await onSplits(last);
+    }
+    const ttdaScores = ttda ? await onSplits(model) : undefined;
     for (const split of splits) {
       let best: StateScores | undefined;
-      if (!ttda || hasBest) {
-        let source = model;
-        if (ttda) {
-          source = second();
-          await loadWeights(ctx, source, dir, "best");
-        }
+      if (bestScores) {
         best = {
           id: "trained-best",
           label: bestEpoch !== undefined
@@ -492,13 +513,13 @@ async function modelStates(
             : "trained",
           split,
           ...(bestEpoch !== undefined ? { epoch: bestEpoch } : {}),
-          ...await scoreModel(ctx, scorer, source, split, batchSize),
+          ...bestScores.get(split)!,
         };
         out.push(best);
       }
       if (lastEpoch !== undefined) {
         const label = `trained, last (epoch ${lastEpoch})`;
-        if (best && lastEpoch === bestEpoch) {
+        if (best && sameAsBest) {
           out.push({
             ...best,
             id: "trained-last",
@@ -506,14 +527,12 @@ async function modelStates(
             note: "the same weights as best",
           });
         } else {
-          const last = second();
-          await loadWeights(ctx, last, dir, "last");
           out.push({
             id: "trained-last",
             label,
             split,
             epoch: lastEpoch,
-            ...await scoreModel(ctx, scorer, last, split, batchSize),
+            ...lastScores!.get(split)!,
           });
         }
       }
@@ -528,7 +547,7 @@ async function modelStates(
           ...(ttda.split && ttda.split !== split
             ? { note: `adapted on ${ttda.split}, scored on ${split}` }
             : {}),
-          ...await scoreModel(ctx, scorer, model, split, batchSize),
+          ...ttdaScores!.get(split)!,
         });
       }
     }

@@ -66,7 +66,7 @@ import { tfjsTtdaStep } from "../model/ttda_step.ts";
 import { checkSchedule, eq6Decay } from "../model/schedule.ts";
 import { evaluate } from "../model/evaluate.ts";
 import { engineLabel } from "../model/scorer.ts";
-import { tfjsDevice } from "../gpu/engine.ts";
+import { fusedDevice } from "../model/engine_choice.ts";
 import { createFusedTtda, type FusedTtda } from "../gpu/ttda_fused.ts";
 
 /** Options of the `test_time_adaptation` stage (defaults: the reference's AM/VS/CS values). */
@@ -304,13 +304,8 @@ async function fusedFor(
   model: AmautModel,
   engine: TtdaOptions["engine"],
 ): Promise<FusedTtda | undefined> {
-  const device = tfjsDevice(ctx.tf);
-  if (engine === "fused" && !device) {
-    throw new Error(
-      `Cannot adapt with engine "fused": it needs the webgpu backend, and this run uses "${ctx.tf.getBackend()}" (use engine: tfjs or auto)`,
-    );
-  }
-  if (engine === "tfjs" || !device) return undefined;
+  const device = fusedDevice(ctx.tf, engine, "adapt");
+  if (!device) return undefined;
   return await createFusedTtda(ctx.tf, model, { device });
 }
 

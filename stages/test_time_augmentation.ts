@@ -57,6 +57,7 @@ import type { Tensor3D } from "@tensorflow/tfjs";
 import { defineStage } from "../pipeline/define_stage.ts";
 import { writeJsonAtomic } from "../pipeline/atomic.ts";
 import type { StepContext } from "../pipeline/types.ts";
+import { assignWeights } from "../model/trainer.ts";
 import { createModel } from "../model/amaut.ts";
 import type { AmautModel } from "../model/amaut.ts";
 import {
@@ -316,18 +317,12 @@ async function loadMember(
         } (every member needs the current model's options, mel bins, frames and classes)`,
       );
     }
-    for (const group of ["params", "buffers"] as const) {
-      const values = ckpt.groups[group];
-      for (const [name, v] of target[group]) {
-        const t = values?.get(name);
-        if (!t) {
-          throw new Error(
-            `Cannot use "${label}" as a TTAu member: the checkpoint lacks ${group}/${name}`,
-          );
-        }
-        v.assign(t);
-      }
-    }
+    assignWeights(
+      target,
+      ckpt.groups,
+      (group, name) =>
+        `Cannot use "${label}" as a TTAu member: the checkpoint lacks ${group}/${name}`,
+    );
   } finally {
     tf.dispose(Object.values(ckpt.groups).flatMap((g) => [...g.values()]));
   }

@@ -46,7 +46,7 @@ import {
 } from "../model/trainer.ts";
 import { createTfjsTrainer } from "../model/trainer_tfjs.ts";
 import { createFusedTrainer } from "../gpu/trainer_fused.ts";
-import { tfjsDevice } from "../gpu/engine.ts";
+import { fusedDevice } from "../model/engine_choice.ts";
 import {
   checkCompatible,
   type CheckpointMeta,
@@ -150,13 +150,8 @@ async function createTrainer(
   engine: TrainOptions["engine"],
   log: StepContext["log"],
 ): Promise<Trainer> {
-  const device = tfjsDevice(tf);
-  if (engine === "fused" && !device) {
-    throw new Error(
-      `Cannot train with engine "fused": it needs the webgpu backend, and this run uses "${tf.getBackend()}" (use engine: tfjs or auto)`,
-    );
-  }
-  if (engine === "tfjs" || !device) return createTfjsTrainer(tf, model);
+  const device = fusedDevice(tf, engine, "train");
+  if (!device) return createTfjsTrainer(tf, model);
   return await createFusedTrainer(tf, model, {
     device,
     log: (line) => log.info(line),
