@@ -20,9 +20,12 @@
  * (fused engine on WebGPU: training clips/s of a warm 4-view step, and eval
  * forward clips/s), measured after the run in the same process; it is null
  * (with `stepBoundNote`) on cpu or when `--set` changes the model, since the
- * paper-size tfjs step on cpu takes minutes. `gpuIdleFraction` is null with a
- * note: no timestamp-query hook spans both the tfjs ops and the fused engine
- * over a whole run yet.
+ * paper-size tfjs step on cpu takes minutes. The TTDA bound is `bench ttda`'s.
+ * `gpuIdleFraction` is, per phase and for the whole run, 1 − the GPU time of
+ * every fused-engine and front-end submit (timestamp queries,
+ * `gpu/busy.ts`) over the wall time; null on cpu. `peakGpuMemoryMiB` is the
+ * largest sum, sampled every 50 ms, of the engine's and front end's buffers
+ * and tfjs's allocated GPU bytes.
  *
  * Prints one JSON object (the pipeline's own progress goes to stderr).
  *
@@ -45,6 +48,11 @@ import {
   writeSyntheticDataset,
 } from "../stages/datasets/synth.ts";
 import { benchTrain } from "./train_bench.ts";
+import { benchTtda } from "./ttda_bench.ts";
+import { type BackendChoice, selectBackend } from "../pipeline/backend.ts";
+import { tfjsDevice } from "../gpu/engine.ts";
+import { runtimeBytes } from "../gpu/runtime.ts";
+import { attachBusyMeter, idleFraction } from "../gpu/busy.ts";
 
 /** The presets this bench runs, with their layout and default data sizes. */
 export const E2E_PRESETS: Readonly<
@@ -281,7 +289,33 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       },
     };
   };
+  // GPU busy time of every engine and front-end submit over the run, and
+  // the peak of GPU memory (engine and front-end buffers plus tfjs's).
+  const gpu = values.backend === "cpu" ? undefined : await (async () => {
+    const { tf } = await selectBackend(values.backend as BackendChoice);
+    const device = tfjsDevice(tf);
+    if (!device) return undefined;
+    let peak = 0;
+    const sample = () => {
+      const m = tf.memory() as { numBytesInGPUAllocated?: number };
+      peak = Math.max(
+        peak,
+        runtimeBytes(device) + (m.numBytesInGPUAllocated ?? 0),
+      );
+    };
+    const timer = setInterval(sample, 50);
+    return {
+      meter: attachBusyMeter(device),
+      stop: () => {
+        clearInterval(timer);
+        sample();
+        return peak;
+      },
+    };
+  })();
+  const meter = gpu?.meter;
   const runStart = performance.now();
+  const runStartMs = Date.now();
   // A failed run still reports the phases it finished, with the error.
   let runDir: string;
   let failure: { stage: string; error: string } | undefined;
@@ -294,6 +328,9 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     failure = { stage: error.stage, error: error.message };
   }
   const wallSeconds = (performance.now() - runStart) / 1000;
+  const runEndMs = Date.now();
+  const busy = meter ? await meter.stop() : undefined;
+  const peakBytes = gpu?.stop();
 
   const manifest = JSON.parse(
     await Deno.readTextFile(join(runDir, "manifest.json")),
@@ -333,6 +370,27 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     /^TTDA epoch \d+/,
     splits[ttdaSplit] ?? 0,
   );
+  // Wall-clock windows of the phases (ms since the epoch), for the idle fraction.
+  const trainBars = bars.filter((b) => /^train epoch/.test(b.label) && b.end);
+  const ttdaBars = bars.filter((b) => /^TTDA epoch/.test(b.label) && b.end);
+  const stageWindow = (id: string): [number, number] | undefined => {
+    const name = compiled.plan.stages.find((s) => s.id === id)?.name;
+    const at = (event: string) =>
+      records.find((r) => r.event === event && r.stage === name);
+    const [a, b] = [at("stage:start"), at("stage:end")];
+    return a && b ? [Date.parse(a.time), Date.parse(b.time)] : undefined;
+  };
+  const idle = (w: [number, number] | undefined) =>
+    busy && w ? round(idleFraction(busy, w[0], w[1])) : null;
+  const gpuIdleFraction = busy
+    ? {
+      run: idle([runStartMs, runEndMs]),
+      trainEpoch: trainBars.map((b) => idle([b.start, b.end!])),
+      ttau: idle(stageWindow("test_time_augmentation")),
+      ttdaEpoch: ttdaBars.map((b) => idle([b.start, b.end!])),
+      report: idle(stageWindow("report")),
+    }
+    : null;
   const stageMs = (id: string) => {
     const name = compiled.plan.stages.find((s) => s.id === id)?.name;
     return name === undefined ? undefined : timings[name];
@@ -384,19 +442,29 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       }[];
     };
     const r = bench.results[0];
+    const ttda = (await benchTtda([
+      "--preset",
+      values.preset,
+      "--backend",
+      values.backend,
+      "--steps",
+      "5",
+    ]) as { results: { clipsPerSecond: number }[] }).results[0];
     const evalCps = r.batch / r.evalForwardMs * 1000;
-    const last = trainEpoch[trainEpoch.length - 1];
+    const last = <T>(list: readonly T[]) => list[list.length - 1];
+    const fraction = (p: PhaseTiming | null | undefined, bound: number) =>
+      p ? round(p.clipsPerSecond / bound) : null;
     stepBound = {
       trainClipsPerSecond: r.clipsPerSecond,
       evalForwardClipsPerSecond: round(evalCps, 1),
-      trainEpochFraction: last
-        ? round(last.clipsPerSecond / r.clipsPerSecond)
-        : null,
-      validationFraction: validation.length
-        ? round(validation[validation.length - 1].clipsPerSecond / evalCps)
-        : null,
+      ttdaClipsPerSecond: ttda.clipsPerSecond,
+      trainEpochFraction: fraction(last(trainEpoch), r.clipsPerSecond),
+      validationFraction: fraction(last(validation), evalCps),
+      ttauFraction: fraction(ttau, evalCps),
+      ttdaEpochFraction: fraction(last(ttdaEpoch), ttda.clipsPerSecond),
+      ttdaEvaluationFraction: fraction(last(ttdaEvaluation), evalCps),
       note:
-        "bench train in the same process after the run: fused engine, warm 4-view steps of 32 clips; eval forward of 32",
+        "bench train and bench ttda in the same process after the run: fused engine, warm 4-view steps of 32 clips, eval forward of 32, TTDA steps of 2 views × 70",
     };
   }
   return {
@@ -424,8 +492,12 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     phases: { trainEpoch, validation, ttau, ttdaEpoch, ttdaEvaluation, report },
     stepBound,
     ...(stepBoundNote ? { stepBoundNote } : {}),
-    gpuIdleFraction: null,
-    gpuIdleNote:
-      "not measured: timestamp queries cover single fused-engine graphs (bench train --profile), not the tfjs ops and the engine over a whole run",
+    peakGpuMemoryMiB: peakBytes === undefined
+      ? null
+      : Math.round(peakBytes / 2 ** 20),
+    gpuIdleFraction,
+    gpuIdleNote: busy
+      ? "1 − GPU time of the fused engine's and front end's submits (timestamp queries) / wall time, per phase; work tfjs queues itself is not timed"
+      : "not measured: needs WebGPU with timestamp-query",
   };
 }

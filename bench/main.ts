@@ -21,7 +21,10 @@
  *   `--parallel 2` (target ≤ 0.6× on 2 cores).
  * - `e2e`: a preset (`--preset sc1|cs`) end to end through the pipeline on
  *   synthetic data of its layout: per phase wall seconds and clips/s, against
- *   the `train` bench's step bound.
+ *   the `train` and `ttda` benches' step bounds, the GPU idle fraction per
+ *   phase and the run's peak GPU memory.
+ * - `presets`: every paper preset and ablation end to end on synthetic data
+ *   of its layout (`--epochs 1`), one after another: status and seconds each.
  *
  * @module
  */
@@ -34,6 +37,7 @@ import { benchMatmul } from "./matmul_bench.ts";
 import { benchGrid } from "./grid_bench.ts";
 import { benchE2e } from "./e2e_bench.ts";
 import { benchTtda } from "./ttda_bench.ts";
+import { benchPresets } from "./presets_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -44,6 +48,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   grid: benchGrid,
   e2e: benchE2e,
   ttda: benchTtda,
+  presets: benchPresets,
 };
 
 const [name, ...rest] = Deno.args;

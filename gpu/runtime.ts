@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { busyMeterOf, type BusyPair } from "./busy.ts";
 
 /** A byte range of a storage buffer, bound as one WGSL array. */
 export interface Region {
@@ -217,11 +218,18 @@ export interface Runtime {
   read(region: Region): Promise<Float32Array>;
   /** Bytes allocated, buffers, and pipelines this runtime compiled (others came from the device's cache). */
   stats(): { bytes: number; buffers: number; pipelines: number };
+  /**
+   * Destroys the buffer of a region {@linkcode alloc} made (WebGPU defers
+   * it until queued work using it is done); other regions stay valid.
+   */
+  release(region: Region): void;
   /** Destroys every buffer this runtime allocated. */
   destroy(): void;
 }
 
 const ALIGN = 256;
+/** Bytes held by the live runtimes of each device (see {@linkcode runtimeBytes}). */
+const liveBytes = new WeakMap<GPUDevice, { bytes: number }>();
 /**
  * Compiled pipelines per device, shared by every runtime on it: a pure
  * memo (WGSL text → pipeline), so engines built one after another (tests,
@@ -270,10 +278,13 @@ export function createRuntime(device: GPUDevice): Runtime {
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
     GPUBufferUsage.COPY_DST;
 
+  let live = liveBytes.get(device);
+  if (!live) liveBytes.set(device, live = { bytes: 0 });
   const newBuffer = (label: string, size: number): GPUBuffer => {
     const buffer = device.createBuffer({ label, size, usage });
     buffers.push(buffer);
     bytes += size;
+    live.bytes += size;
     return buffer;
   };
 
@@ -295,10 +306,22 @@ export function createRuntime(device: GPUDevice): Runtime {
   const encodeLists = (
     encoder: GPUCommandEncoder,
     lists: readonly (readonly Dispatch[])[],
+    timed?: BusyPair,
   ): void => {
-    for (const list of lists) {
-      if (list.length === 0) continue;
-      const pass = encoder.beginComputePass();
+    const passes = lists.filter((l) => l.length > 0);
+    for (const [i, list] of passes.entries()) {
+      const writes = timed && (i === 0 || i === passes.length - 1)
+        ? {
+          timestampWrites: {
+            querySet: timed.querySet,
+            ...(i === 0 ? { beginningOfPassWriteIndex: timed.begin } : {}),
+            ...(i === passes.length - 1
+              ? { endOfPassWriteIndex: timed.end }
+              : {}),
+          },
+        }
+        : undefined;
+      const pass = encoder.beginComputePass(writes);
       let current: GPUComputePipeline | undefined;
       for (const d of list) {
         encodeDispatch(pass, d, d.pipeline !== current);
@@ -378,8 +401,12 @@ export function createRuntime(device: GPUDevice): Runtime {
     run(lists, before) {
       const encoder = device.createCommandEncoder();
       before?.(encoder);
-      encodeLists(encoder, lists);
+      const meter = lists.some((l) => l.length > 0)
+        ? busyMeterOf(device)
+        : undefined;
+      encodeLists(encoder, lists, meter?.pair());
       device.queue.submit([encoder.finish()]);
+      meter?.submitted();
     },
     async profile(lists, before) {
       const all = lists.flat();
@@ -479,12 +506,32 @@ export function createRuntime(device: GPUDevice): Runtime {
     stats() {
       return { bytes, buffers: buffers.length, pipelines: used };
     },
+    release(region) {
+      const i = buffers.indexOf(region.buffer);
+      if (i < 0) return;
+      buffers.splice(i, 1);
+      bytes -= region.buffer.size;
+      live.bytes -= region.buffer.size;
+      region.buffer.destroy();
+    },
     destroy() {
       for (const b of buffers) b.destroy();
       buffers.length = 0;
+      live.bytes -= bytes;
       bytes = 0;
     },
   };
+}
+
+/**
+ * Bytes of the buffers that every live runtime on `device` holds (what the
+ * fused engine and front end add to tfjs's own `numBytesInGPUAllocated`).
+ *
+ * @param device The device.
+ * @returns Bytes allocated and not yet released or destroyed.
+ */
+export function runtimeBytes(device: GPUDevice): number {
+  return liveBytes.get(device)?.bytes ?? 0;
 }
 
 /**

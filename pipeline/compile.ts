@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { describeFusion, fusableTail } from "./front_end.ts";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { stringify as stringifyYaml } from "yaml";
 import type { Issue, Location } from "./diagnostics.ts";
@@ -556,6 +557,19 @@ export function formatPlan(plan: Plan): string {
       }${s.phases ? `  phases ${s.phases.join(", ")}` : ""}`,
     );
     lines.push(`       with ${JSON.stringify(s.options)}`);
+  }
+  const maps = plan.stages.filter((s) => s.kind === "map");
+  const phases = [
+    ...new Set(["fit", "eval", ...maps.flatMap((s) => s.phases ?? [])]),
+  ];
+  lines.push(
+    `  front end  (runtime.frontEnd ${plan.runtime.frontEnd}; fused only on the webgpu backend)`,
+  );
+  for (const phase of phases) {
+    const active = maps.filter((s) => !s.phases || s.phases.includes(phase));
+    lines.push(
+      `    ${describeFusion(phase, active, fusableTail(active), "WebGPU")}`,
+    );
   }
   return lines.join("\n");
 }

@@ -6,6 +6,9 @@
  *
  * - `runtime.outputDir`: the run folder is named by `--resume`, so it is unused;
  * - `runtime.backend`: weights and optimizer state move between backends;
+ * - `runtime.frontEnd`: the fused and the tfjs front end make the same views
+ *   from the same random streams (a plan from before the key existed has
+ *   none, which also passes);
  * - a stage option the stage declares in `resumeMayChange` (e.g. `train`'s
  *   `epochs`, which may grow to extend a finished run).
  *
@@ -61,6 +64,7 @@ export type ResumeChange = "any" | "grow";
 const RUNTIME_MAY_CHANGE: Readonly<Record<string, ResumeChange>> = {
   outputDir: "any",
   backend: "any",
+  frontEnd: "any",
 };
 
 function comparable(plan: Plan): Record<string, unknown> {

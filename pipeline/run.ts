@@ -44,6 +44,8 @@ import {
 } from "./interrupt.ts";
 import type { Interrupt } from "./interrupt.ts";
 import { checkLayouts, formatLayoutProblems } from "./layout_check.ts";
+import { type FrontEndUse, useFrontEnd } from "./front_end.ts";
+import { createGpuFrontEnd } from "../gpu/frontend/segment.ts";
 
 /** Thrown when a stage fails while running; names the stage. */
 export class StageError extends Error {
@@ -255,6 +257,9 @@ interface MapEntry {
   readonly stage: MapStage;
   readonly options: unknown;
   readonly log: Logger;
+  /** Stage id and module origin (only built-in stages fuse). */
+  readonly id: string;
+  readonly origin: PlannedStage["origin"];
 }
 
 /** The scheduler's record of a planned map stage. */
@@ -265,6 +270,8 @@ function mapEntry(p: PlannedStage, stage: MapStage, log: Logger): MapEntry {
     stage,
     options: p.options,
     log: log.withStage(p.name),
+    id: p.id,
+    origin: p.origin,
   };
 }
 
@@ -283,6 +290,8 @@ function dataAccess(
     checked: Set<string>;
     /** Lets signals in between batches (the map pass of a batch is synchronous). */
     pause?: () => Promise<void>;
+    /** The fused front end, when the run has one. */
+    frontEnd?: FrontEndUse;
   },
 ): DataAccess {
   return {
@@ -322,6 +331,10 @@ function dataAccess(
       const active = maps.filter((m) =>
         !m.phases || m.phases.includes(o.phase)
       );
+      const fusion = env.frontEnd
+        ? env.frontEnd.fusion(o.phase, active)
+        : { count: 0 };
+      const fusedFrom = active.length - fusion.count;
       const fetch = async (b: number) =>
         (await Promise.all(
           order.slice(b * o.batchSize, (b + 1) * o.batchSize).map((i) =>
@@ -340,15 +353,34 @@ function dataAccess(
           if (examples.length === 0) continue; // every clip of it was skipped
           let batch = assembleBatch(examples, split, o.phase);
           env.tf.tidy(() => {
-            for (const m of active) {
+            const rngOf = (name: string) =>
+              createRng(`map/${name}/${split}/${epoch}/${b}`, env.seed);
+            for (const [k, m] of active.entries()) {
+              if (k === fusedFrom && env.frontEnd) {
+                const fused = active.slice(k);
+                const t0 = performance.now();
+                const out = env.frontEnd.run(batch, fused, {
+                  tf: env.tf,
+                  phase: o.phase,
+                  split,
+                  epoch,
+                  batchIndex: b,
+                  assets: dataset.assets ?? {},
+                }, rngOf);
+                const key = `${fused.map((f) => f.name).join("+")} (fused)`;
+                env.timings[key] = (env.timings[key] ?? 0) +
+                  performance.now() - t0;
+                if (out) {
+                  checkOnce(fused[fused.length - 1], out, o.phase, env);
+                  batch = out;
+                  break;
+                }
+              }
               const t0 = performance.now();
               try {
                 batch = applyMap(m, batch, {
                   stageName: m.name,
-                  rng: createRng(
-                    `map/${m.name}/${split}/${epoch}/${b}`,
-                    env.seed,
-                  ),
+                  rng: rngOf(m.name),
                   log: m.log,
                   tf: env.tf,
                   backend: env.backend,
@@ -388,17 +420,46 @@ function applyMap(
   env: { tf: Tf; checked: Set<string> },
 ): Batch {
   const out = m.stage.apply(batch, m.options, ctx);
-  const once = `${m.name}/${ctx.phase}`;
+  checkOnce(m, out, ctx.phase, env);
+  return out;
+}
+
+/** Checks a map stage's declared layouts on its output, once per phase. */
+function checkOnce(
+  m: MapEntry,
+  out: Batch,
+  phase: string,
+  env: { tf: Tf; checked: Set<string> },
+): void {
+  const once = `${m.name}/${phase}`;
   if (m.stage.layouts && !env.checked.has(once)) {
     env.checked.add(once);
     const problems = checkLayouts(out, m.stage.layouts(m.options), env.tf);
     if (problems.length > 0) {
       throw new Error(
-        formatLayoutProblems(m.name, ctx.phase, problems, out.size),
+        formatLayoutProblems(m.name, phase, problems, out.size),
       );
     }
   }
-  return out;
+}
+
+/**
+ * The run's fused front end: on the webgpu backend unless
+ * `runtime.frontEnd` is `tfjs`; `fused` without WebGPU stops the run.
+ */
+function frontEndFor(
+  tf: Tf,
+  backend: BackendInfo,
+  choice: "auto" | "fused" | "tfjs",
+) {
+  if (choice === "tfjs") return undefined;
+  const made = backend.name === "webgpu" ? createGpuFrontEnd(tf) : undefined;
+  if (!made && choice === "fused") {
+    throw new Error(
+      `Cannot fuse the front end (runtime.frontEnd: fused): it needs the webgpu backend, and this run uses ${backend.name} (${backend.reason}); set runtime.frontEnd to auto or tfjs`,
+    );
+  }
+  return made;
 }
 
 function versions(tf: Tf): Record<string, string> {
@@ -678,6 +739,7 @@ export async function runPipeline(
   };
   const checked = new Set<string>();
   const pause = createYielder();
+  let disposeFrontEnd = () => {};
   try {
     const { tf, backend } = await selectBackend(plan.runtime.backend);
     manifest.backend = {
@@ -688,6 +750,15 @@ export async function runPipeline(
     };
     manifest.versions = versions(tf);
     log.info(`backend ${backend.name}: ${backend.reason}`);
+    const fusedFrontEnd = frontEndFor(tf, backend, plan.runtime.frontEnd);
+    const frontEndLines: string[] = [];
+    if (fusedFrontEnd) disposeFrontEnd = () => fusedFrontEnd.dispose();
+    const frontEnd = fusedFrontEnd &&
+      useFrontEnd(fusedFrontEnd, (line) => {
+        log.info(line);
+        frontEndLines.push(line);
+        manifest.frontEnd = frontEndLines;
+      });
     log.event("backend", manifest.backend as Record<string, unknown>);
     await saveManifest();
 
@@ -757,6 +828,7 @@ export async function runPipeline(
         runDir,
         checked,
         pause,
+        frontEnd,
       });
       t0 = performance.now();
       log.event("stage:start", { stage: current, kind: "step" });
@@ -823,6 +895,7 @@ export async function runPipeline(
     throw failure;
   } finally {
     interrupt.setLastWords(undefined);
+    disposeFrontEnd();
     await dataset?.close?.().catch(() => {});
     log.close();
   }

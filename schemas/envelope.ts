@@ -1,6 +1,6 @@
 /**
  * The spec envelope: the keys every pipeline spec has around its stages —
- * `name`, `description`, `extends`, `runtime` (backend, seed, output folder),
+ * `name`, `description`, `extends`, `runtime` (backend, front end, seed, output folder),
  * `data` (checked by the source stage's own schema) and `stages`.
  *
  * @module
@@ -20,6 +20,9 @@ const NAME_RULE = {
 export const RuntimeOptions = z.strictObject({
   backend: z.enum(["auto", "webgpu", "cpu"]).default("auto").describe(
     "TensorFlow.js backend: auto uses WebGPU when a non-fallback GPU adapter exists, else cpu",
+  ),
+  frontEnd: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
+    "Map stages augment/fixed_length/mel/tokenize: auto fuses their tail into GPU kernels on the webgpu backend, fused requires it, tfjs never fuses",
   ),
   seed: z.int().min(0).max(2 ** 32 - 1).default(0).describe(
     "Seed of every random stream in the run (shuffles, augmentation, initialisation)",

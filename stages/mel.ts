@@ -24,6 +24,7 @@
  */
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
+import type { Batch } from "../pipeline/types.ts";
 import { melFeatures } from "../lib/mel.ts";
 
 /** Options of the `mel` stage. */
@@ -86,6 +87,31 @@ export const MelStageOptions = z.strictObject({
 /** Parsed options of the `mel` stage. */
 export type MelStageOptions = z.infer<typeof MelStageOptions>;
 
+/**
+ * Stops the run when a clip of the batch is not at the stage's sample rate
+ * (AMAuT never resamples); shared by the stage and the fused front end.
+ *
+ * @param batch The batch (`sampleRate` per example, `path` when known).
+ * @param options The stage's options.
+ * @throws {Error} "Cannot compute mel features of …", naming the file.
+ */
+export function checkMelRates(
+  batch: Batch,
+  options: Pick<MelStageOptions, "sampleRateHz">,
+): void {
+  const rates = batch.sampleRate as number[];
+  const paths = batch.path as string[] | undefined;
+  rates.forEach((rate, i) => {
+    if (rate !== options.sampleRateHz) {
+      throw new Error(
+        `Cannot compute mel features of ${
+          paths ? `"${paths[i]}"` : `example ${i}`
+        }: it is ${rate} Hz and the mel stage expects ${options.sampleRateHz} Hz (AMAuT never resamples; set sampleRateHz to the dataset's rate)`,
+      );
+    }
+  });
+}
+
 /** The `mel` stage. */
 export const stage = defineStage<MelStageOptions>({
   id: "mel",
@@ -101,17 +127,7 @@ export const stage = defineStage<MelStageOptions>({
   }),
   apply(batch, options, ctx) {
     const waves = batch.waveform as Float32Array[];
-    const rates = batch.sampleRate as number[];
-    const paths = batch.path as string[] | undefined;
-    rates.forEach((rate, i) => {
-      if (rate !== options.sampleRateHz) {
-        throw new Error(
-          `Cannot compute mel features of ${
-            paths ? `"${paths[i]}"` : `example ${i}`
-          }: it is ${rate} Hz and the mel stage expects ${options.sampleRateHz} Hz (AMAuT never resamples; set sampleRateHz to the dataset's rate)`,
-        );
-      }
-    });
+    checkMelRates(batch, options);
     const method = options.stft === "auto"
       ? (ctx.backend.name === "webgpu" ? "matmul" : "fft")
       : options.stft;

@@ -1,0 +1,342 @@
+/**
+ * The fused front end on WebGPU: runs a phase's tail of built-in map stages
+ * — `augment`/`fixed_length` (waveform views), `mel` and `tokenize` — as
+ * three kernels on tfjs's WebGPU device, in the order the engine's own work
+ * is queued, so the features never leave the GPU:
+ *
+ * 1. `views.ts`: every row (clip × view) from its program (rolls, pads,
+ *    clips, added noise, mixed background), read from the decoded clips;
+ * 2. `mel.ts` `stftMelPlan`: a centred, reflect-padded STFT per frame (a
+ *    real FFT in workgroup memory), power, the sparse Slaney filterbank and
+ *    dB, with each row's peak;
+ * 3. `mel.ts` `dbClampPlan`: the per-row top-dB clamp, scaling and frame
+ *    padding, in the tokens layout `[rows, frames, nMels]`.
+ *
+ * The host replays the stages' random draws exactly as the stages do
+ * (`view_programs.ts`), so a seed gives the same views on both paths; only
+ * the decoded clips (once per clip, not per view), the noise values of
+ * `noise` transforms and the small programs cross to the GPU, written with
+ * `queue.writeBuffer` into one of two alternating upload sets while the GPU
+ * still runs the previous batch. Background noise clips go up once per run.
+ *
+ * A batch the device limits do not allow (a buffer over
+ * `maxStorageBufferBindingSize`, a grid over 65,535) is declined with the
+ * reason, and the scheduler runs the same stages as usual for it.
+ *
+ * @module
+ */
+import type { Tensor3D } from "@tensorflow/tfjs";
+import type {
+  FrontEndCall,
+  FrontEndContext,
+  FrontEndResult,
+  FusedFrontEnd,
+} from "../../pipeline/front_end.ts";
+import type { Batch, Tf } from "../../pipeline/types.ts";
+import { gpuBufferLimits } from "../../pipeline/gpu_limits.ts";
+import { frameCount, type MelOptions } from "../../lib/mel.ts";
+import { checkMelRates, type MelStageOptions } from "../../stages/mel.ts";
+import type { AugmentOptions } from "../../stages/augment.ts";
+import type { FixedLengthOptions } from "../../stages/fixed_length.ts";
+import {
+  createRuntime,
+  type Dispatch,
+  planRegions,
+  type Region,
+} from "../runtime.ts";
+import { tfjsDevice } from "../engine.ts";
+import {
+  dbClampPlan,
+  dbClampWorkgroups,
+  melTables,
+  stftMelFits,
+  stftMelPlan,
+  stftMelWorkgroupBytes,
+} from "./mel.ts";
+import { planViewStages, type ViewStage } from "./view_programs.ts";
+import { packPrograms, viewsPlan } from "./views.ts";
+
+/** Feature buffers kept at once (full and last batches of a few phases). */
+const MAX_FEATURE_BUFFERS = 8;
+
+/**
+ * Creates the WebGPU front end on tfjs's device, or `undefined` when tfjs
+ * runs on another backend.
+ *
+ * @param tf TensorFlow.js (its webgpu backend's device runs the kernels and
+ *   owns the output tensors).
+ * @returns The front end (dispose it at the end of the run).
+ */
+export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
+  const device = tfjsDevice(tf);
+  if (!device) return undefined;
+  const rt = createRuntime(device);
+  /** Buffers by role, grown (reallocated) when a batch needs more. */
+  const sized = new Map<string, Region>();
+  const region = (name: string, floats: number): Region => {
+    const have = sized.get(name);
+    if (have && have.size >= floats * 4) return have;
+    if (have) rt.release(have); // WebGPU defers it until queued work is done
+    const made = rt.alloc(`frontEnd.${name}`, Math.max(floats, 1));
+    sized.set(name, made);
+    return made;
+  };
+  /** Feature buffers of exact sizes (a few: full and last batches per phase). */
+  const exactOut = new Map<number, Region>();
+  const exact = (floats: number): Region => {
+    let r = exactOut.get(floats);
+    if (!r) {
+      if (exactOut.size >= MAX_FEATURE_BUFFERS) {
+        const [first, oldest] = exactOut.entries().next().value!;
+        rt.release(oldest);
+        exactOut.delete(first);
+      }
+      r = rt.alloc(`frontEnd.features.${floats}`, floats);
+      exactOut.set(floats, r);
+    }
+    return r;
+  };
+  const tables = new Map<string, Map<string, Region>>();
+  const tablesFor = (o: MelOptions) => {
+    const key = JSON.stringify([
+      o.sampleRateHz,
+      o.nFft,
+      o.winLength,
+      o.nMels,
+      o.fMinHz,
+      o.fMaxHz,
+    ]);
+    let t = tables.get(key);
+    if (!t) {
+      const made = melTables(o);
+      t = new Map();
+      for (const [name, data] of Object.entries(made)) {
+        const r = rt.alloc(`frontEnd.${name}`, data.length);
+        rt.write(r, data);
+        t.set(name, r);
+      }
+      tables.set(key, t);
+    }
+    return t;
+  };
+  let noiseUploaded:
+    | { assets: unknown; region: Region; offsets: Uint32Array }
+    | undefined;
+  let set = 0;
+
+  return {
+    where: "WebGPU",
+    apply(batch, stages, ctx): FrontEndResult {
+      const melAt = stages.findIndex((s) => s.id === "mel");
+      const mel = stages[melAt].options as MelStageOptions;
+      const tokenize = stages.length > melAt + 1;
+      const limits = gpuBufferLimits(ctx.tf);
+      const maxBytes = limits
+        ? Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize)
+        : Infinity;
+      if (
+        !stftMelFits({
+          nFft: mel.nFft,
+          workgroupStorageBytes: device.limits.maxComputeWorkgroupStorageSize,
+        })
+      ) {
+        return {
+          declined: `mel "${stages[melAt].name}" needs ${
+            stftMelWorkgroupBytes(mel.nFft)
+          } bytes of workgroup memory for nFft ${mel.nFft}, over the device's ${device.limits.maxComputeWorkgroupStorageSize}`,
+        };
+      }
+      checkMelRates(batch, mel);
+      const waves = batch.waveform as Float32Array[];
+      const plan = planViewStages(
+        batch,
+        stages.slice(0, melAt).map((s) => viewStage(s)),
+        ctx.assets,
+      );
+      const rows = plan.rows.length;
+      if (rows === 0) {
+        throw new RangeError("Cannot compute mel features of an empty batch");
+      }
+      const lengths = Uint32Array.from(plan.rows, (r) => r.length);
+      const own = Array.from(lengths, (n) => frameCount(n, mel.hopLength));
+      for (const n of lengths) {
+        if (n <= mel.nFft / 2) {
+          throw new RangeError(
+            `Cannot compute a centred STFT of ${n} samples with nFft ${mel.nFft}: reflect padding needs more than ${
+              mel.nFft / 2
+            } samples`,
+          );
+        }
+      }
+      if (
+        mel.targetFrames === undefined && new Set(lengths).size > 1
+      ) {
+        const [a, b] = [...new Set(lengths)];
+        throw new RangeError(
+          `Cannot stack mel features of clips of different lengths (${a} and ${b} samples) without targetFrames: add fixed_length before mel, or set targetFrames`,
+        );
+      }
+      const frames = mel.targetFrames ?? own[0];
+      const gridFrames = Math.max(...own);
+      const rowStride = Math.max(...lengths);
+      const packed = packPrograms(plan, waves);
+      const outBytes = rows * frames * mel.nMels * 4;
+      const viewBytes = rows * rowStride * 4;
+      const big = [
+        ["features", outBytes],
+        ["views", viewBytes],
+        ["clips", packed.clips.byteLength],
+        ["noise", packed.extra.byteLength],
+      ].find(([, bytes]) => (bytes as number) > maxBytes);
+      if (big) {
+        return {
+          declined: `a batch's ${big[0]} need ${
+            big[1]
+          } bytes, over the device's buffer limit of ${maxBytes}`,
+        };
+      }
+      if (gridFrames > 65535 || rows > 65535) {
+        return {
+          declined:
+            `${rows} rows of ${gridFrames} frames exceed WebGPU's 65,535 workgroups along one grid dimension`,
+        };
+      }
+
+      // Uploads: one of two alternating sets, so the host fills the next
+      // batch's arrays while the GPU may still read the previous ones.
+      set ^= 1;
+      const up = (
+        name: string,
+        data: Float32Array | Uint32Array | Int32Array,
+      ) => {
+        const r = region(`${name}.${set}`, data.length);
+        if (data.length > 0) rt.write(r, data);
+        return r;
+      };
+      const clips = up("clips", packed.clips);
+      const programs = up("programs", packed.programs);
+      const extra = up("extra", packed.extra);
+      const lengthsRegion = up("lengths", lengths);
+      if (noiseUploaded?.assets !== ctx.assets.backgroundNoise) {
+        noiseUploaded = {
+          assets: ctx.assets.backgroundNoise,
+          ...uploadNoise(packed.noise),
+        };
+      }
+      const views = region("views", rows * rowStride);
+      const peak = region("peak", rows);
+      const t = tablesFor(mel);
+      // The features go to a buffer of their exact size: tfjs copies it into
+      // the tensor (its copy is queued after this batch's kernels).
+      const out = exact(rows * frames * mel.nMels);
+      const list: Dispatch[] = [];
+      const record = (
+        plan: {
+          steps: readonly {
+            spec: Parameters<typeof rt.record>[1];
+            bind: readonly string[];
+          }[];
+        },
+        bind: Record<string, Region>,
+        grids: readonly (readonly [number, number, number])[],
+      ) => {
+        const regions = planRegions(plan, bind);
+        plan.steps.forEach((step, i) =>
+          rt.record(
+            list,
+            { ...step.spec, workgroups: grids[i] ?? step.spec.workgroups },
+            regions[i],
+          )
+        );
+      };
+      record(
+        viewsPlan({ rowStride, maxOps: packed.maxOps }),
+        {
+          clips,
+          programs,
+          extra,
+          noise: noiseUploaded.region,
+          out: views,
+        },
+        [packed.workgroups(rowStride, rows)],
+      );
+      const melOptions = {
+        nFft: mel.nFft,
+        winLength: mel.winLength,
+        hopLength: mel.hopLength,
+        nMels: mel.nMels,
+        frames,
+        rowStride,
+        workgroupStorageBytes: device.limits.maxComputeWorkgroupStorageSize,
+        rows,
+        gridFrames,
+      };
+      record(stftMelPlan(melOptions), {
+        wave: views,
+        lengths: lengthsRegion,
+        window: t.get("window")!,
+        twiddle: t.get("twiddle")!,
+        bands: t.get("bands")!,
+        weights: t.get("weights")!,
+        peak,
+        out,
+      }, []);
+      const clamp = {
+        frames,
+        nMels: mel.nMels,
+        topDb: mel.topDb,
+        scaleDivisor: mel.scaleDivisor,
+        hopLength: mel.hopLength,
+        rows,
+      };
+      record(dbClampPlan(clamp), { out, peak, lengths: lengthsRegion }, [
+        dbClampWorkgroups(clamp, rows),
+        [1, rows, 1],
+      ]);
+      rt.run([list]);
+      const tokens = ctx.tf.tensor(
+        { buffer: out.buffer },
+        [rows, frames, mel.nMels],
+        "float32",
+      ) as Tensor3D;
+      const result: Record<string, unknown> = { ...plan.batch };
+      if (tokenize) result.tokens = tokens;
+      else result.features = ctx.tf.transpose(tokens, [0, 2, 1]);
+      return { batch: result as unknown as Batch };
+    },
+    dispose() {
+      rt.destroy();
+    },
+  };
+
+  function uploadNoise(noise: Float32Array) {
+    const region = rt.alloc("frontEnd.backgroundNoise", noise.length);
+    rt.write(region, noise);
+    return { region, offsets: new Uint32Array(0) };
+  }
+}
+
+/** A fused stage as the view planner takes it. */
+function viewStage(s: FrontEndCall): ViewStage {
+  if (s.id === "augment") {
+    return {
+      id: "augment",
+      name: s.name,
+      options: s.options as AugmentOptions,
+      rng: s.rng,
+    };
+  }
+  if (s.id === "fixed_length") {
+    return {
+      id: "fixed_length",
+      name: s.name,
+      options: s.options as FixedLengthOptions,
+      rng: s.rng,
+    };
+  }
+  throw new Error(
+    `Cannot fuse stage "${s.name}" (${s.id}) into the front end; set runtime.frontEnd: tfjs`,
+  );
+}
+
+export type { FrontEndContext };

@@ -1,0 +1,259 @@
+/**
+ * The fused front end through the scheduler: the same spec run with
+ * `runtime.frontEnd: fused` and `tfjs` on WebGPU (llvmpipe in CI) gives the
+ * same batches — tokens within float tolerance of each other, every other
+ * field equal — in every phase of the SC1 preset's stage list, and with
+ * buffer limits too small for a batch, the front end declines it and the
+ * stages run as usual, saying so once.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as z from "zod";
+import type { Tensor } from "@tensorflow/tfjs";
+import { compile } from "../../pipeline/compile.ts";
+import { defineStage } from "../../pipeline/define_stage.ts";
+import { runPipeline } from "../../pipeline/run.ts";
+import { GPU_BUFFER_CAP_ENV } from "../../pipeline/gpu_limits.ts";
+import { selectBackend } from "../../pipeline/backend.ts";
+import type { Stage } from "../../pipeline/types.ts";
+import { BUILTIN_STAGES } from "../../stages/mod.ts";
+import { writeSyntheticDataset } from "../../stages/datasets/synth.ts";
+import { gpuTests } from "../testing.ts";
+
+/** What the recorder keeps of a batch. */
+interface Seen {
+  tokens: number[];
+  shape: number[];
+  labels: unknown;
+  view: unknown;
+  viewNames: unknown;
+  size: number;
+  path: unknown;
+}
+
+/** Records the first two batches of each phase (tokens read back). */
+const recorder = defineStage({
+  id: "recorder",
+  version: "1.0.0",
+  api: 1,
+  kind: "step",
+  summary: "Record batches of every phase",
+  options: z.strictObject({}),
+  takes: ["tokens"],
+  provides: ["seen"],
+  async run(_o, ctx) {
+    const seen: Record<string, Seen[]> = {};
+    for (
+      const [key, split, phase, epoch] of [
+        ["fit0", "train", "fit", 0],
+        ["fit1", "train", "fit", 1],
+        ["eval", "validation", "eval", 0],
+        ["ttau", "test", "ttau", 0],
+        ["adapt", "test", "adapt", 0],
+      ] as const
+    ) {
+      const rows: Seen[] = [];
+      for await (
+        const b of ctx.data.batches(split, { batchSize: 2, phase, epoch })
+      ) {
+        const t = b.tokens as Tensor;
+        rows.push({
+          tokens: Array.from(await t.data()),
+          shape: t.shape,
+          labels: b.label,
+          view: b.view,
+          viewNames: b.viewNames,
+          size: b.size,
+          path: b.path,
+        });
+        if (rows.length === 2) break;
+      }
+      seen[key] = rows;
+    }
+    return { seen };
+  },
+});
+
+const STAGES: Record<string, Stage> = { ...BUILTIN_STAGES, recorder };
+
+/** The SC1 preset's map stages at its real sizes, then the recorder. */
+const spec = (root: string, noise: string, out: string, frontEnd: string) =>
+  `name: fe
+runtime: { backend: webgpu, seed: 7, outputDir: ${
+    JSON.stringify(out)
+  }, frontEnd: ${frontEnd} }
+data: { layout: speech_commands, root: ${JSON.stringify(root)}, version: 1 }
+stages:
+  - use: load
+    with: { backgroundNoise: ${JSON.stringify(noise)} }
+  - use: mono_mix
+  - use: augment
+    with:
+      views:
+        - name: shift
+          chain:
+            - { type: pad, samples: 16000, position: random, clip: none }
+            - { type: roll, fraction: 0.17, direction: both }
+        - name: noise
+          chain:
+            - { type: noise, kind: uniform, scale: 0.015 }
+            - { type: pad, samples: 16000, position: random, clip: none }
+        - name: dude
+          chain:
+            - { type: background, noise: dude_miaowing, snrDb: 50 }
+            - { type: pad, samples: 16000, position: random, clip: none }
+  - use: augment
+    name: ttau_views
+    phases: [ttau]
+    with:
+      views:
+        - name: original
+          chain: [{ type: pad, samples: 16000, position: center, clip: none }]
+        - name: left
+          chain:
+            - { type: pad, samples: 16000, position: center, clip: none }
+            - { type: roll, fraction: 0.17, direction: left, random: false }
+  - use: augment
+    name: ttda_views
+    phases: [adapt]
+    with:
+      views:
+        - name: right
+          chain:
+            - { type: pad, samples: 16000, position: random, clip: none }
+            - { type: roll, fraction: 0.17, direction: right }
+  - use: fixed_length
+    phases: [fit, eval]
+    with: { samples: 16000, pad: { fit: random, eval: center }, clip: none }
+  - use: mel
+    with: { sampleRateHz: 16000, nFft: 1024, winLength: 400, hopLength: 155, nMels: 80, targetFrames: 104 }
+  - use: tokenize
+  - use: recorder
+`;
+
+async function runWith(
+  dir: string,
+  frontEnd: string,
+  root: string,
+  noise: string,
+) {
+  const file = join(dir, `${frontEnd}.yaml`);
+  await Deno.writeTextFile(
+    file,
+    spec(root, noise, join(dir, `runs-${frontEnd}`), frontEnd),
+  );
+  const lines: string[] = [];
+  const result = await runPipeline(
+    await compile(file, { builtins: STAGES }),
+    { console: (l) => lines.push(l) },
+  );
+  const manifest = JSON.parse(
+    await Deno.readTextFile(join(result.runDir, "manifest.json")),
+  );
+  return {
+    seen: result.values.seen as Record<string, Seen[]>,
+    lines,
+    manifest,
+    timings: result.timings,
+  };
+}
+
+function assertSameBatches(
+  got: Record<string, Seen[]>,
+  want: Record<string, Seen[]>,
+  tolerance: number,
+) {
+  assert.deepEqual(Object.keys(got), Object.keys(want));
+  for (const [phase, rows] of Object.entries(want)) {
+    assert.equal(got[phase].length, rows.length, phase);
+    rows.forEach((w, i) => {
+      const g = got[phase][i];
+      const where = `${phase} batch ${i}`;
+      assert.deepEqual(g.shape, w.shape, where);
+      for (
+        const k of ["labels", "view", "viewNames", "size", "path"] as const
+      ) {
+        assert.deepEqual(g[k], w[k], `${where}: ${k}`);
+      }
+      let worst = 0;
+      for (let j = 0; j < w.tokens.length; j++) {
+        worst = Math.max(worst, Math.abs(g.tokens[j] - w.tokens[j]));
+      }
+      assert.ok(worst <= tolerance, `${where}: tokens differ by ${worst}`);
+    });
+  }
+}
+
+Deno.test({
+  name:
+    "fused front end: every phase's batches equal the tfjs stages' (SC1 views, mel, tokens), and over-limit batches fall back",
+  ignore: !gpuTests,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "front_end_" });
+    try {
+      const synth = await writeSyntheticDataset(
+        "speech_commands",
+        join(dir, "data"),
+        { version: 1, train: 1, validation: 1, test: 1, noiseSeconds: 2 },
+      );
+      const tfjs = await runWith(
+        dir,
+        "tfjs",
+        synth.root,
+        synth.backgroundNoise,
+      );
+      const fused = await runWith(
+        dir,
+        "fused",
+        synth.root,
+        synth.backgroundNoise,
+      );
+      assert.equal(tfjs.manifest.frontEnd, undefined);
+      assert.deepEqual(fused.manifest.frontEnd, [
+        'front end, phase fit: mono_mix on tfjs/host, then augment → fixed_length → mel → tokenize fused on WebGPU ("mono_mix" runs before it)',
+        'front end, phase eval: mono_mix on tfjs/host, then fixed_length → mel → tokenize fused on WebGPU ("mono_mix" runs before it)',
+        'front end, phase ttau: mono_mix on tfjs/host, then ttau_views → mel → tokenize fused on WebGPU ("mono_mix" runs before it)',
+        'front end, phase adapt: mono_mix on tfjs/host, then ttda_views → mel → tokenize fused on WebGPU ("mono_mix" runs before it)',
+      ]);
+      assert.ok(
+        Object.keys(fused.timings).includes(
+          "augment+fixed_length+mel+tokenize (fused)",
+        ),
+      );
+      assert.equal(fused.seen.fit0[0].size, 6); // 3 views × 2 clips
+      assert.deepEqual(fused.seen.fit0[0].shape, [6, 104, 80]);
+      // The STFTs differ (an FFT against a DFT-basis matmul), the views not.
+      assertSameBatches(fused.seen, tfjs.seen, 1e-3);
+      // Epochs draw new views.
+      assert.notDeepEqual(fused.seen.fit0[0].tokens, fused.seen.fit1[0].tokens);
+
+      // A cap below one batch's features: declined, said once, same batches.
+      Deno.env.set(GPU_BUFFER_CAP_ENV, String(4 * 104 * 80 * 5));
+      try {
+        const capped = await runWith(
+          dir,
+          "fused",
+          synth.root,
+          synth.backgroundNoise,
+        );
+        const declined = capped.manifest.frontEnd.filter((l: string) =>
+          l.startsWith("front end: ")
+        );
+        assert.deepEqual(declined, [
+          `front end: a batch's features need ${
+            4 * 104 * 80 * 6
+          } bytes, over the device's buffer limit of ${
+            4 * 104 * 80 * 5
+          }; such batches run augment → fixed_length → mel → tokenize on tfjs/host`,
+        ]);
+        assertSameBatches(capped.seen, tfjs.seen, 1e-3);
+      } finally {
+        Deno.env.delete(GPU_BUFFER_CAP_ENV);
+      }
+    } finally {
+      await selectBackend("cpu");
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
