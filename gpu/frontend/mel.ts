@@ -1,0 +1,518 @@
+/**
+ * Log-mel features on the fused engine's WebGPU device (issue 14): the
+ * numerics of `lib/mel.ts` (`melFeatures`) as two kernel plans in the style
+ * of `gpu/kernels/` (see `gpu/CONVENTIONS.md`).
+ *
+ * 1. {@linkcode stftMelPlan}: one 256-thread workgroup per (frame, row)
+ *    loads the centred, reflect-padded frame times the window (only the
+ *    window's support is read), runs a real FFT of `nFft` as an
+ *    `nFft / 2`-point complex radix-2 FFT in workgroup memory (bit-reversed
+ *    load, one barrier per stage, twiddles from a storage table), the
+ *    real-FFT post-processing into the power spectrum, each mel band's sparse
+ *    weighted sum, `10·log10(max(x, 1e−10))`, and merges the row's peak dB
+ *    with one `atomicMax` per workgroup.
+ * 2. {@linkcode dbClampPlan}: in place, `max(v, peak − topDb) / scaleDivisor`
+ *    on each row's own frames and 0.0 on the padding frames, then resets the
+ *    peaks for the next batch.
+ *
+ * Rows (clips) are the grid's y dimension and never baked into the WGSL, so
+ * one compiled pipeline serves every batch size. The constant tables come
+ * from {@linkcode melTables}.
+ *
+ * @module
+ */
+import type { KernelPlan } from "../runtime.ts";
+import { kernelStep, readOnly, readWrite } from "../kernels/bindings.ts";
+import {
+  checkSize,
+  MAX_GRID_DIM,
+  WORKGROUP_SIZE as WG,
+} from "../kernels/grid.ts";
+import { f32Literal } from "../kernels/wgsl.ts";
+import { melFilterbank, type MelOptions, paddedHann } from "../../lib/mel.ts";
+
+/** The constant tables the mel kernels bind (upload once per options). */
+export interface MelTables {
+  /** `[nFft]` periodic Hann of `winLength` centred in `nFft` (binding "window"). */
+  readonly window: Float32Array;
+  /**
+   * `[nFft / 2][2]` (re, im) of `e^{−2πik/nFft}`, k < nFft / 2, computed in
+   * float64 and rounded to float32 (binding "twiddle").
+   */
+  readonly twiddle: Float32Array;
+  /**
+   * `[nMels][3]` per mel band: first nonzero FFT bin, bin count (0 for an
+   * empty band) and offset of its first weight in `weights` (binding "bands",
+   * u32).
+   */
+  readonly bands: Uint32Array;
+  /**
+   * The filterbank's nonzero span of each band, concatenated in band order
+   * (binding "weights"; at least one element, 0.0, when every band is empty,
+   * since WebGPU cannot bind an empty buffer).
+   */
+  readonly weights: Float32Array;
+}
+
+/**
+ * The tables of the mel kernels for `options` (its `sampleRateHz`, `nFft`,
+ * `winLength`, `nMels`, `fMinHz`, `fMaxHz`): the window, the FFT twiddles and
+ * the filterbank of `lib/mel.ts` `melFilterbank` stored sparsely (bins
+ * outside each band's first…last nonzero bin are exactly 0 there).
+ *
+ * @param options Mel options (sizes in samples, frequencies in Hz).
+ * @returns The tables; see {@linkcode MelTables} for shapes.
+ */
+export function melTables(options: MelOptions): MelTables {
+  const { nFft, nMels } = options;
+  const window = Float32Array.from(paddedHann(options.winLength, nFft));
+  const twiddle = new Float32Array(nFft);
+  for (let k = 0; k < nFft / 2; k++) {
+    const angle = (2 * Math.PI * k) / nFft;
+    twiddle[2 * k] = Math.cos(angle);
+    twiddle[2 * k + 1] = -Math.sin(angle);
+  }
+  const nBins = nFft / 2 + 1;
+  const fb = melFilterbank(options);
+  const bands = new Uint32Array(3 * nMels);
+  const spans: number[] = [];
+  for (let m = 0; m < nMels; m++) {
+    let lo = -1;
+    let hi = -1;
+    for (let k = 0; k < nBins; k++) {
+      if (fb[k * nMels + m] !== 0) {
+        if (lo < 0) lo = k;
+        hi = k;
+      }
+    }
+    bands[3 * m] = Math.max(0, lo);
+    bands[3 * m + 1] = lo < 0 ? 0 : hi - lo + 1;
+    bands[3 * m + 2] = spans.length;
+    for (let k = lo; lo >= 0 && k <= hi; k++) spans.push(fb[k * nMels + m]);
+  }
+  const weights = Float32Array.from(spans.length ? spans : [0]);
+  return { window, twiddle, bands, weights };
+}
+
+/** Sizes of the STFT→mel kernel (all in samples, frames or bands). */
+export interface StftMelOptions {
+  /** FFT size, a power of two ≥ 4. */
+  readonly nFft: number;
+  /** Window length in samples, ≤ nFft. */
+  readonly winLength: number;
+  /** Hop in samples. */
+  readonly hopLength: number;
+  /** Mel bands. */
+  readonly nMels: number;
+  /** Output frames per row, `Tout` (the stage's `targetFrames`). */
+  readonly frames: number;
+  /** Samples between the starts of consecutive rows in "wave". */
+  readonly rowStride: number;
+  /** The device's `maxComputeWorkgroupStorageSize`, in bytes. */
+  readonly workgroupStorageBytes: number;
+  /** Rows of the batch (grid y only, default 1; not in the WGSL). */
+  readonly rows?: number;
+  /**
+   * Frames computed per row (grid x only, default `frames`; not in the
+   * WGSL): pass `max_r frameCount(lengths[r], hopLength)` when a row has more
+   * frames than `frames`, so its cropped frames still count towards its peak
+   * as in `lib/mel.ts`.
+   */
+  readonly gridFrames?: number;
+}
+
+/** Bytes of workgroup memory the STFT→mel kernel declares for `nFft`. */
+export function stftMelWorkgroupBytes(nFft: number): number {
+  const m = nFft / 2;
+  // zr, zi: m each; pw: m + 1; red: 256; lenShared: 1 (all 4-byte).
+  return 4 * (3 * m + 2 + WG);
+}
+
+/**
+ * Why the fused STFT→mel kernel cannot run with these sizes, or undefined
+ * when it can (nFft a power of two ≥ 4 whose workgroup arrays fit).
+ */
+function stftMelRefusal(
+  o: Pick<StftMelOptions, "nFft" | "workgroupStorageBytes">,
+): string | undefined {
+  const n = o.nFft;
+  if (!Number.isInteger(n) || n < 4 || (n & (n - 1)) !== 0) {
+    return `nFft ${n} is not a power of two ≥ 4`;
+  }
+  const bytes = stftMelWorkgroupBytes(n);
+  if (bytes > o.workgroupStorageBytes) {
+    return `nFft ${n} needs ${bytes} bytes of workgroup memory, over the device's maxComputeWorkgroupStorageSize of ${o.workgroupStorageBytes}`;
+  }
+  return undefined;
+}
+
+/**
+ * Whether {@linkcode stftMelPlan} can build for these sizes (nFft a power
+ * of two and its workgroup arrays within `workgroupStorageBytes`); when
+ * false, run the front end's mel stage on tfjs instead.
+ *
+ * @param o The FFT size and the device's workgroup memory limit in bytes.
+ */
+export function stftMelFits(
+  o: Pick<StftMelOptions, "nFft" | "workgroupStorageBytes">,
+): boolean {
+  return stftMelRefusal(o) === undefined;
+}
+
+/**
+ * The grid of {@linkcode stftMelPlan}: one workgroup per (frame, row).
+ *
+ * @param frames Frames computed per row (x; see `gridFrames`).
+ * @param rows Rows of the batch (y).
+ * @returns `[frames, rows, 1]`.
+ * @throws {RangeError} When either exceeds 65,535 or is < 1.
+ */
+export function stftMelWorkgroups(
+  frames: number,
+  rows: number,
+): [number, number, number] {
+  checkSize("stft frames", frames);
+  checkSize("stft rows", rows);
+  if (frames > MAX_GRID_DIM || rows > MAX_GRID_DIM) {
+    throw new RangeError(
+      `Cannot build kernel: stftMel grid of ${frames} frames × ${rows} rows exceeds 65,535 along one dimension; split the batch`,
+    );
+  }
+  return [frames, rows, 1];
+}
+
+/** WGSL: f32 → u32 whose unsigned order is the float order. */
+const ORDERED_U32 = `fn orderedBits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}`;
+
+/** WGSL: the inverse of `orderedBits`. */
+const FROM_ORDERED_U32 = `fn fromOrdered(u: u32) -> f32 {
+  return bitcast<f32>(select(~u, u & 0x7fffffffu, (u & 0x80000000u) != 0u));
+}`;
+
+/** Host form of the kernels' order-preserving float → u32 encoding of "peak". */
+export function orderedBits(x: number): number {
+  const b = new Uint32Array(new Float32Array([x]).buffer)[0];
+  return (b & 0x80000000 ? ~b : b | 0x80000000) >>> 0;
+}
+
+/** Host inverse of {@linkcode orderedBits} (a "peak" entry → dB). */
+export function fromOrderedBits(u: number): number {
+  const b = (u & 0x80000000 ? u & 0x7fffffff : ~u) >>> 0;
+  return new Float32Array(new Uint32Array([b]).buffer)[0];
+}
+
+/** 10 / ln 10 (dB per natural log of power). */
+const DB_PER_LN = 10 / Math.LN10;
+
+/**
+ * Mel power in dB of every (frame, row) of a batch of clips: for row r
+ * (samples `wave[r·rowStride … r·rowStride + lengths[r] − 1]`) and frame
+ * t < min(frames, 1 + ⌊lengths[r] / hopLength⌋), the centred, reflect-padded
+ * frame times the window, its power spectrum (nFft / 2 + 1 bins), each mel
+ * band's weighted sum and `10·log10(max(x, 1e−10))`, exactly as
+ * `lib/mel.ts` before the top-dB clamp. Frames t ≥ the row's own frame count
+ * are not written ({@linkcode dbClampPlan} zeroes them).
+ *
+ * Bindings:
+ * - "wave" (read, f32): the samples, row r starting at `r·rowStride`;
+ * - "lengths" (read, u32 `[rows]`): samples of each row, each > nFft / 2
+ *   (reflect padding) and ≤ rowStride;
+ * - "window", "twiddle", "bands" (u32), "weights" (read): {@linkcode melTables};
+ * - "peak" (read_write, u32 `[rows]`, must hold 0 before the first batch):
+ *   atomicMax-merged row maximum dB, encoded by {@linkcode orderedBits};
+ * - "out" (read_write, f32 `[rows][frames][nMels]`, the tokens layout): dB.
+ *
+ * One 256-thread workgroup per (frame, row) on the grid
+ * {@linkcode stftMelWorkgroups}`(gridFrames, rows)`; the WGSL text does not
+ * depend on `rows` or `gridFrames`.
+ *
+ * @param o Sizes.
+ * @returns The plan (one step).
+ * @throws {RangeError} "Cannot build kernel: …" on bad sizes, or when the
+ *   fused front end cannot run (nFft not a power of two, workgroup memory
+ *   over the limit; check {@linkcode stftMelFits} first).
+ */
+export function stftMelPlan(
+  o: StftMelOptions,
+): KernelPlan<
+  | "wave"
+  | "lengths"
+  | "window"
+  | "twiddle"
+  | "bands"
+  | "weights"
+  | "peak"
+  | "out"
+> {
+  const refusal = stftMelRefusal(o);
+  if (refusal) {
+    throw new RangeError(
+      `Cannot build kernel: the fused mel front end cannot run: ${refusal}; compute mel on tfjs instead`,
+    );
+  }
+  const { nFft, winLength, hopLength, nMels, frames, rowStride } = o;
+  checkSize("winLength", winLength);
+  checkSize("hopLength", hopLength);
+  checkSize("nMels", nMels);
+  checkSize("frames", frames);
+  checkSize("rowStride", rowStride, nFft / 2 + 1);
+  if (winLength > nFft) {
+    throw new RangeError(
+      `Cannot build kernel: winLength ${winLength} exceeds nFft ${nFft}`,
+    );
+  }
+  const m = nFft / 2;
+  const logM = Math.log2(m);
+  const lo = Math.floor((nFft - winLength) / 2);
+  const hi = lo + winLength;
+  const workgroups = stftMelWorkgroups(o.gridFrames ?? frames, o.rows ?? 1);
+  const list = [
+    readOnly("wave"),
+    readOnly("lengths", "u32"),
+    readOnly("window"),
+    readOnly("twiddle"),
+    readOnly("bands", "u32"),
+    readOnly("weights"),
+    readWrite("peak", "atomic<u32>"),
+    readWrite("out"),
+  ] as const;
+  // Load: each thread reads consecutive samples j (coalesced) and puts
+  // sample j of the frame into z[rev(j / 2)] (real part for even j).
+  const code = (decls: string) =>
+    `// stftMel
+${decls}
+const N = ${nFft}u;
+const M = ${m}u;
+const LO = ${lo};
+const HI = ${hi};
+const HOP = ${hopLength}u;
+const FRAMES = ${frames}u;
+const STRIDE = ${rowStride}u;
+const MELS = ${nMels}u;
+var<workgroup> zr: array<f32, ${m}>;
+var<workgroup> zi: array<f32, ${m}>;
+var<workgroup> pw: array<f32, ${m + 1}>;
+var<workgroup> red: array<f32, ${WG}>;
+var<workgroup> lenShared: u32;
+${ORDERED_U32}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let t = wid.x;
+  let r = wid.y;
+  if (li == 0u) { lenShared = lengths[r]; }
+  let len = workgroupUniformLoad(&lenShared);
+  if (t >= 1u + len / HOP) { return; }
+  let n = i32(len);
+  let start = i32(t * HOP) - ${m};
+  let base = r * STRIDE;
+  for (var j = li; j < N; j += ${WG}u) {
+    var x = 0.0;
+    let ji = i32(j);
+    if (ji >= LO && ji < HI) {
+      var s = start + ji;
+      if (s < 0) { s = -s; }
+      if (s >= n) { s = 2 * (n - 1) - s; }
+      x = wave[base + u32(s)] * window[j];
+    }
+    let p = reverseBits(j >> 1u) >> ${32 - logM}u;
+    if ((j & 1u) == 0u) { zr[p] = x; } else { zi[p] = x; }
+  }
+  workgroupBarrier();
+  // Radix-2 decimation in time, in place: stage s joins blocks of h = 2^s.
+  for (var s = 0u; s < ${logM}u; s++) {
+    let h = 1u << s;
+    for (var b = li; b < ${m / 2}u; b += ${WG}u) {
+      let j = b & (h - 1u);
+      let a = ((b >> s) << (s + 1u)) + j;
+      let c = a + h;
+      let ti = j << (${logM}u - s);
+      let wr = twiddle[2u * ti];
+      let wi = twiddle[2u * ti + 1u];
+      let cr = zr[c];
+      let ci = zi[c];
+      let tr = wr * cr - wi * ci;
+      let tim = wr * ci + wi * cr;
+      let ar = zr[a];
+      let ai = zi[a];
+      zr[c] = ar - tr;
+      zi[c] = ai - tim;
+      zr[a] = ar + tr;
+      zi[a] = ai + tim;
+    }
+    workgroupBarrier();
+  }
+  // Real-FFT post-processing: X_k = E_k + W^k O_k, X_{M−k} = conj(E_k − W^k O_k)
+  // with E_k = (Z_k + conj Z_{M−k}) / 2, O_k = −i (Z_k − conj Z_{M−k}) / 2.
+  for (var k = li; k <= ${m / 2}u; k += ${WG}u) {
+    if (k == 0u) {
+      let e = zr[0] + zi[0];
+      let o = zr[0] - zi[0];
+      pw[0] = e * e;
+      pw[M] = o * o;
+    } else {
+      let ar = zr[k];
+      let ai = zi[k];
+      let br = zr[M - k];
+      let bi = -zi[M - k];
+      let er = 0.5 * (ar + br);
+      let ei = 0.5 * (ai + bi);
+      let or_ = 0.5 * (ai - bi);
+      let oi = -0.5 * (ar - br);
+      let wr = twiddle[2u * k];
+      let wi = twiddle[2u * k + 1u];
+      let pr = wr * or_ - wi * oi;
+      let pi = wr * oi + wi * or_;
+      let xr = er + pr;
+      let xi = ei + pi;
+      let yr = er - pr;
+      let yi = ei - pi;
+      pw[k] = xr * xr + xi * xi;
+      pw[M - k] = yr * yr + yi * yi;
+    }
+  }
+  workgroupBarrier();
+  var mx = -3.0e38;
+  for (var mel = li; mel < MELS; mel += ${WG}u) {
+    let first = bands[3u * mel];
+    let count = bands[3u * mel + 1u];
+    let off = bands[3u * mel + 2u];
+    var acc = 0.0;
+    for (var i = 0u; i < count; i++) {
+      acc += pw[first + i] * weights[off + i];
+    }
+    let db = ${f32Literal(DB_PER_LN)} * log(max(acc, 1e-10));
+    mx = max(mx, db);
+    if (t < FRAMES) { out[(r * FRAMES + t) * MELS + mel] = db; }
+  }
+  red[li] = mx;
+  workgroupBarrier();
+  for (var h = ${WG / 2}u; h > 0u; h = h >> 1u) {
+    if (li < h) { red[li] = max(red[li], red[li + h]); }
+    workgroupBarrier();
+  }
+  if (li == 0u) { atomicMax(&peak[r], orderedBits(red[0])); }
+}
+`;
+  return { steps: [kernelStep("stftMel", workgroups, list, code)] };
+}
+
+/** Sizes and scaling of the dB clamp (as `lib/mel.ts` `MelOptions`). */
+export interface DbClampOptions {
+  /** Output frames per row, `Tout`. */
+  readonly frames: number;
+  /** Mel bands. */
+  readonly nMels: number;
+  /** Dynamic range kept below each row's peak, in dB (reference 80). */
+  readonly topDb: number;
+  /** Divisor of the dB values (reference 40). */
+  readonly scaleDivisor: number;
+  /** Hop in samples (a row's own frame count is `1 + ⌊lengths[r] / hop⌋`). */
+  readonly hopLength: number;
+  /** Rows of the batch (grid y only, default 1; not in the WGSL). */
+  readonly rows?: number;
+}
+
+/**
+ * The grid of {@linkcode dbClampPlan}'s first step for `rows` rows.
+ *
+ * @param o Frames and bands per row.
+ * @param rows Rows of the batch.
+ * @returns `[ceil(frames · nMels / 256), rows, 1]`.
+ */
+export function dbClampWorkgroups(
+  o: Pick<DbClampOptions, "frames" | "nMels">,
+  rows: number,
+): [number, number, number] {
+  checkSize("dbClamp rows", rows);
+  const x = Math.ceil((o.frames * o.nMels) / WG);
+  if (x > MAX_GRID_DIM || rows > MAX_GRID_DIM) {
+    throw new RangeError(
+      `Cannot build kernel: dbClamp grid of ${x} × ${rows} workgroups exceeds 65,535 along one dimension; split the batch`,
+    );
+  }
+  return [x, rows, 1];
+}
+
+/**
+ * The per-row top-dB clamp, scaling and frame padding of `lib/mel.ts`, in
+ * place on the dB of {@linkcode stftMelPlan}: for row r and frame
+ * t < 1 + ⌊lengths[r] / hopLength⌋, `out = max(out, peak_r − topDb) /
+ * scaleDivisor`; later frames (padding) become 0.0. A second step then
+ * resets `peak[r]` to 0 so the next batch's {@linkcode stftMelPlan} starts
+ * clean (dispatches of one pass are ordered, so it runs after every read).
+ *
+ * Bindings: "out" (read_write, f32 `[rows][frames][nMels]`), "peak"
+ * (read_write, u32 `[rows]`, {@linkcode orderedBits} of the row's peak dB;
+ * 0 afterwards), "lengths" (read, u32 `[rows]`, samples per row).
+ * Grids: {@linkcode dbClampWorkgroups} and `[1, rows, 1]`; the WGSL text does
+ * not depend on `rows`.
+ *
+ * @param o Sizes and scaling.
+ * @returns The plan (two steps).
+ * @throws {RangeError} On bad sizes or a non-positive divisor or top dB.
+ */
+export function dbClampPlan(
+  o: DbClampOptions,
+): KernelPlan<"out" | "peak" | "lengths"> {
+  checkSize("frames", o.frames);
+  checkSize("nMels", o.nMels);
+  checkSize("hopLength", o.hopLength);
+  for (
+    const [what, v] of [["topDb", o.topDb], [
+      "scaleDivisor",
+      o.scaleDivisor,
+    ]] as const
+  ) {
+    if (!Number.isFinite(v) || v <= 0) {
+      throw new RangeError(
+        `Cannot build kernel: dbClamp ${what} must be a finite number > 0, got ${v}`,
+      );
+    }
+  }
+  const rows = o.rows ?? 1;
+  const per = o.frames * o.nMels;
+  const clamp = kernelStep(
+    "dbClamp",
+    dbClampWorkgroups(o, rows),
+    [readWrite("out"), readWrite("peak", "u32"), readOnly("lengths", "u32")],
+    (decls) =>
+      `// dbClamp
+${decls}
+${FROM_ORDERED_U32}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let e = wid.x * ${WG}u + li;
+  if (e >= ${per}u) { return; }
+  let r = wid.y;
+  let t = e / ${o.nMels}u;
+  let own = 1u + lengths[r] / ${o.hopLength}u;
+  let i = r * ${per}u + e;
+  var v = 0.0;
+  if (t < own) {
+    let floor = fromOrdered(peak[r]) - ${f32Literal(o.topDb)};
+    v = max(out[i], floor) / ${f32Literal(o.scaleDivisor)};
+  }
+  out[i] = v;
+}
+`,
+  );
+  const reset = kernelStep(
+    "dbClampResetPeak",
+    [1, rows, 1],
+    [readWrite("peak", "u32")],
+    (decls) =>
+      `// dbClampResetPeak
+${decls}
+@compute @workgroup_size(1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>) {
+  peak[wid.y] = 0u;
+}
+`,
+  );
+  return { steps: [clamp, reset] };
+}
