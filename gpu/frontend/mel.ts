@@ -279,6 +279,48 @@ export function stftMelPlan(
     readWrite("peak", "atomic<u32>"),
     readWrite("out"),
   ] as const;
+  // Mel bands: with nMels ≤ 128, G = 2^⌊log2(256 / nMels)⌋ threads share a
+  // band's span (strided), their partial sums meet in `red`; else one
+  // thread per band.
+  const lanes = nMels <= WG / 2 ? 2 ** Math.floor(Math.log2(WG / nMels)) : 1;
+  const dbOf = (acc: string) =>
+    `${f32Literal(DB_PER_LN)} * log(max(${acc}, 1e-10))`;
+  const bandsWgsl = lanes === 1
+    ? `  var mx = -3.0e38;
+  for (var mel = li; mel < MELS; mel += ${WG}u) {
+    let first = bands[3u * mel];
+    let count = bands[3u * mel + 1u];
+    let off = bands[3u * mel + 2u];
+    var acc = 0.0;
+    for (var i = 0u; i < count; i++) {
+      acc += pw[first + i] * weights[off + i];
+    }
+    let db = ${dbOf("acc")};
+    mx = max(mx, db);
+    if (t < FRAMES) { out[(r * FRAMES + t) * MELS + mel] = db; }
+  }`
+    : `  let lane = li % ${lanes}u;
+  let band = li / ${lanes}u;
+  var part = 0.0;
+  if (band < MELS) {
+    let first = bands[3u * band];
+    let count = bands[3u * band + 1u];
+    let off = bands[3u * band + 2u];
+    for (var i = lane; i < count; i += ${lanes}u) {
+      part += pw[first + i] * weights[off + i];
+    }
+  }
+  red[li] = part;
+  workgroupBarrier();
+  var mx = -3.0e38;
+  if (li < MELS) {
+    var acc = 0.0;
+    for (var g = 0u; g < ${lanes}u; g++) { acc += red[li * ${lanes}u + g]; }
+    let db = ${dbOf("acc")};
+    mx = db;
+    if (t < FRAMES) { out[(r * FRAMES + t) * MELS + li] = db; }
+  }
+  workgroupBarrier();`;
   // Load: each thread reads consecutive samples j (coalesced) and puts
   // sample j of the frame into z[rev(j / 2)] (real part for even j).
   const code = (decls: string) =>
@@ -375,19 +417,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
   }
   workgroupBarrier();
-  var mx = -3.0e38;
-  for (var mel = li; mel < MELS; mel += ${WG}u) {
-    let first = bands[3u * mel];
-    let count = bands[3u * mel + 1u];
-    let off = bands[3u * mel + 2u];
-    var acc = 0.0;
-    for (var i = 0u; i < count; i++) {
-      acc += pw[first + i] * weights[off + i];
-    }
-    let db = ${f32Literal(DB_PER_LN)} * log(max(acc, 1e-10));
-    mx = max(mx, db);
-    if (t < FRAMES) { out[(r * FRAMES + t) * MELS + mel] = db; }
-  }
+${bandsWgsl}
   red[li] = mx;
   workgroupBarrier();
   for (var h = ${WG / 2}u; h > 0u; h = h >> 1u) {

@@ -328,6 +328,33 @@ gpuTest(
   },
 );
 
+// More bands than 128 (one thread per band) on few bins (some bands empty).
+gpuTest(
+  "stftMel + dbClamp: 160 bands on 129 bins, empty bands included, match melFeatures (cpu)",
+  async (rt) => {
+    const options = {
+      sampleRateHz: 8000,
+      nFft: 256,
+      winLength: 256,
+      hopLength: 100,
+      nMels: 160,
+      targetFrames: 9,
+    };
+    const tables = melTables(options);
+    assert.ok(
+      tables.bands.some((_, i) => i % 3 === 1 && tables.bands[i] === 0),
+    );
+    const waves = [randomArray(900, 3, 0.3)];
+    await selectBackend("cpu");
+    const ref = tf.tidy(() => melFeatures(tf, waves, options, "fft"));
+    const want = transpose(await ref.data(), 1, 160, 9);
+    ref.dispose();
+    const got = await gpuMel(rt, waves, options);
+    const err = maxAbsDiff(got.out, want);
+    assert.ok(err <= 1e-5, `max abs error ${err}`);
+  },
+);
+
 // (a) The torchaudio fixtures (each fits llvmpipe's 32 KiB of workgroup memory).
 for (const [name, c] of Object.entries(manifest.cases)) {
   gpuTest(`stftMel + dbClamp parity with torchaudio: ${name}`, async (rt) => {
