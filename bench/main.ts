@@ -19,6 +19,8 @@
  *   shapes (GPU time from timestamp queries).
  * - `grid`: a grid of 4 tiny runs with the local executor, sequential versus
  *   `--parallel 2` (target ≤ 0.6× on 2 cores).
+ * - `melgpu`: the fused front end's log-mel kernels (`gpu/frontend/mel.ts`)
+ *   at the SC1 and CS batch shapes: ms per batch, per-kernel GPU time, parity.
  * - `e2e`: a preset (`--preset sc1|cs`) end to end through the pipeline on
  *   synthetic data of its layout: per phase wall seconds and clips/s, against
  *   the `train` bench's step bound.
@@ -34,6 +36,7 @@ import { benchMatmul } from "./matmul_bench.ts";
 import { benchGrid } from "./grid_bench.ts";
 import { benchE2e } from "./e2e_bench.ts";
 import { benchTtda } from "./ttda_bench.ts";
+import { benchMelGpu } from "./mel_gpu_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -44,6 +47,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   grid: benchGrid,
   e2e: benchE2e,
   ttda: benchTtda,
+  melgpu: benchMelGpu,
 };
 
 const [name, ...rest] = Deno.args;
