@@ -124,8 +124,9 @@ export interface StftMelOptions {
 /** Bytes of workgroup memory the STFT→mel kernel declares for `nFft`. */
 export function stftMelWorkgroupBytes(nFft: number): number {
   const m = nFft / 2;
-  // zr, zi: m each; pw: m + 1; red: 256; lenShared: 1 (all 4-byte).
-  return 4 * (3 * m + 2 + WG);
+  // zr, zi: m + m/32 each (padded); pw: m + 1; red: 256; lenShared: 1
+  // (all 4-byte words).
+  return 4 * (2 * (m + (m >> 5)) + m + 2 + WG);
 }
 
 /**
@@ -268,6 +269,7 @@ export function stftMelPlan(
   const logM = Math.log2(m);
   const lo = Math.floor((nFft - winLength) / 2);
   const hi = lo + winLength;
+  const padded = m + (m >> 5);
   const workgroups = stftMelWorkgroups(o.gridFrames ?? frames, o.rows ?? 1);
   const list = [
     readOnly("wave"),
@@ -334,12 +336,15 @@ const HOP = ${hopLength}u;
 const FRAMES = ${frames}u;
 const STRIDE = ${rowStride}u;
 const MELS = ${nMels}u;
-var<workgroup> zr: array<f32, ${m}>;
-var<workgroup> zi: array<f32, ${m}>;
+var<workgroup> zr: array<f32, ${padded}>;
+var<workgroup> zi: array<f32, ${padded}>;
 var<workgroup> pw: array<f32, ${m + 1}>;
 var<workgroup> red: array<f32, ${WG}>;
 var<workgroup> lenShared: u32;
 ${ORDERED_U32}
+// Workgroup index of complex element i: one pad word per 32 (fewer bank
+// conflicts on the bit-reversed stores and the short-stride stages).
+fn pad(i: u32) -> u32 { return i + (i >> 5u); }
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -360,30 +365,82 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
       if (s >= n) { s = 2 * (n - 1) - s; }
       x = wave[base + u32(s)] * window[j];
     }
-    let p = reverseBits(j >> 1u) >> ${32 - logM}u;
+    let p = pad(reverseBits(j >> 1u) >> ${32 - logM}u);
     if ((j & 1u) == 0u) { zr[p] = x; } else { zi[p] = x; }
   }
   workgroupBarrier();
-  // Radix-2 decimation in time, in place: stage s joins blocks of h = 2^s.
-  for (var s = 0u; s < ${logM}u; s++) {
+  // Decimation in time, in place, on the bit-reversed data: radix-2 stage s
+  // joins blocks of h = 2^s with twiddles W_2h^j. ${
+      logM % 2 ? "logM is odd: stage 0 (twiddle 1) alone first, then" : "Stages"
+    } two at a
+  // time (s, s + 1) as one radix-4 pass: one barrier per two stages.
+${
+      logM % 2
+        ? `  for (var b = li; b < ${m / 2}u; b += ${WG}u) {
+    let a = pad(2u * b);
+    let c = pad(2u * b + 1u);
+    let ar = zr[a];
+    let ai = zi[a];
+    let cr = zr[c];
+    let ci = zi[c];
+    zr[a] = ar + cr;
+    zi[a] = ai + ci;
+    zr[c] = ar - cr;
+    zi[c] = ai - ci;
+  }
+  workgroupBarrier();
+`
+        : ""
+    }  for (var s = ${logM % 2}u; s < ${logM}u; s += 2u) {
     let h = 1u << s;
-    for (var b = li; b < ${m / 2}u; b += ${WG}u) {
+    for (var b = li; b < ${m / 4}u; b += ${WG}u) {
       let j = b & (h - 1u);
-      let a = ((b >> s) << (s + 1u)) + j;
-      let c = a + h;
-      let ti = j << (${logM}u - s);
-      let wr = twiddle[2u * ti];
-      let wi = twiddle[2u * ti + 1u];
-      let cr = zr[c];
-      let ci = zi[c];
-      let tr = wr * cr - wi * ci;
-      let tim = wr * ci + wi * cr;
-      let ar = zr[a];
-      let ai = zi[a];
-      zr[c] = ar - tr;
-      zi[c] = ai - tim;
-      zr[a] = ar + tr;
-      zi[a] = ai + tim;
+      let i0 = ((b >> s) << (s + 2u)) + j;
+      let p0 = pad(i0);
+      let p1 = pad(i0 + h);
+      let p2 = pad(i0 + 2u * h);
+      let p3 = pad(i0 + 3u * h);
+      // W_2h^j and W_4h^j are W_nFft^(j·nFft/2h) and W_nFft^(j·nFft/4h).
+      let t1 = j << (${logM}u - s);
+      let t2 = j << (${logM - 1}u - s);
+      let w1r = twiddle[2u * t1];
+      let w1i = twiddle[2u * t1 + 1u];
+      let w2r = twiddle[2u * t2];
+      let w2i = twiddle[2u * t2 + 1u];
+      let x0r = zr[p0];
+      let x0i = zi[p0];
+      let x1r = zr[p1];
+      let x1i = zi[p1];
+      let x2r = zr[p2];
+      let x2i = zi[p2];
+      let x3r = zr[p3];
+      let x3i = zi[p3];
+      // Stage s: (x0, x1) and (x2, x3) with W_2h^j.
+      let ur = w1r * x1r - w1i * x1i;
+      let ui = w1r * x1i + w1i * x1r;
+      let vr = w1r * x3r - w1i * x3i;
+      let vi = w1r * x3i + w1i * x3r;
+      let b0r = x0r + ur;
+      let b0i = x0i + ui;
+      let b1r = x0r - ur;
+      let b1i = x0i - ui;
+      let b2r = x2r + vr;
+      let b2i = x2i + vi;
+      let b3r = x2r - vr;
+      let b3i = x2i - vi;
+      // Stage s + 1: (b0, b2) with W_4h^j, (b1, b3) with W_4h^(j+h) = −i·W_4h^j.
+      let qr = w2r * b2r - w2i * b2i;
+      let qi = w2r * b2i + w2i * b2r;
+      let er = w2r * b3r - w2i * b3i;
+      let ei = w2r * b3i + w2i * b3r;
+      zr[p0] = b0r + qr;
+      zi[p0] = b0i + qi;
+      zr[p2] = b0r - qr;
+      zi[p2] = b0i - qi;
+      zr[p1] = b1r + ei;
+      zi[p1] = b1i - er;
+      zr[p3] = b1r - ei;
+      zi[p3] = b1i + er;
     }
     workgroupBarrier();
   }
@@ -396,10 +453,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
       pw[0] = e * e;
       pw[M] = o * o;
     } else {
-      let ar = zr[k];
-      let ai = zi[k];
-      let br = zr[M - k];
-      let bi = -zi[M - k];
+      let pk = pad(k);
+      let pm = pad(M - k);
+      let ar = zr[pk];
+      let ai = zi[pk];
+      let br = zr[pm];
+      let bi = -zi[pm];
       let er = 0.5 * (ar + br);
       let ei = 0.5 * (ai + bi);
       let or_ = 0.5 * (ai - bi);
