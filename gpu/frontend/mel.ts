@@ -285,6 +285,8 @@ export function stftMelPlan(
   // band's span (strided), their partial sums meet in `red`; else one
   // thread per band.
   const lanes = nMels <= WG / 2 ? 2 ** Math.floor(Math.log2(WG / nMels)) : 1;
+  // Threads holding a band's dB (the rest hold −3e38): the max tree's width.
+  const treeSize = Math.min(WG, 2 ** Math.ceil(Math.log2(Math.max(2, nMels))));
   const dbOf = (acc: string) =>
     `${f32Literal(DB_PER_LN)} * log(max(${acc}, 1e-10))`;
   const bandsWgsl = lanes === 1
@@ -363,6 +365,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
       var s = start + ji;
       if (s < 0) { s = -s; }
       if (s >= n) { s = 2 * (n - 1) - s; }
+      // In the row even when lengths[r] ≤ nFft / 2 breaks the contract.
+      s = clamp(s, 0, max(n - 1, 0));
       x = wave[base + u32(s)] * window[j];
     }
     let p = pad(reverseBits(j >> 1u) >> ${32 - logM}u);
@@ -479,7 +483,8 @@ ${
 ${bandsWgsl}
   red[li] = mx;
   workgroupBarrier();
-  for (var h = ${WG / 2}u; h > 0u; h = h >> 1u) {
+  // Only the first ${treeSize} threads hold band values.
+  for (var h = ${treeSize / 2}u; h > 0u; h = h >> 1u) {
     if (li < h) { red[li] = max(red[li], red[li + h]); }
     workgroupBarrier();
   }
