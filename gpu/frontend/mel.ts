@@ -113,10 +113,12 @@ export interface StftMelOptions {
   /** Rows of the batch (grid y only, default 1; not in the WGSL). */
   readonly rows?: number;
   /**
-   * Frames computed per row (grid x only, default `frames`; not in the
-   * WGSL): pass `max_r frameCount(lengths[r], hopLength)` when a row has more
-   * frames than `frames`, so its cropped frames still count towards its peak
-   * as in `lib/mel.ts`.
+   * Workgroups along x, i.e. frames computed per row (grid only, default
+   * `frames`; not in the WGSL). Pass `max_r frameCount(lengths[r],
+   * hopLength)` (`lib/mel.ts`): a row with more frames than `frames` then
+   * still counts its cropped frames towards its peak, as `lib/mel.ts` does.
+   * Must be ≥ min(frames, every row's own frame count), else frames are left
+   * unwritten; workgroups past a row's own count return at once.
    */
   readonly gridFrames?: number;
 }
