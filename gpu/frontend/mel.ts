@@ -3,11 +3,12 @@
  * numerics of `lib/mel.ts` (`melFeatures`) as two kernel plans in the style
  * of `gpu/kernels/` (see `gpu/CONVENTIONS.md`).
  *
- * 1. {@linkcode stftMelPlan}: one 256-thread workgroup per (frame, row)
+ * 1. {@linkcode stftMelPlan}: one workgroup (64…256 threads) per (frame, row)
  *    loads the centred, reflect-padded frame times the window (only the
  *    window's support is read), runs a real FFT of `nFft` as an
- *    `nFft / 2`-point complex radix-2 FFT in workgroup memory (bit-reversed
- *    load, one barrier per stage, twiddles from a storage table), the
+ *    `nFft / 2`-point complex FFT in workgroup memory (bit-reversed load,
+ *    radix-2 stages two at a time as radix-4 passes, one barrier per pass,
+ *    twiddles from a storage table, padded arrays against bank conflicts), the
  *    real-FFT post-processing into the power spectrum, each mel band's sparse
  *    weighted sum, `10·log10(max(x, 1e−10))`, and merges the row's peak dB
  *    with one `atomicMax` per workgroup.
@@ -123,12 +124,21 @@ export interface StftMelOptions {
   readonly gridFrames?: number;
 }
 
+/**
+ * Threads per workgroup of the STFT→mel kernel: one per radix-4 butterfly
+ * (nFft / 8), between 64 and 256 (128 for nFft 1024, so a 1 s SC1 clip's
+ * frames keep every thread busy and twice as many workgroups fit an SM).
+ */
+export function stftMelThreads(nFft: number): number {
+  return Math.max(64, Math.min(WG, nFft / 8));
+}
+
 /** Bytes of workgroup memory the STFT→mel kernel declares for `nFft`. */
 export function stftMelWorkgroupBytes(nFft: number): number {
   const m = nFft / 2;
   // zr, zi: m + m/32 each (padded); pw: m + 1; red: 256; lenShared: 1
   // (all 4-byte words).
-  return 4 * (2 * (m + (m >> 5)) + m + 2 + WG);
+  return 4 * (2 * (m + (m >> 5)) + m + 2 + stftMelThreads(nFft));
 }
 
 /**
@@ -228,7 +238,7 @@ const DB_PER_LN = 10 / Math.LN10;
  *   atomicMax-merged row maximum dB, encoded by {@linkcode orderedBits};
  * - "out" (read_write, f32 `[rows][frames][nMels]`, the tokens layout): dB.
  *
- * One 256-thread workgroup per (frame, row) on the grid
+ * One workgroup of {@linkcode stftMelThreads}`(nFft)` threads per (frame, row) on the grid
  * {@linkcode stftMelWorkgroups}`(gridFrames, rows)`; the WGSL text does not
  * depend on `rows` or `gridFrames`.
  *
@@ -272,6 +282,7 @@ export function stftMelPlan(
   const lo = Math.floor((nFft - winLength) / 2);
   const hi = lo + winLength;
   const padded = m + (m >> 5);
+  const wg = stftMelThreads(nFft);
   const workgroups = stftMelWorkgroups(o.gridFrames ?? frames, o.rows ?? 1);
   const list = [
     readOnly("wave"),
@@ -283,17 +294,17 @@ export function stftMelPlan(
     readWrite("peak", "atomic<u32>"),
     readWrite("out"),
   ] as const;
-  // Mel bands: with nMels ≤ 128, G = 2^⌊log2(256 / nMels)⌋ threads share a
+  // Mel bands: with nMels ≤ threads / 2, G = 2^⌊log2(threads / nMels)⌋ share a
   // band's span (strided), their partial sums meet in `red`; else one
   // thread per band.
-  const lanes = nMels <= WG / 2 ? 2 ** Math.floor(Math.log2(WG / nMels)) : 1;
+  const lanes = nMels <= wg / 2 ? 2 ** Math.floor(Math.log2(wg / nMels)) : 1;
   // Threads holding a band's dB (the rest hold −3e38): the max tree's width.
-  const treeSize = Math.min(WG, 2 ** Math.ceil(Math.log2(Math.max(2, nMels))));
+  const treeSize = Math.min(wg, 2 ** Math.ceil(Math.log2(Math.max(2, nMels))));
   const dbOf = (acc: string) =>
     `${f32Literal(DB_PER_LN)} * log(max(${acc}, 1e-10))`;
   const bandsWgsl = lanes === 1
     ? `  var mx = -3.0e38;
-  for (var mel = li; mel < MELS; mel += ${WG}u) {
+  for (var mel = li; mel < MELS; mel += ${wg}u) {
     let first = bands[3u * mel];
     let count = bands[3u * mel + 1u];
     let off = bands[3u * mel + 2u];
@@ -343,13 +354,13 @@ const MELS = ${nMels}u;
 var<workgroup> zr: array<f32, ${padded}>;
 var<workgroup> zi: array<f32, ${padded}>;
 var<workgroup> pw: array<f32, ${m + 1}>;
-var<workgroup> red: array<f32, ${WG}>;
+var<workgroup> red: array<f32, ${wg}>;
 var<workgroup> lenShared: u32;
 ${ORDERED_U32}
 // Workgroup index of complex element i: one pad word per 32 (fewer bank
 // conflicts on the bit-reversed stores and the short-stride stages).
 fn pad(i: u32) -> u32 { return i + (i >> 5u); }
-@compute @workgroup_size(${WG})
+@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
   let t = wid.x;
@@ -360,7 +371,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let n = i32(len);
   let start = i32(t * HOP) - ${m};
   let base = r * STRIDE;
-  for (var j = li; j < N; j += ${WG}u) {
+  for (var j = li; j < N; j += ${wg}u) {
     var x = 0.0;
     let ji = i32(j);
     if (ji >= LO && ji < HI) {
@@ -382,7 +393,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   // time (s, s + 1) as one radix-4 pass: one barrier per two stages.
 ${
       logM % 2
-        ? `  for (var b = li; b < ${m / 2}u; b += ${WG}u) {
+        ? `  for (var b = li; b < ${m / 2}u; b += ${wg}u) {
     let a = pad(2u * b);
     let c = pad(2u * b + 1u);
     let ar = zr[a];
@@ -399,7 +410,7 @@ ${
         : ""
     }  for (var s = ${logM % 2}u; s < ${logM}u; s += 2u) {
     let h = 1u << s;
-    for (var b = li; b < ${m / 4}u; b += ${WG}u) {
+    for (var b = li; b < ${m / 4}u; b += ${wg}u) {
       let j = b & (h - 1u);
       let i0 = ((b >> s) << (s + 2u)) + j;
       let p0 = pad(i0);
@@ -452,7 +463,7 @@ ${
   }
   // Real-FFT post-processing: X_k = E_k + W^k O_k, X_{M−k} = conj(E_k − W^k O_k)
   // with E_k = (Z_k + conj Z_{M−k}) / 2, O_k = −i (Z_k − conj Z_{M−k}) / 2.
-  for (var k = li; k <= ${m / 2}u; k += ${WG}u) {
+  for (var k = li; k <= ${m / 2}u; k += ${wg}u) {
     if (k == 0u) {
       let e = zr[0] + zi[0];
       let o = zr[0] - zi[0];

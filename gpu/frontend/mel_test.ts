@@ -16,6 +16,7 @@ import {
   orderedBits,
   stftMelFits,
   stftMelPlan,
+  stftMelThreads,
   stftMelWorkgroupBytes,
   stftMelWorkgroups,
 } from "./mel.ts";
@@ -250,6 +251,13 @@ Deno.test("stftMelPlan and dbClampPlan: rows change only the grid, not the WGSL"
   const a = stftMelPlan({ ...o, rows: 1 }).steps[0];
   const b = stftMelPlan({ ...o, rows: 128, gridFrames: 21 }).steps[0];
   assert.equal(a.spec.code, b.spec.code);
+  assert.match(a.spec.code, /@workgroup_size\(64\)/);
+  assert.deepEqual([256, 1024, 2048, 8192].map(stftMelThreads), [
+    64,
+    128,
+    256,
+    256,
+  ]);
   assert.deepEqual(b.spec.workgroups, [21, 128, 1]);
   assert.deepEqual(b.bind, [
     "wave",
