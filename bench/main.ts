@@ -19,6 +19,8 @@
  *   shapes (GPU time from timestamp queries).
  * - `grid`: a grid of 4 tiny runs with the local executor, sequential versus
  *   `--parallel 2` (target ≤ 0.6× on 2 cores).
+ * - `melgpu`: the fused front end's log-mel kernels (`gpu/frontend/mel.ts`)
+ *   at the SC1 and CS batch shapes: ms per batch, per-kernel GPU time, parity.
  * - `e2e`: a preset (`--preset sc1|cs`) end to end through the pipeline on
  *   synthetic data of its layout: per phase wall seconds and clips/s, against
  *   the `train` and `ttda` benches' step bounds, the GPU idle fraction per
@@ -38,6 +40,7 @@ import { benchGrid } from "./grid_bench.ts";
 import { benchE2e } from "./e2e_bench.ts";
 import { benchTtda } from "./ttda_bench.ts";
 import { benchPresets } from "./presets_bench.ts";
+import { benchMelGpu } from "./mel_gpu_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -49,6 +52,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   e2e: benchE2e,
   ttda: benchTtda,
   presets: benchPresets,
+  melgpu: benchMelGpu,
 };
 
 const [name, ...rest] = Deno.args;

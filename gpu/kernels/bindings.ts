@@ -12,8 +12,17 @@ import type { KernelStep } from "../runtime.ts";
 /** Access mode of a storage binding. */
 export type Access = "read" | "read_write";
 
-/** Element type of a storage array. */
-export type ElementType = "f32" | "i32" | "u32" | "vec4<f32>" | "vec4<i32>";
+/**
+ * Element type of a storage array (`atomic<u32>` for kernels that merge
+ * per-workgroup results with `atomicMax`/`atomicAdd`; bind it `read_write`).
+ */
+export type ElementType =
+  | "f32"
+  | "i32"
+  | "u32"
+  | "vec4<f32>"
+  | "vec4<i32>"
+  | "atomic<u32>";
 
 /** One storage binding: the plan's name for it, access and element type. */
 export interface StorageBinding<N extends string = string> {
