@@ -39,6 +39,7 @@ import { checkMelRates, type MelStageOptions } from "../../stages/mel.ts";
 import type { AugmentOptions } from "../../stages/augment.ts";
 import type { FixedLengthOptions } from "../../stages/fixed_length.ts";
 import {
+  type AnyKernelPlan,
   createRuntime,
   type Dispatch,
   planRegions,
@@ -47,14 +48,19 @@ import {
 import { tfjsDevice } from "../engine.ts";
 import {
   dbClampPlan,
-  dbClampWorkgroups,
   melTables,
   stftMelFits,
   stftMelPlan,
   stftMelWorkgroupBytes,
 } from "./mel.ts";
 import { planViewStages, type ViewStage } from "./view_programs.ts";
-import { packPrograms, viewsPlan } from "./views.ts";
+import {
+  packClips,
+  type PackedClips,
+  packPrograms,
+  viewsPlan,
+} from "./views.ts";
+import type { NoiseClip } from "../../stages/_audio_dataset.ts";
 
 /** Feature buffers kept at once (full and last batches of a few phases). */
 const MAX_FEATURE_BUFFERS = 8;
@@ -119,9 +125,12 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
     }
     return t;
   };
-  let noiseUploaded:
-    | { assets: unknown; region: Region; offsets: Uint32Array }
-    | undefined;
+  let noiseUploaded: {
+    assets: unknown;
+    names: string;
+    region: Region;
+    packed: PackedClips;
+  } | undefined;
   let set = 0;
 
   return {
@@ -179,15 +188,43 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       const frames = mel.targetFrames ?? own[0];
       const gridFrames = Math.max(...own);
       const rowStride = Math.max(...lengths);
-      const packed = packPrograms(plan, waves);
+      const maxOps = Math.max(1, ...plan.rows.map((r) => r.ops.length));
+      const sources = packClips(waves);
+      if (noiseUploaded?.assets !== ctx.assets.backgroundNoise) {
+        const clips = (ctx.assets.backgroundNoise ?? {}) as Record<
+          string,
+          NoiseClip
+        >;
+        const packed = packClips(plan.noiseNames.map((n) => clips[n].samples));
+        if (noiseUploaded) rt.release(noiseUploaded.region);
+        const region = rt.alloc("frontEnd.backgroundNoise", packed.data.length);
+        rt.write(region, packed.data);
+        noiseUploaded = {
+          assets: ctx.assets.backgroundNoise,
+          names: plan.noiseNames.join("\0"),
+          region,
+          packed,
+        };
+      }
+      const noise = noiseUploaded!;
+      if (noise.names !== plan.noiseNames.join("\0")) {
+        throw new Error(
+          "Cannot run the fused front end: the background noise clips changed during the run; set runtime.frontEnd: tfjs",
+        );
+      }
+      const packed = packPrograms(plan.rows, plan.extra, {
+        maxOps,
+        rowStride,
+        sources,
+        noise: noise.packed,
+      });
       const outBytes = rows * frames * mel.nMels * 4;
-      const viewBytes = rows * rowStride * 4;
-      const big = [
+      const big = ([
         ["features", outBytes],
-        ["views", viewBytes],
-        ["clips", packed.clips.byteLength],
-        ["noise", packed.extra.byteLength],
-      ].find(([, bytes]) => (bytes as number) > maxBytes);
+        ["views", rows * rowStride * 4],
+        ["decoded clips", sources.data.byteLength],
+        ["noise values", packed.extra.byteLength],
+      ] as const).find(([, bytes]) => bytes > maxBytes);
       if (big) {
         return {
           declined: `a batch's ${big[0]} need ${
@@ -205,25 +242,18 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       // Uploads: one of two alternating sets, so the host fills the next
       // batch's arrays while the GPU may still read the previous ones.
       set ^= 1;
-      const up = (
-        name: string,
-        data: Float32Array | Uint32Array | Int32Array,
-      ) => {
+      const up = (name: string, data: Float32Array | Uint32Array) => {
         const r = region(`${name}.${set}`, data.length);
-        if (data.length > 0) rt.write(r, data);
+        rt.write(r, data);
         return r;
       };
-      const clips = up("clips", packed.clips);
-      const programs = up("programs", packed.programs);
-      const extra = up("extra", packed.extra);
-      const lengthsRegion = up("lengths", lengths);
-      if (noiseUploaded?.assets !== ctx.assets.backgroundNoise) {
-        noiseUploaded = {
-          assets: ctx.assets.backgroundNoise,
-          ...uploadNoise(packed.noise),
-        };
-      }
+      const uploaded = {
+        sources: up("sources", sources.data),
+        programs: up("programs", packed.programs),
+        extra: up("extra", packed.extra),
+      };
       const views = region("views", rows * rowStride);
+      const lengthsRegion = region("lengths", rows);
       const peak = region("peak", rows);
       const t = tablesFor(mel);
       // The features go to a buffer of their exact size: tfjs copies it into
@@ -231,35 +261,18 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       const out = exact(rows * frames * mel.nMels);
       const list: Dispatch[] = [];
       const record = (
-        plan: {
-          steps: readonly {
-            spec: Parameters<typeof rt.record>[1];
-            bind: readonly string[];
-          }[];
-        },
+        plan: AnyKernelPlan,
         bind: Record<string, Region>,
-        grids: readonly (readonly [number, number, number])[],
       ) => {
         const regions = planRegions(plan, bind);
-        plan.steps.forEach((step, i) =>
-          rt.record(
-            list,
-            { ...step.spec, workgroups: grids[i] ?? step.spec.workgroups },
-            regions[i],
-          )
-        );
+        plan.steps.forEach((step, i) => rt.record(list, step.spec, regions[i]));
       };
-      record(
-        viewsPlan({ rowStride, maxOps: packed.maxOps }),
-        {
-          clips,
-          programs,
-          extra,
-          noise: noiseUploaded.region,
-          out: views,
-        },
-        [packed.workgroups(rowStride, rows)],
-      );
+      record(viewsPlan({ maxOps, rowStride, rows }), {
+        ...uploaded,
+        noise: noise.region,
+        out: views,
+        lengths: lengthsRegion,
+      });
       const melOptions = {
         nFft: mel.nFft,
         winLength: mel.winLength,
@@ -280,7 +293,7 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
         weights: t.get("weights")!,
         peak,
         out,
-      }, []);
+      });
       const clamp = {
         frames,
         nMels: mel.nMels,
@@ -289,10 +302,7 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
         hopLength: mel.hopLength,
         rows,
       };
-      record(dbClampPlan(clamp), { out, peak, lengths: lengthsRegion }, [
-        dbClampWorkgroups(clamp, rows),
-        [1, rows, 1],
-      ]);
+      record(dbClampPlan(clamp), { out, peak, lengths: lengthsRegion });
       rt.run([list]);
       const tokens = ctx.tf.tensor(
         { buffer: out.buffer },
@@ -308,12 +318,6 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       rt.destroy();
     },
   };
-
-  function uploadNoise(noise: Float32Array) {
-    const region = rt.alloc("frontEnd.backgroundNoise", noise.length);
-    rt.write(region, noise);
-    return { region, offsets: new Uint32Array(0) };
-  }
 }
 
 /** A fused stage as the view planner takes it. */

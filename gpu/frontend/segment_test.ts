@@ -31,7 +31,7 @@ interface Seen {
   path: unknown;
 }
 
-/** Records the first two batches of each phase (tokens read back). */
+/** Records the first two batches of 8 clips of each phase (tokens read back). */
 const recorder = defineStage({
   id: "recorder",
   version: "1.0.0",
@@ -54,7 +54,7 @@ const recorder = defineStage({
     ) {
       const rows: Seen[] = [];
       for await (
-        const b of ctx.data.batches(split, { batchSize: 2, phase, epoch })
+        const b of ctx.data.batches(split, { batchSize: 8, phase, epoch })
       ) {
         const t = b.tokens as Tensor;
         rows.push({
@@ -201,13 +201,13 @@ Deno.test({
         dir,
         "tfjs",
         synth.root,
-        synth.backgroundNoise,
+        synth.backgroundNoise!,
       );
       const fused = await runWith(
         dir,
         "fused",
         synth.root,
-        synth.backgroundNoise,
+        synth.backgroundNoise!,
       );
       assert.equal(tfjs.manifest.frontEnd, undefined);
       assert.deepEqual(fused.manifest.frontEnd, [
@@ -221,31 +221,32 @@ Deno.test({
           "augment+fixed_length+mel+tokenize (fused)",
         ),
       );
-      assert.equal(fused.seen.fit0[0].size, 6); // 3 views × 2 clips
-      assert.deepEqual(fused.seen.fit0[0].shape, [6, 104, 80]);
+      assert.equal(fused.seen.fit0[0].size, 24); // 3 views × 8 clips
+      assert.deepEqual(fused.seen.fit0[0].shape, [24, 104, 80]);
       // The STFTs differ (an FFT against a DFT-basis matmul), the views not.
       assertSameBatches(fused.seen, tfjs.seen, 1e-3);
       // Epochs draw new views.
       assert.notDeepEqual(fused.seen.fit0[0].tokens, fused.seen.fit1[0].tokens);
 
-      // A cap below one batch's features: declined, said once, same batches.
-      Deno.env.set(GPU_BUFFER_CAP_ENV, String(4 * 104 * 80 * 5));
+      // A cap below one training batch's views (24 rows of 16,000 samples)
+      // but above what tfjs's chunked mel and the other phases need:
+      // declined, said once, the same batches.
+      const cap = 1_100_000;
+      Deno.env.set(GPU_BUFFER_CAP_ENV, String(cap));
       try {
         const capped = await runWith(
           dir,
           "fused",
           synth.root,
-          synth.backgroundNoise,
+          synth.backgroundNoise!,
         );
         const declined = capped.manifest.frontEnd.filter((l: string) =>
           l.startsWith("front end: ")
         );
         assert.deepEqual(declined, [
-          `front end: a batch's features need ${
-            4 * 104 * 80 * 6
-          } bytes, over the device's buffer limit of ${
-            4 * 104 * 80 * 5
-          }; such batches run augment → fixed_length → mel → tokenize on tfjs/host`,
+          `front end: a batch's views need ${
+            24 * 16000 * 4
+          } bytes, over the device's buffer limit of ${cap}; such batches run augment → fixed_length → mel → tokenize on tfjs/host`,
         ]);
         assertSameBatches(capped.seen, tfjs.seen, 1e-3);
       } finally {
