@@ -83,7 +83,9 @@ export function addNoise(
 ): Float32Array {
   const out = new Float32Array(x.length);
   if (kind === "uniform") {
-    for (let i = 0; i < x.length; i++) out[i] = x[i] + scale * rng.next();
+    const u = new Float64Array(x.length);
+    rng.fillUniform(u, scale);
+    for (let i = 0; i < x.length; i++) out[i] = x[i] + u[i];
   } else {
     for (let i = 0; i < x.length; i++) out[i] = x[i] + scale * rng.normal();
   }

@@ -119,3 +119,21 @@ Deno.test("rngFromState with the stream's label and seed restores the same child
   const restored = rngFromState(r.state(), "checkpoint", 42);
   assert.deepEqual(draw(restored.child("x", 1), 10), draw(r.child("x", 1), 10));
 });
+
+Deno.test("fillUniform writes the values next() would give, and leaves the same state", () => {
+  const a = createRng("fill", 5);
+  const b = createRng("fill", 5);
+  a.next();
+  b.next();
+  const out = new Float64Array(1000).fill(-1);
+  a.fillUniform(out, 0.015, 10, 900);
+  for (let i = 0; i < 1000; i++) {
+    const want = i >= 10 && i < 910 ? 0.015 * b.next() : -1;
+    assert.equal(out[i], want, `value ${i}`);
+  }
+  assert.deepEqual(a.state(), b.state());
+  assert.equal(a.int(1000), b.int(1000));
+  const f32 = new Float32Array(3);
+  a.fillUniform(f32, 2);
+  assert.deepEqual([...f32], [2 * b.next(), 2 * b.next(), 2 * b.next()].map(Math.fround));
+});
