@@ -17,10 +17,9 @@ import {
   requestEngineDevice,
 } from "../gpu/runtime.ts";
 import {
-  dbClampPlan,
+  melFrontEndPlan,
   melTables,
   stftMelFits,
-  stftMelPlan,
 } from "../gpu/frontend/mel.ts";
 import { frameCount, type MelOptions, melPower } from "../lib/mel.ts";
 import { createRng } from "../pipeline/rng.ts";
@@ -129,21 +128,15 @@ export async function benchMelGpu(args: string[]): Promise<unknown> {
         { length: rows * samples },
         () => rng.next() - 0.5,
       );
-      const stft = stftMelPlan({
+      const both = melFrontEndPlan({
         ...options,
         frames,
         rowStride: samples,
         rows,
         gridFrames: frameCount(samples, options.hopLength),
         workgroupStorageBytes: limit,
-      });
-      const clamp = dbClampPlan({
-        frames,
-        nMels: options.nMels,
         topDb: options.topDb!,
         scaleDivisor: options.scaleDivisor!,
-        hopLength: options.hopLength,
-        rows,
       });
       const tables = melTables(options);
       const data: Record<string, Float32Array | Uint32Array> = {
@@ -159,7 +152,6 @@ export async function benchMelGpu(args: string[]): Promise<unknown> {
         rt.write(regions[k], a);
       }
       const list: Dispatch[] = [];
-      const both = { steps: [...stft.steps, ...clamp.steps] };
       const lists = planRegions(both, regions);
       both.steps.forEach((s, i) => rt.record(list, s.spec, lists[i]));
       rt.run([list]);
