@@ -111,6 +111,13 @@ async function gpuMel(
     ? await runPlan(rt, stft, inputs, ["peak"])
     : { peak: new Float32Array(rows) };
   const res = await runPlan(rt, both, inputs, ["out", "peak"]);
+  if (withPeaks) {
+    // Replayed on the same buffers (the next batch), the plan gives the same.
+    const twice = { steps: [...both.steps, ...both.steps] };
+    const again = await runPlan(rt, twice, inputs, ["out", "peak"]);
+    assert.deepEqual(again.out, res.out);
+    assert.deepEqual(again.peak, res.peak);
+  }
   return {
     out: res.out,
     peakBefore: new Uint32Array(asInt32(first.peak).buffer),
