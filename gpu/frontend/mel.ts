@@ -136,8 +136,9 @@ export function stftMelThreads(nFft: number): number {
 /** Bytes of workgroup memory the STFT→mel kernel declares for `nFft`. */
 export function stftMelWorkgroupBytes(nFft: number): number {
   const m = nFft / 2;
-  // zr, zi: m + m/32 each (padded); pw: m + 1; red: 256; lenShared: 1
-  // (all 4-byte words).
+  // zr, zi: m + m/32 each (padded); pw: m + 1; red: one per thread;
+  // lenShared: 1
+  // all 4-byte words.
   return 4 * (2 * (m + (m >> 5)) + m + 2 + stftMelThreads(nFft));
 }
 
