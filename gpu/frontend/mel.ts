@@ -136,8 +136,9 @@ export function stftMelThreads(nFft: number): number {
 /** Bytes of workgroup memory the STFT→mel kernel declares for `nFft`. */
 export function stftMelWorkgroupBytes(nFft: number): number {
   const m = nFft / 2;
-  // zr, zi: m + m/32 each (padded); pw: m + 1; red: 256; lenShared: 1
-  // (all 4-byte words).
+  // zr, zi: m + m/32 each (padded); pw: m + 1; red: one per thread;
+  // lenShared: 1
+  // all 4-byte words.
   return 4 * (2 * (m + (m >> 5)) + m + 2 + stftMelThreads(nFft));
 }
 
@@ -622,4 +623,47 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>) {
 `,
   );
   return { steps: [clamp, reset] };
+}
+
+/** Sizes of the whole log-mel front end of one batch (see {@linkcode melFrontEndPlan}). */
+export interface MelFrontEndOptions extends StftMelOptions {
+  /** Dynamic range kept below each row's peak, in dB (reference 80). */
+  readonly topDb: number;
+  /** Divisor of the dB values (reference 40). */
+  readonly scaleDivisor: number;
+}
+
+/**
+ * The whole log-mel stage of `lib/mel.ts` (`melFeatures` with
+ * `targetFrames = frames`) as one plan: {@linkcode stftMelPlan} then
+ * {@linkcode dbClampPlan} (which resets "peak" to 0 at its end, so the plan
+ * can be replayed batch after batch on the same buffers). Bindings: those of
+ * {@linkcode stftMelPlan}; "out" ends as the features `[rows][frames][nMels]`.
+ *
+ * @param o Sizes, the top dB and the divisor.
+ * @returns The plan (three steps).
+ * @throws {RangeError} As {@linkcode stftMelPlan} and {@linkcode dbClampPlan}.
+ */
+export function melFrontEndPlan(
+  o: MelFrontEndOptions,
+): KernelPlan<
+  | "wave"
+  | "lengths"
+  | "window"
+  | "twiddle"
+  | "bands"
+  | "weights"
+  | "peak"
+  | "out"
+> {
+  const stft = stftMelPlan(o);
+  const clamp = dbClampPlan({
+    frames: o.frames,
+    nMels: o.nMels,
+    topDb: o.topDb,
+    scaleDivisor: o.scaleDivisor,
+    hopLength: o.hopLength,
+    rows: o.rows,
+  });
+  return { steps: [...stft.steps, ...clamp.steps] };
 }
