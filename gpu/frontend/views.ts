@@ -105,7 +105,8 @@ const U32_MAX = 0xffffffff;
  * f32 bits]` (unused ops are zero).
  *
  * @param rows The programs ({@linkcode RowProgram}).
- * @param extra The `add` ops' noise (float64, from the planner).
+ * @param extra The `add` ops' noise from the planner (float64 is rounded
+ *   to float32; a non-empty float32 array is used as it is, not copied).
  * @param o Kernel sizes and where the clips lie.
  * @returns The two arrays, the row count and the row stride.
  * @throws {RangeError} When a row has more ops than `maxOps` or is longer
@@ -114,7 +115,7 @@ const U32_MAX = 0xffffffff;
  */
 export function packPrograms(
   rows: readonly RowProgram[],
-  extra: Float64Array,
+  extra: Float64Array | Float32Array,
   o: PackOptions,
 ): PackedPrograms {
   checkSize("views maxOps", o.maxOps, 1);
@@ -197,8 +198,12 @@ export function packPrograms(
       }
     });
   });
-  const extra32 = new Float32Array(Math.max(1, extra.length));
-  extra32.set(extra);
+  let extra32: Float32Array;
+  if (extra instanceof Float32Array && extra.length > 0) extra32 = extra;
+  else {
+    extra32 = new Float32Array(Math.max(1, extra.length));
+    extra32.set(extra);
+  }
   return { programs, extra: extra32, rows: rows.length, rowStride };
 }
 
