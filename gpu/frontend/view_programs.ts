@@ -393,7 +393,8 @@ function chainOps(
         }
         const start = bg.length > n ? rng.int(bg.length - n) : 0;
         let en = 0;
-        for (let i = 0, k = start; i < n; i++) {
+        let k = start;
+        for (let i = 0; i < n; i++) {
           const v = bg[k];
           en += v * v;
           if (++k === bg.length) k = 0;
