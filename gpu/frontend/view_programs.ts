@@ -76,8 +76,11 @@ export type ViewStage =
   }
   | {
     readonly id: "fixed_length";
+    /** The stage's name in the spec. */
     readonly name: string;
+    /** Parsed options. */
     readonly options: FixedLengthOptions;
+    /** The stream the stage's `ctx.rng` would be for this batch. */
     readonly rng: Rng;
   };
 
