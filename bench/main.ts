@@ -22,6 +22,9 @@
  * - `e2e`: a preset (`--preset sc1|cs`) end to end through the pipeline on
  *   synthetic data of its layout: per phase wall seconds and clips/s, against
  *   the `train` bench's step bound.
+ * - `views`: host time of the `augment`/`fixed_length` stages against the
+ *   GPU front end's view planner, upload size, and the views kernel's GPU
+ *   time and parity (`--preset sc1,cs`, `--phase fit`; bench/views_bench.ts).
  *
  * @module
  */
@@ -34,6 +37,7 @@ import { benchMatmul } from "./matmul_bench.ts";
 import { benchGrid } from "./grid_bench.ts";
 import { benchE2e } from "./e2e_bench.ts";
 import { benchTtda } from "./ttda_bench.ts";
+import { benchViews } from "./views_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -44,6 +48,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   grid: benchGrid,
   e2e: benchE2e,
   ttda: benchTtda,
+  views: benchViews,
 };
 
 const [name, ...rest] = Deno.args;
