@@ -261,7 +261,17 @@ function drawNoise(
     return (r >>> 0) / 4294967296;
   };
   if (kind === "uniform") {
-    for (let i = 0; i < n; i++) out[at + i] = scale * next();
+    // next() written out: the closure call costs ~50 % here.
+    for (let i = 0; i < n; i++) {
+      const t = (a + b) | 0;
+      a = b ^ (b >>> 9);
+      b = (c + (c << 3)) | 0;
+      c = (c << 21) | (c >>> 11);
+      d = (d + 1) | 0;
+      const r = (t + d) | 0;
+      c = (c + r) | 0;
+      out[at + i] = scale * ((r >>> 0) / 4294967296);
+    }
   } else {
     for (let i = 0; i < n; i++) {
       let u = 0;
