@@ -220,6 +220,31 @@ export interface ViewsPlanOptions {
   readonly rowStride: number;
   /** Rows (only the grid's y dimension; not in the WGSL), 1 … 65,535. */
   readonly rows: number;
+  /**
+   * The device's `maxStorageBufferBindingSize` in bytes, when known: a plan
+   * whose `out` would not fit one binding is refused (split the rows with
+   * {@linkcode viewsRowsPerDispatch}).
+   */
+  readonly maxBindingBytes?: number;
+}
+
+/**
+ * How many rows of `rowStride` samples one dispatch can write: the `out`
+ * binding (`rows·rowStride` floats) must fit `maxBindingBytes`, and the grid
+ * at most 65,535 rows. Dispatch more rows in slices: pack each slice's
+ * programs on its own (`packPrograms(rows.slice(a, b), …)`; the sources,
+ * noise values and background clips stay bound whole) and bind each its own
+ * `out` and `lengths` regions.
+ *
+ * @param rowStride Samples per output row.
+ * @param maxBindingBytes The device's `maxStorageBufferBindingSize`.
+ * @returns Rows per dispatch (0 when not even one row fits).
+ */
+export function viewsRowsPerDispatch(
+  rowStride: number,
+  maxBindingBytes: number,
+): number {
+  return Math.min(MAX_GRID_DIM, Math.floor(maxBindingBytes / (4 * rowStride)));
 }
 
 /**
@@ -246,6 +271,14 @@ export function viewsPlan(
   checkSize("views rowStride", o.rowStride, 1);
   checkSize("views rows", o.rows, 1);
   const groupsX = Math.ceil(o.rowStride / WORKGROUP_SIZE);
+  const outBytes = 4 * o.rows * o.rowStride;
+  if (o.maxBindingBytes !== undefined && outBytes > o.maxBindingBytes) {
+    throw new RangeError(
+      `Cannot build the views kernel for ${o.rows} rows of ${o.rowStride} samples: out needs ${outBytes} bytes, more than the device's maxStorageBufferBindingSize ${o.maxBindingBytes}; dispatch at most ${
+        viewsRowsPerDispatch(o.rowStride, o.maxBindingBytes)
+      } rows at a time`,
+    );
+  }
   if (o.rows > MAX_GRID_DIM || groupsX > MAX_GRID_DIM) {
     throw new RangeError(
       `Cannot build the views kernel for ${o.rows} rows of ${o.rowStride} samples: one dispatch covers at most ${MAX_GRID_DIM} rows of ${

@@ -32,6 +32,7 @@ import {
   rowWords,
   VIEW_OP,
   viewsPlan,
+  viewsRowsPerDispatch,
 } from "./views.ts";
 
 /** The one kernel size of the GPU tests. */
@@ -341,6 +342,24 @@ Deno.test("packPrograms and viewsPlan refuse what the kernel cannot run", () => 
     () => viewsPlan({ maxOps: 0, rowStride: 10, rows: 1 }),
     /Cannot build kernel: views maxOps must be an integer ≥ 1, got 0/,
   );
+  assert.throws(
+    () =>
+      viewsPlan({
+        maxOps: 1,
+        rowStride: 1000,
+        rows: 33,
+        maxBindingBytes: 128000,
+      }),
+    /^RangeError: Cannot build the views kernel for 33 rows of 1000 samples: out needs 132000 bytes, more than the device's maxStorageBufferBindingSize 128000; dispatch at most 32 rows at a time$/,
+  );
+  assert.equal(
+    viewsPlan({ maxOps: 1, rowStride: 1000, rows: 32, maxBindingBytes: 128000 })
+      .steps.length,
+    1,
+  );
+  assert.equal(viewsRowsPerDispatch(441000, 2 ** 27), 76);
+  assert.equal(viewsRowsPerDispatch(10, 2 ** 31), 65535);
+  assert.equal(viewsRowsPerDispatch(1000, 3999), 0);
   assert.throws(
     () => viewsPlan({ maxOps: 2, rowStride: 10, rows: 65536 }),
     /^RangeError: Cannot build the views kernel for 65536 rows of 10 samples: one dispatch covers at most 65535 rows of 16776960 samples; split the batch$/,
