@@ -363,6 +363,8 @@ function chainOps(
     names: readonly string[];
     clips: readonly Float32Array[];
     extra: Extra;
+    /** Energies of whole source clips by index (shared by their views). */
+    sourceEnergy: Map<number, number>;
   },
 ): void {
   let rng = stream;
@@ -412,7 +414,12 @@ function chainOps(
           en += v * v;
           if (++k === bg.length) k = 0;
         }
-        const ex = energy(row, ctx.wave, ctx.extra, ctx.clips);
+        let ex: number;
+        if (row.ops.length === 0) {
+          ex = ctx.sourceEnergy.get(row.source) ??
+            energy(row, ctx.wave, ctx.extra, ctx.clips);
+          ctx.sourceEnergy.set(row.source, ex);
+        } else ex = energy(row, ctx.wave, ctx.extra, ctx.clips);
         if (ex === 0 || en === 0) break;
         const gain = Math.sqrt((ex / en) * Math.pow(10, -t.snrDb / 10));
         row.ops.push({ kind: "mix", input: n, noise: index, start, gain });
@@ -474,12 +481,14 @@ export function planViewStages(
     length: w.length,
   }));
   let out: Record<string, unknown> = { ...batch };
+  const sourceEnergy = new Map<number, number>();
   const chainCtx = (row: RowState) => ({
     wave: waves[row.source],
     noise,
     names,
     clips,
     extra,
+    sourceEnergy,
   });
   for (const s of stages) {
     const b = out.size as number;
