@@ -155,6 +155,7 @@ const PRESETS = [
   "vs",
   "cs",
   "demo",
+  "tiny/features",
   "ablations/sc1_sequence",
   "ablations/cs_sequence",
   "ablations/cs_one_view",
@@ -170,11 +171,13 @@ for (const name of PRESETS) {
       s.id === "augment" || s.id === "fixed_length"
     );
     assert.ok(all.length >= 2, "the preset has view stages");
-    // The longest pad or fixed length of the preset.
+    // The longest pad or fixed length of the preset (clips at 16 kHz).
+    const options = JSON.stringify(all.map((s) => s.options));
     const target = Math.max(
-      ...JSON.stringify(all.map((s) => s.options)).matchAll(
-        /"samples":(\d+)/g,
-      ).map((m) => Number(m[1])),
+      ...options.matchAll(/"samples":(\d+)/g).map((m) => Number(m[1])),
+      ...options.matchAll(/"seconds":([\d.]+)/g).map((m) =>
+        Math.round(Number(m[1]) * 16000)
+      ),
     );
     const assets = {
       backgroundNoise: {
