@@ -261,8 +261,9 @@ export function viewsRowsPerDispatch(
  *
  * @param o Sizes.
  * @returns The plan.
- * @throws {RangeError} On a size that is not a positive integer, or more
- *   rows or samples per row than one dispatch can cover.
+ * @throws {RangeError} On a size that is not a positive integer, more
+ *   rows or samples per row than one dispatch can cover, or an `out` larger
+ *   than `maxBindingBytes`.
  */
 export function viewsPlan(
   o: ViewsPlanOptions,
