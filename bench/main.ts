@@ -27,6 +27,10 @@
  *   phase and the run's peak GPU memory.
  * - `presets`: every paper preset and ablation end to end on synthetic data
  *   of its layout (`--epochs 1`), one after another: status and seconds each.
+ *   the `train` bench's step bound.
+ * - `views`: host time of the `augment`/`fixed_length` stages against the
+ *   GPU front end's view planner, upload size, and the views kernel's GPU
+ *   time and parity (`--preset sc1,cs`, `--phase fit`; bench/views_bench.ts).
  *
  * @module
  */
@@ -41,6 +45,7 @@ import { benchE2e } from "./e2e_bench.ts";
 import { benchTtda } from "./ttda_bench.ts";
 import { benchPresets } from "./presets_bench.ts";
 import { benchMelGpu } from "./mel_gpu_bench.ts";
+import { benchViews } from "./views_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -53,6 +58,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   ttda: benchTtda,
   presets: benchPresets,
   melgpu: benchMelGpu,
+  views: benchViews,
 };
 
 const [name, ...rest] = Deno.args;

@@ -155,6 +155,7 @@ const PRESETS = [
   "vs",
   "cs",
   "demo",
+  "tiny/features",
   "ablations/sc1_sequence",
   "ablations/cs_sequence",
   "ablations/cs_one_view",
@@ -170,11 +171,13 @@ for (const name of PRESETS) {
       s.id === "augment" || s.id === "fixed_length"
     );
     assert.ok(all.length >= 2, "the preset has view stages");
-    // The longest pad or fixed length of the preset.
+    // The longest pad or fixed length of the preset (clips at 16 kHz).
+    const options = JSON.stringify(all.map((s) => s.options));
     const target = Math.max(
-      ...JSON.stringify(all.map((s) => s.options)).matchAll(
-        /"samples":(\d+)/g,
-      ).map((m) => Number(m[1])),
+      ...options.matchAll(/"samples":(\d+)/g).map((m) => Number(m[1])),
+      ...options.matchAll(/"seconds":([\d.]+)/g).map((m) =>
+        Math.round(Number(m[1]) * 16000)
+      ),
     );
     const assets = {
       backgroundNoise: {
@@ -281,6 +284,9 @@ Deno.test("planViewStages: chains the presets do not use, two augment stages in 
     assert.equal(p.rows.length, 30);
     assert.deepEqual(p.batch.viewNames, ["x", "y"]);
     assert.deepEqual(p.noiseNames, ["long", "short", "silent"]);
+    // The noise buffer was sized exactly up front (never grown or copied).
+    assert.equal(p.extra.buffer.byteLength, p.extra.byteLength);
+    assert.equal(p.extra.length, 800 + 1100 + 0 + 1300 + 950 + 5 * 1200);
     // Every op kind occurs, and the silent mix left no op.
     const kinds = new Set(p.rows.flatMap((r) => r.ops.map((o) => o.kind)));
     assert.deepEqual([...kinds].sort(), ["add", "mix", "place", "roll"]);
@@ -401,4 +407,47 @@ Deno.test("runPrograms refuses a program planned from other clips", () => {
     () => runPrograms([new Float32Array(800)], p.rows, p.extra, []),
     /^RangeError: Cannot run a view program: its place op expects 900 samples and gets 800; plan the programs from these clips$/,
   );
+});
+
+Deno.test("planViewStages with float32 noise: the same programs, the noise rounded once, waves within an ulp of the terms", () => {
+  const batch = makeBatch([700, 1000, 1100], "fit");
+  const entries = [
+    aug({
+      views: [
+        { name: "u", chain: [{ type: "noise", scale: 0.3 }] },
+        {
+          name: "g",
+          chain: [{ type: "noise", kind: "gaussian", scale: 0.2 }, {
+            type: "pad",
+            samples: 1000,
+          }],
+        },
+      ],
+    }),
+  ];
+  const p64 = plan(batch, entries, {});
+  const stages = entries.map((e) => ({
+    ...e,
+    rng: createRng(label(e.name, batch.split, 0), SEED),
+  })) as ViewStage[];
+  const p32 = planViewStages(batch, stages, {}, { noise: "float32" });
+  assert.ok(p64.extra instanceof Float64Array);
+  assert.ok(p32.extra instanceof Float32Array);
+  assert.deepEqual(p32.rows, p64.rows);
+  assert.deepEqual(p32.extra, Float32Array.from(p64.extra));
+  const waves = batch.waveform as Float32Array[];
+  const exact = runPrograms(waves, p64.rows, p64.extra, []);
+  const near = runPrograms(waves, p32.rows, p32.extra, []);
+  // Rounding the noise first moves a sum by at most an ulp of its terms.
+  const big = p64.extra.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  let differ = 0;
+  exact.forEach((w, r) =>
+    w.forEach((v, j) => {
+      const d = Math.abs(near[r][j] - v);
+      if (d > 0) differ++;
+      assert.ok(d <= 2 ** -23 * (Math.abs(v) + big), `row ${r} sample ${j}`);
+    })
+  );
+  // Rounding the noise first does change some samples: why float64 is the default.
+  assert.ok(differ > 0);
 });

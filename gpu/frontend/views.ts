@@ -9,9 +9,10 @@
  * One thread per output sample: it walks the row's ops backwards to find
  * the source sample it reads (or a zero of a pad), then applies the
  * additive terms (noise, background) forwards, so the additions happen in
- * the CPU stages' order. Only the row count is not baked into the WGSL (it
- * is the grid's y dimension), so one compiled pipeline serves every batch
- * of a run.
+ * the CPU stages' order. Only `maxOps` is baked into the WGSL: the row
+ * count is the grid's y dimension and the row stride a word of the packed
+ * programs, so one compiled pipeline serves every batch of a run (TTAu's
+ * raw-length views included).
  *
  * Host side: {@linkcode packClips} packs decoded clips (and the background
  * clips) into one float32 array with offsets; {@linkcode packPrograms}
@@ -96,8 +97,8 @@ const U32_MAX = 0xffffffff;
 /**
  * Packs row programs into the kernel's `programs` and `extra` bindings.
  *
- * Layout of `programs` (u32 words): `[0]` = K background clips, then K
- * pairs (offset, length) into `noise`; from `1 + 2K`, one record of
+ * Layout of `programs` (u32 words): `[0]` = rowStride, `[1]` = K background
+ * clips, then K pairs (offset, length) into `noise`; from `2 + 2K`, one record of
  * {@linkcode rowWords}`(maxOps)` words per row: `[source offset in
  * sources, source length, op count, output length]` then `maxOps` ops of 4
  * words: roll `[0, shift, 0, input]`, place `[1, head, 0, input]`, add
@@ -105,7 +106,8 @@ const U32_MAX = 0xffffffff;
  * f32 bits]` (unused ops are zero).
  *
  * @param rows The programs ({@linkcode RowProgram}).
- * @param extra The `add` ops' noise (float64, from the planner).
+ * @param extra The `add` ops' noise from the planner (float64 is rounded
+ *   to float32; a non-empty float32 array is used as it is, not copied).
  * @param o Kernel sizes and where the clips lie.
  * @returns The two arrays, the row count and the row stride.
  * @throws {RangeError} When a row has more ops than `maxOps` or is longer
@@ -114,7 +116,7 @@ const U32_MAX = 0xffffffff;
  */
 export function packPrograms(
   rows: readonly RowProgram[],
-  extra: Float64Array,
+  extra: Float64Array | Float32Array,
   o: PackOptions,
 ): PackedPrograms {
   checkSize("views maxOps", o.maxOps, 1);
@@ -122,7 +124,7 @@ export function packPrograms(
   const rowStride = o.rowStride ?? longest;
   checkSize("views rowStride", rowStride, 1);
   const K = o.noise.offsets.length;
-  const base = 1 + 2 * K;
+  const base = 2 + 2 * K;
   const words = rowWords(o.maxOps);
   const programs = new Uint32Array(base + words * Math.max(1, rows.length));
   const u32 = (v: number, what: string): number => {
@@ -133,10 +135,11 @@ export function packPrograms(
     }
     return v;
   };
-  programs[0] = K;
+  programs[0] = u32(rowStride, "row stride");
+  programs[1] = K;
   for (let k = 0; k < K; k++) {
-    programs[1 + 2 * k] = u32(o.noise.offsets[k], "noise offset");
-    programs[2 + 2 * k] = u32(o.noise.lengths[k], "noise length");
+    programs[2 + 2 * k] = u32(o.noise.offsets[k], "noise offset");
+    programs[3 + 2 * k] = u32(o.noise.lengths[k], "noise length");
   }
   const bits = new Float32Array(1);
   const bitsU32 = new Uint32Array(bits.buffer);
@@ -197,8 +200,12 @@ export function packPrograms(
       }
     });
   });
-  const extra32 = new Float32Array(Math.max(1, extra.length));
-  extra32.set(extra);
+  let extra32: Float32Array;
+  if (extra instanceof Float32Array && extra.length > 0) extra32 = extra;
+  else {
+    extra32 = new Float32Array(Math.max(1, extra.length));
+    extra32.set(extra);
+  }
   return { programs, extra: extra32, rows: rows.length, rowStride };
 }
 
@@ -206,10 +213,38 @@ export function packPrograms(
 export interface ViewsPlanOptions {
   /** Most ops of a row (baked: the backward walk is unrolled). */
   readonly maxOps: number;
-  /** Samples per output row (baked). */
+  /**
+   * Samples per output row: sizes the grid only (the kernel reads the stride
+   * from `programs`); give {@linkcode PackedPrograms.rowStride}.
+   */
   readonly rowStride: number;
   /** Rows (only the grid's y dimension; not in the WGSL), 1 … 65,535. */
   readonly rows: number;
+  /**
+   * The device's `maxStorageBufferBindingSize` in bytes, when known: a plan
+   * whose `out` would not fit one binding is refused (split the rows with
+   * {@linkcode viewsRowsPerDispatch}).
+   */
+  readonly maxBindingBytes?: number;
+}
+
+/**
+ * How many rows of `rowStride` samples one dispatch can write: the `out`
+ * binding (`rows·rowStride` floats) must fit `maxBindingBytes`, and the grid
+ * at most 65,535 rows. Dispatch more rows in slices: pack each slice's
+ * programs on its own (`packPrograms(rows.slice(a, b), …)`; the sources,
+ * noise values and background clips stay bound whole) and bind each its own
+ * `out` and `lengths` regions.
+ *
+ * @param rowStride Samples per output row.
+ * @param maxBindingBytes The device's `maxStorageBufferBindingSize`.
+ * @returns Rows per dispatch (0 when not even one row fits).
+ */
+export function viewsRowsPerDispatch(
+  rowStride: number,
+  maxBindingBytes: number,
+): number {
+  return Math.min(MAX_GRID_DIM, Math.floor(maxBindingBytes / (4 * rowStride)));
 }
 
 /**
@@ -222,13 +257,13 @@ export interface ViewsPlanOptions {
  * (read, f32: the `add` ops' noise), "noise" (read, f32: the background
  * clips, packed), "out" (write, f32 `[rows][rowStride]`), "lengths"
  * (write, u32 `[rows]`). One dispatch of 256-thread workgroups on a
- * `[ceil(rowStride/256), rows, 1]` grid; the WGSL depends only on `maxOps`
- * and `rowStride`.
+ * `[ceil(rowStride/256), rows, 1]` grid; the WGSL depends only on `maxOps`.
  *
  * @param o Sizes.
  * @returns The plan.
- * @throws {RangeError} On a size that is not a positive integer, or more
- *   rows or samples per row than one dispatch can cover.
+ * @throws {RangeError} On a size that is not a positive integer, more
+ *   rows or samples per row than one dispatch can cover, or an `out` larger
+ *   than `maxBindingBytes`.
  */
 export function viewsPlan(
   o: ViewsPlanOptions,
@@ -237,6 +272,14 @@ export function viewsPlan(
   checkSize("views rowStride", o.rowStride, 1);
   checkSize("views rows", o.rows, 1);
   const groupsX = Math.ceil(o.rowStride / WORKGROUP_SIZE);
+  const outBytes = 4 * o.rows * o.rowStride;
+  if (o.maxBindingBytes !== undefined && outBytes > o.maxBindingBytes) {
+    throw new RangeError(
+      `Cannot build the views kernel for ${o.rows} rows of ${o.rowStride} samples: out needs ${outBytes} bytes, more than the device's maxStorageBufferBindingSize ${o.maxBindingBytes}; dispatch at most ${
+        viewsRowsPerDispatch(o.rowStride, o.maxBindingBytes)
+      } rows at a time`,
+    );
+  }
   if (o.rows > MAX_GRID_DIM || groupsX > MAX_GRID_DIM) {
     throw new RangeError(
       `Cannot build the views kernel for ${o.rows} rows of ${o.rowStride} samples: one dispatch covers at most ${MAX_GRID_DIM} rows of ${
@@ -272,14 +315,14 @@ export function viewsPlan(
     if (kind == ${VIEW_OP.add}u) {
       v = v + extra[programs[o + 1u] + u32(p${k})];
     } else if (kind == ${VIEW_OP.mix}u) {
-      let c = 1u + 2u * programs[o + 1u];
+      let c = 2u + 2u * programs[o + 1u];
       let at = (programs[o + 2u] + u32(p${k})) % programs[c + 1u];
       v = v + bitcast<f32>(programs[o + 3u]) * noise[programs[c] + at];
     }
   }`,
   ).join("\n");
   const step = kernelStep(
-    `views maxOps=${M} rowStride=${o.rowStride}`,
+    `views maxOps=${M}`,
     [groupsX, o.rows, 1],
     [
       readOnly("programs", "u32"),
@@ -291,20 +334,20 @@ export function viewsPlan(
     ],
     (decls) =>
       `${decls}
-const ROW_STRIDE: u32 = ${o.rowStride}u;
 const ROW_WORDS: u32 = ${rowWords(M)}u;
 
 @compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
   let j = wid.x * ${WORKGROUP_SIZE}u + li;
-  if (j >= ROW_STRIDE) { return; }
+  let stride = programs[0];
+  if (j >= stride) { return; }
   let r = wid.y;
-  let base = 1u + 2u * programs[0] + r * ROW_WORDS;
+  let base = 2u + 2u * programs[1] + r * ROW_WORDS;
   let nops = programs[base + 2u];
   let len = programs[base + 3u];
   if (j == 0u) { lengths[r] = len; }
-  let dst = r * ROW_STRIDE + j;
+  let dst = r * stride + j;
   if (j >= len) { out[dst] = 0.0; return; }
   var p = i32(j);
   var live = true;

@@ -32,6 +32,7 @@ import {
   rowWords,
   VIEW_OP,
   viewsPlan,
+  viewsRowsPerDispatch,
 } from "./views.ts";
 
 /** The one kernel size of the GPU tests. */
@@ -127,25 +128,28 @@ async function checkOnGpu(
   batch: Batch,
   p: ViewPlan,
   rows: readonly RowProgram[],
+  rowStride: number | undefined = ROW_STRIDE,
 ): Promise<void> {
   const waves = batch.waveform as Float32Array[];
   const sources = packClips(waves);
   const noise = packClips(clips(p));
   const packed = packPrograms(rows, p.extra, {
     maxOps: MAX_OPS,
-    rowStride: ROW_STRIDE,
+    rowStride,
     sources,
     noise,
   });
+  const stride = packed.rowStride;
+  assert.equal(stride, rowStride ?? Math.max(...rows.map((r) => r.length)));
   const got = await runPlan(
     await gpuRuntime(),
-    viewsPlan({ maxOps: MAX_OPS, rowStride: ROW_STRIDE, rows: rows.length }),
+    viewsPlan({ maxOps: MAX_OPS, rowStride: stride, rows: rows.length }),
     {
       programs: packed.programs,
       sources: sources.data,
       extra: packed.extra,
       noise: noise.data,
-      out: new Float32Array(rows.length * ROW_STRIDE).fill(Number.NaN),
+      out: new Float32Array(rows.length * stride).fill(Number.NaN),
       lengths: new Uint32Array(rows.length),
     },
     ["out", "lengths"],
@@ -157,7 +161,7 @@ async function checkOnGpu(
     "lengths",
   );
   want.forEach((w, r) => {
-    const row = got.out.subarray(r * ROW_STRIDE, (r + 1) * ROW_STRIDE);
+    const row = got.out.subarray(r * stride, (r + 1) * stride);
     const additive = rows[r].ops.some((o) =>
       o.kind === "add" || o.kind === "mix"
     );
@@ -182,8 +186,12 @@ Deno.test({
     const kinds = new Set(p.rows.flatMap((r) => r.ops.map((o) => o.kind)));
     assert.deepEqual([...kinds].sort(), ["add", "mix", "place", "roll"]);
     await checkOnGpu(batch, p, p.rows);
-    // The same pipeline serves another row count (a subset, reordered).
-    await checkOnGpu(batch, p, [p.rows[17], p.rows[3], p.rows[10]]);
+    // The same pipeline serves another row count and stride (a subset,
+    // reordered, packed at its longest row).
+    const short = p.rows.filter((r) => r.length < ROW_STRIDE);
+    const subset = [short[7], short[1], short[4]];
+    assert.ok(subset.some((r) => r.ops.some((o) => o.kind === "mix")));
+    await checkOnGpu(batch, p, subset, undefined);
   },
 });
 
@@ -236,6 +244,12 @@ Deno.test("packPrograms writes the documented layout", () => {
   const noise = packClips([new Float32Array(5), new Float32Array(7)]);
   const extra = Float64Array.from([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
   const packed = packPrograms(rows, extra, { maxOps: 4, sources, noise });
+  const f32 = Float32Array.from(extra);
+  assert.equal(
+    packPrograms(rows, f32, { maxOps: 4, sources, noise }).extra,
+    f32,
+    "float32 noise is used as it is",
+  );
   assert.equal(packed.rows, 2);
   assert.equal(packed.rowStride, 6);
   assert.deepEqual(packed.extra, Float32Array.from(extra));
@@ -243,6 +257,7 @@ Deno.test("packPrograms writes the documented layout", () => {
   const w = rowWords(4);
   assert.equal(w, 20);
   assert.deepEqual([...packed.programs], [
+    6,
     2,
     0,
     5,
@@ -297,7 +312,7 @@ Deno.test("packPrograms and viewsPlan refuse what the kernel cannot run", () => 
       sources: s,
       noise,
     });
-  assert.equal(pack(row).programs.length, 1 + rowWords(2));
+  assert.equal(pack(row).programs.length, 2 + rowWords(2));
   assert.throws(
     () => pack(row, 1),
     /^RangeError: Cannot pack view row 0: it has 2 ops, more than maxOps 1; build the views kernel with maxOps ≥ 2$/,
@@ -328,18 +343,36 @@ Deno.test("packPrograms and viewsPlan refuse what the kernel cannot run", () => 
     /Cannot build kernel: views maxOps must be an integer ≥ 1, got 0/,
   );
   assert.throws(
+    () =>
+      viewsPlan({
+        maxOps: 1,
+        rowStride: 1000,
+        rows: 33,
+        maxBindingBytes: 128000,
+      }),
+    /^RangeError: Cannot build the views kernel for 33 rows of 1000 samples: out needs 132000 bytes, more than the device's maxStorageBufferBindingSize 128000; dispatch at most 32 rows at a time$/,
+  );
+  assert.equal(
+    viewsPlan({ maxOps: 1, rowStride: 1000, rows: 32, maxBindingBytes: 128000 })
+      .steps.length,
+    1,
+  );
+  assert.equal(viewsRowsPerDispatch(441000, 2 ** 27), 76);
+  assert.equal(viewsRowsPerDispatch(10, 2 ** 31), 65535);
+  assert.equal(viewsRowsPerDispatch(1000, 3999), 0);
+  assert.throws(
     () => viewsPlan({ maxOps: 2, rowStride: 10, rows: 65536 }),
     /^RangeError: Cannot build the views kernel for 65536 rows of 10 samples: one dispatch covers at most 65535 rows of 16776960 samples; split the batch$/,
   );
 });
 
-Deno.test("viewsPlan: the WGSL does not depend on the row count; six bindings", () => {
+Deno.test("viewsPlan: the WGSL depends on maxOps only; six bindings", () => {
   const a = viewsPlan({ maxOps: 3, rowStride: 1000, rows: 7 });
-  const b = viewsPlan({ maxOps: 3, rowStride: 1000, rows: 300 });
+  const b = viewsPlan({ maxOps: 3, rowStride: 1025, rows: 300 });
   assert.equal(a.steps.length, 1);
   assert.equal(a.steps[0].spec.code, b.steps[0].spec.code);
   assert.deepEqual(a.steps[0].spec.workgroups, [4, 7, 1]);
-  assert.deepEqual(b.steps[0].spec.workgroups, [4, 300, 1]);
+  assert.deepEqual(b.steps[0].spec.workgroups, [5, 300, 1]);
   assert.deepEqual(a.steps[0].bind, [
     "programs",
     "sources",
