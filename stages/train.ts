@@ -325,6 +325,9 @@ export const stage = defineStage<TrainOptions>({
         });
         const startTensors = tf.memory().numTensors;
         let step = 0;
+        let pendingRead:
+          | Promise<{ m: { loss: number; accuracy: number }; at: number }>
+          | undefined;
         for await (
           const batch of ctx.data.batches("train", {
             batchSize: options.batchSize,
@@ -350,13 +353,27 @@ export const stage = defineStage<TrainOptions>({
           });
           step++;
           if (step % options.readEvery === 0 || step === steps) {
-            const m = await trainer.metrics(false);
-            checkLoss(m.loss, epoch, step);
-            bar.tick(train.labels.length, {
-              loss: m.loss,
-              accuracy: m.accuracy,
-            });
+            // The read is queued now and awaited at the next read point (or
+            // at once at the epoch's last step): awaiting it here would
+            // drain the GPU queue, leaving the GPU idle while the host
+            // prepares the next batch.
+            const read = trainer.metrics(false).then((m) => ({ m, at: step }));
+            const shown = step === steps ? read : pendingRead;
+            pendingRead = step === steps ? undefined : read;
+            const done = shown && await shown;
+            if (done) {
+              checkLoss(done.m.loss, epoch, done.at);
+              bar.tick(train.labels.length, {
+                loss: done.m.loss,
+                accuracy: done.m.accuracy,
+              });
+            } else bar.tick(train.labels.length);
           } else bar.tick(train.labels.length);
+        }
+        if (pendingRead) {
+          const { m, at } = await pendingRead;
+          pendingRead = undefined;
+          checkLoss(m.loss, epoch, at);
         }
         const train = await trainer.metrics(true);
         const state = await trainer.sync(); // checkpoints and later stages use the tfjs model

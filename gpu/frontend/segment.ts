@@ -157,10 +157,13 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       }
       checkMelRates(batch, mel);
       const waves = batch.waveform as Float32Array[];
+      // float32 noise: what the kernel adds (the float64 default exists
+      // for the CPU interpreter's bit-exact parity).
       const plan = planViewStages(
         batch,
         stages.slice(0, melAt).map((s) => viewStage(s)),
         ctx.assets,
+        { noise: "float32" },
       );
       const rows = plan.rows.length;
       if (rows === 0) {
@@ -189,8 +192,18 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       const gridFrames = Math.max(...own);
       const rowStride = Math.max(...lengths);
       const maxOps = Math.max(1, ...plan.rows.map((r) => r.ops.length));
-      const sources = packClips(waves);
-      if (noiseUploaded?.assets !== ctx.assets.backgroundNoise) {
+      // Where each decoded clip goes in the sources buffer; each is written
+      // there on its own (no host-side concatenation).
+      const sources = { offsets: [] as number[], lengths: [] as number[] };
+      let sourceFloats = 0;
+      for (const w of waves) {
+        sources.offsets.push(sourceFloats);
+        sources.lengths.push(w.length);
+        sourceFloats += w.length;
+      }
+      if (
+        !noiseUploaded || noiseUploaded.assets !== ctx.assets.backgroundNoise
+      ) {
         const clips = (ctx.assets.backgroundNoise ?? {}) as Record<
           string,
           NoiseClip
@@ -222,7 +235,7 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       const big = ([
         ["features", outBytes],
         ["views", rows * rowStride * 4],
-        ["decoded clips", sources.data.byteLength],
+        ["decoded clips", 4 * sourceFloats],
         ["noise values", packed.extra.byteLength],
       ] as const).find(([, bytes]) => bytes > maxBytes);
       if (big) {
@@ -247,8 +260,23 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
         rt.write(r, data);
         return r;
       };
+      const upClips = (
+        clips: readonly Float32Array[],
+        offsets: readonly number[],
+        floats: number,
+      ) => {
+        const r = region(`sources.${set}`, floats);
+        clips.forEach((c, i) =>
+          device.queue.writeBuffer(
+            r.buffer,
+            r.offset + 4 * offsets[i],
+            c as Float32Array<ArrayBuffer>,
+          )
+        );
+        return r;
+      };
       const uploaded = {
-        sources: up("sources", sources.data),
+        sources: upClips(waves, sources.offsets, sourceFloats),
         programs: up("programs", packed.programs),
         extra: up("extra", packed.extra),
       };

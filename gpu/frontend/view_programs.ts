@@ -303,6 +303,25 @@ function sourceIndex(ops: readonly ViewOp[], j: number): number {
   return p;
 }
 
+/**
+ * Running sums of squares of background clips (float64, `[0, x0², …]`),
+ * memoised per clip array: a pure function of data that never changes, so
+ * a crop's energy costs two reads instead of a pass over the crop.
+ */
+const squareSumsOf = new WeakMap<Float32Array, Float64Array>();
+
+function squareSums(clip: Float32Array): Float64Array {
+  let sums = squareSumsOf.get(clip);
+  if (!sums) {
+    sums = new Float64Array(clip.length + 1);
+    for (let i = 0; i < clip.length; i++) {
+      sums[i + 1] = sums[i] + clip[i] * clip[i];
+    }
+    squareSumsOf.set(clip, sums);
+  }
+  return sums;
+}
+
 /** `Σ y[j]²` in float64 over the row as it stands, in sample order. */
 function energy(
   row: RowState,
@@ -408,11 +427,17 @@ function chainOps(
         }
         const start = bg.length > n ? rng.int(bg.length - n) : 0;
         let en = 0;
-        let k = start;
-        for (let i = 0; i < n; i++) {
-          const v = bg[k];
-          en += v * v;
-          if (++k === bg.length) k = 0;
+        if (start + n <= bg.length) {
+          // A crop inside the clip: from the clip's running sums of squares.
+          const sums = squareSums(bg);
+          en = sums[start + n] - sums[start];
+        } else {
+          let k = start;
+          for (let i = 0; i < n; i++) {
+            const v = bg[k];
+            en += v * v;
+            if (++k === bg.length) k = 0;
+          }
         }
         let ex: number;
         if (row.ops.length === 0) {
