@@ -30,7 +30,7 @@ import {
 
 /** Data sizes per layout: a couple of training batches, a few test clips. */
 export const PRESET_SYNTH: Readonly<Record<SynthLayout, SynthOptions>> = {
-  speech_commands: { train: 2, validation: 1, test: 1 },
+  "speech_commands": { train: 2, validation: 1, test: 1 },
   audiomnist: { perSpeaker: 1 },
   vocalsound: { train: 6, validation: 2, test: 2 },
   cochlscene: { train: 3, validation: 1, test: 1 },

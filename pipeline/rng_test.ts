@@ -135,5 +135,8 @@ Deno.test("fillUniform writes the values next() would give, and leaves the same 
   assert.equal(a.int(1000), b.int(1000));
   const f32 = new Float32Array(3);
   a.fillUniform(f32, 2);
-  assert.deepEqual([...f32], [2 * b.next(), 2 * b.next(), 2 * b.next()].map(Math.fround));
+  assert.deepEqual(
+    [...f32],
+    [2 * b.next(), 2 * b.next(), 2 * b.next()].map(Math.fround),
+  );
 });
