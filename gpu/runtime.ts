@@ -552,7 +552,7 @@ export async function requestEngineDevice(): Promise<GPUDevice> {
     );
   }
   const l = adapter.limits;
-  return await adapter.requestDevice({
+  const device = await adapter.requestDevice({
     requiredFeatures: adapter.features.has("timestamp-query")
       ? ["timestamp-query"]
       : [],
@@ -564,4 +564,11 @@ export async function requestEngineDevice(): Promise<GPUDevice> {
       maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
     },
   });
+  // Deno's wgpu panics ("Adapter … does not exist") when a device outlives
+  // a collected adapter object: keep the adapter as long as the device.
+  adapters.set(device, adapter);
+  return device;
 }
+
+/** The adapters of devices {@linkcode requestEngineDevice} made, kept alive. */
+const adapters = new WeakMap<GPUDevice, GPUAdapter>();

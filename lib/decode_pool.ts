@@ -137,3 +137,18 @@ export function createDecodePool(
     },
   };
 }
+
+/**
+ * Decoding threads for `workers`: the number itself, or for `auto` the
+ * machine's cores less two (the main thread and the GPU driver), between 2
+ * and 8.
+ *
+ * @param workers The option.
+ * @param cores Logical cores (default `navigator.hardwareConcurrency`).
+ */
+export function decodeWorkers(
+  workers: number | "auto",
+  cores: number = navigator.hardwareConcurrency ?? 2,
+): number {
+  return workers === "auto" ? Math.min(8, Math.max(2, cores - 2)) : workers;
+}

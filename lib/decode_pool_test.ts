@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { encodeWav, toneInt16 } from "../tests/_fixtures.ts";
-import { createDecodePool } from "./decode_pool.ts";
+import { createDecodePool, decodeWorkers } from "./decode_pool.ts";
 import { readWav, WavError } from "./wav.ts";
 
 async function files() {
@@ -60,3 +60,12 @@ for (const workers of [0, 2]) {
     }
   });
 }
+
+Deno.test("decodeWorkers: auto is the cores less two, between 2 and 8; numbers pass", () => {
+  assert.equal(decodeWorkers("auto", 2), 2);
+  assert.equal(decodeWorkers("auto", 6), 4);
+  assert.equal(decodeWorkers("auto", 16), 8);
+  assert.equal(decodeWorkers("auto", 128), 8);
+  assert.equal(decodeWorkers(0, 16), 0);
+  assert.equal(decodeWorkers(3, 16), 3);
+});

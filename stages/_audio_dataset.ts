@@ -10,7 +10,7 @@
 import { join, resolve } from "node:path";
 import type { Dataset, Example } from "../pipeline/types.ts";
 import type { Logger } from "../pipeline/logger.ts";
-import { createDecodePool } from "../lib/decode_pool.ts";
+import { createDecodePool, decodeWorkers } from "../lib/decode_pool.ts";
 import type { DecodedAudio } from "../lib/decode_pool.ts";
 import { readWav, readWavHeader, WavError } from "../lib/wav.ts";
 import type { WavInfo } from "../lib/wav.ts";
@@ -45,7 +45,7 @@ export class DataError extends Error {
 export interface AudioDatasetOptions {
   readonly onBadFile: "fail" | "skip";
   readonly scanHeaders: boolean;
-  readonly workers: number;
+  readonly workers: number | "auto";
   readonly cacheMegabytes: number;
   readonly backgroundNoise?: string;
   /** Files the layout left out before its split (bad, with `onBadFile: skip`). */
@@ -306,7 +306,7 @@ export async function openAudioDataset(
   }
 
   const pool = createDecodePool(
-    options.workers,
+    decodeWorkers(options.workers),
     (reason) => log.warn(`${reason}; decoding on the main thread`),
   );
   const cache = new Map<string, Cached>();

@@ -66,8 +66,10 @@ export const LoadOptions = z.strictObject({
   scanHeaders: z.boolean().default(true).describe(
     "Read every WAV header when the dataset opens, so bad files and mixed sample rates are found before training",
   ),
-  workers: z.int().min(0).max(32).default(2).describe(
-    "Decoding threads (0: decode on the main thread)",
+  workers: z.union([z.literal("auto"), z.int().min(0).max(32)]).default(
+    "auto",
+  ).describe(
+    "Decoding threads (0: decode on the main thread); auto: the machine's cores less two, between 2 and 8",
   ),
   cacheMegabytes: z.number().min(0).default(0).describe(
     "Keep decoded audio in memory up to this many MiB (int16 for 16-bit files); 0 disables the cache",
@@ -87,6 +89,8 @@ export const stage = defineStage<LoadOptions, LoadData>({
   kind: "source",
   summary: "Load a dataset's clips at their native sample rate",
   options: LoadOptions,
+  // Decoding threads and the cache change speed, never the data.
+  resumeMayChange: { workers: "any", cacheMegabytes: "any" },
   data: LoadData as unknown as z.ZodType<LoadData>,
   takes: [],
   provides: ["channels", "sampleRate", "label", "path"],
