@@ -26,6 +26,21 @@ export interface Rng {
     offset?: number,
     count?: number,
   ): void;
+  /**
+   * Advances the stream by `count` draws of {@linkcode next} without
+   * computing them, writing the generator state (the four words
+   * {@linkcode state} returns) before draws 0, `every`, 2·`every`, … to
+   * `out` from word `at` — so another processor (the GPU front end) can
+   * produce exactly those draws in parallel chunks.
+   *
+   * @returns The number of states written (`ceil(count / every)`).
+   */
+  skipRecording(
+    count: number,
+    every: number,
+    out: Uint32Array,
+    at?: number,
+  ): number;
   /** A derived, independent stream for a sub-task; depends only on the labels and seed, not on how far this stream has advanced. */
   child(...labels: (string | number)[]): Rng;
   /** The generator state, for checkpoints. */
@@ -117,6 +132,27 @@ function fromWords(
         out[i] = scale * ((r >>> 0) / 4294967296);
       }
       [a, b, c, d] = [x >>> 0, y >>> 0, z >>> 0, w >>> 0];
+    },
+    skipRecording: (count, every, out, at = 0) => {
+      let [x, y, z, w] = [a | 0, b | 0, c | 0, d | 0];
+      let k = at;
+      for (let start = 0; start < count; start += every) {
+        out[k++] = x >>> 0;
+        out[k++] = y >>> 0;
+        out[k++] = z >>> 0;
+        out[k++] = w >>> 0;
+        const end = Math.min(count, start + every);
+        for (let i = start; i < end; i++) {
+          const t = (x + y) | 0;
+          x = y ^ (y >>> 9);
+          y = (z + (z << 3)) | 0;
+          z = (z << 21) | (z >>> 11);
+          w = (w + 1) | 0;
+          z = (z + ((t + w) | 0)) | 0;
+        }
+      }
+      [a, b, c, d] = [x >>> 0, y >>> 0, z >>> 0, w >>> 0];
+      return (k - at) / 4;
     },
     child: (...labels) => createRng(`${label}/${labels.join("/")}`, seed),
     state: () => [a >>> 0, b >>> 0, c >>> 0, d >>> 0],

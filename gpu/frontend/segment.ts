@@ -53,7 +53,12 @@ import {
   stftMelPlan,
   stftMelWorkgroupBytes,
 } from "./mel.ts";
-import { planViewStages, type ViewStage } from "./view_programs.ts";
+import {
+  NOISE_CHUNK_WORDS,
+  planViewStages,
+  type ViewStage,
+} from "./view_programs.ts";
+import { packNoiseChunks, uniformNoisePlan } from "./noise.ts";
 import {
   packClips,
   type PackedClips,
@@ -157,13 +162,13 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       }
       checkMelRates(batch, mel);
       const waves = batch.waveform as Float32Array[];
-      // float32 noise: what the kernel adds (the float64 default exists
-      // for the CPU interpreter's bit-exact parity).
+      // Uniform noise is drawn on the GPU from recorded generator states;
+      // what the host must draw is float32, what the kernel adds.
       const plan = planViewStages(
         batch,
         stages.slice(0, melAt).map((s) => viewStage(s)),
         ctx.assets,
-        { noise: "float32" },
+        { noise: "gpu" },
       );
       const rows = plan.rows.length;
       if (rows === 0) {
@@ -236,7 +241,7 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
         ["features", outBytes],
         ["views", rows * rowStride * 4],
         ["decoded clips", 4 * sourceFloats],
-        ["noise values", packed.extra.byteLength],
+        ["noise values", 4 * plan.extraLength],
       ] as const).find(([, bytes]) => bytes > maxBytes);
       if (big) {
         return {
@@ -278,7 +283,7 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       const uploaded = {
         sources: upClips(waves, sources.offsets, sourceFloats),
         programs: up("programs", packed.programs),
-        extra: up("extra", packed.extra),
+        extra: region(`extra.${set}`, Math.max(1, plan.extraLength)),
       };
       const views = region("views", rows * rowStride);
       const lengthsRegion = region("lengths", rows);
@@ -295,6 +300,16 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
         const regions = planRegions(plan, bind);
         plan.steps.forEach((step, i) => rt.record(list, step.spec, regions[i]));
       };
+      if (plan.extra.length > 0) {
+        rt.write(uploaded.extra, plan.extra as Float32Array);
+      }
+      if (plan.noiseChunks.length > 0) {
+        const chunks = up("noiseChunks", packNoiseChunks(plan.noiseChunks));
+        record(
+          uniformNoisePlan(plan.noiseChunks.length / NOISE_CHUNK_WORDS),
+          { chunks, extra: uploaded.extra },
+        );
+      }
       record(viewsPlan({ maxOps, rowStride, rows }), {
         ...uploaded,
         noise: noise.region,

@@ -101,6 +101,18 @@ export interface ViewPlan {
    */
   readonly extra: Float64Array | Float32Array;
   /**
+   * Slots the `add` ops address in `extra` (its length, except in `gpu`
+   * noise mode, where `extra` is empty when the GPU draws every value).
+   */
+  readonly extraLength: number;
+  /**
+   * `gpu` noise mode: one record of {@linkcode NOISE_CHUNK_WORDS} u32 per
+   * chunk of up to {@linkcode NOISE_CHUNK} uniform draws — the sfc32 state
+   * (4 words) before the chunk's first draw, its first slot in `extra`, its
+   * draw count and the noise scale (float32 bits), 0 — else empty.
+   */
+  readonly noiseChunks: Uint32Array;
+  /**
    * Names of the background noise clips a `mix` op's `noise` indexes: every
    * clip of `assets.backgroundNoise`, in its key order (so the same for
    * every batch of a run, and the packed clips can be uploaded once).
@@ -115,21 +127,36 @@ export interface PlanOptions {
    * reference interpreter exact; `float32` is half the memory (CS: 56 MB
    * instead of 113 MB for a batch of 32 clips of 10 s) and what the kernel
    * reads, with {@linkcode runPrograms} then within an ulp of each sum's
-   * largest term of the CPU stages' result.
+   * largest term of the CPU stages' result. `gpu`: uniform noise is not
+   * drawn on the host at all; the planner only advances the random stream
+   * (integer steps, several times cheaper) and records its state every
+   * {@linkcode NOISE_CHUNK} draws in {@linkcode ViewPlan.noiseChunks}, from
+   * which `noise.ts`'s kernel draws the same values on the GPU (within an
+   * ulp: the product is rounded in float32). Gaussian noise, and noise a
+   * later background mix must measure, are still drawn on the host, in
+   * float32.
    */
-  readonly noise?: "float64" | "float32";
+  readonly noise?: "float64" | "float32" | "gpu";
 }
+
+/** Draws per chunk of {@linkcode ViewPlan.noiseChunks}. */
+export const NOISE_CHUNK = 256;
+/** u32 words per chunk record of {@linkcode ViewPlan.noiseChunks}. */
+export const NOISE_CHUNK_WORDS = 8;
 
 /** Growable buffer of the `add` ops' noise. */
 interface Extra {
   data: Float64Array | Float32Array;
   length: number;
+  /** Slots the batch needs in all (`noiseSamples`). */
+  size: number;
 }
 
 /** Appends `n` slots to `extra` (growing it) and returns the first's index. */
 function reserve(extra: Extra, n: number): number {
   const at = extra.length;
-  if (at + n > extra.data.length) {
+  // An empty buffer in gpu noise mode stays empty until the host draws.
+  if (at + n > extra.data.length && extra.data.length > 0) {
     const size = Math.max(at + n, 2 * extra.data.length);
     const grown = extra.data instanceof Float32Array
       ? new Float32Array(size)
@@ -382,6 +409,7 @@ function chainOps(
     names: readonly string[];
     clips: readonly Float32Array[];
     extra: Extra;
+    chunks?: NoiseChunks;
     /** Energies of whole source clips by index (shared by their views). */
     sourceEnergy: Map<number, number>;
   },
@@ -404,7 +432,12 @@ function chainOps(
       case "noise": {
         const n = row.length;
         const offset = reserve(ctx.extra, n);
-        rng = drawNoise(rng, t.kind, t.scale, ctx.extra.data, offset, n);
+        if (ctx.chunks && t.kind === "uniform" && !mixLater(chain, t)) {
+          ctx.chunks.add(rng, offset, n, t.scale);
+        } else {
+          ctx.extra.data = hostExtra(ctx.extra);
+          rng = drawNoise(rng, t.kind, t.scale, ctx.extra.data, offset, n);
+        }
         row.ops.push({ kind: "add", input: n, offset });
         break;
       }
@@ -494,12 +527,26 @@ export function planViewStages(
   const names = Object.keys(noise);
   const clips = names.map((n) => noise[n].samples);
   const size = noiseSamples(batch, stages);
+  const onGpu = options.noise === "gpu";
   const extra: Extra = {
     data: options.noise === "float32"
       ? new Float32Array(size)
+      : onGpu
+      ? new Float32Array(0) // allocated at the first value the host draws
       : new Float64Array(size),
     length: 0,
+    size,
   };
+  // A later augment stage's background mix measures the rows, noise
+  // included: then every value is drawn on the host.
+  const measuredLater = stages.some((s, i) =>
+    s.id === "augment" &&
+    stages.slice(i + 1).some((l) =>
+      l.id === "augment" &&
+      l.options.views.some((v) => v.chain.some((t) => t.type === "background"))
+    )
+  );
+  const chunks = onGpu && !measuredLater ? noiseChunks(size) : undefined;
   let rows: RowState[] = waves.map((w, i) => ({
     source: i,
     ops: [],
@@ -514,6 +561,7 @@ export function planViewStages(
     clips,
     extra,
     sourceEnergy,
+    chunks,
   });
   for (const s of stages) {
     const b = out.size as number;
@@ -569,10 +617,65 @@ export function planViewStages(
   return {
     batch: out as unknown as Batch,
     rows,
-    extra: extra.data.length === extra.length
+    extra: extra.data.length === extra.length || extra.data.length === 0
       ? extra.data
       : extra.data.slice(0, extra.length),
+    extraLength: extra.length,
+    noiseChunks: chunks ? chunks.table() : new Uint32Array(0),
     noiseNames: names,
+  };
+}
+
+/** Whether a `background` transform follows `t` in its chain (it measures the noise). */
+function mixLater(chain: readonly Transform[], t: Transform): boolean {
+  return chain.slice(chain.indexOf(t) + 1).some((u) => u.type === "background");
+}
+
+/** The host's noise buffer, allocated (float32, full size) when first needed. */
+function hostExtra(extra: Extra): Float64Array | Float32Array {
+  return extra.data.length === 0 && extra.size > 0
+    ? new Float32Array(extra.size)
+    : extra.data;
+}
+
+/** The chunk records of `gpu` noise mode, as they are added. */
+interface NoiseChunks {
+  /** Advances `rng` past `count` draws, recording their chunks. */
+  add(rng: Rng, offset: number, count: number, scale: number): void;
+  /** The records so far. */
+  table(): Uint32Array;
+}
+
+function noiseChunks(size: number): NoiseChunks {
+  // At most one partial chunk per noise op beyond the full ones.
+  let words = new Uint32Array(NOISE_CHUNK_WORDS * 64);
+  let used = 0;
+  const states = new Uint32Array(4 * (Math.ceil(size / NOISE_CHUNK) + 1));
+  const bits = new Float32Array(1);
+  const bitsU32 = new Uint32Array(bits.buffer);
+  return {
+    add(rng, offset, count, scale) {
+      const n = Math.ceil(count / NOISE_CHUNK);
+      const recorded = n <= states.length / 4 ? states : new Uint32Array(4 * n);
+      rng.skipRecording(count, NOISE_CHUNK, recorded, 0);
+      if ((used + n) * NOISE_CHUNK_WORDS > words.length) {
+        const grown = new Uint32Array(
+          Math.max((used + n) * NOISE_CHUNK_WORDS, 2 * words.length),
+        );
+        grown.set(words.subarray(0, used * NOISE_CHUNK_WORDS));
+        words = grown;
+      }
+      bits[0] = scale;
+      for (let k = 0; k < n; k++) {
+        const w = (used + k) * NOISE_CHUNK_WORDS;
+        words.set(recorded.subarray(4 * k, 4 * k + 4), w);
+        words[w + 4] = offset + k * NOISE_CHUNK;
+        words[w + 5] = Math.min(NOISE_CHUNK, count - k * NOISE_CHUNK);
+        words[w + 6] = bitsU32[0];
+      }
+      used += n;
+    },
+    table: () => words.slice(0, used * NOISE_CHUNK_WORDS),
   };
 }
 
