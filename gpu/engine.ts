@@ -211,6 +211,19 @@ export function tfjsDevice(tf: Tf): GPUDevice | undefined {
 }
 
 /**
+ * Rows of the eval graph a batch of `rows` runs on: the next power of two
+ * up to 32, then the next multiple of 32 (a batch of 24 runs on the 32-row
+ * graph, 72 — three views of 24 — on the 96-row one).
+ *
+ * @param rows Clips (view rows) in the batch.
+ */
+export function evalGraphRows(rows: number): number {
+  return rows <= 32
+    ? 2 ** Math.ceil(Math.log2(Math.max(1, rows)))
+    : Math.ceil(rows / 32) * 32;
+}
+
+/**
  * Creates an engine for a model's structure on a device.
  *
  * @param tf The TF.js namespace (reads tensors, builds the synced variables).
@@ -396,7 +409,11 @@ export function createFusedEngine(
   };
 
   const enqueueEval = async (tokens: TokenInput, rows: number) => {
-    const g = graphOf(false, 1, rows);
+    // Rows are independent in the eval graph, so a batch runs on the graph
+    // of its size bucket ({@linkcode evalGraphRows}), the rows past it
+    // computed and ignored: a run's last, partial batches and its phases'
+    // batch sizes share a few compiled graphs.
+    const g = graphOf(false, 1, evalGraphRows(rows));
     const copy = await stage(tokens, rows, g.input);
     rt.run(evalLists(g), copy);
     return g;

@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { createRng } from "../pipeline/rng.ts";
 import { createModel, ModelOptions } from "../model/amaut.ts";
 import { loadModelFixture } from "../model/fixture.ts";
-import { createFusedEngine } from "./engine.ts";
+import { createFusedEngine, evalGraphRows } from "./engine.ts";
 import { fixtureParity, stepParity } from "./parity.ts";
 import { gpuTests, testRuntime } from "./testing.ts";
 
@@ -170,4 +170,11 @@ Deno.test({
       engine.destroy();
     }
   },
+});
+
+Deno.test("evalGraphRows buckets batch sizes so partial batches share graphs", () => {
+  assert.deepEqual(
+    [1, 2, 3, 5, 8, 24, 32, 33, 72, 96, 97].map(evalGraphRows),
+    [1, 2, 4, 8, 8, 32, 32, 64, 96, 96, 128],
+  );
 });
