@@ -8,7 +8,9 @@
  * `test_time_adaptation.epochs` set to `--epochs`, one after another in one
  * process (so GPU kernels compile once per shape), and prints one JSON
  * object: per spec, `ok` or the failed stage and its error, the wall
- * seconds, the training epoch's seconds and the clips of each split.
+ * seconds, the training epoch's seconds and the clips of each split (each
+ * outcome is also written to stderr as a `presets: {…}` line when its run
+ * ends).
  *
  * A failing spec does not stop the others.
  *
@@ -143,6 +145,11 @@ export async function benchPresets(args: string[]): Promise<unknown> {
   const runs: PresetRun[] = [];
   const stderr = (line: string) =>
     Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+  // Each outcome also goes to stderr at once, so a cut-off run keeps them.
+  const record = (r: PresetRun) => {
+    runs.push(r);
+    stderr(`presets: ${JSON.stringify(r)}`);
+  };
   const t0 = performance.now();
   for (const spec of specs) {
     const file = join(presetsDir, spec);
@@ -186,7 +193,7 @@ export async function benchPresets(args: string[]): Promise<unknown> {
       const manifest = JSON.parse(
         await Deno.readTextFile(join(result.runDir, "manifest.json")),
       );
-      runs.push({
+      record({
         spec,
         layout,
         status: "ok",
@@ -202,7 +209,7 @@ export async function benchPresets(args: string[]): Promise<unknown> {
         runDir: result.runDir,
       });
     } catch (error) {
-      runs.push({
+      record({
         spec,
         layout,
         status: "failed",

@@ -371,6 +371,16 @@ export function createRuntime(device: GPUDevice): Runtime {
           );
         }
       }
+      // A binding over the device's limit would only fail as a GPU
+      // validation error later, far from its cause.
+      const limit = device.limits.maxStorageBufferBindingSize;
+      for (const r of bindings) {
+        if (alignUp(r.size, 4) > limit) {
+          throw new RangeError(
+            `Cannot record kernel ${label}: region "${r.label}" is ${r.size} bytes, over the device's maxStorageBufferBindingSize of ${limit}; use a smaller batchSize, or engine: tfjs`,
+          );
+        }
+      }
       // wgpu rejects a buffer bound writable and bound again in one dispatch.
       const writable = writableBindings(kernel.code);
       bindings.forEach((r, i) => {

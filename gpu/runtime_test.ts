@@ -10,7 +10,13 @@ import {
 import { batchNormForward } from "./kernels/norm.ts";
 import { matmul } from "./kernels/matmul.ts";
 import { tokensForward } from "./kernels/model_ops.ts";
-import { hasGpu, runKernel, testRuntime } from "./testing.ts";
+import {
+  gpuRuntime,
+  gpuTests,
+  hasGpu,
+  runKernel,
+  testRuntime,
+} from "./testing.ts";
 
 const DOUBLE = `@group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read_write> b: array<f32>;
@@ -251,4 +257,33 @@ Deno.test("KernelPlan: a misspelt, missing or extra binding name is a compile er
   op(tokens, { emb: r, pos: r, z: r, special0: r, special1: r });
   // @ts-expect-error: misspelt numbered name.
   assert.throws(() => op(tokens, { emb: r, pos: r, z: r, spcial0: r }));
+});
+
+Deno.test({
+  name: "record refuses a region over the device's binding limit, naming it",
+  ignore: !gpuTests,
+  async fn() {
+    const rt = await gpuRuntime();
+    const limit = rt.device.limits.maxStorageBufferBindingSize;
+    const huge = {
+      buffer: rt.alloc("small", 4).buffer,
+      offset: 0,
+      size: limit + 4,
+      label: "activations",
+    };
+    assert.throws(
+      () =>
+        rt.record([], {
+          code: `@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(1) fn main() { x[0] = 1.0; }`,
+          workgroups: [1, 1, 1],
+          label: "tooBig",
+        }, [huge]),
+      new RegExp(
+        `^RangeError: Cannot record kernel tooBig: region "activations" is ${
+          limit + 4
+        } bytes, over the device's maxStorageBufferBindingSize of ${limit}`,
+      ),
+    );
+  },
 });
