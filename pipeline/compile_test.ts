@@ -49,6 +49,7 @@ Deno.test("compile() fills in every default and records a JSON-serialisable plan
   assert.deepEqual(plan, c.plan);
   assert.deepEqual(c.plan.runtime, {
     backend: "auto",
+    frontEnd: "auto",
     seed: 0,
     outputDir: "runs",
   });

@@ -327,7 +327,7 @@ Deno.test("faults: a refused resume lists each differing key with both values an
   );
   assert.match(
     r.stderr,
-    /A resume may change only runtime\.outputDir, runtime\.backend, stages\.train\.with\.epochs \(larger only\), stages\.train\.with\.engine, stages\.train\.with\.readEvery\./,
+    /A resume may change only runtime\.outputDir, runtime\.backend, runtime\.frontEnd, stages\.load\.with\.workers, stages\.load\.with\.cacheMegabytes, stages\.train\.with\.epochs \(larger only\), stages\.train\.with\.engine, stages\.train\.with\.readEvery\./,
   );
   assert.equal(count(r.stderr, "Cannot resume"), 1, explain(r));
   const error = JSON.parse(r.stdout.trim()).error;
