@@ -93,7 +93,7 @@ export const TrainOptions = z.strictObject({
     "Split whose accuracy picks the best checkpoint (AudioMNIST's reference uses test)",
   ),
   readEvery: z.int().min(1).default(10).describe(
-    "Steps between reads of the loss from the device (reads stall a GPU)",
+    "Steps between reads of the loss from the device; each read is awaited at the next one (the last at the epoch's end), so the GPU queue never drains mid-epoch and a NaN loss is caught at most 2·readEvery steps late",
   ),
   engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
     "Training-step engine: fused = the whole step as one recorded WebGPU graph (gpu/, far faster), tfjs = op by op; auto = fused on the webgpu backend, tfjs on cpu",
