@@ -206,13 +206,13 @@ export function powerSpectrogram(
 }
 
 /** One mel filter's nonzero span: bins `start … start + weights.length − 1`. */
-interface FilterSpan {
+export interface FilterSpan {
   readonly start: number;
   readonly weights: Float32Array;
 }
 
 /** The nonzero span of every filter of a `[nBins, nMels]` filterbank. */
-function filterSpans(
+export function filterSpans(
   fb: Float32Array,
   nBins: number,
   nMels: number,

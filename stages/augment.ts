@@ -157,6 +157,22 @@ function lengthOf(
 }
 
 /**
+ * The error of a `background` transform whose noise clip was not loaded.
+ *
+ * @param name The clip the transform names.
+ * @param names The clips that were loaded.
+ */
+export function missingNoise(name: string, names: readonly string[]): Error {
+  return new Error(
+    `Cannot mix background noise "${name}": ${
+      names.length
+        ? `the noise clips are ${names.map((n) => `"${n}"`).join(", ")}`
+        : "no background noise was loaded (set backgroundNoise in the load stage)"
+    }`,
+  );
+}
+
+/**
  * Applies a chain of transforms to one clip.
  *
  * @param x The mono clip.
@@ -191,16 +207,7 @@ export function applyChain(
         break;
       case "background": {
         const clip = noise[t.noise];
-        if (!clip) {
-          const names = Object.keys(noise);
-          throw new Error(
-            `Cannot mix background noise "${t.noise}": ${
-              names.length
-                ? `the noise clips are ${names.map((n) => `"${n}"`).join(", ")}`
-                : "no background noise was loaded (set backgroundNoise in the load stage)"
-            }`,
-          );
-        }
+        if (!clip) throw missingNoise(t.noise, Object.keys(noise));
         y = mixBackground(y, clip.samples, t.snrDb, rng);
         break;
       }

@@ -99,20 +99,34 @@ export function fitLength(
   if (deficit < 0) {
     return clip === "head" ? waveform.slice(0, length) : waveform;
   }
-  let head: number;
-  if (position === "center") head = Math.floor(deficit / 2);
-  else if (position === "end") head = 0;
-  else {
-    if (!rng) {
-      throw new TypeError(
-        "Cannot fit the length with random padding: no rng given; pass an rng",
-      );
-    }
-    head = rng.int(deficit + 1);
-  }
   const out = new Float32Array(length);
-  out.set(waveform, head);
+  out.set(waveform, padHead(deficit, position, rng));
   return out;
+}
+
+/**
+ * Zeros in front of a clip padded by `deficit` samples: uniform in
+ * `0 … deficit` (`random`, one draw of `rng`), `floor(deficit / 2)`
+ * (`center`) or 0 (`end`).
+ *
+ * @param deficit Samples missing, > 0.
+ * @param position Where the padding goes.
+ * @param rng Source of the random head pad.
+ * @throws {TypeError} `random` without an rng.
+ */
+export function padHead(
+  deficit: number,
+  position: "random" | "center" | "end",
+  rng?: Rng,
+): number {
+  if (position === "center") return Math.floor(deficit / 2);
+  if (position === "end") return 0;
+  if (!rng) {
+    throw new TypeError(
+      "Cannot fit the length with random padding: no rng given; pass an rng",
+    );
+  }
+  return rng.int(deficit + 1);
 }
 
 /** Share of clips above which {@linkcode lengthWarnings} warns (2 %). */

@@ -30,7 +30,12 @@ import {
   WORKGROUP_SIZE as WG,
 } from "../kernels/grid.ts";
 import { f32Literal } from "../kernels/wgsl.ts";
-import { melFilterbank, type MelOptions, paddedHann } from "../../lib/mel.ts";
+import {
+  filterSpans,
+  melFilterbank,
+  type MelOptions,
+  paddedHann,
+} from "../../lib/mel.ts";
 
 /** The constant tables the mel kernels bind (upload once per options). */
 export interface MelTables {
@@ -73,24 +78,16 @@ export function melTables(options: MelOptions): MelTables {
     twiddle[2 * k] = Math.cos(angle);
     twiddle[2 * k + 1] = -Math.sin(angle);
   }
-  const nBins = nFft / 2 + 1;
-  const fb = melFilterbank(options);
   const bands = new Uint32Array(3 * nMels);
   const spans: number[] = [];
-  for (let m = 0; m < nMels; m++) {
-    let lo = -1;
-    let hi = -1;
-    for (let k = 0; k < nBins; k++) {
-      if (fb[k * nMels + m] !== 0) {
-        if (lo < 0) lo = k;
-        hi = k;
-      }
-    }
-    bands[3 * m] = Math.max(0, lo);
-    bands[3 * m + 1] = lo < 0 ? 0 : hi - lo + 1;
-    bands[3 * m + 2] = spans.length;
-    for (let k = lo; lo >= 0 && k <= hi; k++) spans.push(fb[k * nMels + m]);
-  }
+  filterSpans(melFilterbank(options), nFft / 2 + 1, nMels).forEach(
+    ({ start, weights }, m) => {
+      bands[3 * m] = start;
+      bands[3 * m + 1] = weights.length;
+      bands[3 * m + 2] = spans.length;
+      spans.push(...weights);
+    },
+  );
   const weights = Float32Array.from(spans.length ? spans : [0]);
   return { window, twiddle, bands, weights };
 }

@@ -365,25 +365,17 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
 
 /** A fused stage as the view planner takes it. */
 function viewStage(s: FrontEndCall): ViewStage {
-  if (s.id === "augment") {
-    return {
-      id: "augment",
-      name: s.name,
-      options: s.options as AugmentOptions,
-      rng: s.rng,
-    };
+  if (s.id !== "augment" && s.id !== "fixed_length") {
+    throw new Error(
+      `Cannot fuse stage "${s.name}" (${s.id}) into the front end; set runtime.frontEnd: tfjs`,
+    );
   }
-  if (s.id === "fixed_length") {
-    return {
-      id: "fixed_length",
-      name: s.name,
-      options: s.options as FixedLengthOptions,
-      rng: s.rng,
-    };
-  }
-  throw new Error(
-    `Cannot fuse stage "${s.name}" (${s.id}) into the front end; set runtime.frontEnd: tfjs`,
-  );
+  return {
+    id: s.id,
+    name: s.name,
+    options: s.options,
+    rng: s.rng,
+  } as ViewStage;
 }
 
 export type { FrontEndContext };

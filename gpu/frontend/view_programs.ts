@@ -17,10 +17,14 @@
  * @module
  */
 import type { Batch } from "../../pipeline/types.ts";
-import { type Rng, rngFromState } from "../../pipeline/rng.ts";
+import type { Rng } from "../../pipeline/rng.ts";
 import { rollShift } from "../../lib/transforms.ts";
-import type { AugmentOptions, Transform } from "../../stages/augment.ts";
-import type { FixedLengthOptions } from "../../stages/fixed_length.ts";
+import {
+  type AugmentOptions,
+  missingNoise,
+  type Transform,
+} from "../../stages/augment.ts";
+import { type FixedLengthOptions, padHead } from "../../stages/fixed_length.ts";
 import type { NoiseClip } from "../../stages/_audio_dataset.ts";
 
 /**
@@ -240,29 +244,18 @@ function fit(
     }
     return;
   }
-  let head: number;
-  if (position === "center") head = Math.floor(deficit / 2);
-  else if (position === "end") head = 0;
-  else {
-    if (!rng) {
-      throw new TypeError(
-        "Cannot fit the length with random padding: no rng given; pass an rng",
-      );
-    }
-    head = rng.int(deficit + 1);
-  }
+  const head = padHead(deficit, position, rng);
   row.ops.push({ kind: "place", input: n, head, length });
   row.length = length;
 }
 
 /**
- * Writes `n` values of `scale·rng.next()` (`uniform`) or
- * `scale·rng.normal()` (`gaussian`) into `out` from `at`, bit for bit as
- * `addNoise` of lib/transforms.ts draws them, about 5× faster: the sfc32
- * steps of pipeline/rng.ts run inline on the stream's state.
+ * Writes `n` values of `scale·rng.next()` (`uniform`, through
+ * `Rng.fillUniform`: the same draws, inline) or `scale·rng.normal()`
+ * (`gaussian`) into `out` from `at`, bit for bit as `addNoise` of
+ * lib/transforms.ts draws them.
  *
- * @returns A stream continuing where `rng` would be after the draws
- *   (`rng` itself is not advanced; the new stream has no usable children).
+ * @returns `rng`, advanced past the draws.
  */
 function drawNoise(
   rng: Rng,
@@ -272,43 +265,9 @@ function drawNoise(
   at: number,
   n: number,
 ): Rng {
-  let [a, b, c, d] = rng.state();
-  a |= 0;
-  b |= 0;
-  c |= 0;
-  d |= 0;
-  const next = (): number => {
-    const t = (a + b) | 0;
-    a = b ^ (b >>> 9);
-    b = (c + (c << 3)) | 0;
-    c = (c << 21) | (c >>> 11);
-    d = (d + 1) | 0;
-    const r = (t + d) | 0;
-    c = (c + r) | 0;
-    return (r >>> 0) / 4294967296;
-  };
-  if (kind === "uniform") {
-    // next() written out: the closure call costs ~50 % here.
-    for (let i = 0; i < n; i++) {
-      const t = (a + b) | 0;
-      a = b ^ (b >>> 9);
-      b = (c + (c << 3)) | 0;
-      c = (c << 21) | (c >>> 11);
-      d = (d + 1) | 0;
-      const r = (t + d) | 0;
-      c = (c + r) | 0;
-      out[at + i] = scale * ((r >>> 0) / 4294967296);
-    }
-  } else {
-    for (let i = 0; i < n; i++) {
-      let u = 0;
-      while (u === 0) u = next();
-      const v = next();
-      out[at + i] = scale *
-        (Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v));
-    }
-  }
-  return rngFromState([a >>> 0, b >>> 0, c >>> 0, d >>> 0]);
+  if (kind === "uniform") rng.fillUniform(out, scale, at, n);
+  else for (let i = 0; i < n; i++) out[at + i] = scale * rng.normal();
+  return rng;
 }
 
 /**
@@ -443,16 +402,7 @@ function chainOps(
       }
       case "background": {
         const index = ctx.names.indexOf(t.noise);
-        if (index < 0) {
-          const names = ctx.names;
-          throw new Error(
-            `Cannot mix background noise "${t.noise}": ${
-              names.length
-                ? `the noise clips are ${names.map((n) => `"${n}"`).join(", ")}`
-                : "no background noise was loaded (set backgroundNoise in the load stage)"
-            }`,
-          );
-        }
+        if (index < 0) throw missingNoise(t.noise, ctx.names);
         const bg = ctx.clips[index];
         const n = row.length;
         if (bg.length === 0) {
