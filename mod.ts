@@ -62,6 +62,25 @@ export { exportRun, writePackage } from "./lib/export.ts";
 export type { ModelPackage } from "./lib/export.ts";
 export * from "./grid/mod.ts";
 export { createFusedEngine, tfjsDevice } from "./gpu/engine.ts";
+export { createGpuFrontEnd } from "./gpu/frontend/segment.ts";
+export {
+  describeFusion,
+  fusableTail,
+  useFrontEnd,
+} from "./pipeline/front_end.ts";
+export type {
+  FrontEndResult,
+  FusedFrontEnd,
+  Fusion,
+} from "./pipeline/front_end.ts";
+export { planViewStages, runPrograms } from "./gpu/frontend/view_programs.ts";
+export type {
+  RowProgram,
+  ViewOp,
+  ViewPlan,
+} from "./gpu/frontend/view_programs.ts";
+export { attachBusyMeter, idleFraction } from "./gpu/busy.ts";
+export type { BusyMeter, BusySample } from "./gpu/busy.ts";
 export { trainBatch } from "./model/trainer.ts";
 export type {
   LoadableState,
