@@ -534,6 +534,16 @@ export function createRuntime(device: GPUDevice): Runtime {
 }
 
 /**
+ * Whether `error` is the runtime's refusal of a binding over the device's
+ * `maxStorageBufferBindingSize` (thrown while recording, before any work
+ * was queued, so a caller may move to another engine).
+ */
+export function isBindingLimitError(error: unknown): boolean {
+  return error instanceof RangeError &&
+    error.message.includes("over the device's maxStorageBufferBindingSize");
+}
+
+/**
  * Bytes of the buffers that every live runtime on `device` holds (what the
  * fused engine and front end add to tfjs's own `numBytesInGPUAllocated`).
  *

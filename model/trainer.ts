@@ -199,3 +199,61 @@ export function assignWeights(
   );
   for (const [v, t] of pairs) v.assign(t);
 }
+
+/**
+ * A trainer that starts on `primary` (the fused engine) and moves to the
+ * trainer `fallback` makes when `primary`'s first step fails in a way
+ * `movable` accepts (a graph the device's limits cannot hold: the failure
+ * comes while recording, before anything ran), carrying the state over
+ * (weights, running statistics, momentum of a resumed run). Later failures,
+ * and the first one when `movable` refuses it, are thrown as they are.
+ *
+ * @param primary The trainer to try first.
+ * @param fallback Makes the other trainer (once, when needed).
+ * @param movable Whether a first-step error allows the move.
+ * @param note Receives one line when the move happens.
+ */
+export function withFallback(
+  primary: Trainer,
+  fallback: () => Trainer | Promise<Trainer>,
+  movable: (error: unknown) => boolean,
+  note: (line: string) => void,
+): Trainer {
+  let current = primary;
+  let stepped = false;
+  const wrapper: Trainer = {
+    get engine() {
+      return current.engine;
+    },
+    get model() {
+      return current.model;
+    },
+    async step(batch, settings) {
+      if (stepped) return await current.step(batch, settings);
+      try {
+        await current.step(batch, settings);
+      } catch (error) {
+        if (current !== primary || !movable(error)) throw error;
+        const state = await primary.sync();
+        const next = await fallback();
+        await next.load(state);
+        primary.dispose();
+        current = next;
+        note(
+          `engine: the ${primary.engine} engine cannot run this model here (${
+            (error as Error).message
+          }); training on the ${next.engine} engine instead`,
+        );
+        await current.step(batch, settings);
+      }
+      stepped = true;
+    },
+    metrics: (reset) => current.metrics(reset),
+    evaluate: (data, split, batchSize) =>
+      current.evaluate(data, split, batchSize),
+    sync: () => current.sync(),
+    load: (state) => current.load(state),
+    dispose: () => current.dispose(),
+  };
+  return wrapper;
+}

@@ -43,9 +43,11 @@ import {
   trainBatch,
   type Trainer,
   type TrainerState,
+  withFallback,
 } from "../model/trainer.ts";
 import { createTfjsTrainer } from "../model/trainer_tfjs.ts";
 import { createFusedTrainer } from "../gpu/trainer_fused.ts";
+import { isBindingLimitError } from "../gpu/runtime.ts";
 import { fusedDevice } from "../model/engine_choice.ts";
 import {
   checkCompatible,
@@ -152,10 +154,20 @@ async function createTrainer(
 ): Promise<Trainer> {
   const device = fusedDevice(tf, engine, "train");
   if (!device) return createTfjsTrainer(tf, model);
-  return await createFusedTrainer(tf, model, {
+  const fused = await createFusedTrainer(tf, model, {
     device,
     log: (line) => log.info(line),
   });
+  // auto: a model whose fused graph the device's limits cannot hold trains
+  // op by op instead (said once).
+  return engine === "auto"
+    ? withFallback(
+      fused,
+      () => createTfjsTrainer(tf, model),
+      isBindingLimitError,
+      (line) => log.warn(line),
+    )
+    : fused;
 }
 
 /**
