@@ -36,8 +36,6 @@ import type { Batch, Tf } from "../../pipeline/types.ts";
 import { gpuBufferLimits } from "../../pipeline/gpu_limits.ts";
 import { frameCount, type MelOptions } from "../../lib/mel.ts";
 import { checkMelRates, type MelStageOptions } from "../../stages/mel.ts";
-import type { AugmentOptions } from "../../stages/augment.ts";
-import type { FixedLengthOptions } from "../../stages/fixed_length.ts";
 import {
   type AnyKernelPlan,
   createRuntime,
