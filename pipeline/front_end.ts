@@ -102,6 +102,25 @@ export function describeFusion(
   }${names(tail)} fused on ${where}${fusion.why ? ` (${fusion.why})` : ""}`;
 }
 
+/**
+ * Property of an error thrown by a fused front end that names the fused
+ * stage it belongs to (the scheduler reports that stage as the failed one).
+ */
+export const FRONT_END_STAGE = Symbol.for("amaut.frontEnd.stage");
+
+/** The stage an error of a fused segment belongs to: its mark, else the segment's names. */
+export function frontEndStageOf(
+  error: unknown,
+  fused: readonly FrontEndStage[],
+): string {
+  const marked = error instanceof Error
+    ? (error as unknown as Record<symbol, unknown>)[FRONT_END_STAGE]
+    : undefined;
+  return typeof marked === "string"
+    ? marked
+    : fused.map((s) => s.name).join(" → ");
+}
+
 /** A fused-segment stage with the random stream its map context would get. */
 export interface FrontEndCall extends FrontEndStage {
   /** The stage's per-batch stream, `map/<name>/<split>/<epoch>/<batch>`. */

@@ -44,7 +44,7 @@ import {
 } from "./interrupt.ts";
 import type { Interrupt } from "./interrupt.ts";
 import { checkLayouts, formatLayoutProblems } from "./layout_check.ts";
-import { type FrontEndUse, useFrontEnd } from "./front_end.ts";
+import { frontEndStageOf, type FrontEndUse, useFrontEnd } from "./front_end.ts";
 import { createGpuFrontEnd } from "../gpu/frontend/segment.ts";
 
 /** Thrown when a stage fails while running; names the stage. */
@@ -359,14 +359,23 @@ function dataAccess(
               if (k === fusedFrom && env.frontEnd) {
                 const fused = active.slice(k);
                 const t0 = performance.now();
-                const out = env.frontEnd.run(batch, fused, {
-                  tf: env.tf,
-                  phase: o.phase,
-                  split,
-                  epoch,
-                  batchIndex: b,
-                  assets: dataset.assets ?? {},
-                }, rngOf);
+                let out: Batch | undefined;
+                try {
+                  out = env.frontEnd.run(batch, fused, {
+                    tf: env.tf,
+                    phase: o.phase,
+                    split,
+                    epoch,
+                    batchIndex: b,
+                    assets: dataset.assets ?? {},
+                  }, rngOf);
+                } catch (error) {
+                  throw new StageError(
+                    frontEndStageOf(error, fused),
+                    env.runDir,
+                    error,
+                  );
+                }
                 const key = `${fused.map((f) => f.name).join("+")} (fused)`;
                 env.timings[key] = (env.timings[key] ?? 0) +
                   performance.now() - t0;

@@ -26,8 +26,9 @@
  * @module
  */
 import type { Tensor3D } from "@tensorflow/tfjs";
-import type {
-  FrontEndCall,
+import {
+  FRONT_END_STAGE,
+  type FrontEndCall,
   FrontEndContext,
   FrontEndResult,
   FusedFrontEnd,
@@ -158,15 +159,21 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
           } bytes of workgroup memory for nFft ${mel.nFft}, over the device's ${device.limits.maxComputeWorkgroupStorageSize}`,
         };
       }
-      checkMelRates(batch, mel);
+      const melName = stages[melAt].name;
+      inStage(melName, () => checkMelRates(batch, mel));
       const waves = batch.waveform as Float32Array[];
       // Uniform noise is drawn on the GPU from recorded generator states;
       // what the host must draw is float32, what the kernel adds.
-      const plan = planViewStages(
-        batch,
-        stages.slice(0, melAt).map((s) => viewStage(s)),
-        ctx.assets,
-        { noise: "gpu" },
+      const viewStages = stages.slice(0, melAt);
+      const plan = inStage(
+        viewStages.map((s) => s.name).join(" → "),
+        () =>
+          planViewStages(
+            batch,
+            viewStages.map((s) => viewStage(s)),
+            ctx.assets,
+            { noise: "gpu" },
+          ),
       );
       const rows = plan.rows.length;
       if (rows === 0) {
@@ -176,10 +183,13 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       const own = Array.from(lengths, (n) => frameCount(n, mel.hopLength));
       for (const n of lengths) {
         if (n <= mel.nFft / 2) {
-          throw new RangeError(
-            `Cannot compute a centred STFT of ${n} samples with nFft ${mel.nFft}: reflect padding needs more than ${
-              mel.nFft / 2
-            } samples`,
+          throw tagged(
+            melName,
+            new RangeError(
+              `Cannot compute a centred STFT of ${n} samples with nFft ${mel.nFft}: reflect padding needs more than ${
+                mel.nFft / 2
+              } samples`,
+            ),
           );
         }
       }
@@ -187,8 +197,11 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
         mel.targetFrames === undefined && new Set(lengths).size > 1
       ) {
         const [a, b] = [...new Set(lengths)];
-        throw new RangeError(
-          `Cannot stack mel features of clips of different lengths (${a} and ${b} samples) without targetFrames: add fixed_length before mel, or set targetFrames`,
+        throw tagged(
+          melName,
+          new RangeError(
+            `Cannot stack mel features of clips of different lengths (${a} and ${b} samples) without targetFrames: add fixed_length before mel, or set targetFrames`,
+          ),
         );
       }
       const frames = mel.targetFrames ?? own[0];
@@ -359,6 +372,26 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       rt.destroy();
     },
   };
+}
+
+/**
+ * Marks an error with the fused stage it belongs to (`FRONT_END_STAGE`), so
+ * the scheduler names that stage, as it would have without fusing.
+ */
+function tagged(stage: string, error: unknown): unknown {
+  if (error instanceof Error && !(FRONT_END_STAGE in error)) {
+    Object.defineProperty(error, FRONT_END_STAGE, { value: stage });
+  }
+  return error;
+}
+
+/** Runs `fn`, marking what it throws with `stage` ({@linkcode tagged}). */
+function inStage<T>(stage: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    throw tagged(stage, error);
+  }
 }
 
 /** A fused stage as the view planner takes it. */

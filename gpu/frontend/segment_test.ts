@@ -12,7 +12,7 @@ import * as z from "zod";
 import type { Tensor } from "@tensorflow/tfjs";
 import { compile } from "../../pipeline/compile.ts";
 import { defineStage } from "../../pipeline/define_stage.ts";
-import { runPipeline } from "../../pipeline/run.ts";
+import { runPipeline, StageError } from "../../pipeline/run.ts";
 import { GPU_BUFFER_CAP_ENV } from "../../pipeline/gpu_limits.ts";
 import { selectBackend } from "../../pipeline/backend.ts";
 import type { Stage } from "../../pipeline/types.ts";
@@ -252,6 +252,53 @@ Deno.test({
       } finally {
         Deno.env.delete(GPU_BUFFER_CAP_ENV);
       }
+    } finally {
+      await selectBackend("cpu");
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "fused front end: an error names the fused stage it belongs to, as without fusing",
+  ignore: !gpuTests,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "front_end_err_" });
+    try {
+      const file = join(dir, "spec.yaml");
+      await Deno.writeTextFile(
+        file,
+        `name: fe_err
+runtime: { backend: webgpu, seed: 1, outputDir: ${
+          JSON.stringify(join(dir, "runs"))
+        }, frontEnd: fused }
+data:
+  layout: synthetic
+  sampleRateHz: 16000
+  perClass: { train: 2, validation: 1, test: 1 }
+stages:
+  - use: load
+  - use: mono_mix
+  - use: fixed_length
+    with: { samples: 16000 }
+  - use: mel
+    with: { sampleRateHz: 8000, nFft: 512, winLength: 400, hopLength: 160, nMels: 40 }
+  - use: tokenize
+  - use: recorder
+`,
+      );
+      const error = await runPipeline(
+        await compile(file, { builtins: STAGES }),
+        { console: () => {} },
+      ).then(() => undefined, (e) => e);
+      assert.ok(error instanceof StageError, String(error));
+      assert.equal(error.stage, "mel");
+      assert.match(
+        error.message,
+        /^Cannot finish stage "mel": Cannot compute mel features of "[^"]+": it is 16000 Hz and the mel stage expects 8000 Hz/,
+      );
     } finally {
       await selectBackend("cpu");
       await Deno.remove(dir, { recursive: true });
