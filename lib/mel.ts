@@ -149,7 +149,15 @@ export function frameCount(samples: number, hopLength: number): number {
   return 1 + Math.floor(samples / hopLength);
 }
 
-function checkLength(samples: number, nFft: number) {
+/**
+ * Stops when a clip is too short for a centred STFT (reflect padding needs
+ * more than `nFft / 2` samples).
+ *
+ * @param samples The clip's length.
+ * @param nFft FFT size.
+ * @throws {RangeError} "Cannot compute a centred STFT of …".
+ */
+export function checkLength(samples: number, nFft: number): void {
   if (samples <= nFft / 2) {
     throw new RangeError(
       `Cannot compute a centred STFT of ${samples} samples with nFft ${nFft}: reflect padding needs more than ${
@@ -164,6 +172,19 @@ function reflect(i: number, n: number): number {
   if (i < 0) return -i;
   if (i >= n) return 2 * (n - 1) - i;
   return i;
+}
+
+/**
+ * The error for a batch of clips of different lengths without
+ * `targetFrames` (their features cannot be stacked).
+ *
+ * @param a One length in samples.
+ * @param b Another.
+ */
+export function unequalLengths(a: number, b: number): RangeError {
+  return new RangeError(
+    `Cannot stack mel features of clips of different lengths (${a} and ${b} samples) without targetFrames: add fixed_length before mel, or set targetFrames`,
+  );
 }
 
 /**
@@ -420,9 +441,7 @@ export function melFeatures(
   });
   if (groups.size > 1 && options.targetFrames === undefined) {
     const [a, b] = [...groups.keys()];
-    throw new RangeError(
-      `Cannot stack mel features of clips of different lengths (${a} and ${b} samples) without targetFrames: add fixed_length before mel, or set targetFrames`,
-    );
+    throw unequalLengths(a, b);
   }
   const parts: Tensor3D[] = [];
   const order: number[] = [];

@@ -92,6 +92,17 @@ export function melTables(options: MelOptions): MelTables {
   return { window, twiddle, bands, weights };
 }
 
+/** The binding names of {@linkcode stftMelPlan} and {@linkcode melFrontEndPlan}. */
+export type MelBindings =
+  | "wave"
+  | "lengths"
+  | "window"
+  | "twiddle"
+  | "bands"
+  | "weights"
+  | "peak"
+  | "out";
+
 /** Sizes of the STFT→mel kernel (all in samples, frames or bands). */
 export interface StftMelOptions {
   /** FFT size, a power of two ≥ 4. */
@@ -248,16 +259,7 @@ const DB_PER_LN = 10 / Math.LN10;
  */
 export function stftMelPlan(
   o: StftMelOptions,
-): KernelPlan<
-  | "wave"
-  | "lengths"
-  | "window"
-  | "twiddle"
-  | "bands"
-  | "weights"
-  | "peak"
-  | "out"
-> {
+): KernelPlan<MelBindings> {
   const refusal = stftMelRefusal(o);
   if (refusal) {
     throw new RangeError(
@@ -643,16 +645,7 @@ export interface MelFrontEndOptions extends StftMelOptions {
  */
 export function melFrontEndPlan(
   o: MelFrontEndOptions,
-): KernelPlan<
-  | "wave"
-  | "lengths"
-  | "window"
-  | "twiddle"
-  | "bands"
-  | "weights"
-  | "peak"
-  | "out"
-> {
+): KernelPlan<MelBindings> {
   const stft = stftMelPlan(o);
   const clamp = dbClampPlan({
     frames: o.frames,

@@ -35,7 +35,12 @@ import {
 } from "../../pipeline/front_end.ts";
 import type { Batch, Tf } from "../../pipeline/types.ts";
 import { gpuBufferLimits } from "../../pipeline/gpu_limits.ts";
-import { frameCount, type MelOptions } from "../../lib/mel.ts";
+import {
+  checkLength,
+  frameCount,
+  type MelOptions,
+  unequalLengths,
+} from "../../lib/mel.ts";
 import { checkMelRates, type MelStageOptions } from "../../stages/mel.ts";
 import {
   type AnyKernelPlan,
@@ -46,10 +51,9 @@ import {
 } from "../runtime.ts";
 import { tfjsDevice } from "../engine.ts";
 import {
-  dbClampPlan,
+  melFrontEndPlan,
   melTables,
   stftMelFits,
-  stftMelPlan,
   stftMelWorkgroupBytes,
 } from "./mel.ts";
 import {
@@ -181,29 +185,13 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       }
       const lengths = Uint32Array.from(plan.rows, (r) => r.length);
       const own = Array.from(lengths, (n) => frameCount(n, mel.hopLength));
-      for (const n of lengths) {
-        if (n <= mel.nFft / 2) {
-          throw tagged(
-            melName,
-            new RangeError(
-              `Cannot compute a centred STFT of ${n} samples with nFft ${mel.nFft}: reflect padding needs more than ${
-                mel.nFft / 2
-              } samples`,
-            ),
-          );
+      inStage(melName, () => {
+        for (const n of lengths) checkLength(n, mel.nFft);
+        if (mel.targetFrames === undefined && new Set(lengths).size > 1) {
+          const [a, b] = [...new Set(lengths)];
+          throw unequalLengths(a, b);
         }
-      }
-      if (
-        mel.targetFrames === undefined && new Set(lengths).size > 1
-      ) {
-        const [a, b] = [...new Set(lengths)];
-        throw tagged(
-          melName,
-          new RangeError(
-            `Cannot stack mel features of clips of different lengths (${a} and ${b} samples) without targetFrames: add fixed_length before mel, or set targetFrames`,
-          ),
-        );
-      }
+      });
       const frames = mel.targetFrames ?? own[0];
       const gridFrames = Math.max(...own);
       const rowStride = Math.max(...lengths);
@@ -327,36 +315,31 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
         out: views,
         lengths: lengthsRegion,
       });
-      const melOptions = {
-        nFft: mel.nFft,
-        winLength: mel.winLength,
-        hopLength: mel.hopLength,
-        nMels: mel.nMels,
-        frames,
-        rowStride,
-        workgroupStorageBytes: device.limits.maxComputeWorkgroupStorageSize,
-        rows,
-        gridFrames,
-      };
-      record(stftMelPlan(melOptions), {
-        wave: views,
-        lengths: lengthsRegion,
-        window: t.get("window")!,
-        twiddle: t.get("twiddle")!,
-        bands: t.get("bands")!,
-        weights: t.get("weights")!,
-        peak,
-        out,
-      });
-      const clamp = {
-        frames,
-        nMels: mel.nMels,
-        topDb: mel.topDb,
-        scaleDivisor: mel.scaleDivisor,
-        hopLength: mel.hopLength,
-        rows,
-      };
-      record(dbClampPlan(clamp), { out, peak, lengths: lengthsRegion });
+      record(
+        melFrontEndPlan({
+          nFft: mel.nFft,
+          winLength: mel.winLength,
+          hopLength: mel.hopLength,
+          nMels: mel.nMels,
+          frames,
+          rowStride,
+          workgroupStorageBytes: device.limits.maxComputeWorkgroupStorageSize,
+          rows,
+          gridFrames,
+          topDb: mel.topDb,
+          scaleDivisor: mel.scaleDivisor,
+        }),
+        {
+          wave: views,
+          lengths: lengthsRegion,
+          window: t.get("window")!,
+          twiddle: t.get("twiddle")!,
+          bands: t.get("bands")!,
+          weights: t.get("weights")!,
+          peak,
+          out,
+        },
+      );
       rt.run([list]);
       const tokens = ctx.tf.tensor(
         { buffer: out.buffer },
