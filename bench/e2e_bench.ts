@@ -137,18 +137,31 @@ export function evaluationsAfter(
   return out;
 }
 
+/**
+ * When the stage `name` ran: its stage:start and stage:end events, in ms
+ * since the epoch; undefined when either is missing.
+ */
+export function stageSpan(
+  records: readonly LogRecord[],
+  name: string | undefined,
+): [number, number] | undefined {
+  const at = (event: string) =>
+    records.find((r) => r.event === event && r.stage === name);
+  const [start, end] = [at("stage:start"), at("stage:end")];
+  return start && end
+    ? [Date.parse(start.time), Date.parse(end.time)]
+    : undefined;
+}
+
 /** The bars opened while the stage `name` ran (between its stage:start and stage:end events). */
 export function barsOfStage(
   bars: readonly BarRecord[],
   records: readonly LogRecord[],
   name: string,
 ): BarRecord[] {
-  const at = (event: string) =>
-    records.find((r) => r.event === event && r.stage === name);
-  const start = at("stage:start");
-  const end = at("stage:end");
-  if (!start || !end) return [];
-  const [a, b] = [Date.parse(start.time), Date.parse(end.time)];
+  const span = stageSpan(records, name);
+  if (!span) return [];
+  const [a, b] = span;
   return bars.filter((x) => x.start >= a - 1 && x.start <= b + 1);
 }
 
@@ -373,13 +386,8 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   // Wall-clock windows of the phases (ms since the epoch), for the idle fraction.
   const trainBars = bars.filter((b) => /^train epoch/.test(b.label) && b.end);
   const ttdaBars = bars.filter((b) => /^TTDA epoch/.test(b.label) && b.end);
-  const stageWindow = (id: string): [number, number] | undefined => {
-    const name = compiled.plan.stages.find((s) => s.id === id)?.name;
-    const at = (event: string) =>
-      records.find((r) => r.event === event && r.stage === name);
-    const [a, b] = [at("stage:start"), at("stage:end")];
-    return a && b ? [Date.parse(a.time), Date.parse(b.time)] : undefined;
-  };
+  const stageWindow = (id: string) =>
+    stageSpan(records, compiled.plan.stages.find((s) => s.id === id)?.name);
   const idle = (w: [number, number] | undefined) =>
     busy && w ? round(idleFraction(busy, w[0], w[1])) : null;
   const gpuIdleFraction = busy
@@ -427,14 +435,15 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     stepBoundNote =
       "not measured: --set changes the model or its input, so bench train's paper shapes do not apply";
   } else {
-    const bench = await benchTrain([
+    const boundArgs = [
       "--preset",
       values.preset,
       "--backend",
       values.backend,
       "--steps",
       "5",
-    ]) as {
+    ];
+    const bench = await benchTrain(boundArgs) as {
       results: {
         clipsPerSecond: number;
         evalForwardMs: number;
@@ -442,14 +451,9 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       }[];
     };
     const r = bench.results[0];
-    const ttda = (await benchTtda([
-      "--preset",
-      values.preset,
-      "--backend",
-      values.backend,
-      "--steps",
-      "5",
-    ]) as { results: { clipsPerSecond: number }[] }).results[0];
+    const ttda = (await benchTtda(boundArgs) as {
+      results: { clipsPerSecond: number }[];
+    }).results[0];
     const evalCps = r.batch / r.evalForwardMs * 1000;
     const last = <T>(list: readonly T[]) => list[list.length - 1];
     const fraction = (p: PhaseTiming | null | undefined, bound: number) =>

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { TINY_MODEL_ARGS } from "./tiny_model.ts";
 import {
   type BarRecord,
   barsOfStage,
@@ -74,16 +75,6 @@ Deno.test("the e2e presets name their layouts", () => {
 Deno.test("bench e2e runs sc1 end to end on cpu with a tiny model and reports every phase", async () => {
   const dir = await Deno.makeTempDir({ prefix: "e2e_bench_" });
   try {
-    const tiny = [
-      "train.model.width=4",
-      "train.model.groups=[0,0]",
-      "train.model.embedDim=16",
-      "train.model.depth=1",
-      "train.model.heads=2",
-      "train.model.mlpDim=32",
-      "train.model.extend=16",
-      "train.model.conv=8",
-    ].flatMap((s) => ["--set", s]);
     const out = await benchE2e([
       "--preset",
       "sc1",
@@ -101,7 +92,7 @@ Deno.test("bench e2e runs sc1 end to end on cpu with a tiny model and reports ev
       `${dir}/synth`,
       "--out",
       `${dir}/runs`,
-      ...tiny,
+      ...TINY_MODEL_ARGS,
     ]) as Record<string, unknown> & {
       phases: Record<string, unknown>;
       synth: { clips: Record<string, number>; reused: boolean };

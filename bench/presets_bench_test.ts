@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { TINY_MODEL_ARGS } from "./tiny_model.ts";
 import { fileURLToPath } from "node:url";
 import { benchPresets, presetSpecs, synthOverrides } from "./presets_bench.ts";
 import type { SynthSummary } from "../stages/datasets/synth.ts";
@@ -42,16 +43,6 @@ Deno.test("bench presets runs a chosen ablation end to end on cpu with a tiny mo
       () => benchPresets(["--only", "sc9"]),
       /Cannot run "sc9": no such preset or ablation/,
     );
-    const tiny = [
-      "train.model.width=4",
-      "train.model.groups=[0,0]",
-      "train.model.embedDim=16",
-      "train.model.depth=1",
-      "train.model.heads=2",
-      "train.model.mlpDim=32",
-      "train.model.extend=16",
-      "train.model.conv=8",
-    ].flatMap((s) => ["--set", s]);
     const out = await benchPresets([
       "--backend",
       "cpu",
@@ -61,7 +52,7 @@ Deno.test("bench presets runs a chosen ablation end to end on cpu with a tiny mo
       `${dir}/data`,
       "--out",
       `${dir}/runs`,
-      ...tiny,
+      ...TINY_MODEL_ARGS,
     ]) as {
       ok: number;
       failed: number;

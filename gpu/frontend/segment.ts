@@ -187,9 +187,9 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       const own = Array.from(lengths, (n) => frameCount(n, mel.hopLength));
       inStage(melName, () => {
         for (const n of lengths) checkLength(n, mel.nFft);
-        if (mel.targetFrames === undefined && new Set(lengths).size > 1) {
-          const [a, b] = [...new Set(lengths)];
-          throw unequalLengths(a, b);
+        const distinct = [...new Set(lengths)];
+        if (mel.targetFrames === undefined && distinct.length > 1) {
+          throw unequalLengths(distinct[0], distinct[1]);
         }
       });
       const frames = mel.targetFrames ?? own[0];
