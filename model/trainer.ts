@@ -197,7 +197,11 @@ export function assignWeights(
       return [v, t];
     })
   );
-  for (const [v, t] of pairs) v.assign(t);
+  // A variable given as its own value stays as it is: tfjs's `assign` frees
+  // the old data before taking the new, so a self-assignment would leave the
+  // variable pointing at freed memory (the fused trainer's `sync` hands over
+  // the model's own variables).
+  for (const [v, t] of pairs) if (t.dataId !== v.dataId) v.assign(t);
 }
 
 /**

@@ -1,12 +1,25 @@
-/** Tests of the engine fallback wrapper (`withFallback`). */
+/** Tests of the engine fallback wrapper (`withFallback`) and the state helpers. */
 import assert from "node:assert/strict";
-import type { AmautModel } from "./amaut.ts";
+import * as tf from "@tensorflow/tfjs";
+import { createRng } from "../pipeline/rng.ts";
+import { type AmautModel, createModel } from "./amaut.ts";
+import { createSgd } from "./sgd.ts";
 import {
   type LoadableState,
+  stateOf,
   type Trainer,
   type TrainerState,
   withFallback,
 } from "./trainer.ts";
+import { createTfjsTrainer } from "./trainer_tfjs.ts";
+import {
+  memorySplit,
+  snapshot,
+  TINY_DIMS,
+  TINY_OPTIONS,
+  viewBatch,
+  worstRelative,
+} from "./trainer_testing.ts";
 
 /** A trainer that records its calls; `fail` makes its steps throw. */
 function fake(engine: "tfjs" | "fused", fail?: Error) {
@@ -97,4 +110,45 @@ Deno.test("withFallback throws other first-step errors, and any error after a go
   fail = true;
   await assert.rejects(() => u.step(batch, settings), /binding over the limit/);
   assert.equal(u.engine, "fused");
+});
+
+Deno.test("withFallback onto the tfjs trainer of the same model keeps its weights usable (the fused sync hands over the model's own variables)", async () => {
+  await tf.setBackend("cpu");
+  const model = createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 3));
+  const before = await snapshot(model.params);
+  const sgd = createSgd(tf);
+  const primary: Trainer = {
+    ...fake("fused", limit).trainer,
+    model,
+    sync: () => Promise.resolve(stateOf(model, sgd)),
+  };
+  const t = withFallback(
+    primary,
+    () => createTfjsTrainer(tf, model),
+    (e) => e === limit,
+    () => {},
+  );
+  const split = memorySplit(4, TINY_DIMS, 3);
+  const batch = viewBatch(tf, split, TINY_DIMS, 2, 3);
+  try {
+    await t.step(batch, {
+      smoothing: 0.1,
+      lr: 0.05,
+      sgd: { momentum: 0, weightDecay: 0, nesterov: false },
+      rng: createRng("dropout", 3),
+    });
+    assert.equal(t.engine, "tfjs");
+    const m = await t.metrics(true);
+    assert.ok(Number.isFinite(m.loss) && m.loss > 0, `loss ${m.loss}`);
+    const after = await snapshot(model.params);
+    assert.ok(
+      worstRelative(after, before).relative > 0,
+      "the step changed no weight",
+    );
+  } finally {
+    batch.tokens.dispose();
+    t.dispose();
+    sgd.dispose();
+    model.dispose();
+  }
 });
