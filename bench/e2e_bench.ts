@@ -25,7 +25,9 @@
  * every fused-engine and front-end submit (timestamp queries,
  * `gpu/busy.ts`) over the wall time; null on cpu. `peakGpuMemoryMiB` is the
  * largest sum, sampled every 50 ms, of the engine's and front end's buffers
- * and tfjs's allocated GPU bytes.
+ * and tfjs's allocated GPU bytes. `phaseWindows` gives the train epochs',
+ * TTAu's, the TTDA epochs' and the report's wall-clock windows in seconds
+ * since the process started, to match a V8 `--prof` log to the phases.
  *
  * Prints one JSON object (the pipeline's own progress goes to stderr).
  *
@@ -399,6 +401,21 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       report: idle(stageWindow("report")),
     }
     : null;
+  // The same windows in seconds since this process started (for matching a
+  // V8 `--prof` log's tick times to the phases).
+  const since = (w: [number, number] | undefined) =>
+    w
+      ? [
+        round((w[0] - performance.timeOrigin) / 1000),
+        round((w[1] - performance.timeOrigin) / 1000),
+      ]
+      : null;
+  const phaseWindows = {
+    trainEpoch: trainBars.map((b) => since([b.start, b.end!])),
+    ttau: since(stageWindow("test_time_augmentation")),
+    ttdaEpoch: ttdaBars.map((b) => since([b.start, b.end!])),
+    report: since(stageWindow("report")),
+  };
   const stageMs = (id: string) => {
     const name = compiled.plan.stages.find((s) => s.id === id)?.name;
     return name === undefined ? undefined : timings[name];
@@ -500,6 +517,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       ? null
       : Math.round(peakBytes / 2 ** 20),
     gpuIdleFraction,
+    phaseWindows,
     gpuIdleNote: busy
       ? "1 − GPU time of the fused engine's and front end's submits (timestamp queries) / wall time, per phase; work tfjs queues itself is not timed"
       : "not measured: needs WebGPU with timestamp-query",

@@ -120,6 +120,17 @@ Deno.test("bench e2e runs sc1 end to end on cpu with a tiny model and reports ev
     assert.equal(out.stepBound, null);
     assert.match(String(out.stepBoundNote), /webgpu only/);
     assert.equal(out.gpuIdleFraction, null);
+    // Phase windows in seconds since the process started, in run order.
+    const w = out.phaseWindows as {
+      trainEpoch: [number, number][];
+      ttau: [number, number];
+      report: [number, number];
+    };
+    assert.equal(w.trainEpoch.length, 1);
+    const [t0, t1] = w.trainEpoch[0];
+    assert.ok(0 < t0 && t0 < t1 && t1 <= w.ttau[0], JSON.stringify(w));
+    assert.ok(w.ttau[1] <= w.report[0], JSON.stringify(w));
+    assert.ok(w.report[1] <= performance.now() / 1000, JSON.stringify(w));
     assert.ok(
       (out.overrides as string[]).includes(`data.root=${dir}/synth`),
     );

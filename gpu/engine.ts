@@ -211,16 +211,53 @@ export function tfjsDevice(tf: Tf): GPUDevice | undefined {
 }
 
 /**
- * Rows of the eval graph a batch of `rows` runs on: the next power of two
- * up to 32, then the next multiple of 32 (a batch of 24 runs on the 32-row
- * graph, 72 — three views of 24 — on the 96-row one).
+ * Rows of the largest eval graph: a batch of more rows (TTAu's clips × views,
+ * a large `evalBatchSize`) runs in chunks of this many rows, one after the
+ * other on the same graph — rows are independent in eval mode, so the logits
+ * are the same, and a run compiles one eval graph instead of one per batch
+ * size.
+ */
+export const EVAL_CHUNK_ROWS = 32;
+
+/**
+ * Rows of the eval graph built for a chunk of `rows` (≤
+ * {@linkcode EVAL_CHUNK_ROWS}) when no built graph holds it: the next power
+ * of two up to 32.
  *
- * @param rows Clips (view rows) in the batch.
+ * @param rows Clips (view rows) in the chunk.
  */
 export function evalGraphRows(rows: number): number {
-  return rows <= 32
-    ? 2 ** Math.ceil(Math.log2(Math.max(1, rows)))
-    : Math.ceil(rows / 32) * 32;
+  return 2 **
+    Math.ceil(Math.log2(Math.min(EVAL_CHUNK_ROWS, Math.max(1, rows))));
+}
+
+/**
+ * The chunks a batch of `rows` runs in on the eval graphs, and each chunk's
+ * graph rows: the smallest graph already built (`built`) that holds the
+ * chunk, else a new one of {@linkcode evalGraphRows}, which later chunks
+ * reuse. A run's partial last batches thus share its full batches' graph.
+ *
+ * @param rows Rows of the batch.
+ * @param built Rows of the eval graphs already built (not changed).
+ * @returns `{at, rows, graphRows}` per chunk, in row order.
+ */
+export function evalChunks(
+  rows: number,
+  built: readonly number[],
+): { at: number; rows: number; graphRows: number }[] {
+  const have = [...built].sort((a, b) => a - b);
+  const out: { at: number; rows: number; graphRows: number }[] = [];
+  for (let at = 0; at < rows; at += EVAL_CHUNK_ROWS) {
+    const n = Math.min(EVAL_CHUNK_ROWS, rows - at);
+    let graphRows = have.find((r) => r >= n);
+    if (graphRows === undefined) {
+      graphRows = evalGraphRows(n);
+      have.push(graphRows);
+      have.sort((a, b) => a - b);
+    }
+    out.push({ at, rows: n, graphRows });
+  }
+  return out;
 }
 
 /**
@@ -294,9 +331,16 @@ export function createFusedEngine(
    * tensor lives on this device (tfjs on WebGPU), else a host write (and
    * undefined). Nothing is read back from the GPU.
    */
+  /**
+   * A copy command from a tensor's GPU buffer into `target` (values `from`,
+   * `count` of them), or a host write of them when the tensor is not on this
+   * device.
+   */
   const place = async (
     t: Tensor,
     target: Region,
+    from = 0,
+    count = t.size,
   ): Promise<((e: GPUCommandEncoder) => void) | undefined> => {
     const backend = tf.backend() as unknown as WebGpuBackendLike;
     if (tf.getBackend() === "webgpu" && backend.device === device) {
@@ -311,22 +355,28 @@ export function createFusedEngine(
         return (e) =>
           e.copyBufferToBuffer(
             source,
-            0,
+            from * 4,
             target.buffer,
             target.offset,
-            t.size * 4,
+            count * 4,
           );
       }
     }
-    rt.write(target, (await t.data()) as Float32Array);
+    const data = (await t.data()) as Float32Array;
+    rt.write(target, data.subarray(from, from + count));
     return undefined;
   };
 
-  /** Stages the tokens: a GPU copy command, or a host write. */
+  /**
+   * Stages the tokens of rows `at`…`at + n` of a batch of `rows`: a GPU copy
+   * command, or a host write.
+   */
   const stage = async (
     tokens: TokenInput,
     rows: number,
     target: Region,
+    at = 0,
+    n = rows,
   ): Promise<((e: GPUCommandEncoder) => void) | undefined> => {
     const floats = rows * rowFloats;
     if (tokens instanceof Float32Array) {
@@ -335,7 +385,10 @@ export function createFusedEngine(
           `Cannot run the fused engine: expected ${floats} token values (${rows} × ${dims.frames} × ${dims.nMels}), got ${tokens.length}; pass tokens of the batch shape`,
         );
       }
-      rt.write(target, tokens);
+      rt.write(
+        target,
+        tokens.subarray(at * rowFloats, (at + n) * rowFloats),
+      );
       return undefined;
     }
     if (tokens.size !== floats) {
@@ -343,7 +396,7 @@ export function createFusedEngine(
         `Cannot run the fused engine: tokens [${tokens.shape}] do not match [${rows}, ${dims.frames}, ${dims.nMels}]; pass tokens of the batch shape`,
       );
     }
-    return await place(tokens, target);
+    return await place(tokens, target, at * rowFloats, n * rowFloats);
   };
 
   /** The slot of one tensor inside an arena, as a region. */
@@ -408,15 +461,25 @@ export function createFusedEngine(
     return { lists, before };
   };
 
-  const enqueueEval = async (tokens: TokenInput, rows: number) => {
-    // Rows are independent in the eval graph, so a batch runs on the graph
-    // of its size bucket ({@linkcode evalGraphRows}), the rows past it
-    // computed and ignored: a run's last, partial batches and its phases'
-    // batch sizes share a few compiled graphs.
-    const g = graphOf(false, 1, evalGraphRows(rows));
-    const copy = await stage(tokens, rows, g.input);
-    rt.run(evalLists(g), copy);
-    return g;
+  // Rows of the eval graphs built so far (see evalChunks).
+  const evalBuilt: number[] = [];
+  /**
+   * Enqueues the eval forward of a batch, chunk by chunk
+   * ({@linkcode evalChunks}); `after` enqueues what reads each chunk's
+   * logits (rows `at`…`at + n` of the batch) before the next chunk runs.
+   */
+  const enqueueEval = async (
+    tokens: TokenInput,
+    rows: number,
+    after?: (g: Graph, at: number, n: number) => void | Promise<void>,
+  ) => {
+    for (const c of evalChunks(rows, evalBuilt)) {
+      if (!evalBuilt.includes(c.graphRows)) evalBuilt.push(c.graphRows);
+      const g = graphOf(false, 1, c.graphRows);
+      const copy = await stage(tokens, rows, g.input, c.at, c.rows);
+      rt.run(evalLists(g), copy);
+      await after?.(g, c.at, c.rows);
+    }
   };
 
   const readRegion = (
@@ -528,8 +591,12 @@ export function createFusedEngine(
       return { lossSum, correct, count };
     },
     async evalLogits(tokens, rows) {
-      const g = await enqueueEval(tokens, rows);
-      return (await rt.read(g.logits)).slice(0, rows * dims.classes);
+      const out = new Float32Array(rows * dims.classes);
+      await enqueueEval(tokens, rows, async (g, at, n) => {
+        const logits = await rt.read(g.logits);
+        out.set(logits.subarray(0, n * dims.classes), at * dims.classes);
+      });
+      return out;
     },
     async evalEnqueue(tokens, rows) {
       await enqueueEval(tokens, rows);
@@ -555,22 +622,26 @@ export function createFusedEngine(
               }: read the group first`,
             );
           }
-          const g = await enqueueEval(tokens, rows);
           target ??= device.createBuffer({
             label: "eval group logits",
             size: capacity * 4,
             usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
           });
           const dest = target;
-          const at = used * 4;
-          rt.run([], (e) =>
-            e.copyBufferToBuffer(
-              g.logits.buffer,
-              g.logits.offset,
-              dest,
-              at,
-              n * 4,
-            ));
+          const start = used * 4;
+          await enqueueEval(
+            tokens,
+            rows,
+            (g, at, chunk) =>
+              rt.run([], (e) =>
+                e.copyBufferToBuffer(
+                  g.logits.buffer,
+                  g.logits.offset,
+                  dest,
+                  start + at * dims.classes * 4,
+                  chunk * dims.classes * 4,
+                )),
+          );
           used += n;
           sizes.push(n);
         },

@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs";
 import { createRng } from "../pipeline/rng.ts";
 import { createModel, ModelOptions } from "../model/amaut.ts";
 import { loadModelFixture } from "../model/fixture.ts";
-import { createFusedEngine, evalGraphRows } from "./engine.ts";
+import { createFusedEngine, evalChunks, evalGraphRows } from "./engine.ts";
 import { fixtureParity, stepParity } from "./parity.ts";
 import { gpuTests, testRuntime } from "./testing.ts";
 
@@ -149,6 +149,63 @@ for (const head of ["avg", "fce"] as const) {
 
 Deno.test({
   name:
+    "fused engine: a batch over 32 rows runs in chunks on one eval graph, partial batches reuse it, and the logits equal the tfjs model's",
+  ignore: !gpuTests,
+  async fn() {
+    await tf.setBackend("cpu");
+    const rt = (await testRuntime())!;
+    const f = await loadModelFixture(FIXTURES, CONFIGS.avg);
+    const dims = f.dims;
+    const model = createModel(tf, f.options, dims, createRng("tiny", 5));
+    const engine = createFusedEngine(tf, f.options, dims, rt.device);
+    try {
+      const rows = 37;
+      const rng = createRng("eval", 2);
+      const data = Float32Array.from(
+        { length: rows * dims.frames * dims.nMels },
+        () => rng.normal(),
+      );
+      const x = tf.tensor3d(data, [rows, dims.frames, dims.nMels]);
+      const ref = model.apply(x, { training: false }).logits;
+      const want = await ref.data();
+      tf.dispose(ref);
+      await engine.upload(model);
+      const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+        assert.equal(a.length, b.length);
+        let err = 0;
+        for (let i = 0; i < a.length; i++) {
+          err = Math.max(err, Math.abs(a[i] - b[i]));
+        }
+        return err;
+      };
+      const ours = await engine.evalLogits(data, rows);
+      assert.ok(maxAbs(ours, want) <= 1e-4, `chunked ${maxAbs(ours, want)}`);
+      const pipelines = engine.runtime.stats().pipelines;
+      // A group: the 37-row batch as a tensor (chunks 32 + 5), then the
+      // last 3 rows alone; no new graph, so no new pipeline.
+      const group = engine.evalGroup(40 * dims.classes);
+      await group.add(x, rows);
+      const tail = x.slice([34, 0, 0], [3, -1, -1]);
+      await group.add(tail, 3);
+      const [all, last] = await group.read();
+      group.destroy();
+      tf.dispose([x, tail]);
+      assert.ok(maxAbs(all, want) <= 1e-4, `group ${maxAbs(all, want)}`);
+      const wantLast = want.subarray(34 * dims.classes);
+      assert.ok(
+        maxAbs(last, wantLast) <= 1e-4,
+        `tail ${maxAbs(last, wantLast)}`,
+      );
+      assert.equal(engine.runtime.stats().pipelines, pipelines);
+    } finally {
+      engine.destroy();
+      model.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "fused engine: a token array of the wrong size is refused with the expected shape",
   ignore: !gpuTests,
   async fn() {
@@ -172,9 +229,37 @@ Deno.test({
   },
 });
 
-Deno.test("evalGraphRows buckets batch sizes so partial batches share graphs", () => {
-  assert.deepEqual(
-    [1, 2, 3, 5, 8, 24, 32, 33, 72, 96, 97].map(evalGraphRows),
-    [1, 2, 4, 8, 8, 32, 32, 64, 96, 96, 128],
-  );
+Deno.test("evalChunks: batches over 32 rows run in chunks of 32, and a chunk reuses the smallest built graph that holds it", () => {
+  assert.deepEqual([1, 2, 3, 5, 8, 24, 32, 33].map(evalGraphRows), [
+    1,
+    2,
+    4,
+    8,
+    8,
+    32,
+    32,
+    32,
+  ]);
+  // Nothing built: a batch of 24 builds the 32-row graph.
+  assert.deepEqual(evalChunks(24, []), [{ at: 0, rows: 24, graphRows: 32 }]);
+  // TTAu's 3 views × 32 clips: three chunks on one graph.
+  assert.deepEqual(evalChunks(96, []), [
+    { at: 0, rows: 32, graphRows: 32 },
+    { at: 32, rows: 32, graphRows: 32 },
+    { at: 64, rows: 32, graphRows: 32 },
+  ]);
+  // A last partial batch (and a partial chunk) runs on the built 32-row graph.
+  assert.deepEqual(evalChunks(1, [32]), [{ at: 0, rows: 1, graphRows: 32 }]);
+  assert.deepEqual(evalChunks(65, [32]), [
+    { at: 0, rows: 32, graphRows: 32 },
+    { at: 32, rows: 32, graphRows: 32 },
+    { at: 64, rows: 1, graphRows: 32 },
+  ]);
+  // The smallest built graph that holds the chunk; a larger chunk builds.
+  assert.deepEqual(evalChunks(3, [8, 32]), [{ at: 0, rows: 3, graphRows: 8 }]);
+  assert.deepEqual(evalChunks(12, [8]), [{ at: 0, rows: 12, graphRows: 16 }]);
+  assert.deepEqual(evalChunks(40, [8]), [
+    { at: 0, rows: 32, graphRows: 32 },
+    { at: 32, rows: 8, graphRows: 8 },
+  ]);
 });
