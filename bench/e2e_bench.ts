@@ -28,6 +28,8 @@
  * and tfjs's allocated GPU bytes. `phaseWindows` gives the train epochs',
  * TTAu's, the TTDA epochs' and the report's wall-clock windows in seconds
  * since the process started, to match a V8 `--prof` log to the phases.
+ * `compile` counts the pipelines the run compiled and the host seconds spent
+ * compiling them (`moduleSeconds` of it in WGSL parsing); null on cpu.
  *
  * Prints one JSON object (the pipeline's own progress goes to stderr).
  *
@@ -53,7 +55,7 @@ import { benchTrain } from "./train_bench.ts";
 import { benchTtda } from "./ttda_bench.ts";
 import { type BackendChoice, selectBackend } from "../pipeline/backend.ts";
 import { tfjsDevice } from "../gpu/engine.ts";
-import { runtimeBytes } from "../gpu/runtime.ts";
+import { compileStats, runtimeBytes } from "../gpu/runtime.ts";
 import { attachBusyMeter, idleFraction } from "../gpu/busy.ts";
 
 /** The presets this bench runs, with their layout and default data sizes. */
@@ -320,6 +322,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     };
     const timer = setInterval(sample, 50);
     return {
+      device,
       meter: attachBusyMeter(device),
       stop: () => {
         clearInterval(timer);
@@ -329,6 +332,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     };
   })();
   const meter = gpu?.meter;
+  const compileBefore = gpu ? compileStats(gpu.device) : undefined;
   const runStart = performance.now();
   const runStartMs = Date.now();
   // A failed run still reports the phases it finished, with the error.
@@ -346,6 +350,21 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   const runEndMs = Date.now();
   const busy = meter ? await meter.stop() : undefined;
   const peakBytes = gpu?.stop();
+  // Pipeline compilation during the run (host time; Deno compiles synchronously).
+  const compile = gpu && compileBefore
+    ? (() => {
+      const after = compileStats(gpu.device);
+      return {
+        pipelines: after.pipelines - compileBefore.pipelines,
+        seconds: round(
+          (after.moduleMs + after.pipelineMs - compileBefore.moduleMs -
+            compileBefore.pipelineMs) / 1000,
+        ),
+        moduleSeconds: round((after.moduleMs - compileBefore.moduleMs) / 1000),
+        wgslChars: after.wgslChars - compileBefore.wgslChars,
+      };
+    })()
+    : null;
 
   const manifest = JSON.parse(
     await Deno.readTextFile(join(runDir, "manifest.json")),
@@ -517,6 +536,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       ? null
       : Math.round(peakBytes / 2 ** 20),
     gpuIdleFraction,
+    compile,
     phaseWindows,
     gpuIdleNote: busy
       ? "1 − GPU time of the fused engine's and front end's submits (timestamp queries) / wall time, per phase; work tfjs queues itself is not timed"

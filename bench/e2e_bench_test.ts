@@ -120,6 +120,7 @@ Deno.test("bench e2e runs sc1 end to end on cpu with a tiny model and reports ev
     assert.equal(out.stepBound, null);
     assert.match(String(out.stepBoundNote), /webgpu only/);
     assert.equal(out.gpuIdleFraction, null);
+    assert.equal(out.compile, null);
     // Phase windows in seconds since the process started, in run order.
     const w = out.phaseWindows as {
       trainEpoch: [number, number][];

@@ -27,10 +27,12 @@
  *   phase and the run's peak GPU memory.
  * - `presets`: every paper preset and ablation end to end on synthetic data
  *   of its layout (`--epochs 1`), one after another: status and seconds each.
- *   the `train` bench's step bound.
  * - `views`: host time of the `augment`/`fixed_length` stages against the
  *   GPU front end's view planner, upload size, and the views kernel's GPU
  *   time and parity (`--preset sc1,cs`, `--phase fit`; bench/views_bench.ts).
+ * - `compile`: host time compiling the fused engine's training, eval and
+ *   TTDA graphs at a preset's shapes, split into WGSL parsing and pipeline
+ *   creation (`--preset sc1,cs`; bench/compile_bench.ts).
  *
  * @module
  */
@@ -46,6 +48,7 @@ import { benchTtda } from "./ttda_bench.ts";
 import { benchPresets } from "./presets_bench.ts";
 import { benchMelGpu } from "./mel_gpu_bench.ts";
 import { benchViews } from "./views_bench.ts";
+import { benchCompile } from "./compile_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -59,6 +62,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   presets: benchPresets,
   melgpu: benchMelGpu,
   views: benchViews,
+  compile: benchCompile,
 };
 
 const [name, ...rest] = Deno.args;

@@ -239,6 +239,32 @@ const pipelineCaches = new WeakMap<
   GPUDevice,
   Map<string, GPUComputePipeline>
 >();
+/** Pipeline compilation on a device (see {@linkcode compileStats}). */
+export interface CompileStats {
+  /** Pipelines compiled. */
+  pipelines: number;
+  /** Milliseconds in `createShaderModule` (WGSL parsing and validation). */
+  moduleMs: number;
+  /** Milliseconds in `createComputePipeline` (translation and the driver's compile). */
+  pipelineMs: number;
+  /** Characters of WGSL compiled. */
+  wgslChars: number;
+}
+const compiles = new WeakMap<GPUDevice, CompileStats>();
+
+/**
+ * What every runtime on `device` has compiled so far (pipeline creation is
+ * synchronous in Deno, so this is host time the run spent compiling).
+ *
+ * @param device The device.
+ * @returns A copy of the running totals (zeros before any compile).
+ */
+export function compileStats(device: GPUDevice): CompileStats {
+  return {
+    ...(compiles.get(device) ??
+      { pipelines: 0, moduleMs: 0, pipelineMs: 0, wgslChars: 0 }),
+  };
+}
 const binding = /@binding\((\d+)\)\s*var<storage,\s*read_write>/g;
 
 /** Indices of the bindings a WGSL module declares `read_write`. */
@@ -292,12 +318,25 @@ export function createRuntime(device: GPUDevice): Runtime {
     let p = compiled.get(code);
     if (!p) {
       used++;
+      let c = compiles.get(device);
+      if (!c) {
+        compiles.set(
+          device,
+          c = { pipelines: 0, moduleMs: 0, pipelineMs: 0, wgslChars: 0 },
+        );
+      }
+      const t0 = performance.now();
       const module = device.createShaderModule({ code, label });
+      const t1 = performance.now();
       p = device.createComputePipeline({
         label,
         layout: "auto",
         compute: { module, entryPoint: "main" },
       });
+      c.pipelines++;
+      c.moduleMs += t1 - t0;
+      c.pipelineMs += performance.now() - t1;
+      c.wgslChars += code.length;
       compiled.set(code, p);
     }
     return p;

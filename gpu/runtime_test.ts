@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  compileStats,
   createRuntime,
   type Dispatch,
   type KernelPlan,
@@ -156,6 +157,7 @@ Deno.test({
   async fn() {
     const base = (await testRuntime())!;
     const code = DOUBLE.replace("2.0", "3.0");
+    const before = compileStats(base.device);
     const [out] = await runKernel(base, { code, workgroups: [1, 1, 1] }, [
       new Float32Array(4).fill(1),
       new Float32Array(4),
@@ -169,6 +171,12 @@ Deno.test({
         rt.alloc("b", 4),
       ]);
       assert.equal(rt.stats().pipelines, 0); // compiled by the first runtime
+      // The device's compile totals counted that one kernel, once.
+      const after = compileStats(base.device);
+      assert.equal(after.pipelines, before.pipelines + 1);
+      assert.equal(after.wgslChars, before.wgslChars + code.length);
+      assert.ok(after.moduleMs >= before.moduleMs);
+      assert.ok(after.pipelineMs >= before.pipelineMs);
     } finally {
       rt.destroy();
     }
