@@ -351,7 +351,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   const busy = meter ? await meter.stop() : undefined;
   const peakBytes = gpu?.stop();
   // Pipeline compilation during the run (host time; Deno compiles synchronously).
-  const compile = gpu && compileBefore
+  const compilation = gpu && compileBefore
     ? (() => {
       const after = compileStats(gpu.device);
       return {
@@ -536,7 +536,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       ? null
       : Math.round(peakBytes / 2 ** 20),
     gpuIdleFraction,
-    compile,
+    compile: compilation,
     phaseWindows,
     gpuIdleNote: busy
       ? "1 − GPU time of the fused engine's and front end's submits (timestamp queries) / wall time, per phase; work tfjs queues itself is not timed"
