@@ -21,6 +21,9 @@
  * forward clips/s), measured after the run in the same process; it is null
  * (with `stepBoundNote`) on cpu or when `--set` changes the model, since the
  * paper-size tfjs step on cpu takes minutes. The TTDA bound is `bench ttda`'s.
+ * Train epochs carry `syncSeconds` (the epoch-end copy of the weights to the
+ * host, counted in the epoch), and `trainStepsFraction` is the last epoch's
+ * fraction of the bound without it.
  * `gpuIdleFraction` is, per phase and for the whole run, 1 − the GPU time of
  * every fused-engine and front-end submit (timestamp queries,
  * `gpu/busy.ts`) over the wall time; null on cpu. `peakGpuMemoryMiB` is the
@@ -82,6 +85,8 @@ export interface PhaseTiming {
   readonly clips: number;
   /** clips / seconds. */
   readonly clipsPerSecond: number;
+  /** Train epochs: of `seconds`, the weights' copy to the host for the checkpoints. */
+  readonly syncSeconds?: number;
 }
 
 /** A progress bar as the bench saw it: label, total, wall-clock start and end (ms since the epoch). */
@@ -374,12 +379,23 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   const splits = (manifest.data?.splits ?? {}) as Record<string, number>;
   const records = await readJsonl<LogRecord>(join(runDir, "log.jsonl"));
   const metrics = await readJsonl<
-    { epoch: number; split: string; seconds?: number; clipsPerSecond?: number }
+    {
+      epoch: number;
+      split: string;
+      seconds?: number;
+      syncSeconds?: number;
+      clipsPerSecond?: number;
+    }
   >(join(runDir, "metrics.jsonl"));
   const trainEpoch = metrics.filter((m) =>
     m.split === "train" && m.seconds !== undefined
   ).map((m, i) =>
-    phase(m.seconds!, Math.round(m.clipsPerSecond! * m.seconds!), i + 1)
+    m.syncSeconds === undefined
+      ? phase(m.seconds!, Math.round(m.clipsPerSecond! * m.seconds!), i + 1)
+      : {
+        ...phase(m.seconds!, Math.round(m.clipsPerSecond! * m.seconds!), i + 1),
+        syncSeconds: round(m.syncSeconds),
+      }
   );
   const selectOn = (compiled.plan.stages.find((s) => s.id === "train")
     ?.options as { selectOn?: string } | undefined)?.selectOn ?? "validation";
@@ -499,6 +515,14 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       evalForwardClipsPerSecond: round(evalCps, 1),
       ttdaClipsPerSecond: ttda.clipsPerSecond,
       trainEpochFraction: fraction(last(trainEpoch), r.clipsPerSecond),
+      // The same without the epoch-end copy of the weights to the host (a
+      // fixed cost per epoch, large against the bench's small epochs).
+      trainStepsFraction: (() => {
+        const p = last(trainEpoch);
+        if (!p || p.syncSeconds === undefined) return null;
+        const s = p.seconds - p.syncSeconds;
+        return s > 0 ? round(p.clips / s / r.clipsPerSecond) : null;
+      })(),
       validationFraction: fraction(last(validation), evalCps),
       ttauFraction: fraction(ttau, evalCps),
       ttdaEpochFraction: fraction(last(ttdaEpoch), ttda.clipsPerSecond),

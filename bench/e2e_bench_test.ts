@@ -112,6 +112,11 @@ Deno.test("bench e2e runs sc1 end to end on cpu with a tiny model and reports ev
     assert.equal(p.trainEpoch.length, 1);
     assert.equal(p.trainEpoch[0].clips, 30);
     assert.ok(p.trainEpoch[0].seconds > 0);
+    const sync = (p.trainEpoch[0] as { syncSeconds?: number }).syncSeconds;
+    assert.ok(
+      sync !== undefined && sync >= 0 && sync < p.trainEpoch[0].seconds,
+      `syncSeconds ${sync}`,
+    );
     assert.equal(p.validation[0].clips, 30);
     assert.ok(p.ttau.clips >= 30);
     assert.equal(p.ttdaEpoch[0].clips, 30);

@@ -275,6 +275,9 @@ function mapEntry(p: PlannedStage, stage: MapStage, log: Logger): MapEntry {
   };
 }
 
+/** Batches whose clips are read and decoded ahead of the one in use. */
+const FETCH_AHEAD = 3;
+
 /** Builds the batched data access for step stages. */
 function dataAccess(
   dataset: Dataset,
@@ -335,19 +338,31 @@ function dataAccess(
         ? env.frontEnd.fusion(o.phase, active)
         : { count: 0 };
       const fusedFrom = active.length - fusion.count;
-      const fetch = async (b: number) =>
+      const read = async (b: number) =>
         (await Promise.all(
           order.slice(b * o.batchSize, (b + 1) * o.batchSize).map((i) =>
             dataset.example(split, i)
           ),
         )).filter((e): e is Example => e !== undefined);
+      // A batch read ahead may fail before it is awaited: its error is
+      // thrown where it is awaited, not as an unhandled rejection.
+      const fetch = (b: number) => {
+        const p = read(b);
+        p.catch(() => {});
+        return p;
+      };
       let previous: Batch | undefined;
-      let pending = count > 0 ? fetch(0) : undefined;
+      // Decoding runs FETCH_AHEAD batches ahead, so the workers keep going
+      // while the host waits on the device (a GPU read blocks the thread).
+      const pending: Promise<Example[]>[] = [];
+      for (let k = 0; k < Math.min(FETCH_AHEAD, count); k++) {
+        pending.push(fetch(k));
+      }
       try {
         for (let b = 0; b < count; b++) {
-          const examples = await pending!;
+          const examples = await pending.shift()!;
           await env.pause?.();
-          pending = b + 1 < count ? fetch(b + 1) : undefined;
+          if (b + FETCH_AHEAD < count) pending.push(fetch(b + FETCH_AHEAD));
           if (previous) env.tf.dispose(tensorsOf(previous, env.tf));
           previous = undefined;
           if (examples.length === 0) continue; // every clip of it was skipped
@@ -415,7 +430,7 @@ function dataAccess(
         }
       } finally {
         if (previous) env.tf.dispose(tensorsOf(previous, env.tf));
-        await pending?.catch(() => {});
+        await Promise.all(pending.map((p) => p.catch(() => {})));
       }
     },
   };

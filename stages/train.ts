@@ -94,8 +94,8 @@ export const TrainOptions = z.strictObject({
   selectOn: z.string().min(1).default("validation").describe(
     "Split whose accuracy picks the best checkpoint (AudioMNIST's reference uses test)",
   ),
-  readEvery: z.int().min(1).default(10).describe(
-    "Steps between reads of the loss from the device; each read is awaited at the next one (the last at the epoch's end), so the GPU queue never drains mid-epoch and a NaN loss is caught at most 2·readEvery steps late",
+  readEvery: z.int().min(1).default(50).describe(
+    "Steps between reads of the loss from the device (a NaN loss is caught at most 2·readEvery steps late). On Deno each read waits until the GPU has finished everything queued, so the GPU idles while the host prepares the next batch: fewer reads, less idle time",
   ),
   engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
     "Training-step engine: fused = the whole step as one recorded WebGPU graph (gpu/, far faster), tfjs = op by op; auto = fused on the webgpu backend, tfjs on cpu",
@@ -115,7 +115,10 @@ export interface EpochMetrics {
   readonly loss: number;
   readonly accuracy: number;
   readonly lr?: number;
+  /** Wall seconds of the training epoch, the weights' copy to the host included. */
   readonly seconds?: number;
+  /** Of `seconds`, the copy of the weights (and momentum) from the device to the host at the epoch's end, for the checkpoints. */
+  readonly syncSeconds?: number;
   readonly clipsPerSecond?: number;
   /** `tf.memory().numTensors` when the epoch started (a leak shows as growth). */
   readonly tensorsAtStart?: number;
@@ -388,7 +391,9 @@ export const stage = defineStage<TrainOptions>({
           checkLoss(m.loss, epoch, at);
         }
         const train = await trainer.metrics(true);
+        const syncStart = performance.now();
         const state = await trainer.sync(); // checkpoints and later stages use the tfjs model
+        const syncSeconds = (performance.now() - syncStart) / 1000;
         const seconds = (performance.now() - epochStart) / 1000;
         bar.done({ loss: train.loss, accuracy: train.accuracy });
         if (tf.memory().numTensors > startTensors) {
@@ -412,6 +417,7 @@ export const stage = defineStage<TrainOptions>({
             accuracy: train.accuracy,
             lr,
             seconds,
+            syncSeconds,
             clipsPerSecond: train.clips / seconds,
             tensorsAtStart: startTensors,
           },
