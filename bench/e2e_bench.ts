@@ -28,9 +28,9 @@
  * every fused-engine and front-end submit (timestamp queries,
  * `gpu/busy.ts`) over the wall time; null on cpu. `peakGpuMemoryMiB` is the
  * largest sum, sampled every 50 ms, of the engine's and front end's buffers
- * and tfjs's allocated GPU bytes. `phaseWindows` gives the train epochs',
- * TTAu's, the TTDA epochs' and the report's wall-clock windows in seconds
- * since the process started, to match a V8 `--prof` log to the phases.
+ * and tfjs's allocated GPU bytes. `phaseWindows` gives the train epochs', the
+ * validations', TTAu's, the TTDA epochs' and the report's wall-clock windows in
+ * seconds since the process started, to match a V8 `--prof` log to the phases.
  * `compile` counts the pipelines the run compiled and the host seconds spent
  * compiling them (`moduleSeconds` of it in WGSL parsing); null on cpu.
  *
@@ -445,8 +445,17 @@ export async function benchE2e(args: string[]): Promise<unknown> {
         round((w[1] - performance.timeOrigin) / 1000),
       ]
       : null;
+  // Validation: from a train epoch's end to its log line (as evaluationsAfter).
+  const validationWindows = trainBars.map((b) => {
+    const line = records.find((r) =>
+      r.stage === "train" && r.message !== undefined &&
+      /^epoch \d+/.test(r.message) && Date.parse(r.time) >= b.end! - 1
+    );
+    return line ? since([b.end!, Date.parse(line.time)]) : null;
+  });
   const phaseWindows = {
     trainEpoch: trainBars.map((b) => since([b.start, b.end!])),
+    validation: validationWindows,
     ttau: since(stageWindow("test_time_augmentation")),
     ttdaEpoch: ttdaBars.map((b) => since([b.start, b.end!])),
     report: since(stageWindow("report")),

@@ -46,7 +46,7 @@ export interface ScoreInput {
 export interface ScorerOptions {
   /** A WebGPU device for the fused engine; default: tfjs's (the webgpu backend). */
   readonly device?: GPUDevice;
-  /** Batches per readback on the fused engine (default 8). */
+  /** Batches per readback on the fused engine (default {@linkcode READ_GROUP_BATCHES}). */
   readonly group?: number;
 }
 
@@ -91,7 +91,11 @@ export function createScorer(
 ): Scorer {
   const device = fusedDevice(tf, choice, "evaluate", options.device);
   if (!device) return tfjsScorer(tf);
-  return fusedScorer(tf, device, Math.max(1, options.group ?? 8));
+  return fusedScorer(
+    tf,
+    device,
+    Math.max(1, options.group ?? READ_GROUP_BATCHES),
+  );
 }
 
 function tfjsScorer(tf: Tf): Scorer {
@@ -182,7 +186,7 @@ export async function engineLogits<B>(
   batches: AsyncIterable<B>,
   tokensOf: (batch: B) => ScoreInput,
   visit?: (batch: B) => void | Promise<void>,
-  group = 8,
+  group = READ_GROUP_BATCHES,
 ): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
   let pending: EvalGroup | undefined;
@@ -212,6 +216,13 @@ export async function engineLogits<B>(
   }
   return out;
 }
+
+/**
+ * Batches whose logits are read back together. On Deno a read waits until
+ * the GPU has finished everything queued and then sleeps about 10 ms, so
+ * reads are kept rare (64 batches of 32 rows × 30 classes are 240 KiB).
+ */
+export const READ_GROUP_BATCHES = 64;
 
 /**
  * Accuracy and mean cross-entropy of a split (phase `eval`, split order) with
