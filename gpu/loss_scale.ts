@@ -13,6 +13,7 @@ import {
   initialLossScaleState,
   type LossScaleOptions,
   type LossScaleState,
+  MIN_LOSS_SCALE,
   resolveLossScaleOptions,
 } from "../model/loss_scale.ts";
 import {
@@ -51,7 +52,7 @@ export function createLossScaleState(
  * @param rt The runtime.
  * @param region The state region of {@linkcode createLossScaleState}.
  * @param state The new state.
- * @throws {RangeError} On a scale that is not a positive finite float32.
+ * @throws {RangeError} On a scale that is not a finite float32 ≥ 2⁻¹²⁶.
  */
 export function writeLossScaleState(
   rt: Runtime,
@@ -59,9 +60,9 @@ export function writeLossScaleState(
   state: LossScaleState,
 ): void {
   const scale = Math.fround(state.scale);
-  if (!(scale > 0 && Number.isFinite(scale))) {
+  if (!(scale >= MIN_LOSS_SCALE && Number.isFinite(scale))) {
     throw new RangeError(
-      `Cannot set the loss scale to ${state.scale}: it must be a positive finite float32; start from the initial state`,
+      `Cannot set the loss scale to ${state.scale}: it must be a finite float32 ≥ 2⁻¹²⁶; start from the initial state`,
     );
   }
   rt.write(region, encodeLossScaleState({ ...state, scale }));
