@@ -21,8 +21,8 @@ import type { Builder } from "./builder.ts";
 export interface LossScaleRecord {
   /** The state region (`createLossScaleState` of `gpu/loss_scale.ts`). */
   readonly state: Region;
-  /** Complete options (`resolveLossScaleOptions` of `model/loss_scale.ts`). */
-  readonly options: LossScaleOptions;
+  /** Options (`model/loss_scale.ts`; PyTorch's defaults), as given to the state. */
+  readonly options?: Partial<LossScaleOptions>;
 }
 
 /**

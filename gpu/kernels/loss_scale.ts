@@ -11,11 +11,13 @@
  * (`sgd.ts`).
  *
  * A mixed-precision step records, in order: the loss kernel, then
- * `lossScaleSeed` on its logits gradient (backward list head); the backward
- * pass; then `nonFiniteScan` over the gradient arena, the running-statistics
- * updates, `sgdUpdate({ …, lossScale: true })` and `lossScaleUpdate`
- * (update list). None of this is in the default fp32 graph: the graph
- * integration comes with `train.precision: mixed`.
+ * `lossScaleSeed` on its logits gradient (backward list head:
+ * `recordLossScaleSeed` of `gpu/graph/loss.ts`); the backward pass; then
+ * `nonFiniteScan` over the gradient arena, the running-statistics updates,
+ * `sgdUpdate({ …, lossScale: true })` and `lossScaleUpdate` (update list:
+ * `recordUpdate(b, lossScale)` of `gpu/graph/sgd.ts`). None of this is in
+ * the default fp32 graph: the graph integration comes with
+ * `train.precision: mixed`.
  *
  * @module
  */
@@ -24,6 +26,7 @@ import {
   type LossScaleOptions,
   type LossScaleState,
   MIN_LOSS_SCALE,
+  resolveLossScaleOptions,
 } from "../../model/loss_scale.ts";
 import { readOnly, readWrite, storageBindings } from "./bindings.ts";
 import {
@@ -220,12 +223,15 @@ const nonFiniteWgsl = (x: string) =>
  * words), "hyper" (read, the SGD hyper-parameters; only `[4]`, first, is
  * read). One thread. No scratch.
  *
- * @param o Complete options (`resolveLossScaleOptions`).
+ * @param options Loss-scaling options (checked by
+ *   `resolveLossScaleOptions`; PyTorch's defaults).
  * @returns The plan.
+ * @throws {RangeError} On an option out of range.
  */
 export function lossScaleUpdate(
-  o: LossScaleOptions,
+  options: Partial<LossScaleOptions> = {},
 ): KernelPlan<"lossScale" | "hyper"> {
+  const o = resolveLossScaleOptions(options);
   const W = LossScaleWord;
   const b = storageBindings([
     readWrite("lossScale", "u32"),

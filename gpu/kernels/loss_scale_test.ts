@@ -471,6 +471,11 @@ Deno.test("loss-scale state words round-trip; kernel argument checks", () => {
     () => lossScaleSeed({ n: 0 }),
     /Cannot build kernel: loss seed n/,
   );
+  assert.throws(
+    () => lossScaleUpdate({ growthInterval: 0 }),
+    /Cannot use loss scaling: growthInterval must be an integer/,
+  );
+  assert.deepEqual(lossScaleUpdate(), lossScaleUpdate(DEFAULT_LOSS_SCALE));
   // The workgroup cap and the plain SGD kernel untouched by the option.
   assert.deepEqual(
     nonFiniteScan({ sizes: [4 * 2 ** 20] }).steps[0].spec.workgroups,
