@@ -4,12 +4,15 @@
  * (`model/loss.ts`), or TTDA's unsupervised `α·NM + β·EN + γ·GEN` summed over
  * views (`model/ttda_loss.ts`); each with its gradient with respect to the
  * logits and the loss counters — one kernel, so forward and backward are one
- * op at the head of the backward list.
+ * op at the head of the backward list. Opt-in (mixed precision, issue 18):
+ * the multiplication of that logits gradient — the seed of the backward
+ * pass — by the loss scale ({@linkcode recordLossScaleSeed}).
  *
  * @module
  */
 import type { Region } from "../runtime.ts";
 import { crossEntropy } from "../kernels/model_ops.ts";
+import { lossScaleSeed } from "../kernels/loss_scale.ts";
 import { ttdaLossKernel } from "../kernels/ttda_loss.ts";
 import type { TtdaLossOptions } from "../../model/ttda_loss.ts";
 import type { Builder } from "./builder.ts";
@@ -67,4 +70,25 @@ export function recordTtdaLoss(
     { logits: o.logits, dlogits, metrics },
   );
   return { dlogits, metrics };
+}
+
+/**
+ * Records the multiplication of the backward pass's seed, the logits
+ * gradient of {@linkcode recordLoss} or {@linkcode recordTtdaLoss}, by the
+ * current loss scale (`gpu/kernels/loss_scale.ts`), in place: record it
+ * right after the loss and before the first backward op. The loss metrics
+ * stay unscaled. Not part of the fp32 graph; pair it with `recordUpdate(b,
+ * lossScale)` (`sgd.ts`), which divides the scale out again.
+ *
+ * @param b The builder (its current list: "backward").
+ * @param o The seed (`[rows, classes]`) and the loss-scale state region.
+ */
+export function recordLossScaleSeed(
+  b: Builder,
+  o: { dlogits: Region; lossScale: Region },
+): void {
+  b.op(lossScaleSeed({ n: o.dlogits.size / 4 }), {
+    dlogits: o.dlogits,
+    lossScale: o.lossScale,
+  });
 }

@@ -1,12 +1,16 @@
 /**
  * One fused PyTorch SGD step (`model/sgd.ts`) over the fused engine's flat
- * parameter arena, and the hyper-parameter array it reads.
+ * parameter arena, and the hyper-parameter array it reads; opt-in, the
+ * variant of a loss-scaled (mixed-precision) step that divides the scale
+ * out of the gradients and skips a step flagged as overflowing
+ * (`loss_scale.ts`).
  *
  * @module
  */
 import type { KernelPlan } from "../runtime.ts";
 import { readOnly, readWrite, storageBindings } from "./bindings.ts";
 import { checkSize, gridFor, itemMainWgsl } from "./grid.ts";
+import { LossScaleWord } from "./loss_scale.ts";
 
 /** One parameter tensor in the flat arena (offset and size in floats). */
 export interface SgdSegment {
@@ -22,6 +26,12 @@ export interface SgdOptions {
   readonly total: number;
   /** The parameter tensors, sorted by offset, non-overlapping; gaps are left alone. */
   readonly segments: readonly SgdSegment[];
+  /**
+   * Loss-scaled step (mixed precision; default false): bind the loss-scale
+   * state as "lossScale" (`loss_scale.ts`); the gradients are multiplied by
+   * `1/scale` and the whole step is skipped while its overflow flag is set.
+   */
+  readonly lossScale?: boolean;
 }
 
 /** Hyper-parameters of one SGD step, for {@linkcode sgdHyper}. */
@@ -107,13 +117,21 @@ function segmentTree(o: SgdOptions): string {
  * of an element is found by a binary search unrolled into WGSL branches
  * (uniform within a warp except at boundaries). No scratch.
  *
+ * With `lossScale`, also "lossScale" (read, u32, the state of
+ * `loss_scale.ts`): when its overflow flag is set nothing is written (a
+ * skipped step: weights and momentum untouched); otherwise `grad` is first
+ * multiplied by `1/scale` (exact for the power-of-two scales of the default
+ * policy; at scale 1 the gradient is used as it is, so the step is
+ * bit-identical to the plain kernel's), and a step is also the first with
+ * momentum while the state says a skipped first step is pending.
+ *
  * @param o Arena size and segments (offsets and sizes in floats).
  * @returns The plan.
  * @throws {RangeError} On unsorted, overlapping or out-of-range segments.
  */
 export function sgdUpdate(
   o: SgdOptions,
-): KernelPlan<"params" | "grads" | "momentum" | "hyper"> {
+): KernelPlan<"params" | "grads" | "momentum" | "hyper", "lossScale"> {
   checkSize("total", o.total, 1);
   let end = 0;
   for (const s of o.segments) {
@@ -136,19 +154,33 @@ export function sgdUpdate(
     readOnly("grads"),
     readWrite("momentum"),
     readOnly("hyper"),
+    o.lossScale === true && readOnly("lossScale", "u32"),
   ]);
-  const code = `// sgdUpdate
+  const W = LossScaleWord;
+  // The loss-scaled variant: skip a flagged step, unscale the gradient.
+  const scaled = o.lossScale === true;
+  const code = `// sgdUpdate${scaled ? " lossScale" : ""}
 ${b.decls}
-${itemMainWgsl(o.total, undefined, "e").main}
+${itemMainWgsl(o.total, undefined, "e").main}${
+    scaled
+      ? `
+  if (lossScale[${W.found}] != 0u) { return; }
+  let inv = 1.0 / bitcast<f32>(lossScale[${W.scale}]);
+  let raw = grads[e];
+  // At scale 1 the gradient itself, so that no contraction differs.
+  let unscaled = select(raw * inv, raw, inv == 1.0);
+  let first = hyper[4] != 0.0 || lossScale[${W.firstPending}] != 0u;`
+      : ""
+  }
   var seg = 0u;
 ${segmentTree(o)}
   let lr = hyper[${HYPER_LR}u + seg];
   let mu = hyper[0];
   let w = params[e];
-  var g = grads[e] + hyper[1] * w;
+  var g = ${scaled ? "unscaled" : "grads[e]"} + hyper[1] * w;
   if (mu != 0.0) {
     var buf: f32;
-    if (hyper[4] != 0.0) {
+    if (${scaled ? "first" : "hyper[4] != 0.0"}) {
       buf = g;
     } else {
       buf = mu * momentum[e] + (1.0 - hyper[2]) * g;
@@ -164,7 +196,7 @@ ${segmentTree(o)}
       spec: {
         code,
         workgroups: gridFor(o.total).workgroups,
-        label: "sgdUpdate",
+        label: scaled ? "sgdUpdate lossScale" : "sgdUpdate",
       },
       bind: b.bind,
     }],
