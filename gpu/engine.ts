@@ -30,8 +30,7 @@ import {
   type GraphSettings,
 } from "./graph/builder.ts";
 import { DEFAULT_SMOOTHING } from "./graph/loss.ts";
-import { planGraph } from "./graph/model.ts";
-import { compileWorkers, createCompilePool } from "./compile_pool.ts";
+import { buildGraph } from "./graph/model.ts";
 import { sgdHyper } from "./kernels/model_ops.ts";
 import type { TtdaLossOptions } from "../model/ttda_loss.ts";
 
@@ -90,17 +89,7 @@ export interface DispatchCounts {
 }
 
 /** Graph choices of an engine, for comparisons (see {@linkcode createFusedEngine}). */
-export type EngineSettings = Pick<GraphSettings, "matmulStages"> & {
-  /**
-   * Worker threads that compile a new graph's kernels before the engine does
-   * (`gpu/compile_pool.ts`); 0 compiles on this thread only. Default
-   * {@linkcode compileWorkers}: the cores less two, at most 8.
-   */
-  readonly compileWorkers?: number;
-};
-
-/** Fewest not-yet-compiled kernels of a new graph worth starting compile workers for. */
-export const WARM_MIN_KERNELS = 16;
+export type EngineSettings = Pick<GraphSettings, "matmulStages">;
 
 /**
  * Eval forwards enqueued back to back, each batch's logits copied aside on
@@ -279,8 +268,7 @@ export function evalChunks(
  * @param dims Data sizes.
  * @param device A WebGPU device; default: tfjs's WebGPU device.
  * @param settings `matmulStages` (1 or 2; default the kernel's):
- *   workgroup-memory stages of every matmul, for tuning comparisons;
- *   `compileWorkers`: threads that compile new graphs' kernels first.
+ *   workgroup-memory stages of every matmul, for tuning comparisons.
  * @throws {Error} Without a device.
  */
 export function createFusedEngine(
@@ -322,78 +310,19 @@ export function createFusedEngine(
     const key = `${training}:${views}:${perView}:${objective}:${dropout}`;
     let g = graphs.get(key);
     if (!g) {
-      g = planOf(training, views, perView, smoothing, dropout, ttda).record();
+      g = buildGraph(rt, arenas, options, dims, {
+        training,
+        views,
+        perView,
+        smoothing,
+        ttda,
+        dropout,
+        pool,
+        matmulStages: settings.matmulStages,
+      });
       graphs.set(key, g);
     }
     return g;
-  };
-  const planOf = (
-    training: boolean,
-    views: number,
-    perView: number,
-    smoothing: number,
-    dropout: number,
-    ttda?: TtdaLossOptions,
-  ) =>
-    planGraph(rt, arenas, options, dims, {
-      training,
-      views,
-      perView,
-      smoothing,
-      ttda,
-      dropout,
-      pool,
-      matmulStages: settings.matmulStages,
-    });
-  const workers = settings.compileWorkers ?? compileWorkers();
-  const building = new Map<string, Promise<Graph>>();
-  /**
-   * {@linkcode graphOf}, but a new graph's kernels that the device has not
-   * compiled yet are first compiled on worker threads (`gpu/compile_pool.ts`)
-   * when there are at least {@linkcode WARM_MIN_KERNELS} of them.
-   */
-  const readyGraph = (
-    training: boolean,
-    views: number,
-    perView: number,
-    smoothing = DEFAULT_SMOOTHING,
-    dropout = options.dropout,
-    ttda?: TtdaLossOptions,
-  ): Promise<Graph> => {
-    const objective = ttda
-      ? `ttda:${ttda.alpha}:${ttda.beta}:${ttda.gamma}:${ttda.q}`
-      : `ce:${smoothing}`;
-    const key = `${training}:${views}:${perView}:${objective}:${dropout}`;
-    const built = graphs.get(key);
-    if (built) return Promise.resolve(built);
-    let pending = building.get(key);
-    if (!pending) {
-      pending = (async () => {
-        const planned = planOf(
-          training,
-          views,
-          perView,
-          smoothing,
-          dropout,
-          ttda,
-        );
-        const fresh = planned.codes.filter((c) => !rt.isCompiled(c));
-        if (workers > 0 && fresh.length >= WARM_MIN_KERNELS) {
-          const compilePool = createCompilePool(workers);
-          try {
-            await compilePool.warm(fresh);
-          } finally {
-            compilePool.close();
-          }
-        }
-        const g = planned.record();
-        graphs.set(key, g);
-        return g;
-      })();
-      building.set(key, pending);
-      pending.finally(() => building.delete(key)).catch(() => {});
-    }
-    return pending;
   };
   const rowFloats = dims.frames * dims.nMels;
 
@@ -492,7 +421,7 @@ export function createFusedEngine(
       rates?: TtdaLossOptions;
     },
   ) => {
-    const g = await readyGraph(
+    const g = graphOf(
       true,
       views,
       perView,
@@ -546,7 +475,7 @@ export function createFusedEngine(
   ) => {
     for (const c of evalChunks(rows, evalBuilt)) {
       if (!evalBuilt.includes(c.graphRows)) evalBuilt.push(c.graphRows);
-      const g = await readyGraph(false, 1, c.graphRows);
+      const g = graphOf(false, 1, c.graphRows);
       const copy = await stage(tokens, rows, g.input, c.at, c.rows);
       rt.run(evalLists(g), copy);
       await after?.(g, c.at, c.rows);

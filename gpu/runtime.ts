@@ -218,8 +218,6 @@ export interface Runtime {
   read(region: Region): Promise<Float32Array>;
   /** Bytes allocated, buffers, and pipelines this runtime compiled (others came from the device's cache). */
   stats(): { bytes: number; buffers: number; pipelines: number };
-  /** Whether a kernel's WGSL is already compiled on this device (by any runtime). */
-  isCompiled(code: string): boolean;
   /**
    * Destroys the buffer of a region {@linkcode alloc} made (WebGPU defers
    * it until queued work using it is done); other regions stay valid.
@@ -557,7 +555,6 @@ export function createRuntime(device: GPUDevice): Runtime {
     stats() {
       return { bytes, buffers: buffers.length, pipelines: used };
     },
-    isCompiled: (code) => compiled.has(code),
     release(region) {
       const i = buffers.indexOf(region.buffer);
       if (i < 0) return;

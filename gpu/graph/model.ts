@@ -117,29 +117,6 @@ export function buildGraph(
   dims: ModelDims,
   settings: GraphSettings,
 ): Graph {
-  return planGraph(rt, arenas, options, dims, settings).record();
-}
-
-/** A graph built but not yet recorded (no pipeline compiled yet). */
-export interface PlannedGraph {
-  /** The WGSL of every kernel the graph dispatches, each once. */
-  readonly codes: readonly string[];
-  /** Compiles what is not compiled yet and records the dispatch lists. */
-  record(): Graph;
-}
-
-/**
- * Builds a graph's ops without recording them, so that its kernels can be
- * compiled elsewhere first ({@linkcode PlannedGraph.codes}; see
- * `gpu/compile_pool.ts`). Same arguments as {@linkcode buildGraph}.
- */
-export function planGraph(
-  rt: Runtime,
-  arenas: Arenas,
-  options: ModelOptions,
-  dims: ModelDims,
-  settings: GraphSettings,
-): PlannedGraph {
   const plan = modelPlan(options, dims);
   const b = createBuilder(rt, arenas, settings);
   const dropout = settings.training ? (settings.dropout ?? options.dropout) : 0;
@@ -225,29 +202,15 @@ export function planGraph(
     b.into("update");
     hyper = recordUpdate(b);
   }
-  const codes = new Set<string>();
-  for (
-    const o of [
-      ...b.lists.prepare,
-      ...b.lists.forward,
-      ...b.lists.backward,
-      ...b.lists.update,
-    ]
-  ) {
-    for (const step of o.plan.steps) codes.add(step.spec.code);
-  }
   return {
-    codes: [...codes],
-    record: () => ({
-      lists: recordLists(b, settings.pool ?? createBufferPool()),
-      input,
-      logits,
-      labels: loss?.labels,
-      metrics: loss?.metrics,
-      step,
-      hyper,
-      clears: b.clears,
-      rows: b.rows,
-    }),
+    lists: recordLists(b, settings.pool ?? createBufferPool()),
+    input,
+    logits,
+    labels: loss?.labels,
+    metrics: loss?.metrics,
+    step,
+    hyper,
+    clears: b.clears,
+    rows: b.rows,
   };
 }
