@@ -11,7 +11,11 @@ import assert from "node:assert/strict";
 import { castToF16, castToF32, halfWords } from "./cast.ts";
 import { gpuRuntime, gpuTests, runPlan } from "../testing.ts";
 
-const opts = { ignore: !gpuTests, sanitizeResources: false, sanitizeOps: false };
+const opts = {
+  ignore: !gpuTests,
+  sanitizeResources: false,
+  sanitizeOps: false,
+};
 
 /** Halves of `h` in a word array of halfWords(n) words (zero padding). */
 function words(h: Float16Array | Uint16Array): Uint32Array {
@@ -64,32 +68,36 @@ function inputs(n: number): Float32Array {
   return x;
 }
 
-Deno.test("cast f32 → f16 rounds exactly like Math.f16round", opts, async () => {
-  const rt = await gpuRuntime();
-  for (const n of [4096, 1237]) { // vec4 path, pairs with an odd tail
-    const x = inputs(n);
-    const got = await runPlan(rt, castToF16({ n }), {
-      x,
-      y: new Uint32Array(halfWords(n)).fill(0xdeadbeef),
-    }, ["y"]);
-    const h = new Float16Array(got.y.buffer, 0, n);
-    const want = Float16Array.from(x);
-    for (let i = 0; i < n; i++) {
-      if (Number.isNaN(want[i])) {
-        assert(Number.isNaN(h[i]), `n ${n}: f16(${x[i]}) must be NaN`);
-        continue;
+Deno.test(
+  "cast f32 → f16 rounds exactly like Math.f16round",
+  opts,
+  async () => {
+    const rt = await gpuRuntime();
+    for (const n of [4096, 1237]) { // vec4 path, pairs with an odd tail
+      const x = inputs(n);
+      const got = await runPlan(rt, castToF16({ n }), {
+        x,
+        y: new Uint32Array(halfWords(n)).fill(0xdeadbeef),
+      }, ["y"]);
+      const h = new Float16Array(got.y.buffer, 0, n);
+      const want = Float16Array.from(x);
+      for (let i = 0; i < n; i++) {
+        if (Number.isNaN(want[i])) {
+          assert(Number.isNaN(h[i]), `n ${n}: f16(${x[i]}) must be NaN`);
+          continue;
+        }
+        assert(
+          Object.is(h[i], want[i]),
+          `n ${n}: f16(${x[i]}) gave ${h[i]}, want ${want[i]} (index ${i})`,
+        );
       }
-      assert(
-        Object.is(h[i], want[i]),
-        `n ${n}: f16(${x[i]}) gave ${h[i]}, want ${want[i]} (index ${i})`,
-      );
+      if (n % 2) {
+        const last = new Uint16Array(got.y.buffer)[n];
+        assert.equal(last, 0, "the padding half of an odd n is zero");
+      }
     }
-    if (n % 2) {
-      const last = new Uint16Array(got.y.buffer)[n];
-      assert.equal(last, 0, "the padding half of an odd n is zero");
-    }
-  }
-});
+  },
+);
 
 Deno.test("cast f16 → f32 is exact on every half", opts, async () => {
   const rt = await gpuRuntime();

@@ -105,9 +105,9 @@ export function f16BitsWgsl(vec: boolean, name: string): string {
   let a = b & ${c("0x7fffffffu")};
   // normal halves (|x| >= 2^-14): rebias the exponent, round 13 bits away
   let r = a - ${c("0x38000000u")};
-  let nrm = (r + ${c("0xfffu")} + ((r >> ${c("13u")}) & ${
-    c("1u")
-  })) >> ${c("13u")};
+  let nrm = (r + ${c("0xfffu")} + ((r >> ${c("13u")}) & ${c("1u")})) >> ${
+    c("13u")
+  };
   // subnormal halves (2^-25 <= |x| < 2^-14): the significand shifted right
   let sh = min(${c("126u")} - (a >> ${c("23u")}), ${c("31u")});
   let m = (a & ${c("0x7fffffu")}) | ${c("0x800000u")};
