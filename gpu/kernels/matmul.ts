@@ -1,5 +1,6 @@
 /**
- * General fp32 matrix multiply for the fused WebGPU engine:
+ * General matrix multiply for the fused WebGPU engine, fp32 or with f16
+ * operands and f32 accumulation:
  * `C = alpha·op(A)·op(B)` with optional transposes, row strides, two-level
  * batch strides (attention heads), and a fused epilogue (bias, residual,
  * accumulate, exact-erf GELU with the pre-activation kept).
@@ -27,6 +28,27 @@
  * chosen from the shape by a small H100 cost model; when the split is used
  * the partial products go to a scratch region and a second dispatch sums
  * them and applies the epilogue.
+ *
+ * Mixed precision (issue 18; options in `matmul_plan.ts`): with
+ * `operands: "f16"` A and B are stored as IEEE halves (`vec4<f16>` loads
+ * where the layout allows, scalar loads at the edges, every layout option
+ * as for f32), staged in workgroup memory as f16 — half the bytes, so a
+ * 32-deep K slice (`bk: 32`) or two stages fit where f32 would not, and the
+ * plan counts 2 bytes per element when it checks tiles against
+ * {@linkcode MAX_WORKGROUP_BYTES} — and widened to f32 as they leave
+ * workgroup memory, so the accumulation is the f32 kernel's. `packedK`
+ * (2, 4 or 8) instead multiplies that many consecutive k in `vec4<f16>`
+ * fma chains and adds each chain's result to the f32 accumulators (2× the
+ * arithmetic rate on an H100's CUDA cores, about `packedK·2⁻¹¹` relative
+ * error per chain). The epilogue stays f32; `outF16` stores C, the
+ * residual "r" and "pre" as halves rounded to nearest even exactly as
+ * `Math.f16round` (integer rounding, `wgsl.ts` `f16BitsWgsl`; overflow to
+ * ±infinity, so a loss scaler sees it). Split-K keeps an f32 scratch.
+ * Kernels using f16 start with `enable f16;` and need the device's
+ * `shader-f16` feature (`requestEngineDevice` asks for it; the runtime
+ * refuses such a kernel at record time on a device without it). The f32
+ * kernels are unchanged by these options, byte for byte (a test pins
+ * their text). Weights are cast with `cast.ts`.
  *
  * @module
  */
@@ -635,10 +657,11 @@ ${epilogue(L, vec, "acc", "ci", "col", "  ")}
  * fixed shape; the tile and split-K are chosen for an H100 unless
  * overridden.
  *
- * Bindings, in order: "a" (A), "b" (B), "bias" (n elements, with `bias`),
- * "r" (residual, layout of C, with `residual`), "c" (C, read and written
- * with `accumulate`), "pre" (pre-activation, layout of C, with `gelu`
- * unless `keepPre` is false).
+ * Bindings, in order: "a" (A), "b" (B) — f32, or f16 halves with
+ * `operands: "f16"` —, "bias" (n f32, with `bias`), "r" (residual, layout
+ * of C, with `residual`), "c" (C, read and written with `accumulate`),
+ * "pre" (pre-activation, layout of C, with `gelu` unless `keepPre` is
+ * false); "r", "c" and "pre" are f32, or f16 halves with `outF16`.
  * With split-K there are two steps — the first binds "a", "b" and the
  * scratch "splitk" (`split·batch·m·n` floats), the second "splitk" and the
  * epilogue names.
@@ -648,8 +671,9 @@ ${epilogue(L, vec, "acc", "ci", "col", "  ")}
  * @throws {RangeError} On inconsistent options (non-positive sizes, strides
  *   shorter than rows, batchInner not dividing batch, residual or gelu with
  *   accumulate, an unknown tile, stages other than 1 or 2, a tile whose
- *   buffers exceed {@linkcode MAX_WORKGROUP_BYTES} with the stages asked
- *   for, a grid over 65,535 workgroups).
+ *   buffers exceed {@linkcode MAX_WORKGROUP_BYTES} with the stages and
+ *   `bk` asked for, `packedK` without f16 operands, a grid over 65,535
+ *   workgroups).
  */
 export function matmul(
   o: MatmulOptions,

@@ -2,7 +2,10 @@
  * The shape side of the fused engine's matmul (`matmul.ts`): its options,
  * their resolution into a checked {@linkcode Layout}, the workgroup tiles,
  * and the choice of tile, split of K and workgroup-memory stages by a small
- * H100 cost model.
+ * H100 cost model. Tiles are checked against the workgroup memory with the
+ * operands' element size (f16 operands are staged as f16: half the bytes)
+ * and the K-slice depth `bk`; the automatic two stages are taken only
+ * where they fit.
  *
  * @module
  */
