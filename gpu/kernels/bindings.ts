@@ -26,6 +26,7 @@ export type ElementType =
   | "vec4<f32>"
   | "vec4<i32>"
   | "vec4<u32>"
+  | "vec2<f16>"
   | "vec4<f16>"
   | "atomic<u32>";
 

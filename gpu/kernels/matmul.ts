@@ -129,6 +129,15 @@ const binding = (
     half ? (vec ? "vec4<f16>" : "f16") : vec ? "vec4<f32>" : "f32",
   );
 
+/** Binding of operand "a" or "b": f16 ones may also be read in pairs. */
+const operandBinding = (
+  name: string,
+  vec: boolean,
+  pair: boolean,
+  half: boolean,
+): StorageBinding =>
+  pair ? readOnly(name, "vec2<f16>") : binding(name, vec, false, half);
+
 /**
  * Epilogue code storing one unit (a vec4 when `vec`, else a scalar) of the
  * finished sum `acc` to C at index `ci` (in units of the C binding), for
@@ -211,6 +220,7 @@ function operandCode(
   const MN = isA ? L.m : L.n;
   const ld = isA ? L.lda : L.ldb;
   const vec = isA ? L.vecA : L.vecB;
+  const pair = isA ? L.pairA : L.pairB;
   const contigK = isA ? !L.transA : L.transB; // stored rows run along k
   const mnChecked = MN % D !== 0;
   const origin = isA ? "row0" : "col0";
@@ -239,7 +249,7 @@ function operandCode(
       const kOk = kChecked ? `KV + ${X}k${p} < ${u(L.k)}` : "";
       const mnOk = (j: number) =>
         mnChecked ? `${origin} + ${X}d${p} + ${u(j)} < ${u(MN)}` : "";
-      load.push(loadUnit(X, R, idx, vec, kOk, mnOk, E));
+      load.push(loadUnit(X, R, idx, vec, kOk, mnOk, E, pair));
       store.push(`${S}[OFF${X}k${p} * ${u(q)} + ${X}d${p} / 4u] = ${R};`);
     } else {
       // stored [mn][k]: unit = 4 consecutive kk of one mn row; transposed store
@@ -254,7 +264,7 @@ function operandCode(
       const rowOk = mnChecked ? `${origin} + ${X}r${p} < ${u(MN)}` : "";
       const kOk = (j: number) =>
         kChecked ? `KV + ${X}k${p} + ${u(j)} < ${u(L.k)}` : "";
-      load.push(loadUnit(X, R, idx, vec, rowOk, kOk, E));
+      load.push(loadUnit(X, R, idx, vec, rowOk, kOk, E, pair));
       const q = D / 4;
       for (let j = 0; j < 4; j++) {
         store.push(
@@ -277,7 +287,8 @@ function operandCode(
  * Loads 4 consecutive stored elements starting at element index `idx` into
  * register `R` (a `vec4<E>`), zero where `all` (a condition for the whole
  * unit) or `each(j)` (one per element) fails; empty conditions are always
- * true.
+ * true. `pair`: the binding is `array<vec2<E>>` (an even contiguous extent,
+ * so each pair is wholly in or out).
  */
 function loadUnit(
   X: string,
@@ -287,10 +298,30 @@ function loadUnit(
   all: string,
   each: (j: number) => string,
   E: "f32" | "f16",
+  pair: boolean,
 ): string {
   const ind = "      ";
   const wrap = (cond: string, body: string) =>
     cond ? `if (${cond}) { ${body} }` : body;
+  if (pair) {
+    const [c0, c2] = [0, 2].map((j) =>
+      [all, each(j)].filter((c) => c).join(" && ")
+    );
+    const e = `let e = (${idx}) / 2u;`;
+    if (!c0 && !c2) {
+      return `${ind}{ ${e} ${R} = vec4<${E}>(${X}[e], ${X}[e + 1u]); }`;
+    }
+    return [
+      `${ind}{`,
+      `${ind}  ${e}`,
+      `${ind}  var lo = vec2<${E}>(0.0);`,
+      `${ind}  var hi = vec2<${E}>(0.0);`,
+      `${ind}  ${wrap(c0, `lo = ${X}[e];`)}`,
+      `${ind}  ${wrap(c2, `hi = ${X}[e + 1u];`)}`,
+      `${ind}  ${R} = vec4<${E}>(lo, hi);`,
+      `${ind}}`,
+    ].join("\n");
+  }
   if (vec) {
     // contiguous extent is a multiple of 4: the unit is wholly in or out
     const conds = [all, each(0)].filter((c) => c).join(" && ");
@@ -406,8 +437,8 @@ function mainKernel(
   if (L.f16 || outF16) lines.push("enable f16;");
   const vecOut = splitMode ? n % 4 === 0 : L.vecC;
   const { decls, bind } = storageBindings([
-    binding("a", L.vecA, false, L.f16),
-    binding("b", L.vecB, false, L.f16),
+    operandBinding("a", L.vecA, L.pairA, L.f16),
+    operandBinding("b", L.vecB, L.pairB, L.f16),
     ...(splitMode ? [binding("splitk", vecOut, true)] : epilogueBindings(L)),
   ]);
   lines.push(decls);

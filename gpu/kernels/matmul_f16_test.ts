@@ -117,6 +117,11 @@ Deno.test(
         { m: 37, n: 29, k: 300, transA: true, transB: true, bias: true },
         "long K (register prefetch), tA tB",
       ],
+      [{ m: 30, n: 22, k: 26, bias: true }, "vec2<f16> loads, checked edges"],
+      [
+        { m: 30, n: 22, k: 26, transA: true, transB: true, lda: 34, ldb: 30 },
+        "vec2<f16> loads, tA tB, strides",
+      ],
       [
         { m: 21, n: 17, k: 19, transA: true, lda: 31, ldb: 25, ldc: 20 },
         "odd strides",
@@ -300,6 +305,13 @@ Deno.test("matmul f16: plan, workgroup bytes, labels", () => {
   assert.match(f16.code, /var<storage, read> a: array<vec4<f16>>/);
   assert.match(f16.code, /var<storage, read_write> c: array<vec4<f32>>/);
   assert.match(f16.label!, / f16$/);
+  // even but not vec4-aligned f16 rows load in pairs; f32 ones one by one
+  const even = { m: 30, n: 22, k: 26 };
+  assert.match(
+    matmul({ ...even, operands: "f16" }).steps[0].spec.code,
+    /a: array<vec2<f16>>;\n.*b: array<vec2<f16>>;/,
+  );
+  assert.match(matmul(even).steps[0].spec.code, /a: array<f32>;/);
   assert.doesNotMatch(f32.code, /f16/);
   const packed = matmul({ ...o, operands: "f16", packedK: 4, bk: 32 });
   assert.match(packed.steps[0].spec.label!, / f16 p4 bk32$/);

@@ -234,6 +234,9 @@ export interface Layout {
   vecC: boolean;
   /** A and B stored as f16. */
   f16: boolean;
+  /** f16 A, B not vec4-aligned but even: `vec2<f16>` loads. */
+  pairA: boolean;
+  pairB: boolean;
   /** C, r and pre stored as f16. */
   outF16: boolean;
   /** k steps summed in f16 before each f32 accumulate (0: products in f32). */
@@ -331,6 +334,9 @@ export function resolve(o: MatmulOptions): Layout {
   const bk = o.bk ?? BK;
   if (bk !== 16 && bk !== 32) bad(`bk must be 16 or 32, got ${bk}`);
   const al4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+  const al2 = (...xs: number[]) => xs.every((x) => x % 2 === 0);
+  const vecA = al4(rowA, lda, oA, ...sA);
+  const vecB = al4(rowB, ldb, oB, ...sB);
   return {
     m,
     n,
@@ -355,10 +361,12 @@ export function resolve(o: MatmulOptions): Layout {
     gelu,
     pre,
     relu,
-    vecA: al4(rowA, lda, oA, ...sA),
-    vecB: al4(rowB, ldb, oB, ...sB),
+    vecA,
+    vecB,
     vecC: al4(n, ldc, oC, ...sC),
     f16: operands === "f16",
+    pairA: operands === "f16" && !vecA && al2(rowA, lda, oA, ...sA),
+    pairB: operands === "f16" && !vecB && al2(rowB, ldb, oB, ...sB),
     outF16,
     packedK,
     bk,
