@@ -38,6 +38,49 @@ export interface CastOptions {
 export const halfWords = (n: number): number => Math.ceil(n / 2);
 
 /**
+ * Host side: the words of an f16 binding holding `values` (what
+ * `Runtime.write` uploads): a `Float16Array`'s halves as they are (bit for
+ * bit, NaN payloads included), other numbers rounded like `Math.f16round`;
+ * the upper half of the last word of an odd count is zero.
+ *
+ * @param values Element values.
+ * @returns {@linkcode halfWords}`(values.length)` words.
+ */
+export function toHalfWords(
+  values: Float16Array | ArrayLike<number>,
+): Uint32Array {
+  const h = values instanceof Float16Array ? values : Float16Array.from(
+    values as ArrayLike<number>,
+  );
+  const w = new Uint32Array(halfWords(h.length));
+  new Uint16Array(w.buffer).set(
+    new Uint16Array(h.buffer, h.byteOffset, h.length),
+  );
+  return w;
+}
+
+/**
+ * Host side: the first `n` halves of an f16 binding's words (read back
+ * with `Runtime.read`) as a `Float16Array` view (no copy).
+ *
+ * @param words The words.
+ * @param n Element count (at most twice the word count).
+ * @returns The halves.
+ * @throws {RangeError} When `n` exceeds the halves the words hold.
+ */
+export function halvesOf(
+  words: Float32Array | Uint32Array,
+  n: number,
+): Float16Array {
+  if (n > 2 * words.length) {
+    throw new RangeError(
+      `Cannot read ${n} halves from ${words.length} words; read the whole f16 region (halfWords(n) words)`,
+    );
+  }
+  return new Float16Array(words.buffer, words.byteOffset, n);
+}
+
+/**
  * Plans `y = f16(x)`, rounding to nearest even like `Math.f16round`.
  *
  * Bindings: "x" (n f32), "y" (n halves: {@linkcode halfWords}`(n)` words).

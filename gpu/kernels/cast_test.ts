@@ -8,7 +8,13 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { castToF16, castToF32, halfWords } from "./cast.ts";
+import {
+  castToF16,
+  castToF32,
+  halfWords,
+  halvesOf,
+  toHalfWords,
+} from "./cast.ts";
 import { gpuRuntime, gpuTests, runPlan } from "../testing.ts";
 
 const opts = {
@@ -16,13 +22,6 @@ const opts = {
   sanitizeResources: false,
   sanitizeOps: false,
 };
-
-/** Halves of `h` in a word array of halfWords(n) words (zero padding). */
-function words(h: Float16Array | Uint16Array): Uint32Array {
-  const w = new Uint32Array(halfWords(h.length));
-  new Uint16Array(w.buffer).set(new Uint16Array(h.buffer, 0, h.length));
-  return w;
-}
 
 /** f32 inputs covering every rounding case, then random bit patterns. */
 function inputs(n: number): Float32Array {
@@ -79,7 +78,7 @@ Deno.test(
         x,
         y: new Uint32Array(halfWords(n)).fill(0xdeadbeef),
       }, ["y"]);
-      const h = new Float16Array(got.y.buffer, 0, n);
+      const h = halvesOf(got.y, n);
       const want = Float16Array.from(x);
       for (let i = 0; i < n; i++) {
         if (Number.isNaN(want[i])) {
@@ -105,7 +104,7 @@ Deno.test("cast f16 → f32 is exact on every half", opts, async () => {
   for (const n of [65536, 999]) {
     const h = all.subarray(65536 - n); // odd n: the top patterns (NaNs, negatives)
     const got = await runPlan(rt, castToF32({ n }), {
-      x: words(Uint16Array.from(h)),
+      x: toHalfWords(new Float16Array(Uint16Array.from(h).buffer)),
       y: new Float32Array(n),
     }, ["y"]);
     const want = new Float16Array(Uint16Array.from(h).buffer);
@@ -120,6 +119,22 @@ Deno.test("cast f16 → f32 is exact on every half", opts, async () => {
       }
     }
   }
+});
+
+Deno.test("cast: host packing of halves", () => {
+  const w = toHalfWords([1, -2, 65520, 1 + 2 ** -11, 0.1]);
+  assert.deepEqual([...w], [0xc0003c00, 0x3c007c00, 0x2e66]);
+  assert.deepEqual([...halvesOf(w, 5)], [
+    1,
+    -2,
+    Infinity,
+    1,
+    Math.f16round(0.1),
+  ]);
+  // a Float16Array's bits travel as they are (a NaN payload included)
+  const nan = new Float16Array(new Uint16Array([0x7d01, 0x0001]).buffer);
+  assert.deepEqual([...toHalfWords(nan)], [0x00017d01]);
+  assert.throws(() => halvesOf(w, 7), /^RangeError: Cannot read 7 halves/);
 });
 
 Deno.test("cast: option errors and plan shape", () => {

@@ -14,17 +14,10 @@
 import assert from "node:assert/strict";
 import { matmul, type MatmulOptions, MAX_WORKGROUP_BYTES } from "./matmul.ts";
 import { reference, resolved, span } from "./matmul_testing.ts";
-import { halfWords } from "./cast.ts";
+import { halfWords, halvesOf, toHalfWords } from "./cast.ts";
 import { gpuRuntime, gpuTests, randomArray, runPlan } from "../testing.ts";
 
 let seed = 7001;
-
-/** Halves as the u32 words of their binding. */
-function words(h: Float16Array): Uint32Array {
-  const w = new Uint32Array(halfWords(h.length));
-  new Uint16Array(w.buffer).set(new Uint16Array(h.buffer, 0, h.length));
-  return w;
-}
 
 /** Spacing of f16 values around magnitude `x`. */
 function ulp16(x: number): number {
@@ -58,15 +51,13 @@ async function check(o: MatmulOptions, what: string): Promise<void> {
   const named = Object.fromEntries(
     Object.entries(x).map((
       [k, v],
-    ) => [k, v instanceof Float16Array ? words(v) : v]),
+    ) => [k, v instanceof Float16Array ? toHalfWords(v) : v]),
   );
   const plan = matmul(o);
   const outs = withPre ? ["c", "pre"] : ["c"];
   const got = await runPlan(rt, plan, named, outs);
   const read = (name: string) =>
-    out16
-      ? new Float16Array(got[name].buffer, 0, cLen)
-      : got[name].subarray(0, cLen);
+    out16 ? halvesOf(got[name], cLen) : got[name].subarray(0, cLen);
   const want = reference(o, x);
   const scale = Math.max(1, ...want.c.map(Math.abs));
   const label = `${what} [${plan.steps.map((s) => s.spec.label).join(" | ")}]`;
@@ -270,7 +261,7 @@ Deno.test(
       c: new Uint32Array(halfWords(m)),
     }, ["c"]);
     assert.deepEqual(
-      [...new Float16Array(got.c.buffer, 0, m)],
+      [...halvesOf(got.c, m)],
       vals.map(Math.f16round),
     );
   },
