@@ -287,7 +287,7 @@ Deno.test("matmul f16: plan, workgroup bytes, labels", () => {
   );
   // ... and the automatic stage choice falls back to one buffer there
   const auto = matmul({ m: 3008, n: 2304, k: 768, bk: 32 }).steps[0].spec;
-  assert(!auto.label!.includes(" s2"), auto.label);
+  assert(!auto.label!.includes(" s2"), auto.label!);
   assert(
     matmul({ m: 3008, n: 2304, k: 768, operands: "f16", bk: 32 }).steps[0]
       .spec.label!.includes(" s2"),
