@@ -290,6 +290,9 @@ Deno.test({
   },
 });
 
+/** Adapters and devices a test made, kept alive to the end of the process. */
+const held: unknown[] = [];
+
 Deno.test({
   name:
     "record refuses an f16 kernel on a device without shader-f16, naming the feature",
@@ -304,7 +307,10 @@ Deno.test({
       adapter.features.has(SHADER_F16),
     );
     const plain = await adapter.requestDevice(); // no optional features
-    try {
+    // Deno's wgpu wants an adapter to outlive its devices (runtime.ts):
+    // hold both to the end of the process, as the engine's device is held
+    held.push(adapter, plain);
+    {
       assert(!plain.features.has(SHADER_F16));
       const rt = createRuntime(plain);
       const step = matmul({ m: 8, n: 8, k: 8, operands: "f16" }).steps[0];
@@ -319,8 +325,6 @@ Deno.test({
       rt.record(list, cast.spec, [rt.alloc("x", 8), rt.alloc("y", 4)]);
       assert.equal(list.length, 1);
       rt.destroy();
-    } finally {
-      plain.destroy();
     }
   },
 });
