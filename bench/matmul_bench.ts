@@ -2,7 +2,8 @@
  * Tile × split-K × stages sweep of the fused engine's matmul at the shapes
  * the paper presets use (`deno task bench matmul [--shapes cs|sc1|all|tiny]
  * [--only NAME[,NAME]] [--stages 1|2|both] [--operands f32|f16|both]
- * [--bk 16[,32]] [--packed 0[,2,4,8]] [--out-f16] [--chosen-only]
+ * [--bk 16[,32]] [--packed 0[,2,4,8]] [--staging f16[,f32]] [--out-f16]
+ * [--chosen-only]
  * [--repeat N] [--warmup S]`): for each shape, the GPU time per dispatch (timestamp
  * queries; mean of `N` = 20 dispatches, best of three rounds) of the
  * configuration the cost model in `gpu/kernels/matmul.ts` picks (with its
@@ -220,6 +221,8 @@ interface Row {
   stages: 1 | 2;
   bk: 16 | 32;
   packedK: 0 | 2 | 4 | 8;
+  /** Workgroup tiles of f16 operands ("f16" or "f32"; absent for f32). */
+  staging?: "f16" | "f32";
   ms: number;
 }
 
@@ -251,6 +254,7 @@ async function sweepShape(
   stagesList: readonly (1 | 2)[],
   bks: readonly (16 | 32)[],
   packs: readonly (0 | 2 | 4 | 8)[],
+  stagings: readonly ("f16" | "f32" | undefined)[],
   repeat: number,
   chosenOnly: boolean,
 ): Promise<Record<string, unknown>> {
@@ -279,30 +283,34 @@ async function sweepShape(
   for (const stages of chosenOnly ? [] : stagesList) {
     for (const bk of bks) {
       for (const packedK of packs) {
-        for (
-          const tile of [[128, 128], [128, 64], [64, 128], [64, 64], [
-            32,
-            32,
-          ]] as const
-        ) {
-          for (const split of [1, 2, 3, 4, 6, 8]) {
-            if (split > 1 && o.k / split < 64) continue;
-            let opts: MatmulOptions;
-            try {
-              opts = { ...o, tile, splitK: split, stages, bk };
-              if (packedK) opts = { ...opts, packedK };
-              matmul(opts);
-            } catch {
-              continue; // configuration outside the grid or memory limits
+        for (const staging of stagings) {
+          for (
+            const tile of [[128, 128], [128, 64], [64, 128], [64, 64], [
+              32,
+              32,
+            ]] as const
+          ) {
+            for (const split of [1, 2, 3, 4, 6, 8]) {
+              if (split > 1 && o.k / split < 64) continue;
+              let opts: MatmulOptions;
+              try {
+                opts = { ...o, tile, splitK: split, stages, bk };
+                if (packedK) opts = { ...opts, packedK };
+                if (staging) opts = { ...opts, staging };
+                matmul(opts);
+              } catch {
+                continue; // configuration outside the grid or memory limits
+              }
+              sweep.push({
+                tile: `${tile[0]}x${tile[1]}`,
+                split,
+                stages,
+                bk,
+                packedK,
+                ...(staging ? { staging } : {}),
+                ms: await time(device, o, opts, repeat),
+              });
             }
-            sweep.push({
-              tile: `${tile[0]}x${tile[1]}`,
-              split,
-              stages,
-              bk,
-              packedK,
-              ms: await time(device, o, opts, repeat),
-            });
           }
         }
       }
@@ -321,6 +329,13 @@ async function sweepShape(
       if (r) bestByPacked[p] = fmt(r);
     }
   }
+  const bestByStaging: Record<string, unknown> = {};
+  if (stagings.length > 1) {
+    for (const st of stagings) {
+      const r = sweep.find((x) => x.staging === st);
+      if (r) bestByStaging[st!] = fmt(r);
+    }
+  }
   return {
     chosen,
     chosenMs: Number(defaultMs.toFixed(4)),
@@ -329,6 +344,7 @@ async function sweepShape(
     best: sweep.slice(0, 3).map(fmt),
     bestByStages,
     ...(packs.length > 1 ? { bestByPacked } : {}),
+    ...(stagings.length > 1 ? { bestByStaging } : {}),
   };
 }
 
@@ -341,8 +357,9 @@ async function sweepShape(
  *   `--operands f32|f16|both` (element type of A and B, default f32),
  *   `--bk 16[,32]` (K-slice depths swept, default 16), `--packed
  *   0[,2,4,8]` (f16 only: k steps per packed f16 product chain swept,
- *   default 0 = products in f32), `--out-f16` (f16 runs store C, r and pre
- *   as f16), `--chosen-only` (time the model's choices, no sweep),
+ *   default 0 = products in f32), `--staging f16[,f32]` (f16 only:
+ *   workgroup tiles swept, default f16), `--out-f16` (f16 runs store C, r
+ *   and pre as f16), `--chosen-only` (time the model's choices, no sweep),
  *   `--repeat N` (dispatches per timing, 20), `--warmup S` (seconds of
  *   warm-up before timing, 2).
  * @returns `{ bench, device, warmup, stages, operands, results }`: per
@@ -352,8 +369,9 @@ async function sweepShape(
  *   default stages, `chosenByStages` for each swept stages count), the three
  *   fastest rows of the sweep (`best`), the fastest row of each stages count
  *   (`bestByStages`) and, with several `--packed` values, of each
- *   (`bestByPacked`); every row gives its tile, split, stages, bk, packedK,
- *   ms and TFLOP/s.
+ *   (`bestByPacked`), likewise with several `--staging` values
+ *   (`bestByStaging`); every row gives its tile, split, stages, bk, packedK,
+ *   staging (f16 runs), ms and TFLOP/s.
  */
 export async function benchMatmul(args: string[]): Promise<unknown> {
   const { values } = parseArgs({
@@ -365,6 +383,7 @@ export async function benchMatmul(args: string[]): Promise<unknown> {
       operands: { type: "string", default: "f32" },
       bk: { type: "string", default: "16" },
       packed: { type: "string", default: "0" },
+      staging: { type: "string", default: "f16" },
       "out-f16": { type: "boolean", default: false },
       "chosen-only": { type: "boolean", default: false },
       repeat: { type: "string", default: "20" },
@@ -398,6 +417,15 @@ export async function benchMatmul(args: string[]): Promise<unknown> {
   if (packs.some((p) => p > 0) && !operands.includes("f16")) {
     throw new Error(
       "Cannot run bench matmul: --packed needs --operands f16 or both",
+    );
+  }
+  const stagings = values.staging.split(",").map((x) => x.trim());
+  if (
+    stagings.length === 0 ||
+    stagings.some((x) => x !== "f16" && x !== "f32")
+  ) {
+    throw new Error(
+      `Cannot run bench matmul: --staging takes a comma list of f16, f32, got "${values.staging}"`,
     );
   }
   const repeat = Number(values.repeat);
@@ -454,6 +482,7 @@ export async function benchMatmul(args: string[]): Promise<unknown> {
         stagesList,
         bks,
         kind === "f16" ? packs : [0],
+        kind === "f16" ? stagings as ("f16" | "f32")[] : [undefined],
         repeat,
         values["chosen-only"],
       );
@@ -476,7 +505,7 @@ export async function benchMatmul(args: string[]): Promise<unknown> {
     operands,
     bk: bks,
     ...(operands.includes("f16")
-      ? { packedK: packs, outF16: values["out-f16"] }
+      ? { packedK: packs, staging: stagings, outF16: values["out-f16"] }
       : {}),
     defaultStages:
       "2 for n ≥ 1024, B not transposed, K slice ≤ 768 (and the tile fits); else 1",

@@ -36,7 +36,9 @@
  * 32-deep K slice (`bk: 32`) or two stages fit where f32 would not, and the
  * plan counts 2 bytes per element when it checks tiles against
  * {@linkcode MAX_WORKGROUP_BYTES} — and widened to f32 as they leave
- * workgroup memory, so the accumulation is the f32 kernel's. `packedK`
+ * workgroup memory, so the accumulation is the f32 kernel's (`staging:
+ * "f32"` widens them once as they are staged instead, into f32 tiles).
+ * `packedK`
  * (2, 4 or 8) instead multiplies that many consecutive k in `vec4<f16>`
  * fma chains and adds each chain's result to the f32 accumulators (2× the
  * arithmetic rate on an H100's CUDA cores, about `packedK·2⁻¹¹` relative
@@ -227,6 +229,9 @@ function operandCode(
   const S = isA ? "As" : "Bs";
   const bk = L.bk;
   const E = L.f16 ? "f16" : "f32";
+  // f16 registers staged in f32 tiles (`staging: "f32"`) widen on the store
+  const widen = (x: string, vec4: boolean) =>
+    L.f16 && !L.stage16 ? (vec4 ? `vec4<f32>(${x})` : `f32(${x})`) : x;
   const units = D * bk / 4;
   const per = units / nt;
   const setup: string[] = [];
@@ -250,7 +255,9 @@ function operandCode(
       const mnOk = (j: number) =>
         mnChecked ? `${origin} + ${X}d${p} + ${u(j)} < ${u(MN)}` : "";
       load.push(loadUnit(X, R, idx, vec, kOk, mnOk, E, pair));
-      store.push(`${S}[OFF${X}k${p} * ${u(q)} + ${X}d${p} / 4u] = ${R};`);
+      store.push(
+        `${S}[OFF${X}k${p} * ${u(q)} + ${X}d${p} / 4u] = ${widen(R, true)};`,
+      );
     } else {
       // stored [mn][k]: unit = 4 consecutive kk of one mn row; transposed store
       setup.push(`let ${X}r${p} = ${uu} / ${u(bk / 4)};`);
@@ -270,7 +277,9 @@ function operandCode(
         store.push(
           `${S}[OFF(${X}k${p} + ${u(j)}) * ${
             u(q)
-          } + ${X}r${p} / 4u][${X}r${p} % 4u] = ${R}.${"xyzw"[j]};`,
+          } + ${X}r${p} / 4u][${X}r${p} % 4u] = ${
+            widen(`${R}.${"xyzw"[j]}`, false)
+          };`,
         );
       }
     }
@@ -350,9 +359,9 @@ function loadUnit(
 
 /** Label suffix of the operand options (empty for the f32 defaults). */
 const precisionLabel = (L: Layout): string =>
-  `${L.f16 ? " f16" : ""}${L.packedK ? ` p${L.packedK}` : ""}${
-    L.bk !== BK ? ` bk${L.bk}` : ""
-  }`;
+  `${L.f16 ? " f16" : ""}${L.f16 && !L.stage16 ? " sf32" : ""}${
+    L.packedK ? ` p${L.packedK}` : ""
+  }${L.bk !== BK ? ` bk${L.bk}` : ""}`;
 
 /**
  * Multiply-accumulate of one K slice with packed f16 products, fully
@@ -446,8 +455,9 @@ function mainKernel(
   if (outF16) lines.push(toF16Wgsl());
   const unitsA = t.bm * bk / 4; // vec4s of one K-slice buffer of A
   const unitsB = t.bn * bk / 4;
-  lines.push(`var<workgroup> As: array<vec4<${E}>, ${stages * unitsA}>;`);
-  lines.push(`var<workgroup> Bs: array<vec4<${E}>, ${stages * unitsB}>;`);
+  const S = L.stage16 ? "f16" : "f32"; // workgroup tiles
+  lines.push(`var<workgroup> As: array<vec4<${S}>, ${stages * unitsA}>;`);
+  lines.push(`var<workgroup> Bs: array<vec4<${S}>, ${stages * unitsB}>;`);
   lines.push(`@compute @workgroup_size(${t.wx}, ${t.wy})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let tx = lid.x;
@@ -483,7 +493,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     if (L.packedK) return multiplyPacked(L, t, ra, rb);
     const blocks: string[] = [];
     // f16 operands widen to f32 as they leave workgroup memory
-    const wide = (x: string) => L.f16 ? `vec4<f32>(${x})` : x;
+    const wide = (x: string) => L.stage16 ? `vec4<f32>(${x})` : x;
     for (let kk = 0; kk < bk; kk++) {
       const body: string[] = [];
       for (let g = 0; g < gm; g++) {

@@ -110,6 +110,14 @@ Deno.test(
       ],
       [{ m: 30, n: 22, k: 26, bias: true }, "vec2<f16> loads, checked edges"],
       [
+        { m: 37, n: 29, k: 40, transB: true, staging: "f32" },
+        "f32 tiles, transposing stores",
+      ],
+      [
+        { m: 68, n: 44, k: 36, transA: true, staging: "f32", residual: true },
+        "f32 tiles, vec4 stores",
+      ],
+      [
         { m: 30, n: 22, k: 26, transA: true, transB: true, lda: 34, ldb: 30 },
         "vec2<f16> loads, tA tB, strides",
       ],
@@ -281,6 +289,11 @@ Deno.test("matmul f16: plan, workgroup bytes, labels", () => {
   const f16 = matmul({ ...o, stages: 2, operands: "f16" }).steps[0].spec;
   assert.equal(bytes(f32.code), 32768);
   assert.equal(bytes(f16.code), 16384, "f16 stages half the bytes");
+  const wide = matmul({ ...o, stages: 2, operands: "f16", staging: "f32" })
+    .steps[0].spec;
+  assert.equal(bytes(wide.code), 32768, "f32 staging: the f32 bytes");
+  assert.match(wide.code, /a: array<vec4<f16>>/);
+  assert.match(wide.label!, / f16 sf32$/);
   const deep = matmul({ ...o, stages: 2, operands: "f16", bk: 32 }).steps[0]
     .spec;
   assert.equal(bytes(deep.code), 32768);
@@ -329,6 +342,15 @@ Deno.test("matmul f16: option errors", () => {
       /packedK must be 0, 2, 4 or 8/,
     ],
     [{ m: 4, n: 4, k: 4, bk: 8 as 16 }, /bk must be 16 or 32/],
+    [{ m: 4, n: 4, k: 4, staging: "f16" }, /staging: "f16" needs operands/],
+    [
+      { m: 4, n: 4, k: 4, operands: "f16", staging: "f32", packedK: 2 },
+      /packedK needs staging: "f16"/,
+    ],
+    [
+      { m: 4, n: 4, k: 4, operands: "f16", staging: "f8" as "f16" },
+      /staging must be/,
+    ],
     [{ m: 4, n: 4, k: 4, outF16: 1 as unknown as boolean }, /outF16 must/],
   ];
   for (const [o, re] of bad) {

@@ -3,7 +3,8 @@
  * their resolution into a checked {@linkcode Layout}, the workgroup tiles,
  * and the choice of tile, split of K and workgroup-memory stages by a small
  * H100 cost model. Tiles are checked against the workgroup memory with the
- * operands' element size (f16 operands are staged as f16: half the bytes)
+ * tiles' element size (f16 operands are staged as f16 unless `staging:
+ * "f32"`: half the bytes)
  * and the K-slice depth `bk`; the automatic two stages are taken only
  * where they fit.
  *
@@ -134,6 +135,14 @@ export interface MatmulOptions {
    * label contains ` bk32`.
    */
   readonly bk?: 16 | 32;
+  /**
+   * With f16 operands: element type of the workgroup-memory tiles. "f16"
+   * (default) halves their bytes and widens each value as the inner loop
+   * reads it; "f32" widens each value once as it is staged (f32-sized
+   * tiles, the f32 kernel's inner loop; global loads stay f16). The label
+   * contains ` sf32`.
+   */
+  readonly staging?: "f16" | "f32";
 }
 
 /** A workgroup tile configuration. */
@@ -234,6 +243,8 @@ export interface Layout {
   vecC: boolean;
   /** A and B stored as f16. */
   f16: boolean;
+  /** f16 A and B staged as f16 in workgroup memory. */
+  stage16: boolean;
   /** f16 A, B not vec4-aligned but even: `vec2<f16>` loads. */
   pairA: boolean;
   pairB: boolean;
@@ -331,6 +342,14 @@ export function resolve(o: MatmulOptions): Layout {
     bad(`packedK must be 0, 2, 4 or 8, got ${packedK}`);
   }
   if (packedK && operands !== "f16") bad('packedK needs operands: "f16"');
+  const staging = o.staging ?? operands;
+  if (staging !== "f32" && staging !== "f16") {
+    bad(`staging must be "f32" or "f16", got ${staging}`);
+  }
+  if (staging === "f16" && operands !== "f16") {
+    bad('staging: "f16" needs operands: "f16"');
+  }
+  if (packedK && staging !== "f16") bad('packedK needs staging: "f16"');
   const bk = o.bk ?? BK;
   if (bk !== 16 && bk !== 32) bad(`bk must be 16 or 32, got ${bk}`);
   const al4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
@@ -365,6 +384,7 @@ export function resolve(o: MatmulOptions): Layout {
     vecB,
     vecC: al4(n, ldc, oC, ...sC),
     f16: operands === "f16",
+    stage16: staging === "f16",
     pairA: operands === "f16" && !vecA && al2(rowA, lda, oA, ...sA),
     pairB: operands === "f16" && !vecB && al2(rowB, ldb, oB, ...sB),
     outF16,
@@ -408,10 +428,11 @@ function cost(L: Layout, t: TileConfig, split: number): number {
 
 /**
  * Workgroup memory of a tile's K-slice buffers, in bytes: f16 operands are
- * staged as f16 (2 bytes), so they fit twice the slice depth or stages.
+ * staged as f16 (2 bytes) unless `staging: "f32"`, so they fit twice the
+ * slice depth or stages.
  */
 const tileBytes = (L: Layout, t: TileConfig, stages: number): number =>
-  stages * (t.bm + t.bn) * L.bk * (L.f16 ? 2 : 4);
+  stages * (t.bm + t.bn) * L.bk * (L.stage16 ? 2 : 4);
 
 /**
  * Picks the tile and split: overrides first, else the cheapest by
