@@ -243,8 +243,8 @@ const pipelineCaches = new WeakMap<
 >();
 /** WebGPU's feature for `f16` in WGSL (`enable f16;`). */
 export const SHADER_F16 = "shader-f16";
-/** A WGSL module's `enable f16;` directive. */
-const F16_DIRECTIVE = /^\s*enable\s+f16\s*;/m;
+/** A WGSL module's `enable` directive naming `f16` (`enable f16;`). */
+const F16_DIRECTIVE = /^\s*enable\s[^;]*\bf16\b/m;
 const binding = /@binding\((\d+)\)\s*var<storage,\s*read_write>/g;
 
 /** Indices of the bindings a WGSL module declares `read_write`. */
