@@ -16,7 +16,8 @@
  * - `ttda`: warm TTDA step time (2 views × 70, the stage's step) at a paper
  *   preset's shapes, fused or tfjs (`bench/ttda_bench.ts`).
  * - `matmul`: tile × split-K × stages sweep of the engine's matmul at the presets'
- *   shapes (GPU time from timestamp queries).
+ *   shapes (GPU time from timestamp queries), fp32 and/or f16 operands
+ *   (`--operands f32|f16|both`).
  * - `grid`: a grid of 4 tiny runs with the local executor, sequential versus
  *   `--parallel 2` (target ≤ 0.6× on 2 cores).
  * - `melgpu`: the fused front end's log-mel kernels (`gpu/frontend/mel.ts`)

@@ -1,13 +1,19 @@
 /**
  * Tile × split-K × stages sweep of the fused engine's matmul at the shapes
  * the paper presets use (`deno task bench matmul [--shapes cs|sc1|all|tiny]
- * [--only NAME[,NAME]] [--stages 1|2|both] [--repeat N] [--warmup S]`): for
- * each shape, the GPU time per dispatch (timestamp queries; mean of `N` = 20
- * dispatches, best of three rounds) of the configuration the cost model in
- * `gpu/kernels/matmul.ts` picks (with its default stages, and with each
- * swept stages count) and of every tile × split × stages, with TFLOP/s —
- * the data that cost model is tuned from. `stages` 2 is the double-buffered
- * K loop. Before timing, the first shape's default kernel runs in
+ * [--only NAME[,NAME]] [--stages 1|2|both] [--operands f32|f16|both]
+ * [--bk 16[,32]] [--packed 0[,2,4,8]] [--staging f16[,f32]] [--out-f16]
+ * [--chosen-only]
+ * [--repeat N] [--warmup S]`): for each shape, the GPU time per dispatch (timestamp
+ * queries; mean of `N` = 20 dispatches, best of three rounds) of the
+ * configuration the cost model in `gpu/kernels/matmul.ts` picks (with its
+ * default stages, and with each swept stages count) and of every tile ×
+ * split × stages (× K-slice depth `bk`, × packed f16 products for f16
+ * operands), with TFLOP/s — the data that cost model is tuned from.
+ * `stages` 2 is the double-buffered K loop. With `--operands f16` the same
+ * shapes run with f16 A and B (f32 accumulation; `--out-f16` stores C as
+ * f16 too); with `both`, each shape reports `f32` and `f16` side by side
+ * and the speed-up of the chosen f16 kernel over the chosen f32 one. Before timing, the first shape's default kernel runs in
  * back-to-back submits for `S` = 2 seconds, so the GPU's clocks have ramped
  * up. `--only` keeps the named shapes of the set (names as in the output,
  * e.g. `--only "qkv 3008,fc1 eval 3008"`). Needs `timestamp-query`.
@@ -20,6 +26,7 @@ import {
   type Dispatch,
   requestEngineDevice,
   type Runtime,
+  SHADER_F16,
 } from "../gpu/runtime.ts";
 import {
   chosenStages,
@@ -114,7 +121,7 @@ function prepare(
   opts: MatmulOptions,
   repeat: number,
 ): { rt: Runtime; list: Dispatch[] } {
-  const plan = matmul(opts);
+  const plan = matmul(opts); // f16 regions get f32 sizes: room to spare
   const rt = createRuntime(device);
   try {
     const batch = o.batch ?? 1;
@@ -212,7 +219,133 @@ interface Row {
   tile: string;
   split: number;
   stages: 1 | 2;
+  bk: 16 | 32;
+  packedK: 0 | 2 | 4 | 8;
+  /** Workgroup tiles of f16 operands ("f16" or "f32"; absent for f32). */
+  staging?: "f16" | "f32";
   ms: number;
+}
+
+/** Parses a comma list of allowed values, naming the flag on a bad one. */
+function list<T extends number>(
+  flag: string,
+  text: string,
+  allowed: readonly T[],
+): T[] {
+  const xs = text.split(",").map((x) => Number(x.trim()));
+  const bad = xs.filter((x) => !allowed.includes(x as T));
+  if (bad.length || xs.length === 0) {
+    throw new Error(
+      `Cannot run bench matmul: ${flag} takes a comma list of ${
+        allowed.join(", ")
+      }, got "${text}"`,
+    );
+  }
+  return xs as T[];
+}
+
+/**
+ * Times one shape with one operand type: the model's choice (default and
+ * per stages count) and the sweep of tile × split × stages × bk × packedK.
+ */
+async function sweepShape(
+  device: GPUDevice,
+  o: MatmulOptions,
+  stagesList: readonly (1 | 2)[],
+  bks: readonly (16 | 32)[],
+  packs: readonly (0 | 2 | 4 | 8)[],
+  stagings: readonly ("f16" | "f32" | undefined)[],
+  repeat: number,
+  chosenOnly: boolean,
+): Promise<Record<string, unknown>> {
+  const flops = 2 * o.m * o.n * o.k * (o.batch ?? 1);
+  const tflops = (ms: number) => Number((flops / ms / 1e9).toFixed(1));
+  const fmt = (r: Row) => ({
+    ...r,
+    ms: Number(r.ms.toFixed(4)),
+    tflops: tflops(r.ms),
+  });
+  const chosen = matmul(o).steps[0].spec.label;
+  const defaultMs = await time(device, o, o, repeat);
+  const chosenByStages: Record<string, { ms: number; tflops: number }> = {};
+  for (const stages of stagesList) {
+    let ms: number;
+    try {
+      ms = stages === chosenStages(o)
+        ? defaultMs
+        : await time(device, o, { ...o, stages }, repeat);
+    } catch {
+      continue; // the chosen tile does not fit these stages
+    }
+    chosenByStages[stages] = { ms: Number(ms.toFixed(4)), tflops: tflops(ms) };
+  }
+  const sweep: Row[] = [];
+  for (const stages of chosenOnly ? [] : stagesList) {
+    for (const bk of bks) {
+      for (const packedK of packs) {
+        for (const staging of stagings) {
+          for (
+            const tile of [[128, 128], [128, 64], [64, 128], [64, 64], [
+              32,
+              32,
+            ]] as const
+          ) {
+            for (const split of [1, 2, 3, 4, 6, 8]) {
+              if (split > 1 && o.k / split < 64) continue;
+              let opts: MatmulOptions;
+              try {
+                opts = { ...o, tile, splitK: split, stages, bk };
+                if (packedK) opts = { ...opts, packedK };
+                if (staging) opts = { ...opts, staging };
+                matmul(opts);
+              } catch {
+                continue; // configuration outside the grid or memory limits
+              }
+              sweep.push({
+                tile: `${tile[0]}x${tile[1]}`,
+                split,
+                stages,
+                bk,
+                packedK,
+                ...(staging ? { staging } : {}),
+                ms: await time(device, o, opts, repeat),
+              });
+            }
+          }
+        }
+      }
+    }
+  }
+  sweep.sort((a, b) => a.ms - b.ms);
+  const bestByStages: Record<string, unknown> = {};
+  for (const stages of stagesList) {
+    const r = sweep.find((x) => x.stages === stages);
+    if (r) bestByStages[stages] = fmt(r);
+  }
+  const bestByPacked: Record<string, unknown> = {};
+  if (packs.length > 1) {
+    for (const p of packs) {
+      const r = sweep.find((x) => x.packedK === p);
+      if (r) bestByPacked[p] = fmt(r);
+    }
+  }
+  const bestByStaging: Record<string, unknown> = {};
+  if (stagings.length > 1) {
+    for (const st of stagings) {
+      const r = sweep.find((x) => x.staging === st);
+      if (r) bestByStaging[st!] = fmt(r);
+    }
+  }
+  return {
+    chosen,
+    chosenMs: Number(defaultMs.toFixed(4)),
+    chosenTflops: tflops(defaultMs),
+    chosenByStages,
+    best: sweep.slice(0, 3).map(fmt),
+    bestByStages,
+    ...(packs.length > 1 ? { bestByPacked } : {}),
+    ...(stagings.length > 1 ? { bestByStaging } : {}),
+  };
 }
 
 /**
@@ -221,14 +354,24 @@ interface Row {
  * @param args `--shapes cs|sc1|all|tiny` (default cs; tiny checks the tool
  *   itself on a slow adapter), `--only NAME[,NAME]` (only these shapes of
  *   the set), `--stages 1|2|both` (stages swept, default both),
+ *   `--operands f32|f16|both` (element type of A and B, default f32),
+ *   `--bk 16[,32]` (K-slice depths swept, default 16), `--packed
+ *   0[,2,4,8]` (f16 only: k steps per packed f16 product chain swept,
+ *   default 0 = products in f32), `--staging f16[,f32]` (f16 only:
+ *   workgroup tiles swept, default f16), `--out-f16` (f16 runs store C, r
+ *   and pre as f16), `--chosen-only` (time the model's choices, no sweep),
  *   `--repeat N` (dispatches per timing, 20), `--warmup S` (seconds of
  *   warm-up before timing, 2).
- * @returns `{ bench, device, warmup, stages, results }`: per shape the
- *   model's choice (`chosen` label, `chosenMs`, `chosenTflops` with the
+ * @returns `{ bench, device, warmup, stages, operands, results }`: per
+ *   shape (with `--operands both`, per shape and operand type, plus
+ *   `f16Speedup`, the chosen f32 kernel's time over the chosen f16 one's)
+ *   the model's choice (`chosen` label, `chosenMs`, `chosenTflops` with the
  *   default stages, `chosenByStages` for each swept stages count), the three
- *   fastest rows of the sweep (`best`) and the fastest row of each stages
- *   count (`bestByStages`); every row gives its tile, split, stages, ms and
- *   TFLOP/s.
+ *   fastest rows of the sweep (`best`), the fastest row of each stages count
+ *   (`bestByStages`) and, with several `--packed` values, of each
+ *   (`bestByPacked`), likewise with several `--staging` values
+ *   (`bestByStaging`); every row gives its tile, split, stages, bk, packedK,
+ *   staging (f16 runs), ms and TFLOP/s.
  */
 export async function benchMatmul(args: string[]): Promise<unknown> {
   const { values } = parseArgs({
@@ -237,6 +380,12 @@ export async function benchMatmul(args: string[]): Promise<unknown> {
       shapes: { type: "string", default: "cs" },
       only: { type: "string" },
       stages: { type: "string", default: "both" },
+      operands: { type: "string", default: "f32" },
+      bk: { type: "string", default: "16" },
+      packed: { type: "string", default: "0" },
+      staging: { type: "string", default: "f16" },
+      "out-f16": { type: "boolean", default: false },
+      "chosen-only": { type: "boolean", default: false },
       repeat: { type: "string", default: "20" },
       warmup: { type: "string", default: "2" },
     },
@@ -250,6 +399,34 @@ export async function benchMatmul(args: string[]): Promise<unknown> {
     : [];
   if (stagesList.length === 0) {
     throw new Error(`--stages must be 1, 2 or both, got ${values.stages}`);
+  }
+  const operands: ("f32" | "f16")[] = values.operands === "f32"
+    ? ["f32"]
+    : values.operands === "f16"
+    ? ["f16"]
+    : values.operands === "both"
+    ? ["f32", "f16"]
+    : [];
+  if (operands.length === 0) {
+    throw new Error(
+      `Cannot run bench matmul: --operands must be f32, f16 or both, got ${values.operands}`,
+    );
+  }
+  const bks = list("--bk", values.bk, [16, 32] as const);
+  const packs = list("--packed", values.packed, [0, 2, 4, 8] as const);
+  if (packs.some((p) => p > 0) && !operands.includes("f16")) {
+    throw new Error(
+      "Cannot run bench matmul: --packed needs --operands f16 or both",
+    );
+  }
+  const stagings = values.staging.split(",").map((x) => x.trim());
+  if (
+    stagings.length === 0 ||
+    stagings.some((x) => x !== "f16" && x !== "f32")
+  ) {
+    throw new Error(
+      `Cannot run bench matmul: --staging takes a comma list of f16, f32, got "${values.staging}"`,
+    );
   }
   const repeat = Number(values.repeat);
   if (!Number.isInteger(repeat) || repeat < 1) {
@@ -280,72 +457,43 @@ export async function benchMatmul(args: string[]): Promise<unknown> {
   if (!device.features.has("timestamp-query")) {
     throw new Error("bench matmul needs a GPU with timestamp-query");
   }
+  if (operands.includes("f16") && !device.features.has(SHADER_F16)) {
+    throw new Error(
+      `Cannot run bench matmul --operands ${values.operands}: this adapter lacks the WebGPU feature "${SHADER_F16}"; use --operands f32`,
+    );
+  }
   const info = (device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
   const warmup = set.length && warmupS > 0
     ? { shape: set[0][0], ...await warmUp(device, set[0][1], repeat, warmupS) }
     : undefined;
-  const tflops = (flops: number, ms: number) =>
-    Number((flops / ms / 1e9).toFixed(1));
-  const fmt = (flops: number, r: Row) => ({
-    ...r,
-    ms: Number(r.ms.toFixed(4)),
-    tflops: tflops(flops, r.ms),
-  });
+  const variant = (o: MatmulOptions, kind: "f32" | "f16"): MatmulOptions =>
+    kind === "f32" ? o : {
+      ...o,
+      operands: "f16",
+      ...(values["out-f16"] ? { outF16: true } : {}),
+    };
   const out: Record<string, unknown> = {};
   for (const [name, o] of set) {
-    const flops = 2 * o.m * o.n * o.k * (o.batch ?? 1);
-    const chosen = matmul(o).steps[0].spec.label;
-    const defaultMs = await time(device, o, o, repeat);
-    const chosenByStages: Record<string, { ms: number; tflops: number }> = {};
-    for (const stages of stagesList) {
-      const ms = stages === chosenStages(o)
-        ? defaultMs
-        : await time(device, o, { ...o, stages }, repeat);
-      chosenByStages[stages] = {
-        ms: Number(ms.toFixed(4)),
-        tflops: tflops(flops, ms),
-      };
+    const byKind: Record<string, Record<string, unknown>> = {};
+    for (const kind of operands) {
+      byKind[kind] = await sweepShape(
+        device,
+        variant(o, kind),
+        stagesList,
+        bks,
+        kind === "f16" ? packs : [0],
+        kind === "f16" ? stagings as ("f16" | "f32")[] : [undefined],
+        repeat,
+        values["chosen-only"],
+      );
     }
-    const sweep: Row[] = [];
-    for (const stages of stagesList) {
-      for (
-        const tile of [[128, 128], [128, 64], [64, 128], [64, 64], [
-          32,
-          32,
-        ]] as const
-      ) {
-        for (const split of [1, 2, 3, 4, 6, 8]) {
-          if (split > 1 && o.k / split < 64) continue;
-          let opts: MatmulOptions;
-          try {
-            opts = { ...o, tile, splitK: split, stages };
-            matmul(opts);
-          } catch {
-            continue; // configuration outside the grid or memory limits
-          }
-          sweep.push({
-            tile: `${tile[0]}x${tile[1]}`,
-            split,
-            stages,
-            ms: await time(device, o, opts, repeat),
-          });
-        }
-      }
+    if (operands.length === 1) {
+      out[name] = byKind[operands[0]];
+    } else {
+      const ratio = (byKind.f32.chosenMs as number) /
+        (byKind.f16.chosenMs as number);
+      out[name] = { ...byKind, f16Speedup: Number(ratio.toFixed(2)) };
     }
-    sweep.sort((a, b) => a.ms - b.ms);
-    const bestByStages: Record<string, unknown> = {};
-    for (const stages of stagesList) {
-      const r = sweep.find((x) => x.stages === stages);
-      if (r) bestByStages[stages] = fmt(flops, r);
-    }
-    out[name] = {
-      chosen,
-      chosenMs: Number(defaultMs.toFixed(4)),
-      chosenTflops: tflops(flops, defaultMs),
-      chosenByStages,
-      best: sweep.slice(0, 3).map((r) => fmt(flops, r)),
-      bestByStages,
-    };
   }
   return {
     bench: "matmul",
@@ -354,7 +502,13 @@ export async function benchMatmul(args: string[]): Promise<unknown> {
         .join(" "),
     warmup,
     stages: stagesList,
-    defaultStages: "2 for n ≥ 1024, B not transposed, K slice ≤ 768; else 1",
+    operands,
+    bk: bks,
+    ...(operands.includes("f16")
+      ? { packedK: packs, staging: stagings, outF16: values["out-f16"] }
+      : {}),
+    defaultStages:
+      "2 for n ≥ 1024, B not transposed, K slice ≤ 768 (and the tile fits); else 1",
     results: out,
   };
 }

@@ -188,7 +188,9 @@ export interface Runtime {
    * Records one dispatch into `list`: the pipeline (cached by WGSL text) and
    * its bind group are created now, once.
    *
-   * @throws {Error} On a workgroup count outside 1…65,535, naming the kernel.
+   * @throws {Error} On a workgroup count outside 1…65,535, naming the
+   *   kernel, and on a kernel using f16 (`enable f16;`) when the device
+   *   lacks the `shader-f16` feature.
    */
   record(
     list: Dispatch[],
@@ -265,6 +267,10 @@ export function compileStats(device: GPUDevice): CompileStats {
       { pipelines: 0, moduleMs: 0, pipelineMs: 0, wgslChars: 0 }),
   };
 }
+/** WebGPU's feature for `f16` in WGSL (`enable f16;`). */
+export const SHADER_F16 = "shader-f16";
+/** A WGSL module's `enable` directive naming `f16` (`enable f16;`). */
+const F16_DIRECTIVE = /^\s*enable\s[^;]*\bf16\b/m;
 const binding = /@binding\((\d+)\)\s*var<storage,\s*read_write>/g;
 
 /** Indices of the bindings a WGSL module declares `read_write`. */
@@ -409,6 +415,11 @@ export function createRuntime(device: GPUDevice): Runtime {
             `Cannot record kernel ${label}: workgroup count ${n} is outside 1…65535 (${kernel.workgroups}); lay the groups out with grid2d`,
           );
         }
+      }
+      if (F16_DIRECTIVE.test(kernel.code) && !device.features.has(SHADER_F16)) {
+        throw new Error(
+          `Cannot record kernel ${label}: it uses f16 (enable f16;) and this device lacks the WebGPU feature "${SHADER_F16}"; request the device with that feature (requestEngineDevice does when the adapter offers it), or use f32 operands on this adapter`,
+        );
       }
       // A binding over the device's limit would only fail as a GPU
       // validation error later, far from its cause.
@@ -596,7 +607,8 @@ export function runtimeBytes(device: GPUDevice): number {
 /**
  * Requests a device on the first WebGPU adapter with the limits and features
  * the engine can use (the adapter's storage-binding and buffer sizes, its
- * workgroup limits, `timestamp-query` when offered). tfjs creates its own
+ * workgroup limits, `timestamp-query` and `shader-f16` when offered: the
+ * f16-operand matmuls need the latter). tfjs creates its own
  * device; this one is for tools and tests that run the engine alone.
  *
  * @returns The device.
@@ -611,10 +623,9 @@ export async function requestEngineDevice(): Promise<GPUDevice> {
     );
   }
   const l = adapter.limits;
+  const wanted: GPUFeatureName[] = ["timestamp-query", SHADER_F16];
   const device = await adapter.requestDevice({
-    requiredFeatures: adapter.features.has("timestamp-query")
-      ? ["timestamp-query"]
-      : [],
+    requiredFeatures: wanted.filter((f) => adapter.features.has(f)),
     requiredLimits: {
       maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
       maxBufferSize: l.maxBufferSize,

@@ -7,7 +7,9 @@ import {
   type PlanBindings,
   planRegions,
   type Region,
+  SHADER_F16,
 } from "./runtime.ts";
+import { castToF16 } from "./kernels/cast.ts";
 import { batchNormForward } from "./kernels/norm.ts";
 import { matmul } from "./kernels/matmul.ts";
 import { tokensForward } from "./kernels/model_ops.ts";
@@ -293,5 +295,44 @@ Deno.test({
         } bytes, over the device's maxStorageBufferBindingSize of ${limit}`,
       ),
     );
+  },
+});
+
+/** Adapters and devices a test made, kept alive to the end of the process. */
+const held: unknown[] = [];
+
+Deno.test({
+  name:
+    "record refuses an f16 kernel on a device without shader-f16, naming the feature",
+  ignore: !gpuTests,
+  async fn() {
+    const gpu = (globalThis.navigator as { gpu: GPU }).gpu;
+    const adapter = (await gpu.requestAdapter())!;
+    // the engine's device asks for shader-f16 wherever the adapter has it
+    const engine = await gpuRuntime();
+    assert.equal(
+      engine.device.features.has(SHADER_F16),
+      adapter.features.has(SHADER_F16),
+    );
+    const plain = await adapter.requestDevice(); // no optional features
+    // Deno's wgpu wants an adapter to outlive its devices (runtime.ts):
+    // hold both to the end of the process, as the engine's device is held
+    held.push(adapter, plain);
+    {
+      assert(!plain.features.has(SHADER_F16));
+      const rt = createRuntime(plain);
+      const step = matmul({ m: 8, n: 8, k: 8, operands: "f16" }).steps[0];
+      const regions = step.bind.map((name) => rt.alloc(name, 64));
+      assert.throws(
+        () => rt.record([], step.spec, regions),
+        /^Error: Cannot record kernel matmul 32x32 m8 n8 k8 f16: it uses f16 \(enable f16;\) and this device lacks the WebGPU feature "shader-f16"; /,
+      );
+      // the casts need no f16 in WGSL: they record on the same device
+      const cast = castToF16({ n: 8 }).steps[0];
+      const list: Dispatch[] = [];
+      rt.record(list, cast.spec, [rt.alloc("x", 8), rt.alloc("y", 4)]);
+      assert.equal(list.length, 1);
+      rt.destroy();
+    }
   },
 });

@@ -14,14 +14,20 @@ export type Access = "read" | "read_write";
 
 /**
  * Element type of a storage array (`atomic<u32>` for kernels that merge
- * per-workgroup results with `atomicMax`/`atomicAdd`; bind it `read_write`).
+ * per-workgroup results with `atomicMax`/`atomicAdd`; bind it `read_write`;
+ * `f16`/`vec4<f16>` need `enable f16;` in the module and the device's
+ * `shader-f16` feature, which the runtime checks when it records).
  */
 export type ElementType =
   | "f32"
   | "i32"
   | "u32"
+  | "f16"
   | "vec4<f32>"
   | "vec4<i32>"
+  | "vec4<u32>"
+  | "vec2<f16>"
+  | "vec4<f16>"
   | "atomic<u32>";
 
 /** One storage binding: the plan's name for it, access and element type. */

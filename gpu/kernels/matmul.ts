@@ -1,5 +1,6 @@
 /**
- * General fp32 matrix multiply for the fused WebGPU engine:
+ * General matrix multiply for the fused WebGPU engine, fp32 or with f16
+ * operands and f32 accumulation:
  * `C = alpha·op(A)·op(B)` with optional transposes, row strides, two-level
  * batch strides (attention heads), and a fused epilogue (bias, residual,
  * accumulate, exact-erf GELU with the pre-activation kept).
@@ -28,6 +29,29 @@
  * the partial products go to a scratch region and a second dispatch sums
  * them and applies the epilogue.
  *
+ * Mixed precision (issue 18; options in `matmul_plan.ts`): with
+ * `operands: "f16"` A and B are stored as IEEE halves (`vec4<f16>` loads
+ * where the layout allows, scalar loads at the edges, every layout option
+ * as for f32), staged in workgroup memory as f16 — half the bytes, so a
+ * 32-deep K slice (`bk: 32`) or two stages fit where f32 would not, and the
+ * plan counts 2 bytes per element when it checks tiles against
+ * {@linkcode MAX_WORKGROUP_BYTES} — and widened to f32 as they leave
+ * workgroup memory, so the accumulation is the f32 kernel's (`staging:
+ * "f32"` widens them once as they are staged instead, into f32 tiles).
+ * `packedK`
+ * (2, 4 or 8) instead multiplies that many consecutive k in `vec4<f16>`
+ * fma chains and adds each chain's result to the f32 accumulators (2× the
+ * arithmetic rate on an H100's CUDA cores, about `packedK·2⁻¹¹` relative
+ * error per chain). The epilogue stays f32; `outF16` stores C, the
+ * residual "r" and "pre" as halves rounded to nearest even exactly as
+ * `Math.f16round` (integer rounding, `wgsl.ts` `f16BitsWgsl`; overflow to
+ * ±infinity, so a loss scaler sees it). Split-K keeps an f32 scratch.
+ * Kernels using f16 start with `enable f16;` and need the device's
+ * `shader-f16` feature (`requestEngineDevice` asks for it; the runtime
+ * refuses such a kernel at record time on a device without it). The f32
+ * kernels are unchanged by these options, byte for byte (a test pins
+ * their text). Weights are cast with `cast.ts`.
+ *
  * @module
  */
 import type { KernelPlan, KernelStep } from "../runtime.ts";
@@ -49,7 +73,12 @@ import {
   type TileConfig,
   u,
 } from "./matmul_plan.ts";
-import { erfWgsl, f32Literal as f } from "./wgsl.ts";
+import {
+  erfWgsl,
+  f16BitsWgsl,
+  f32Literal as f,
+  f32OfF16BitsWgsl,
+} from "./wgsl.ts";
 
 export {
   chosenStages,
@@ -70,13 +99,46 @@ fn gelu_${s}(x: ${T}) -> ${T} {
   return `\n${gelu("f32", "1")}\n${gelu("vec4<f32>", "4")}`;
 }
 
-/** One binding of a matmul kernel, `vec4<f32>` when `vec`. */
+/**
+ * WGSL of the f16 stores: `to_f16_1`/`to_f16_4` round f32 to the nearest
+ * even half exactly like `Math.f16round` (integer arithmetic, `wgsl.ts`
+ * `f16BitsWgsl`; overflow to ±inf), then convert the rounded value, which
+ * an f16 holds exactly, to f16 (naga cannot bitcast to f16 vectors).
+ */
+function toF16Wgsl(): string {
+  return `
+${f16BitsWgsl(false, "f16_bits_1")}
+${f16BitsWgsl(true, "f16_bits_4")}
+${f32OfF16BitsWgsl(false, "f16_value_1")}
+${f32OfF16BitsWgsl(true, "f16_value_4")}
+fn to_f16_1(x: f32) -> f16 {
+  return f16(f16_value_1(f16_bits_1(x)));
+}
+fn to_f16_4(x: vec4<f32>) -> vec4<f16> {
+  return vec4<f16>(f16_value_4(f16_bits_4(x)));
+}`;
+}
+
+/** One binding of a matmul kernel, `vec4` when `vec`, of f16 when `half`. */
 const binding = (
   name: string,
   vec: boolean,
   write: boolean,
+  half = false,
 ): StorageBinding =>
-  (write ? readWrite : readOnly)(name, vec ? "vec4<f32>" : "f32");
+  (write ? readWrite : readOnly)(
+    name,
+    half ? (vec ? "vec4<f16>" : "f16") : vec ? "vec4<f32>" : "f32",
+  );
+
+/** Binding of operand "a" or "b": f16 ones may also be read in pairs. */
+const operandBinding = (
+  name: string,
+  vec: boolean,
+  pair: boolean,
+  half: boolean,
+): StorageBinding =>
+  pair ? readOnly(name, "vec2<f16>") : binding(name, vec, false, half);
 
 /**
  * Epilogue code storing one unit (a vec4 when `vec`, else a scalar) of the
@@ -92,6 +154,9 @@ function epilogue(
   ind: string,
 ): string {
   const T = vec ? "vec4<f32>" : "f32";
+  // f16 outputs: reads of c and r widen to f32, stores round to f16
+  const rd = (x: string) => L.outF16 ? `${T}(${x})` : x;
+  const wr = (x: string) => L.outF16 ? `to_f16_${vec ? "4" : "1"}(${x})` : x;
   const lines: string[] = [];
   let v = L.alpha === 1 ? acc : `${f(L.alpha)} * ${acc}`;
   if (L.bias) {
@@ -99,16 +164,16 @@ function epilogue(
       ? ` + vec4<f32>(bias[${col}], bias[${col} + 1u], bias[${col} + 2u], bias[${col} + 3u])`
       : ` + bias[${col}]`;
   }
-  if (L.residual) v = `r[${ci}] + ${v}`;
+  if (L.residual) v = `${rd(`r[${ci}]`)} + ${v}`;
   if (L.relu) v = `max(${v}, ${T}(0.0))`;
   lines.push(`let v: ${T} = ${v};`);
   if (L.gelu) {
-    if (L.pre) lines.push(`pre[${ci}] = v;`);
-    lines.push(`c[${ci}] = gelu_${vec ? "4" : "1"}(v);`);
+    if (L.pre) lines.push(`pre[${ci}] = ${wr("v")};`);
+    lines.push(`c[${ci}] = ${wr(`gelu_${vec ? "4" : "1"}(v)`)};`);
   } else if (L.accumulate) {
-    lines.push(`c[${ci}] = c[${ci}] + v;`);
+    lines.push(`c[${ci}] = ${wr(`${rd(`c[${ci}]`)} + v`)};`);
   } else {
-    lines.push(`c[${ci}] = v;`);
+    lines.push(`c[${ci}] = ${wr("v")};`);
   }
   return lines.map((l) => ind + l).join("\n");
 }
@@ -117,9 +182,9 @@ function epilogue(
 function epilogueBindings(L: Layout): (StorageBinding | false)[] {
   return [
     L.bias && binding("bias", false, false),
-    L.residual && binding("r", L.vecC, false),
-    binding("c", L.vecC, true),
-    L.pre && binding("pre", L.vecC, true),
+    L.residual && binding("r", L.vecC, false, L.outF16),
+    binding("c", L.vecC, true, L.outF16),
+    L.pre && binding("pre", L.vecC, true, L.outF16),
   ];
 }
 
@@ -157,11 +222,17 @@ function operandCode(
   const MN = isA ? L.m : L.n;
   const ld = isA ? L.lda : L.ldb;
   const vec = isA ? L.vecA : L.vecB;
+  const pair = isA ? L.pairA : L.pairB;
   const contigK = isA ? !L.transA : L.transB; // stored rows run along k
   const mnChecked = MN % D !== 0;
   const origin = isA ? "row0" : "col0";
   const S = isA ? "As" : "Bs";
-  const units = D * BK / 4;
+  const bk = L.bk;
+  const E = L.f16 ? "f16" : "f32";
+  // f16 registers staged in f32 tiles (`staging: "f32"`) widen on the store
+  const widen = (x: string, vec4: boolean) =>
+    L.f16 && !L.stage16 ? (vec4 ? `vec4<f32>(${x})` : `f32(${x})`) : x;
+  const units = D * bk / 4;
   const per = units / nt;
   const setup: string[] = [];
   const load: string[] = [];
@@ -183,12 +254,14 @@ function operandCode(
       const kOk = kChecked ? `KV + ${X}k${p} < ${u(L.k)}` : "";
       const mnOk = (j: number) =>
         mnChecked ? `${origin} + ${X}d${p} + ${u(j)} < ${u(MN)}` : "";
-      load.push(loadUnit(X, R, idx, vec, kOk, mnOk));
-      store.push(`${S}[OFF${X}k${p} * ${u(q)} + ${X}d${p} / 4u] = ${R};`);
+      load.push(loadUnit(X, R, idx, vec, kOk, mnOk, E, pair));
+      store.push(
+        `${S}[OFF${X}k${p} * ${u(q)} + ${X}d${p} / 4u] = ${widen(R, true)};`,
+      );
     } else {
       // stored [mn][k]: unit = 4 consecutive kk of one mn row; transposed store
-      setup.push(`let ${X}r${p} = ${uu} / ${u(BK / 4)};`);
-      setup.push(`let ${X}k${p} = (${uu} % ${u(BK / 4)}) * 4u;`);
+      setup.push(`let ${X}r${p} = ${uu} / ${u(bk / 4)};`);
+      setup.push(`let ${X}k${p} = (${uu} % ${u(bk / 4)}) * 4u;`);
       setup.push(
         `let ${X}i${p} = off${X} + (${origin} + ${X}r${p}) * ${
           u(ld)
@@ -198,13 +271,15 @@ function operandCode(
       const rowOk = mnChecked ? `${origin} + ${X}r${p} < ${u(MN)}` : "";
       const kOk = (j: number) =>
         kChecked ? `KV + ${X}k${p} + ${u(j)} < ${u(L.k)}` : "";
-      load.push(loadUnit(X, R, idx, vec, rowOk, kOk));
+      load.push(loadUnit(X, R, idx, vec, rowOk, kOk, E, pair));
       const q = D / 4;
       for (let j = 0; j < 4; j++) {
         store.push(
           `${S}[OFF(${X}k${p} + ${u(j)}) * ${
             u(q)
-          } + ${X}r${p} / 4u][${X}r${p} % 4u] = ${R}.${"xyzw"[j]};`,
+          } + ${X}r${p} / 4u][${X}r${p} % 4u] = ${
+            widen(`${R}.${"xyzw"[j]}`, false)
+          };`,
         );
       }
     }
@@ -219,8 +294,10 @@ function operandCode(
 
 /**
  * Loads 4 consecutive stored elements starting at element index `idx` into
- * register `R`, zero where `all` (a condition for the whole unit) or
- * `each(j)` (one per element) fails; empty conditions are always true.
+ * register `R` (a `vec4<E>`), zero where `all` (a condition for the whole
+ * unit) or `each(j)` (one per element) fails; empty conditions are always
+ * true. `pair`: the binding is `array<vec2<E>>` (an even contiguous extent,
+ * so each pair is wholly in or out).
  */
 function loadUnit(
   X: string,
@@ -229,34 +306,111 @@ function loadUnit(
   vec: boolean,
   all: string,
   each: (j: number) => string,
+  E: "f32" | "f16",
+  pair: boolean,
 ): string {
   const ind = "      ";
   const wrap = (cond: string, body: string) =>
     cond ? `if (${cond}) { ${body} }` : body;
+  if (pair) {
+    const [c0, c2] = [0, 2].map((j) =>
+      [all, each(j)].filter((c) => c).join(" && ")
+    );
+    const e = `let e = (${idx}) / 2u;`;
+    if (!c0 && !c2) {
+      return `${ind}{ ${e} ${R} = vec4<${E}>(${X}[e], ${X}[e + 1u]); }`;
+    }
+    return [
+      `${ind}{`,
+      `${ind}  ${e}`,
+      `${ind}  var lo = vec2<${E}>(0.0);`,
+      `${ind}  var hi = vec2<${E}>(0.0);`,
+      `${ind}  ${wrap(c0, `lo = ${X}[e];`)}`,
+      `${ind}  ${wrap(c2, `hi = ${X}[e + 1u];`)}`,
+      `${ind}  ${R} = vec4<${E}>(lo, hi);`,
+      `${ind}}`,
+    ].join("\n");
+  }
   if (vec) {
     // contiguous extent is a multiple of 4: the unit is wholly in or out
     const conds = [all, each(0)].filter((c) => c).join(" && ");
     const body = `${R} = ${X}[(${idx}) / 4u];`;
     return conds
-      ? `${ind}${R} = vec4<f32>(0.0);\n${ind}${wrap(conds, body)}`
+      ? `${ind}${R} = vec4<${E}>(0.0);\n${ind}${wrap(conds, body)}`
       : `${ind}${body}`;
   }
   const anyEach = [0, 1, 2, 3].some((j) => each(j));
   if (!anyEach) {
     const body =
-      `let e = ${idx}; ${R} = vec4<f32>(${X}[e], ${X}[e + 1u], ${X}[e + 2u], ${X}[e + 3u]);`;
+      `let e = ${idx}; ${R} = vec4<${E}>(${X}[e], ${X}[e + 1u], ${X}[e + 2u], ${X}[e + 3u]);`;
     return all
-      ? `${ind}${R} = vec4<f32>(0.0);\n${ind}if (${all}) { ${body} }`
+      ? `${ind}${R} = vec4<${E}>(0.0);\n${ind}if (${all}) { ${body} }`
       : `${ind}{ ${body} }`;
   }
   const parts = [0, 1, 2, 3].map((j) =>
     `${ind}  ${wrap(each(j), `${R}.${"xyzw"[j]} = ${X}[e + ${u(j)}];`)}`
   );
   const inner = `${ind}  let e = ${idx};\n${parts.join("\n")}`;
-  return `${ind}${R} = vec4<f32>(0.0);\n` +
+  return `${ind}${R} = vec4<${E}>(0.0);\n` +
     (all
       ? `${ind}if (${all}) {\n${inner}\n${ind}}`
       : `${ind}{\n${inner}\n${ind}}`);
+}
+
+/** Label suffix of the operand options (empty for the f32 defaults). */
+const precisionLabel = (L: Layout): string =>
+  `${L.f16 ? " f16" : ""}${L.f16 && !L.stage16 ? " sf32" : ""}${
+    L.packedK ? ` p${L.packedK}` : ""
+  }${L.bk !== BK ? ` bk${L.bk}` : ""}`;
+
+/**
+ * Multiply-accumulate of one K slice with packed f16 products, fully
+ * unrolled: per group of `packedK` consecutive k, each 4×4 block of
+ * products is summed by a chain of `vec4<f16>` fmas and the chain's
+ * result is widened and added to the f32 accumulator. `ra`/`rb`: the
+ * thread's vec4 index in `As`/`Bs`.
+ */
+function multiplyPacked(
+  L: Layout,
+  t: TileConfig,
+  ra: string,
+  rb: string,
+): string {
+  const gm = t.bm / t.wy / 4;
+  const gn = t.bn / t.wx / 4;
+  const P = L.packedK;
+  const blocks: string[] = [];
+  for (let k0 = 0; k0 < L.bk; k0 += P) {
+    const body: string[] = [];
+    for (let j = 0; j < P; j++) {
+      const kk = k0 + j;
+      for (let g = 0; g < gm; g++) {
+        body.push(
+          `let a${g}_${j} = As[${u(kk * t.bm / 4 + g * t.wy)} + ${ra}];`,
+        );
+      }
+      for (let h = 0; h < gn; h++) {
+        body.push(
+          `let b${h}_${j} = Bs[${u(kk * t.bn / 4 + h * t.wx)} + ${rb}];`,
+        );
+      }
+    }
+    for (let g = 0; g < gm; g++) {
+      for (let q = 0; q < 4; q++) {
+        const x = "xyzw"[q];
+        for (let h = 0; h < gn; h++) {
+          let e = `a${g}_0.${x} * b${h}_0`;
+          for (let j = 1; j < P; j++) {
+            e = `fma(vec4<f16>(a${g}_${j}.${x}), b${h}_${j}, ${e})`;
+          }
+          const c = `c${g}_${q}_${h}`;
+          body.push(`${c} = ${c} + vec4<f32>(${e});`);
+        }
+      }
+    }
+    blocks.push(`    {\n      ${body.join("\n      ")}\n    }`);
+  }
+  return blocks.join("\n");
 }
 
 /**
@@ -273,7 +427,9 @@ function mainKernel(
   const { m, n, k } = L;
   const gm = t.bm / t.wy / 4; // vec4 groups per thread
   const gn = t.bn / t.wx / 4;
-  const kChecked = k % BK !== 0;
+  const bk = L.bk;
+  const E = L.f16 ? "f16" : "f32";
+  const kChecked = k % bk !== 0;
   const A = operandCode("a", L, t, kChecked);
   const B = operandCode("b", L, t, kChecked);
   const splitMode = split > 1;
@@ -282,20 +438,26 @@ function mainKernel(
     stages === 2 ? " s2" : ""
   } m${m} n${n} k${k}${L.transA ? " tA" : ""}${L.transB ? " tB" : ""}${
     L.batch > 1 ? ` b${L.batch}` : ""
-  }${splitMode ? ` split${split}` : ""}${L.relu ? " relu" : ""}`;
+  }${splitMode ? ` split${split}` : ""}${L.relu ? " relu" : ""}${
+    precisionLabel(L)
+  }${!splitMode && L.outF16 ? " >f16" : ""}`;
   lines.push(`// ${label}`);
+  const outF16 = !splitMode && L.outF16;
+  if (L.f16 || outF16) lines.push("enable f16;");
   const vecOut = splitMode ? n % 4 === 0 : L.vecC;
   const { decls, bind } = storageBindings([
-    binding("a", L.vecA, false),
-    binding("b", L.vecB, false),
+    operandBinding("a", L.vecA, L.pairA, L.f16),
+    operandBinding("b", L.vecB, L.pairB, L.f16),
     ...(splitMode ? [binding("splitk", vecOut, true)] : epilogueBindings(L)),
   ]);
   lines.push(decls);
   if (!splitMode && L.gelu) lines.push(geluWgsl());
-  const unitsA = t.bm * BK / 4; // vec4s of one K-slice buffer of A
-  const unitsB = t.bn * BK / 4;
-  lines.push(`var<workgroup> As: array<vec4<f32>, ${stages * unitsA}>;`);
-  lines.push(`var<workgroup> Bs: array<vec4<f32>, ${stages * unitsB}>;`);
+  if (outF16) lines.push(toF16Wgsl());
+  const unitsA = t.bm * bk / 4; // vec4s of one K-slice buffer of A
+  const unitsB = t.bn * bk / 4;
+  const S = L.stage16 ? "f16" : "f32"; // workgroup tiles
+  lines.push(`var<workgroup> As: array<vec4<${S}>, ${stages * unitsA}>;`);
+  lines.push(`var<workgroup> Bs: array<vec4<${S}>, ${stages * unitsB}>;`);
   lines.push(`@compute @workgroup_size(${t.wx}, ${t.wy})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let tx = lid.x;
@@ -312,8 +474,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let kEnd = min(kBeg + ${u(chunk)}, ${u(k)});
   ${A.setup}
   ${B.setup}`);
-  for (let i = 0; i < A.regs; i++) lines.push(`  var pa${i}: vec4<f32>;`);
-  for (let i = 0; i < B.regs; i++) lines.push(`  var pb${i}: vec4<f32>;`);
+  for (let i = 0; i < A.regs; i++) lines.push(`  var pa${i}: vec4<${E}>;`);
+  for (let i = 0; i < B.regs; i++) lines.push(`  var pb${i}: vec4<${E}>;`);
   const accs: string[] = [];
   for (let g = 0; g < gm; g++) {
     for (let q = 0; q < 4; q++) {
@@ -328,14 +490,21 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
    * thread's vec4 index in `As`/`Bs`: "ty"/"tx" plus the buffer's offset.
    */
   const multiply = (ra: string, rb: string): string => {
+    if (L.packedK) return multiplyPacked(L, t, ra, rb);
     const blocks: string[] = [];
-    for (let kk = 0; kk < BK; kk++) {
+    // f16 operands widen to f32 as they leave workgroup memory
+    const wide = (x: string) => L.stage16 ? `vec4<f32>(${x})` : x;
+    for (let kk = 0; kk < bk; kk++) {
       const body: string[] = [];
       for (let g = 0; g < gm; g++) {
-        body.push(`let a${g} = As[${u(kk * t.bm / 4 + g * t.wy)} + ${ra}];`);
+        body.push(
+          `let a${g} = ${wide(`As[${u(kk * t.bm / 4 + g * t.wy)} + ${ra}]`)};`,
+        );
       }
       for (let h = 0; h < gn; h++) {
-        body.push(`let b${h} = Bs[${u(kk * t.bn / 4 + h * t.wx)} + ${rb}];`);
+        body.push(
+          `let b${h} = ${wide(`Bs[${u(kk * t.bn / 4 + h * t.wx)} + ${rb}]`)};`,
+        );
       }
       for (let g = 0; g < gm; g++) {
         for (let q = 0; q < 4; q++) {
@@ -369,8 +538,8 @@ ${store("", "")}
   }
   workgroupBarrier();
   var cur = 0u;
-  for (var k0 = kBeg; k0 < kEnd; k0 = k0 + ${u(BK)}) {
-    let kn = k0 + ${u(BK)};
+  for (var k0 = kBeg; k0 < kEnd; k0 = k0 + ${u(bk)}) {
+    let kn = k0 + ${u(bk)};
     if (kn < kEnd) {
 ${load("kn")}
     }
@@ -387,22 +556,22 @@ ${store("oa + ", "ob + ")}
     workgroupBarrier();
   }`);
   } else {
-    if (chunk >= PREFETCH_MIN_TILES * BK) {
+    if (chunk >= PREFETCH_MIN_TILES * bk) {
       // prologue: first slice into registers
       lines.push(`  {
 ${load("kBeg")}
   }
-  for (var k0 = kBeg; k0 < kEnd; k0 = k0 + ${u(BK)}) {
+  for (var k0 = kBeg; k0 < kEnd; k0 = k0 + ${u(bk)}) {
     {
 ${store("", "")}
     }
     workgroupBarrier();
-    if (k0 + ${u(BK)} < kEnd) {
-      let kn = k0 + ${u(BK)};
+    if (k0 + ${u(bk)} < kEnd) {
+      let kn = k0 + ${u(bk)};
 ${load("kn")}
     }`);
     } else {
-      lines.push(`  for (var k0 = kBeg; k0 < kEnd; k0 = k0 + ${u(BK)}) {
+      lines.push(`  for (var k0 = kBeg; k0 < kEnd; k0 = k0 + ${u(bk)}) {
     {
 ${load("k0")}
 ${store("", "")}
@@ -488,15 +657,17 @@ function reduceKernel(L: Layout, split: number): KernelStep {
   const w = vec ? 4 : 1;
   const total = L.batch * m * n / w; // units per slice
   const [gx, gy] = grid2d(cdiv(total, 256));
-  const label = `matmul reduce m${m} n${n} b${L.batch} split${split}`;
+  const label = `matmul reduce m${m} n${n} b${L.batch} split${split}${
+    L.outF16 ? " >f16" : ""
+  }`;
   const { decls, bind } = storageBindings([
     binding("splitk", vec, false),
     ...epilogueBindings(L),
   ]);
   const T = vec ? "vec4<f32>" : "f32";
   const code = `// ${label}
-${decls}
-${L.gelu ? geluWgsl() : ""}
+${L.outF16 ? "enable f16;\n" : ""}${decls}
+${L.gelu ? geluWgsl() : ""}${L.outF16 ? toF16Wgsl() : ""}
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let e = (wid.y * ${u(gx)} + wid.x) * 256u + lid.x;
@@ -527,10 +698,11 @@ ${epilogue(L, vec, "acc", "ci", "col", "  ")}
  * fixed shape; the tile and split-K are chosen for an H100 unless
  * overridden.
  *
- * Bindings, in order: "a" (A), "b" (B), "bias" (n elements, with `bias`),
- * "r" (residual, layout of C, with `residual`), "c" (C, read and written
- * with `accumulate`), "pre" (pre-activation, layout of C, with `gelu`
- * unless `keepPre` is false).
+ * Bindings, in order: "a" (A), "b" (B) — f32, or f16 halves with
+ * `operands: "f16"` —, "bias" (n f32, with `bias`), "r" (residual, layout
+ * of C, with `residual`), "c" (C, read and written with `accumulate`),
+ * "pre" (pre-activation, layout of C, with `gelu` unless `keepPre` is
+ * false); "r", "c" and "pre" are f32, or f16 halves with `outF16`.
  * With split-K there are two steps — the first binds "a", "b" and the
  * scratch "splitk" (`split·batch·m·n` floats), the second "splitk" and the
  * epilogue names.
@@ -540,8 +712,9 @@ ${epilogue(L, vec, "acc", "ci", "col", "  ")}
  * @throws {RangeError} On inconsistent options (non-positive sizes, strides
  *   shorter than rows, batchInner not dividing batch, residual or gelu with
  *   accumulate, an unknown tile, stages other than 1 or 2, a tile whose
- *   buffers exceed {@linkcode MAX_WORKGROUP_BYTES} with the stages asked
- *   for, a grid over 65,535 workgroups).
+ *   buffers exceed {@linkcode MAX_WORKGROUP_BYTES} with the stages and
+ *   `bk` asked for, `packedK` without f16 operands, a grid over 65,535
+ *   workgroups).
  */
 export function matmul(
   o: MatmulOptions,

@@ -2,14 +2,19 @@
  * The shape side of the fused engine's matmul (`matmul.ts`): its options,
  * their resolution into a checked {@linkcode Layout}, the workgroup tiles,
  * and the choice of tile, split of K and workgroup-memory stages by a small
- * H100 cost model.
+ * H100 cost model. Tiles are checked against the workgroup memory with the
+ * tiles' element size (f16 operands are staged as f16 unless `staging:
+ * "f32"`: half the bytes)
+ * and the K-slice depth `bk`; the automatic two stages are taken only
+ * where they fit.
  *
  * @module
  */
 import { MAX_GRID_DIM } from "./grid.ts";
 
 /**
- * Options of {@linkcode matmul}. Sizes and strides are in f32 elements.
+ * Options of {@linkcode matmul}. Sizes, strides and offsets are in elements
+ * (f32, or f16 for f16 operands and outputs).
  *
  * `C` (m×n) = `alpha · op(A) · op(B)` (+ `bias`) (+ `r`), where op(A) is
  * m×k and op(B) is k×n; with `accumulate` the result is added to C.
@@ -96,6 +101,48 @@ export interface MatmulOptions {
    * ({@linkcode chosenStages}). The label of a 2-stage kernel contains ` s2`.
    */
   readonly stages?: 1 | 2;
+  /**
+   * Element type of the stored A and B (default "f32"). "f16": bindings
+   * "a" and "b" hold IEEE halves (`array<f16>`, `vec4<f16>` where the
+   * layout allows), staged in workgroup memory as f16 (half the bytes of
+   * f32, so deeper K slices fit: `bk`), converted to f32 when read from
+   * workgroup memory and multiplied into f32 accumulators (unless
+   * `packedK`); the epilogue runs in f32. Needs the device's `shader-f16`
+   * (the runtime refuses the kernel at record time without it). The label
+   * contains ` f16`.
+   */
+  readonly operands?: "f32" | "f16";
+  /**
+   * Store C, "r" (residual) and "pre" as f16 halves (default false: f32),
+   * rounded to nearest even exactly as `Math.f16round` (overflow to ±inf);
+   * "bias" and the split-K scratch stay f32. Needs `shader-f16`. The label
+   * contains ` >f16`.
+   */
+  readonly outF16?: boolean;
+  /**
+   * With f16 operands: products of `packedK` consecutive k (2, 4 or 8) are
+   * multiplied and summed in f16 (`vec4<f16>` fma: 2× the f32 rate on an
+   * H100's CUDA cores) and each such partial sum is added to the f32
+   * accumulators; 0 (default) converts the operands to f32 first. Costs
+   * precision: every partial carries about `packedK·2⁻¹¹` relative error,
+   * and overflows beyond ±65,504. The label contains ` p<packedK>`.
+   */
+  readonly packedK?: 0 | 2 | 4 | 8;
+  /**
+   * Depth of the K slice staged in workgroup memory per barrier: 16
+   * (default) or 32 (half the barriers, twice the unrolled code; with f16
+   * operands a 32-deep slice takes the bytes of a 16-deep f32 one). The
+   * label contains ` bk32`.
+   */
+  readonly bk?: 16 | 32;
+  /**
+   * With f16 operands: element type of the workgroup-memory tiles. "f16"
+   * (default) halves their bytes and widens each value as the inner loop
+   * reads it; "f32" widens each value once as it is staged (f32-sized
+   * tiles, the f32 kernel's inner loop; global loads stay f16). The label
+   * contains ` sf32`.
+   */
+  readonly staging?: "f16" | "f32";
 }
 
 /** A workgroup tile configuration. */
@@ -112,6 +159,7 @@ export interface TileConfig {
   readonly occ: number;
 }
 
+/** Default depth of a K slice (elements of K per workgroup-memory slice). */
 export const BK = 16;
 /**
  * Workgroup-memory stages when `stages` is not given: double-buffered for
@@ -122,8 +170,11 @@ export const BK = 16;
  * widening 1×1 convolutions) and 11–26 % more on narrow (n ≤ 256) and
  * transposed-B ones.
  */
-function autoStages(L: Layout, chunk: number): 1 | 2 {
-  return !L.transB && L.n >= 1024 && chunk <= 768 ? 2 : 1;
+function autoStages(L: Layout, t: TileConfig, chunk: number): 1 | 2 {
+  return !L.transB && L.n >= 1024 && chunk <= 768 &&
+      tileBytes(L, t, 2) <= MAX_WORKGROUP_BYTES
+    ? 2
+    : 1;
 }
 /**
  * Workgroup memory a tile may use, in bytes (llvmpipe's limit; WebGPU's
@@ -190,6 +241,19 @@ export interface Layout {
   vecA: boolean;
   vecB: boolean;
   vecC: boolean;
+  /** A and B stored as f16. */
+  f16: boolean;
+  /** f16 A and B staged as f16 in workgroup memory. */
+  stage16: boolean;
+  /** f16 A, B not vec4-aligned but even: `vec2<f16>` loads. */
+  pairA: boolean;
+  pairB: boolean;
+  /** C, r and pre stored as f16. */
+  outF16: boolean;
+  /** k steps summed in f16 before each f32 accumulate (0: products in f32). */
+  packedK: number;
+  /** K slice depth. */
+  bk: number;
 }
 
 export function resolve(o: MatmulOptions): Layout {
@@ -267,7 +331,31 @@ export function resolve(o: MatmulOptions): Layout {
     oC + (batch / bi - 1) * sC[0] + (bi - 1) * sC[1] + m * ldc,
   );
   if (big >= 2 ** 32) bad(`operands span ${big} elements, beyond u32 indexing`);
+  const operands = o.operands ?? "f32";
+  if (operands !== "f32" && operands !== "f16") {
+    bad(`operands must be "f32" or "f16", got ${operands}`);
+  }
+  const outF16 = o.outF16 ?? false;
+  if (typeof outF16 !== "boolean") bad(`outF16 must be a boolean`);
+  const packedK = o.packedK ?? 0;
+  if (![0, 2, 4, 8].includes(packedK)) {
+    bad(`packedK must be 0, 2, 4 or 8, got ${packedK}`);
+  }
+  if (packedK && operands !== "f16") bad('packedK needs operands: "f16"');
+  const staging = o.staging ?? operands;
+  if (staging !== "f32" && staging !== "f16") {
+    bad(`staging must be "f32" or "f16", got ${staging}`);
+  }
+  if (staging === "f16" && operands !== "f16") {
+    bad('staging: "f16" needs operands: "f16"');
+  }
+  if (packedK && staging !== "f16") bad('packedK needs staging: "f16"');
+  const bk = o.bk ?? BK;
+  if (bk !== 16 && bk !== 32) bad(`bk must be 16 or 32, got ${bk}`);
   const al4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+  const al2 = (...xs: number[]) => xs.every((x) => x % 2 === 0);
+  const vecA = al4(rowA, lda, oA, ...sA);
+  const vecB = al4(rowB, ldb, oB, ...sB);
   return {
     m,
     n,
@@ -292,21 +380,32 @@ export function resolve(o: MatmulOptions): Layout {
     gelu,
     pre,
     relu,
-    vecA: al4(rowA, lda, oA, ...sA),
-    vecB: al4(rowB, ldb, oB, ...sB),
+    vecA,
+    vecB,
     vecC: al4(n, ldc, oC, ...sC),
+    f16: operands === "f16",
+    stage16: staging === "f16",
+    pairA: operands === "f16" && !vecA && al2(rowA, lda, oA, ...sA),
+    pairB: operands === "f16" && !vecB && al2(rowB, ldb, oB, ...sB),
+    outF16,
+    packedK,
+    bk,
   };
 }
 
-/** Normalised split: slice length (multiple of BK) and the resulting count. */
-function sliceOf(k: number, split: number): { chunk: number; split: number } {
-  const chunk = cdiv(cdiv(k, split), BK) * BK;
+/** Normalised split: slice length (multiple of bk) and the resulting count. */
+function sliceOf(
+  k: number,
+  split: number,
+  bk: number,
+): { chunk: number; split: number } {
+  const chunk = cdiv(cdiv(k, split), bk) * bk;
   return { chunk, split: cdiv(k, chunk) };
 }
 
 /** Estimated seconds of one configuration on an H100 (rough model). */
 function cost(L: Layout, t: TileConfig, split: number): number {
-  const { chunk, split: s } = sliceOf(L.k, split);
+  const { chunk, split: s } = sliceOf(L.k, split, L.bk);
   const wgs = cdiv(L.m, t.bm) * cdiv(L.n, t.bn) * L.batch * s;
   const perSm = cdiv(wgs, SMS);
   const wgFlops = 2 * t.bm * t.bn * (chunk + 2 * BK); // + prologue/epilogue
@@ -327,9 +426,13 @@ function cost(L: Layout, t: TileConfig, split: number): number {
   return time;
 }
 
-/** Workgroup memory of a tile's K-slice buffers, in bytes. */
-const tileBytes = (t: TileConfig, stages: number): number =>
-  stages * (t.bm + t.bn) * BK * 4;
+/**
+ * Workgroup memory of a tile's K-slice buffers, in bytes: f16 operands are
+ * staged as f16 (2 bytes) unless `staging: "f32"`, so they fit twice the
+ * slice depth or stages.
+ */
+const tileBytes = (L: Layout, t: TileConfig, stages: number): number =>
+  stages * (t.bm + t.bn) * L.bk * (L.stage16 ? 2 : 4);
 
 /**
  * Picks the tile and split: overrides first, else the cheapest by
@@ -339,13 +442,15 @@ export function choose(
   L: Layout,
   o: MatmulOptions,
 ): { t: TileConfig; chunk: number; split: number; stages: 1 | 2 } {
-  const stages = o.stages ?? 1; // tiles are filtered for 1; 2 fits every tile
+  const stages = o.stages ?? 1; // filtered for 1; auto 2 only where it fits
   if (stages !== 1 && stages !== 2) {
     throw new RangeError(
       `Cannot plan matmul: stages must be 1 or 2, got ${o.stages}`,
     );
   }
-  let tiles = TILES.filter((t) => tileBytes(t, stages) <= MAX_WORKGROUP_BYTES);
+  let tiles = TILES.filter((t) =>
+    tileBytes(L, t, stages) <= MAX_WORKGROUP_BYTES
+  );
   if (o.tile !== undefined) {
     const t = TILES.find((c) => c.bm === o.tile![0] && c.bn === o.tile![1]);
     if (!t) {
@@ -355,11 +460,13 @@ export function choose(
         }`,
       );
     }
-    if (tileBytes(t, stages) > MAX_WORKGROUP_BYTES) {
+    if (tileBytes(L, t, stages) > MAX_WORKGROUP_BYTES) {
       throw new RangeError(
-        `Cannot plan matmul: tile [${t.bm},${t.bn}] with stages ${stages} needs ${
-          tileBytes(t, stages)
-        } bytes of workgroup memory, over ${MAX_WORKGROUP_BYTES}`,
+        `Cannot plan matmul: tile [${t.bm},${t.bn}] with stages ${stages}${
+          L.bk !== BK ? ` and bk ${L.bk}` : ""
+        } needs ${
+          tileBytes(L, t, stages)
+        } bytes of workgroup memory, over ${MAX_WORKGROUP_BYTES}; use fewer stages, a smaller tile or bk, or f16 operands`,
       );
     }
     tiles = [t];
@@ -387,7 +494,7 @@ export function choose(
       ? [o.splitK]
       : Array.from({ length: maxSplit }, (_, i) => i + 1);
     for (const s0 of splits) {
-      const { chunk, split } = sliceOf(L.k, s0);
+      const { chunk, split } = sliceOf(L.k, s0, L.bk);
       if (L.batch * split > MAX_GRID_DIM) continue;
       const c = cost(L, t, s0);
       if (c < bestCost) {
@@ -401,7 +508,10 @@ export function choose(
       `Cannot plan matmul: no tile configuration fits the 65,535-workgroup grid limit (m=${L.m}, n=${L.n}, batch=${L.batch}, splitK=${o.splitK})`,
     );
   }
-  return { ...best, stages: o.stages ?? autoStages(L, best.chunk) };
+  return {
+    ...best,
+    stages: o.stages ?? autoStages(L, best.t, best.chunk),
+  };
 }
 
 /**

@@ -13,7 +13,7 @@ import {
   type MatmulOptions,
   MAX_WORKGROUP_BYTES,
 } from "./matmul.ts";
-import type { Layout } from "./matmul_plan.ts";
+import { reference, resolved, span } from "./matmul_testing.ts";
 import {
   gelu64,
   gpuTests,
@@ -22,110 +22,6 @@ import {
   runPlan,
   testRuntime,
 } from "../testing.ts";
-
-/**
- * Everything `matmul` resolves, for the reference (computed here from the
- * options, independently of `matmul_plan.ts`).
- */
-type Resolved =
-  & Pick<
-    Layout,
-    | "m"
-    | "n"
-    | "k"
-    | "lda"
-    | "ldb"
-    | "ldc"
-    | "batch"
-    | "bi"
-    | "sA"
-    | "sB"
-    | "sC"
-    | "oA"
-    | "oB"
-    | "oC"
-  >
-  & { tA: boolean; tB: boolean };
-
-function resolved(o: MatmulOptions): Resolved {
-  const tA = o.transA ?? false;
-  const tB = o.transB ?? false;
-  const lda = o.lda ?? (tA ? o.m : o.k);
-  const ldb = o.ldb ?? (tB ? o.k : o.n);
-  const ldc = o.ldc ?? o.n;
-  const batch = o.batch ?? 1;
-  const bi = o.batchInner ?? 1;
-  const rowsA = tA ? o.k : o.m;
-  const rowsB = tB ? o.n : o.k;
-  return {
-    m: o.m,
-    n: o.n,
-    k: o.k,
-    tA,
-    tB,
-    lda,
-    ldb,
-    ldc,
-    batch,
-    bi,
-    sA: o.strideA ?? [bi * rowsA * lda, rowsA * lda],
-    sB: o.strideB ?? [bi * rowsB * ldb, rowsB * ldb],
-    sC: o.strideC ?? [bi * o.m * ldc, o.m * ldc],
-    oA: o.offsetA ?? 0,
-    oB: o.offsetB ?? 0,
-    oC: o.offsetC ?? 0,
-  };
-}
-
-/** Elements a strided operand spans (from element 0 of its binding). */
-function span(
-  R: Resolved,
-  s: readonly [number, number],
-  rows: number,
-  ld: number,
-  offset: number,
-): number {
-  return offset + (R.batch / R.bi - 1) * s[0] + (R.bi - 1) * s[1] + rows * ld;
-}
-
-/** Float64 reference: returns expected c and pre given the inputs. */
-function reference(
-  o: MatmulOptions,
-  x: Record<string, Float32Array>,
-): { c: Float64Array; pre?: Float64Array } {
-  const R = resolved(o);
-  const c = Float64Array.from(x.c);
-  const pre = x.pre ? Float64Array.from(x.pre) : undefined;
-  const alpha = o.alpha ?? 1;
-  for (let z = 0; z < R.batch; z++) {
-    const zo = Math.floor(z / R.bi);
-    const zi = z % R.bi;
-    const oa = R.oA + zo * R.sA[0] + zi * R.sA[1];
-    const ob = R.oB + zo * R.sB[0] + zi * R.sB[1];
-    const oc = R.oC + zo * R.sC[0] + zi * R.sC[1];
-    for (let i = 0; i < R.m; i++) {
-      for (let j = 0; j < R.n; j++) {
-        let s = 0;
-        for (let kk = 0; kk < R.k; kk++) {
-          const av = x.a[oa + (R.tA ? kk * R.lda + i : i * R.lda + kk)];
-          const bv = x.b[ob + (R.tB ? j * R.ldb + kk : kk * R.ldb + j)];
-          s += av * bv;
-        }
-        let v = alpha * s;
-        if (o.bias) v += x.bias[j];
-        const ci = oc + i * R.ldc + j;
-        if (o.residual) v += x.r[ci];
-        if (o.relu) v = Math.max(v, 0);
-        if (o.gelu) {
-          if (o.keepPre !== false) pre![ci] = v;
-          c[ci] = gelu64(v);
-        } else if (o.accumulate) c[ci] += v;
-        else c[ci] = v;
-      }
-    }
-  }
-  return { c, pre };
-}
 
 let seed = 1;
 
@@ -627,4 +523,70 @@ Deno.test("matmul: stages option in the plan", () => {
   assert.equal(chosenStages({ m: 3008, n: 3072, k: 768 }), 2);
   assert.equal(chosenStages({ m: 3008, n: 768, k: 3072 }), 1);
   assert.equal(chosenStages({ m: 3008, n: 3072, k: 768, stages: 1 }), 1);
+});
+
+Deno.test("matmul: the fp32 WGSL is pinned (f16 options leave it as it was)", async () => {
+  // SHA-256 of the generated kernels (labels, code, grids, bindings) of 88
+  // plans over every tile, stages, transposition, split-K and epilogue,
+  // recorded before the f16 operands were added: a change to the fp32 text
+  // (each one a new compile and a new timing) must be deliberate.
+  const cases: MatmulOptions[] = [];
+  for (const tile of TILES) {
+    for (const stages of [1, 2] as const) {
+      for (const [transA, transB] of TRANS) {
+        cases.push(
+          { m: 37, n: 29, k: 300, transA, transB, tile, stages, bias: true },
+          {
+            m: 68,
+            n: 44,
+            k: 36,
+            transA,
+            transB,
+            tile,
+            stages,
+            residual: true,
+            alpha: 0.5,
+          },
+        );
+      }
+    }
+  }
+  cases.push(
+    { m: 17, n: 24, k: 100, splitK: 3, gelu: true, bias: true },
+    { m: 21, n: 13, k: 64, splitK: 3, residual: true, ldc: 15 },
+    { m: 20, n: 16, k: 64, splitK: 2, accumulate: true, bias: true, stages: 2 },
+    { m: 18, n: 12, k: 60, splitK: 3, relu: true, bias: true, residual: true },
+    stridedSplitK,
+    { m: 12032, n: 3072, k: 768, bias: true, gelu: true, keepPre: false },
+    { m: 768, n: 768, k: 94208, transA: true, accumulate: true },
+    {
+      m: 94,
+      n: 94,
+      k: 64,
+      batch: 1536,
+      batchInner: 12,
+      transB: true,
+      lda: 2304,
+      ldb: 2304,
+      strideA: [94 * 2304, 64],
+      strideB: [94 * 2304, 64],
+      offsetA: 768,
+      alpha: 0.125,
+    },
+  );
+  const text = cases.map((o) =>
+    matmul(o).steps.map((s) =>
+      `${s.spec.label}\n${s.spec.code}${s.spec.workgroups.join(",")}${
+        s.bind.join(",")
+      }`
+    ).join("\n")
+  ).join("\n");
+  const hash = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)),
+  );
+  assert.equal(cases.length, 88);
+  assert.equal(
+    [...hash].map((b) => b.toString(16).padStart(2, "0")).join(""),
+    "f218334426017e15a9f4ebefa9a8a7f952e836b62617054e1b28a54c55ebd714",
+  );
 });

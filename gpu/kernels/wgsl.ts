@@ -80,3 +80,75 @@ export const WORKGROUP_SUM_TREE = `  workgroupBarrier();
     if (lid.x < h) { red[lid.x] += red[lid.x + h]; }
     workgroupBarrier();
   }`;
+
+/**
+ * WGSL function `<name>(x: F) -> U` giving the IEEE binary16 bit pattern
+ * (in the low 16 bits) of `x` rounded to nearest, ties to even, for
+ * `F`/`U` = `f32`/`u32` or `vec4<f32>`/`vec4<u32>`: exactly JavaScript's
+ * `Math.f16round` — subnormal halves kept, magnitudes from 65520 up to
+ * ±infinity, NaN to a quiet NaN. Integer arithmetic only (WGSL leaves the
+ * rounding of an `f32` → `f16` conversion and its out-of-range results to
+ * the implementation), branch-free so it vectorises. The f16 casts and the
+ * matmul's f16 output store through it.
+ *
+ * @param vec `true` for the `vec4` version.
+ * @param name Function name.
+ * @returns The WGSL function.
+ */
+export function f16BitsWgsl(vec: boolean, name: string): string {
+  const F = vec ? "vec4<f32>" : "f32";
+  const U = vec ? "vec4<u32>" : "u32";
+  const c = (x: string) => `${U}(${x})`;
+  return `fn ${name}(x: ${F}) -> ${U} {
+  let b = bitcast<${U}>(x);
+  let s = (b >> ${c("16u")}) & ${c("0x8000u")};
+  let a = b & ${c("0x7fffffffu")};
+  // normal halves (|x| >= 2^-14): rebias the exponent, round 13 bits away
+  let r = a - ${c("0x38000000u")};
+  let nrm = (r + ${c("0xfffu")} + ((r >> ${c("13u")}) & ${c("1u")})) >> ${
+    c("13u")
+  };
+  // subnormal halves (2^-25 <= |x| < 2^-14): the significand shifted right
+  let sh = min(${c("126u")} - (a >> ${c("23u")}), ${c("31u")});
+  let m = (a & ${c("0x7fffffu")}) | ${c("0x800000u")};
+  let q = m >> sh;
+  let rem = m & ((${c("1u")} << sh) - ${c("1u")});
+  let half = ${c("1u")} << (sh - ${c("1u")});
+  let up = (rem > half) | ((rem == half) & ((q & ${c("1u")}) == ${c("1u")}));
+  var h = select(q, q + ${c("1u")}, up);
+  h = select(h, nrm, a >= ${c("0x38800000u")});
+  h = select(h, ${c("0u")}, a < ${c("0x33000000u")});
+  h = select(h, ${c("0x7c00u")}, a >= ${c("0x477ff000u")});
+  h = select(h, ${c("0x7e00u")}, a > ${c("0x7f800000u")});
+  return s | h;
+}`;
+}
+
+/**
+ * WGSL function `<name>(h: U) -> F` decoding IEEE binary16 bit patterns
+ * (low 16 bits of `h`) to `f32`, exactly (subnormal halves included, so no
+ * flush to zero can change them), for `U`/`F` = `u32`/`f32` or
+ * `vec4<u32>`/`vec4<f32>`. Integer arithmetic and one exact scaling only,
+ * so it needs no `shader-f16`.
+ *
+ * @param vec `true` for the `vec4` version.
+ * @param name Function name.
+ * @returns The WGSL function.
+ */
+export function f32OfF16BitsWgsl(vec: boolean, name: string): string {
+  const F = vec ? "vec4<f32>" : "f32";
+  const U = vec ? "vec4<u32>" : "u32";
+  const c = (x: string) => `${U}(${x})`;
+  return `fn ${name}(h: ${U}) -> ${F} {
+  let s = (h & ${c("0x8000u")}) << ${c("16u")};
+  let e = (h >> ${c("10u")}) & ${c("0x1fu")};
+  let m = h & ${c("0x3ffu")};
+  let nrm = ((e + ${c("112u")}) << ${c("23u")}) | (m << ${c("13u")});
+  let special = ${c("0x7f800000u")} | (m << ${c("13u")});
+  // subnormal: m · 2^-24, a normal f32 (exact)
+  let sub = bitcast<${U}>(${F}(m) * ${F}(5.9604644775390625e-8));
+  var bits = select(nrm, special, e == ${c("31u")});
+  bits = select(bits, sub, e == ${c("0u")});
+  return bitcast<${F}>(s | bits);
+}`;
+}
