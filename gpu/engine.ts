@@ -527,29 +527,30 @@ export function createFusedEngine(
       weightsVersion++;
     },
     async download(model, sgd) {
-      const params = await rt.read(arenas.params);
-      const running = await rt.read(arenas.running);
+      // One map for all (each map drains the queue and sleeps ~10 ms on
+      // Deno); the tensors are views of its one copy, not copies of their own.
+      const withMomentum = sgd !== undefined && momentumStarted;
+      const [params, running, momentum] = await rt.readMany(
+        withMomentum
+          ? [arenas.params, arenas.running, arenas.momentum]
+          : [arenas.params, arenas.running],
+      );
       const assign = (v: Variable, data: Float32Array) =>
-        tf.tidy(() => v.assign(tf.tensor(data.slice(), v.shape, "float32")));
+        tf.tidy(() => v.assign(tf.tensor(data, v.shape, "float32")));
       for (const slot of arenas.slots) {
         assign(model.params.get(slot.name)!, readRegion(params, slot));
       }
       for (const [name, slot] of arenas.runningSlots) {
         assign(model.buffers.get(name)!, readRegion(running, slot));
       }
-      if (sgd && momentumStarted) {
-        const momentum = await rt.read(arenas.momentum);
+      if (sgd && momentum) {
         const map = new Map<string, Tensor>();
         for (const slot of arenas.slots) {
           if (!slot.trained) continue;
           const v = model.params.get(slot.name)!;
           map.set(
             slot.name,
-            tf.tensor(
-              readRegion(momentum, slot).slice(),
-              v.shape,
-              "float32",
-            ),
+            tf.tensor(readRegion(momentum, slot), v.shape, "float32"),
           );
         }
         sgd.load(map);

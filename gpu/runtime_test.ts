@@ -28,6 +28,32 @@ const DOUBLE = `@group(0) @binding(0) var<storage, read> a: array<f32>;
 }`;
 
 Deno.test({
+  name:
+    "runtime: readMany reads several regions with one map, each in order and of its own length",
+  ignore: !hasGpu,
+  async fn() {
+    const rt = createRuntime((await testRuntime())!.device);
+    try {
+      const a = rt.alloc("a", 5);
+      const b = rt.alloc("b", 3);
+      const c = rt.alloc("c", 64);
+      rt.write(a, Float32Array.of(1, 2, 3, 4, 5));
+      rt.write(b, Float32Array.of(-1, -2, -3));
+      rt.write(c, Float32Array.from({ length: 64 }, (_, i) => i / 2));
+      const [ra, rb, rc] = await rt.readMany([a, b, c]);
+      assert.deepEqual([...ra], [1, 2, 3, 4, 5]);
+      assert.deepEqual([...rb], [-1, -2, -3]);
+      assert.equal(rc.length, 64);
+      assert.equal(rc[63], 31.5);
+      assert.deepEqual([...await rt.read(b)], [-1, -2, -3]);
+      assert.deepEqual(await rt.readMany([]), []);
+    } finally {
+      rt.destroy();
+    }
+  },
+});
+
+Deno.test({
   name: "runtime: recorded dispatches replay in order, every run",
   ignore: !hasGpu,
   async fn() {
