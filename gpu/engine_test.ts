@@ -43,6 +43,36 @@ for (const name of ["tiny_avg", "tiny_fce"]) {
 // spends about a second compiling each distinct kernel the first time.
 const CONFIGS = { avg: "tiny_avg", fce: "tiny_fce" } as const;
 
+/**
+ * Standard-normal tokens of `rows` clips and the tfjs model's eval-mode
+ * logits for them (the caller disposes `x`).
+ */
+async function evalReference(
+  model: ReturnType<typeof createModel>,
+  dims: { frames: number; nMels: number },
+  rows: number,
+  seed: number,
+) {
+  const rng = createRng("eval", seed);
+  const data = Float32Array.from(
+    { length: rows * dims.frames * dims.nMels },
+    () => rng.normal(),
+  );
+  const x = tf.tensor3d(data, [rows, dims.frames, dims.nMels]);
+  const ref = model.apply(x, { training: false }).logits;
+  const want = await ref.data();
+  ref.dispose();
+  return { data, x, want };
+}
+
+/** Largest absolute difference of two arrays of the same length. */
+function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let err = 0;
+  for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i] - b[i]));
+  return err;
+}
+
 // Model variants on top of a fixture's configuration: the layer options
 // (e.g. the root convolution's geometry) run through both engines.
 const STEP_CASES = [
@@ -112,22 +142,10 @@ for (const head of ["avg", "fce"] as const) {
       const model = createModel(tf, options, dims, createRng("tiny", 4));
       const engine = createFusedEngine(tf, options, dims, rt.device);
       try {
-        const rng = createRng("eval", 1);
-        const data = Float32Array.from(
-          { length: rows * dims.frames * dims.nMels },
-          () => rng.normal(),
-        );
-        const x = tf.tensor3d(data, [rows, dims.frames, dims.nMels]);
-        const ref = model.apply(x, { training: false }).logits;
-        const want = await ref.data();
-        tf.dispose([x, ref]);
+        const { data, x, want } = await evalReference(model, dims, rows, 1);
+        x.dispose();
         await engine.upload(model);
-        const ours = await engine.evalLogits(data, rows);
-        let err = 0;
-        for (let i = 0; i < want.length; i++) {
-          err = Math.max(err, Math.abs(ours[i] - want[i]));
-        }
-        assert.equal(ours.length, want.length);
+        const err = maxAbs(await engine.evalLogits(data, rows), want);
         assert.ok(err <= 1e-4, `eval logits max abs error ${err}`);
         const c = engine.counts(2, rows);
         assert.equal(c.total, c.forward + c.backward + c.update);
@@ -160,24 +178,8 @@ Deno.test({
     const engine = createFusedEngine(tf, f.options, dims, rt.device);
     try {
       const rows = 37;
-      const rng = createRng("eval", 2);
-      const data = Float32Array.from(
-        { length: rows * dims.frames * dims.nMels },
-        () => rng.normal(),
-      );
-      const x = tf.tensor3d(data, [rows, dims.frames, dims.nMels]);
-      const ref = model.apply(x, { training: false }).logits;
-      const want = await ref.data();
-      tf.dispose(ref);
+      const { data, x, want } = await evalReference(model, dims, rows, 2);
       await engine.upload(model);
-      const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-        assert.equal(a.length, b.length);
-        let err = 0;
-        for (let i = 0; i < a.length; i++) {
-          err = Math.max(err, Math.abs(a[i] - b[i]));
-        }
-        return err;
-      };
       const ours = await engine.evalLogits(data, rows);
       assert.ok(maxAbs(ours, want) <= 1e-4, `chunked ${maxAbs(ours, want)}`);
       const pipelines = engine.runtime.stats().pipelines;

@@ -13,7 +13,12 @@
  */
 import assert from "node:assert/strict";
 import { matmul, type MatmulOptions, MAX_WORKGROUP_BYTES } from "./matmul.ts";
-import { reference, resolved, span } from "./matmul_testing.ts";
+import {
+  reference,
+  resolved,
+  span,
+  STRIDED_SPLIT_K,
+} from "./matmul_testing.ts";
 import { halfWords, halvesOf, toHalfWords } from "./cast.ts";
 import { gpuRuntime, gpuTests, randomArray, runPlan } from "../testing.ts";
 
@@ -185,19 +190,10 @@ Deno.test(
       { m: 23, n: 17, k: 70, splitK: 3, gelu: true, bias: true },
       "split-K, gelu + bias",
     );
-    await check({
-      m: 9,
-      n: 7,
-      k: 40,
-      splitK: 2,
-      batch: 4,
-      batchInner: 2,
-      lda: 44,
-      strideA: [3600, 1770],
-      transA: true,
-      strideC: [200, 70],
-      residual: true,
-    }, "split-K over a strided batch, residual");
+    await check(
+      { ...STRIDED_SPLIT_K, residual: true },
+      "split-K over a strided batch, residual",
+    );
   },
 );
 

@@ -13,7 +13,12 @@ import {
   type MatmulOptions,
   MAX_WORKGROUP_BYTES,
 } from "./matmul.ts";
-import { reference, resolved, span } from "./matmul_testing.ts";
+import {
+  reference,
+  resolved,
+  span,
+  STRIDED_SPLIT_K,
+} from "./matmul_testing.ts";
 import {
   gelu64,
   gpuTests,
@@ -263,20 +268,6 @@ Deno.test("matmul: alpha, bias, residual, accumulate, gelu", opts, async () => {
   }
 });
 
-/** Split-K over a two-level strided batch with transposed A. */
-const stridedSplitK: MatmulOptions = {
-  m: 9,
-  n: 7,
-  k: 40,
-  splitK: 2,
-  batch: 4,
-  batchInner: 2,
-  lda: 44,
-  strideA: [3600, 1770],
-  transA: true,
-  strideC: [200, 70],
-};
-
 Deno.test("matmul: split-K with every epilogue", opts, async () => {
   const cases: MatmulOptions[] = [
     { m: 23, n: 17, k: 70, splitK: 3 },
@@ -289,7 +280,7 @@ Deno.test("matmul: split-K with every epilogue", opts, async () => {
     { m: 17, n: 24, k: 100, splitK: 3, gelu: true, keepPre: false },
     { m: 17, n: 11, k: 50, splitK: 2, gelu: true, residual: true },
     { m: 18, n: 12, k: 60, splitK: 3, relu: true, bias: true, residual: true },
-    stridedSplitK,
+    STRIDED_SPLIT_K,
     { m: 70, n: 68, k: 200, splitK: 3, tile: [64, 64] },
   ];
   for (const o of cases) {
@@ -378,7 +369,7 @@ Deno.test("matmul stages 2: split-K with epilogues", opts, async () => {
     { ...shape, accumulate: true, bias: true },
     { ...shape, relu: true, bias: true, residual: true, ldc: 27 },
     { m: 19, n: 28, k: 150, splitK: 5, transB: true, bias: true, stages: 2 },
-    { ...stridedSplitK, stages: 2 },
+    { ...STRIDED_SPLIT_K, stages: 2 },
     // long slices: 19 of 16 per split, the last one cut by k
     {
       m: 33,
@@ -556,7 +547,7 @@ Deno.test("matmul: the fp32 WGSL is pinned (f16 options leave it as it was)", as
     { m: 21, n: 13, k: 64, splitK: 3, residual: true, ldc: 15 },
     { m: 20, n: 16, k: 64, splitK: 2, accumulate: true, bias: true, stages: 2 },
     { m: 18, n: 12, k: 60, splitK: 3, relu: true, bias: true, residual: true },
-    stridedSplitK,
+    STRIDED_SPLIT_K,
     { m: 12032, n: 3072, k: 768, bias: true, gelu: true, keepPre: false },
     { m: 768, n: 768, k: 94208, transA: true, accumulate: true },
     {

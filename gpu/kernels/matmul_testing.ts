@@ -122,3 +122,17 @@ export function reference(
   }
   return { c, pre, abs };
 }
+
+/** Split-K over a two-level strided batch with transposed A (both matmul tests). */
+export const STRIDED_SPLIT_K: MatmulOptions = {
+  m: 9,
+  n: 7,
+  k: 40,
+  splitK: 2,
+  batch: 4,
+  batchInner: 2,
+  lda: 44,
+  strideA: [3600, 1770],
+  transA: true,
+  strideC: [200, 70],
+};
