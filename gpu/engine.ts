@@ -327,14 +327,9 @@ export function createFusedEngine(
   const rowFloats = dims.frames * dims.nMels;
 
   /**
-   * Puts a tensor's values at `target`: a GPU-to-GPU copy command when the
-   * tensor lives on this device (tfjs on WebGPU), else a host write (and
-   * undefined). Nothing is read back from the GPU.
-   */
-  /**
-   * A copy command from a tensor's GPU buffer into `target` (values `from`,
-   * `count` of them), or a host write of them when the tensor is not on this
-   * device.
+   * Puts values `from`…`from + count` of a tensor at `target`: a GPU-to-GPU
+   * copy command when the tensor lives on this device (tfjs on WebGPU), else
+   * a host write (and undefined).
    */
   const place = async (
     t: Tensor,
