@@ -34,6 +34,10 @@
  * - `compile`: host time compiling the fused engine's training, eval and
  *   TTDA graphs at a preset's shapes, split into WGSL parsing and pipeline
  *   creation (`--preset sc1,cs`; bench/compile_bench.ts).
+ * - `ticks`: a V8 `--prof` log summarised (`ticks LOG… [--windows e2e.json]
+ *   [--top N]`): ticks and VM states, self ticks by innermost JS function
+ *   and inclusive JS ticks, per `bench e2e` phase window
+ *   (bench/v8_ticks.ts).
  *
  * @module
  */
@@ -50,6 +54,7 @@ import { benchPresets } from "./presets_bench.ts";
 import { benchMelGpu } from "./mel_gpu_bench.ts";
 import { benchViews } from "./views_bench.ts";
 import { benchCompile } from "./compile_bench.ts";
+import { benchTicks } from "./v8_ticks.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -64,6 +69,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   melgpu: benchMelGpu,
   views: benchViews,
   compile: benchCompile,
+  ticks: benchTicks,
 };
 
 const [name, ...rest] = Deno.args;
