@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { pathToFileURL as toFileUrl } from "node:url";
 import { parseArgs } from "node:util";
 import { selectBackend } from "../pipeline/backend.ts";
 import type { BackendChoice } from "../pipeline/backend.ts";
@@ -14,6 +15,7 @@ import { createRng } from "../pipeline/rng.ts";
 import { melFeatures } from "../lib/mel.ts";
 import type { MelOptions, StftMethod } from "../lib/mel.ts";
 import { readWav } from "../lib/wav.ts";
+import { loadMelCases, melOptionsOf, readMelBlob } from "../lib/mel_fixture.ts";
 
 const CASES: { name: string; seconds: number; options: MelOptions }[] = [
   {
@@ -90,34 +92,13 @@ export async function benchMel(args: string[]): Promise<unknown> {
   }
   let parity: unknown;
   if (values.fixtures) {
-    const manifest = JSON.parse(
-      await Deno.readTextFile(join(values.fixtures, "mel", "manifest.json")),
-    );
+    const root = toFileUrl(resolve(values.fixtures) + "/");
     parity = {};
-    for (
-      const [name, c] of Object.entries(manifest.cases) as [
-        string,
-        Record<string, number & string>,
-      ][]
-    ) {
+    for (const [name, c] of Object.entries(await loadMelCases(root))) {
       const wav = await readWav(join(values.fixtures, c.wav));
-      const bytes = await Deno.readFile(
-        join(values.fixtures, "mel", `${name}.feature.f32`),
-      );
-      const ref = new Float32Array(
-        bytes.buffer,
-        bytes.byteOffset,
-        bytes.byteLength / 4,
-      );
+      const ref = await readMelBlob(root, `${name}.feature.f32`);
       const f = tf.tidy(() =>
-        melFeatures(tf, [wav.channels[0]], {
-          sampleRateHz: c.sample_rate,
-          nFft: c.n_fft,
-          winLength: c.win_length,
-          hopLength: c.hop_length,
-          nMels: c.n_mels,
-          targetFrames: c.target_frames,
-        }, method)
+        melFeatures(tf, [wav.channels[0]], melOptionsOf(c), method)
       );
       const got = await f.data();
       f.dispose();

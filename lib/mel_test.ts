@@ -19,42 +19,12 @@ import {
   selectBackend,
 } from "../pipeline/backend.ts";
 import { gpuTests } from "../gpu/testing.ts";
+import { loadMelCases, melOptionsOf, readMelBlob } from "./mel_fixture.ts";
 
 const FIXTURES = new URL("../../shared/fixtures/reference/", import.meta.url);
 
-interface Case {
-  wav: string;
-  "sample_rate": number;
-  samples: number;
-  "n_fft": number;
-  "win_length": number;
-  "hop_length": number;
-  "n_mels": number;
-  "power_shape": [number, number];
-  "feature_shape": [number, number];
-  "fbank_shape": [number, number];
-  "target_frames": number;
-}
-
-const manifest = JSON.parse(
-  await Deno.readTextFile(new URL("mel/manifest.json", FIXTURES)),
-) as { cases: Record<string, Case> };
-
-async function blob(name: string): Promise<Float32Array> {
-  const bytes = await Deno.readFile(new URL(`mel/${name}`, FIXTURES));
-  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-}
-
-function optionsOf(c: Case): MelOptions {
-  return {
-    sampleRateHz: c.sample_rate,
-    nFft: c.n_fft,
-    winLength: c.win_length,
-    hopLength: c.hop_length,
-    nMels: c.n_mels,
-    targetFrames: c.target_frames,
-  };
-}
+const cases = await loadMelCases(FIXTURES);
+const blob = (file: string) => readMelBlob(FIXTURES, file);
 
 /** Largest |a − b|. */
 function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -100,9 +70,9 @@ Deno.test("paddedHann is periodic and centred in nFft", () => {
   assert.equal(frameCount(16000, 155), 104);
 });
 
-for (const [name, c] of Object.entries(manifest.cases)) {
+for (const [name, c] of Object.entries(cases)) {
   Deno.test(`mel parity with torchaudio: ${name} filterbank, power and features (cpu, fft)`, async () => {
-    const options = optionsOf(c);
+    const options = melOptionsOf(c);
     const fb = melFilterbank(options);
     assert.ok(
       maxAbs(fb, await blob(`${name}.fbank.f32`)) <= 2e-5,
@@ -145,12 +115,12 @@ for (const name of ["sc_16k_1s", "am_48k_1s"]) {
     name: `mel parity on WebGPU (matmul STFT): ${name}`,
     ignore: gpu === undefined,
     async fn() {
-      const c = manifest.cases[name];
+      const c = cases[name];
       const wav = await readWav(new URL(c.wav, FIXTURES).pathname);
       await selectBackend("webgpu");
       try {
         const feats = tf.tidy(() =>
-          melFeatures(tf, [wav.channels[0]], optionsOf(c), "matmul")
+          melFeatures(tf, [wav.channels[0]], melOptionsOf(c), "matmul")
         );
         const err = maxAbs(
           await feats.data(),

@@ -29,6 +29,11 @@ import {
   paddedHann,
 } from "../../lib/mel.ts";
 import { readWav } from "../../lib/wav.ts";
+import {
+  loadMelCases,
+  melOptionsOf,
+  readMelBlob,
+} from "../../lib/mel_fixture.ts";
 import { selectBackend } from "../../pipeline/backend.ts";
 import type { Runtime } from "../runtime.ts";
 import {
@@ -44,20 +49,7 @@ const FIXTURES = new URL(
   import.meta.url,
 );
 
-interface Case {
-  wav: string;
-  "sample_rate": number;
-  samples: number;
-  "n_fft": number;
-  "win_length": number;
-  "hop_length": number;
-  "n_mels": number;
-  "target_frames": number;
-}
-
-const manifest = JSON.parse(
-  await Deno.readTextFile(new URL("mel/manifest.json", FIXTURES)),
-) as { cases: Record<string, Case> };
+const cases = await loadMelCases(FIXTURES);
 
 /** llvmpipe's `maxComputeWorkgroupStorageSize` (the smallest we meet). */
 const LLVMPIPE_WORKGROUP_BYTES = 32 * 1024;
@@ -368,7 +360,7 @@ gpuTest(
 );
 
 // (a) The torchaudio fixtures (each fits llvmpipe's 32 KiB of workgroup memory).
-for (const [name, c] of Object.entries(manifest.cases)) {
+for (const [name, c] of Object.entries(cases)) {
   gpuTest(`stftMel + dbClamp parity with torchaudio: ${name}`, async (rt) => {
     assert.ok(
       stftMelFits({
@@ -377,23 +369,8 @@ for (const [name, c] of Object.entries(manifest.cases)) {
       }),
     );
     const wav = await readWav(new URL(c.wav, FIXTURES).pathname);
-    const options = {
-      sampleRateHz: c.sample_rate,
-      nFft: c.n_fft,
-      winLength: c.win_length,
-      hopLength: c.hop_length,
-      nMels: c.n_mels,
-      targetFrames: c.target_frames,
-    };
-    const got = await gpuMel(rt, [wav.channels[0]], options);
-    const bytes = await Deno.readFile(
-      new URL(`mel/${name}.feature.f32`, FIXTURES),
-    );
-    const ref = new Float32Array(
-      bytes.buffer,
-      bytes.byteOffset,
-      bytes.byteLength / 4,
-    );
+    const got = await gpuMel(rt, [wav.channels[0]], melOptionsOf(c));
+    const ref = await readMelBlob(FIXTURES, `${name}.feature.f32`);
     const want = transpose(ref, 1, c.n_mels, c.target_frames);
     const err = maxAbsDiff(got.out, want);
     // llvmpipe: 6e-6 (1 s clips) to 1.7e-5 (cs_44k_10s).
