@@ -468,10 +468,19 @@ export function createFusedEngine(
     rows: number,
     after?: (g: Graph, at: number, n: number) => void | Promise<void>,
   ) => {
-    for (const c of evalChunks(rows, evalBuilt)) {
+    const chunks = evalChunks(rows, evalBuilt);
+    // A tensor that is not on this device is read to the host once, not
+    // once per chunk (a size mismatch is left to stage's error).
+    const onDevice = tf.getBackend() === "webgpu" &&
+      (tf.backend() as unknown as WebGpuBackendLike).device === device;
+    const input = chunks.length > 1 && !(tokens instanceof Float32Array) &&
+        !onDevice && tokens.size === rows * rowFloats
+      ? (await tokens.data()) as Float32Array
+      : tokens;
+    for (const c of chunks) {
       if (!evalBuilt.includes(c.graphRows)) evalBuilt.push(c.graphRows);
       const g = graphOf(false, 1, c.graphRows);
-      const copy = await stage(tokens, rows, g.input, c.at, c.rows);
+      const copy = await stage(input, rows, g.input, c.at, c.rows);
       rt.run(evalLists(g), copy);
       await after?.(g, c.at, c.rows);
     }
