@@ -133,17 +133,30 @@ export function evaluationsAfter(
 ): PhaseTiming[] {
   const out: PhaseTiming[] = [];
   for (const [i, b] of bars.filter((x) => bar.test(x.label)).entries()) {
-    if (b.end === undefined) continue;
-    const after = records.find((r) =>
-      r.stage === stage && r.message !== undefined && line.test(r.message) &&
-      Date.parse(r.time) >= b.end! - 1
-    );
-    if (!after) continue;
-    out.push(
-      phase(Math.max(0, Date.parse(after.time) - b.end) / 1000, clips, i + 1),
-    );
+    const end = b.end === undefined
+      ? undefined
+      : lineAfter(records, stage, line, b.end);
+    if (end === undefined) continue;
+    out.push(phase(Math.max(0, end - b.end!) / 1000, clips, i + 1));
   }
   return out;
+}
+
+/**
+ * When the stage first logged a line matching `line` at or after `from` (ms
+ * since the epoch); undefined when it did not.
+ */
+function lineAfter(
+  records: readonly LogRecord[],
+  stage: string,
+  line: RegExp,
+  from: number,
+): number | undefined {
+  const r = records.find((r) =>
+    r.stage === stage && r.message !== undefined && line.test(r.message) &&
+    Date.parse(r.time) >= from - 1
+  );
+  return r ? Date.parse(r.time) : undefined;
 }
 
 /**
@@ -447,11 +460,8 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       : null;
   // Validation: from a train epoch's end to its log line (as evaluationsAfter).
   const validationWindows = trainBars.map((b) => {
-    const line = records.find((r) =>
-      r.stage === "train" && r.message !== undefined &&
-      /^epoch \d+/.test(r.message) && Date.parse(r.time) >= b.end! - 1
-    );
-    return line ? since([b.end!, Date.parse(line.time)]) : null;
+    const end = lineAfter(records, "train", /^epoch \d+/, b.end!);
+    return end === undefined ? null : since([b.end!, end]);
   });
   const phaseWindows = {
     trainEpoch: trainBars.map((b) => since([b.start, b.end!])),
