@@ -10,7 +10,8 @@
  *   own clock, clips of the train split seen);
  * - `validation`: each per-epoch evaluation (from the end of the epoch's
  *   progress bar to the epoch's log line);
- * - `ttau`: the `test_time_augmentation` stage (clips = passes over the
+ * - `ttau`: the `test_time_augmentation` stage (`rows`: eval forwards, one
+ *   per view of each clip, what `ttauFraction` compares with the bound; clips = passes over the
  *   split × its clips);
  * - `ttdaEpoch` and `ttdaEvaluation`: each TTDA epoch's adaptation pass
  *   (its progress bar) and the evaluation after it (to its log line);
@@ -87,6 +88,10 @@ export interface PhaseTiming {
   readonly clipsPerSecond: number;
   /** Train epochs: of `seconds`, the weights' copy to the host for the checkpoints. */
   readonly syncSeconds?: number;
+  /** TTAu: eval-forward rows (clips × views of each pass). */
+  readonly rows?: number;
+  /** TTAu: rows / seconds. */
+  readonly rowsPerSecond?: number;
 }
 
 /** A progress bar as the bench saw it: label, total, wall-clock start and end (ms since the epoch). */
@@ -113,6 +118,34 @@ function phase(seconds: number, clips: number, epoch?: number): PhaseTiming {
     seconds: round(seconds),
     clips,
     clipsPerSecond: round(seconds > 0 ? clips / seconds : 0, 1),
+  };
+}
+
+/**
+ * Eval-forward rows of the TTAu stage: each pass of its views (bars `TTAu
+ * model i/n`) scores every clip once per view, the passes of the plain
+ * pipeline (labels ending in `(eval)`-like phase names) once. The view count
+ * comes from the stage's summary line (`… × 3 views, merge …`).
+ *
+ * @returns `rows` and `rowsPerSecond`, or nothing when the line is missing.
+ */
+export function ttauRows(
+  ttauBars: readonly BarRecord[],
+  records: readonly LogRecord[],
+  seconds: number,
+): { rows: number; rowsPerSecond: number } | Record<string, never> {
+  const line = records.find((r) =>
+    r.stage === "test_time_augmentation" && /^TTAu on /.test(r.message ?? "")
+  );
+  const views = /× (\d+) views?\b/.exec(line?.message ?? "");
+  if (!views) return {};
+  const rows = ttauBars.reduce(
+    (n, b) => n + b.total * (/\(\w+\)$/.test(b.label) ? 1 : Number(views[1])),
+    0,
+  );
+  return {
+    rows,
+    rowsPerSecond: round(seconds > 0 ? rows / seconds : 0, 1),
   };
 }
 
@@ -475,15 +508,16 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     return name === undefined ? undefined : timings[name];
   };
   const ttauMs = stageMs("test_time_augmentation");
-  const ttau = ttauMs === undefined ? null : phase(
-    ttauMs / 1000,
-    barsOfStage(
-      bars,
-      records,
-      compiled.plan.stages.find((s) => s.id === "test_time_augmentation")!
-        .name,
-    ).reduce((n, b) => n + b.total, 0),
+  const ttauBars = ttauMs === undefined ? [] : barsOfStage(
+    bars,
+    records,
+    compiled.plan.stages.find((s) => s.id === "test_time_augmentation")!
+      .name,
   );
+  const ttau = ttauMs === undefined ? null : {
+    ...phase(ttauMs / 1000, ttauBars.reduce((n, b) => n + b.total, 0)),
+    ...ttauRows(ttauBars, records, ttauMs / 1000),
+  };
   const reportMs = stageMs("report");
   const reportSplit = (compiled.plan.stages.find((s) => s.id === "report")
     ?.options as { split?: string } | undefined)?.split ?? "test";
@@ -543,7 +577,10 @@ export async function benchE2e(args: string[]): Promise<unknown> {
         return s > 0 ? round(p.clips / s / r.clipsPerSecond) : null;
       })(),
       validationFraction: fraction(last(validation), evalCps),
-      ttauFraction: fraction(ttau, evalCps),
+      // TTAu runs one eval forward per view of each clip: its bound is rows.
+      ttauFraction: ttau?.rowsPerSecond === undefined
+        ? fraction(ttau, evalCps)
+        : round(ttau.rowsPerSecond / evalCps),
       ttdaEpochFraction: fraction(last(ttdaEpoch), ttda.clipsPerSecond),
       ttdaEvaluationFraction: fraction(last(ttdaEvaluation), evalCps),
       note:

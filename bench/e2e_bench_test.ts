@@ -7,6 +7,7 @@ import {
   E2E_PRESETS,
   evaluationsAfter,
   type LogRecord,
+  ttauRows,
 } from "./e2e_bench.ts";
 
 const at = (ms: number) => new Date(Date.UTC(2026, 0, 1) + ms).toISOString();
@@ -143,4 +144,35 @@ Deno.test("bench e2e runs sc1 end to end on cpu with a tiny model and reports ev
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("ttauRows: one eval row per view of each clip, one per plain-pipeline pass", () => {
+  const ttauBars: BarRecord[] = [
+    { label: "TTAu model 1/1 (eval)", total: 65, start: t(0), end: t(100) },
+    { label: "TTAu model 1/1", total: 65, start: t(100), end: t(400) },
+  ];
+  const line: LogRecord = {
+    time: at(500),
+    stage: "test_time_augmentation",
+    message:
+      "TTAu on test (65 clips, 1 model × 3 views, merge logits): Orig 90.00%",
+  };
+  assert.deepEqual(ttauRows(ttauBars, [line], 0.5), {
+    rows: 65 + 3 * 65,
+    rowsPerSecond: 520,
+  });
+  // One view: "view", not "views".
+  assert.deepEqual(
+    ttauRows(
+      ttauBars.slice(1),
+      [{
+        ...line,
+        message: "TTAu on test (65 clips, 2 models × 1 view, merge logits)",
+      }],
+      1,
+    ),
+    { rows: 65, rowsPerSecond: 65 },
+  );
+  // Without the summary line (a failed stage): no rows.
+  assert.deepEqual(ttauRows(ttauBars, [], 1), {});
 });

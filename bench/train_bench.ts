@@ -4,7 +4,9 @@
  * steps of 4 views × batch 32 (one forward pass per view, summed
  * label-smoothed cross-entropy, one gradient, SGD with momentum and weight
  * decay, BatchNorm running-stat updates — what the `train` stage does), an
- * eval forward of 32 clips, the first (compile) step, and peak memory as tfjs
+ * eval forward of 32 clips, the first (compile) step, three timed epoch-end
+ * copies of the weights and momentum into the tfjs model (`downloads`: the
+ * map's wait, the copy out of it, the tensors' assignment, in ms), and peak memory as tfjs
  * accounts it. Prints JSON with the adapter name, to compare with the PyTorch
  * anchor (`../shared/bench/amaut_torch.py`) run on the same card.
  *
@@ -222,6 +224,21 @@ async function benchFused(
     // Everything is allocated when a graph is built: steps allocate nothing.
     const growthBytes = engine.runtime.stats().bytes - bytesAfterFirst;
     const last = await engine.metrics();
+    // The epoch-end copy of weights, running statistics and momentum into
+    // the tfjs model (what the train stage's checkpoints read), three times.
+    const downloads: Record<string, number>[] = [];
+    for (let k = 0; k < 3; k++) {
+      const timing = { mapMs: 0, copyMs: 0, bytes: 0, assignMs: 0 };
+      const d0 = performance.now();
+      await engine.download(model, sgd, timing);
+      downloads.push({
+        totalMs: Math.round(performance.now() - d0),
+        mapMs: Math.round(timing.mapMs),
+        copyMs: Math.round(timing.copyMs),
+        assignMs: Math.round(timing.assignMs),
+        MiB: Math.round(timing.bytes / 2 ** 20),
+      });
+    }
     const evalInput = tf.slice(tokens, [0, 0, 0], [B, -1, -1]);
     for (let k = 0; k < 3; k++) await engine.evalEnqueue(evalInput, B);
     await engine.sync();
@@ -268,6 +285,7 @@ async function benchFused(
       peakMemoryMiB: Math.round(
         (engineBytes + (mem.numBytesInGPUAllocated ?? 0)) / 2 ** 20,
       ),
+      downloads,
       lossFirst: first.lossSum,
       lossLast: last.lossSum / o.steps,
       views: o.views,

@@ -19,7 +19,9 @@ import type { ModelDims, ModelOptions } from "../model/config.ts";
 import type { Sgd, SgdOptions } from "../model/sgd.ts";
 import {
   createRuntime,
+  mappedCopy,
   type ProfileEntry,
+  type ReadTiming,
   type Region,
   type Runtime,
 } from "./runtime.ts";
@@ -122,7 +124,11 @@ export interface FusedEngine {
   /** Copies the model's parameters and running statistics, and the optimizer's momentum, to the GPU. */
   upload(model: AmautModel, sgd?: Sgd): Promise<void>;
   /** Copies parameters, running statistics and (with `sgd`) momentum back into the tfjs model and optimizer. */
-  download(model: AmautModel, sgd?: Sgd): Promise<void>;
+  download(
+    model: AmautModel,
+    sgd?: Sgd,
+    timing?: DownloadTiming,
+  ): Promise<void>;
   /**
    * Enqueues one training step: forward and backward over all views at
    * once, running-statistics updates, SGD. Returns at once; the GPU works
@@ -188,6 +194,12 @@ export interface FusedEngine {
   profileEval(tokens: TokenInput, rows: number): Promise<ProfileEntry[]>;
   /** Frees every GPU buffer. */
   destroy(): void;
+}
+
+/** Where a {@linkcode FusedEngine.download} spent its time, in milliseconds (filled in by it). */
+export interface DownloadTiming extends ReadTiming {
+  /** Making the tfjs tensors and assigning them (weights, buffers, momentum). */
+  assignMs: number;
 }
 
 interface WebGpuBackendLike {
@@ -530,7 +542,7 @@ export function createFusedEngine(
       momentumStarted = (sgd?.buffers.size ?? 0) > 0;
       weightsVersion++;
     },
-    async download(model, sgd) {
+    async download(model, sgd, timing) {
       // One map for all (each map drains the queue and sleeps ~10 ms on
       // Deno); the tensors are views of its one copy, not copies of their own.
       const withMomentum = sgd !== undefined && momentumStarted;
@@ -538,7 +550,9 @@ export function createFusedEngine(
         withMomentum
           ? [arenas.params, arenas.running, arenas.momentum]
           : [arenas.params, arenas.running],
+        timing,
       );
+      const t0 = performance.now();
       const assign = (v: Variable, data: Float32Array) =>
         tf.tidy(() => v.assign(tf.tensor(data, v.shape, "float32")));
       for (const slot of arenas.slots) {
@@ -560,6 +574,7 @@ export function createFusedEngine(
         sgd.load(map);
         tf.dispose([...map.values()]);
       }
+      if (timing) timing.assignMs = performance.now() - t0;
     },
     async step(tokens, labels, views, settings) {
       const { lists, before } = await prepareStep(
@@ -655,9 +670,7 @@ export function createFusedEngine(
           const buffer = target;
           target = undefined;
           await buffer.mapAsync(GPUMapMode.READ, 0, used * 4);
-          const all = new Float32Array(
-            buffer.getMappedRange(0, used * 4).slice(0),
-          );
+          const all = new Float32Array(mappedCopy(buffer, 0, used * 4));
           buffer.unmap();
           buffer.destroy();
           const out: Float32Array[] = [];

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   compileStats,
   createRuntime,
+  mappedCopy,
   type Dispatch,
   type KernelPlan,
   type PlanBindings,
@@ -47,9 +48,53 @@ Deno.test({
       assert.equal(rc[63], 31.5);
       assert.deepEqual([...await rt.read(b)], [-1, -2, -3]);
       assert.deepEqual(await rt.readMany([]), []);
+      // The optional timing says how many bytes one map read (each region
+      // rounded up to whole floats) and where the time went.
+      const timing = { mapMs: -1, copyMs: -1, bytes: 0 };
+      await rt.readMany([a, b], timing);
+      assert.equal(timing.bytes, (5 + 3) * 4);
+      assert.ok(timing.mapMs >= 0 && timing.copyMs >= 0);
     } finally {
       rt.destroy();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "runtime: mappedCopy keeps a mapped range's bytes after unmap and destroy",
+  ignore: !hasGpu,
+  async fn() {
+    const device = (await testRuntime())!.device;
+    const n = 1 << 16;
+    const data = device.createBuffer({
+      size: n * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+        GPUBufferUsage.COPY_DST,
+    });
+    device.queue.writeBuffer(
+      data,
+      0,
+      Float32Array.from({ length: n }, (_, i) => i - 7),
+    );
+    const source = device.createBuffer({
+      size: n * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const encoder = device.createCommandEncoder();
+    encoder.copyBufferToBuffer(data, 0, source, 0, n * 4);
+    device.queue.submit([encoder.finish()]);
+    await source.mapAsync(GPUMapMode.READ);
+    data.destroy();
+    const whole = mappedCopy(source);
+    const part = mappedCopy(source, 8, 16);
+    source.unmap();
+    source.destroy();
+    const f = new Float32Array(whole);
+    assert.equal(f.length, n);
+    assert.equal(f[0], -7);
+    assert.equal(f[n - 1], n - 8);
+    assert.deepEqual([...new Float32Array(part)], [-5, -4, -3, -2]);
   },
 });
 
