@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import {
   compileStats,
   createRuntime,
-  mappedCopy,
   type Dispatch,
   type KernelPlan,
+  mappedCopy,
   type PlanBindings,
   planRegions,
   type Region,
