@@ -367,7 +367,7 @@ export async function snapshotCheckpoint(
 }
 
 /** What {@linkcode writeCheckpoint} did for each name of `alsoAs`. */
-export interface WriteReport {
+export interface CheckpointWriteReport {
   /**
    * The names whose data file is a copy, not a hard link, with the reason
    * the link failed (e.g. a file system without hard links).
@@ -397,7 +397,7 @@ export interface WriteReport {
 export async function writeCheckpoint(
   snapshot: CheckpointSnapshot,
   options: { alsoAs?: readonly string[]; pieceBytes?: number } = {},
-): Promise<WriteReport> {
+): Promise<CheckpointWriteReport> {
   const { dir, name } = snapshot;
   const pieceBytes = options.pieceBytes ?? PIECE_BYTES;
   if (!Number.isInteger(pieceBytes) || pieceBytes <= 0 || pieceBytes % 4) {
@@ -528,7 +528,7 @@ export async function saveCheckpoint(
   meta: CheckpointMeta,
   groups: Readonly<Record<string, ReadonlyMap<string, Tensor>>>,
   options: { alsoAs?: readonly string[]; pieceBytes?: number } = {},
-): Promise<WriteReport> {
+): Promise<CheckpointWriteReport> {
   return await writeCheckpoint(
     await snapshotCheckpoint(dir, name, meta, groups),
     options,
@@ -536,7 +536,7 @@ export async function saveCheckpoint(
 }
 
 /** Options of {@linkcode loadCheckpoint}. */
-export interface LoadOptions {
+export interface CheckpointLoadOptions {
   /**
    * Load only these groups (e.g. `["params", "buffers"]`): only their bytes
    * are read and verified (all of a version-1 file). Default: every group.
@@ -552,7 +552,7 @@ export interface LoadOptions {
  * @param tf The TensorFlow.js namespace to create the tensors with.
  * @param dir Folder of the checkpoint.
  * @param name File stem, e.g. `last`.
- * @param options `groups`: load only these groups (see {@linkcode LoadOptions}).
+ * @param options `groups`: load only these groups (see {@linkcode CheckpointLoadOptions}).
  * @returns The metadata and the (requested) groups of tensors, in the order
  *   saved.
  * @throws {Error} Naming the checkpoint and the file, when the index or data
@@ -563,7 +563,7 @@ export async function loadCheckpoint(
   tf: Tf,
   dir: string,
   name: string,
-  options: LoadOptions = {},
+  options: CheckpointLoadOptions = {},
 ): Promise<
   { meta: CheckpointMeta; groups: Record<string, Map<string, Tensor>> }
 > {
