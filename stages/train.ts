@@ -288,6 +288,11 @@ interface BackgroundSaves {
   settle(): Promise<void>;
 }
 
+/**
+ * Runs checkpoint saves in the background, one at a time; a failure is kept
+ * (never an unhandled rejection) and thrown once, by the next
+ * {@linkcode BackgroundSaves.check} or {@linkcode BackgroundSaves.settle}.
+ */
 function backgroundSaves(): BackgroundSaves {
   let pending: Promise<void> | undefined;
   let failed: Error | undefined;
