@@ -97,6 +97,19 @@ export { createFusedTtda } from "./gpu/ttda_fused.ts";
 export type { FusedTtda } from "./gpu/ttda_fused.ts";
 export { evaluate, evaluateLogits } from "./model/evaluate.ts";
 export type { EvalContext, Evaluation } from "./model/evaluate.ts";
+export {
+  loadCheckpoint,
+  PIECE_BYTES,
+  saveCheckpoint,
+  snapshotCheckpoint,
+  writeCheckpoint,
+} from "./model/checkpoint.ts";
+export type {
+  CheckpointLoadOptions,
+  CheckpointMeta,
+  CheckpointSnapshot,
+  CheckpointWriteReport,
+} from "./model/checkpoint.ts";
 export { createScorer, evaluateOn } from "./model/scorer.ts";
 export type { EngineChoice, ScoreInput, Scorer } from "./model/scorer.ts";
 export type {

@@ -159,7 +159,10 @@ export async function exportRun(
       `it has no checkpoints/${which}.json (the train stage never finished an epoch)`,
     );
   }
-  const ckpt = await loadCheckpoint(tfjs, dir, which);
+  // Parameters and running statistics only: the momentum is not exported.
+  const ckpt = await loadCheckpoint(tfjs, dir, which, {
+    groups: ["params", "buffers"],
+  });
   const model = createModel(tfjs, modelOptions, dims, createRng("export", 0));
   try {
     if (modelSignature(model.params) !== ckpt.meta.modelSignature) {

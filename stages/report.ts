@@ -403,7 +403,10 @@ async function loadWeights(
   dir: string,
   name: string,
 ): Promise<void> {
-  const ckpt = await loadCheckpoint(ctx.tf, dir, name);
+  // Parameters and running statistics only: the momentum is never read.
+  const ckpt = await loadCheckpoint(ctx.tf, dir, name, {
+    groups: ["params", "buffers"],
+  });
   try {
     assignWeights(
       target,

@@ -299,7 +299,10 @@ async function loadMember(
   label: string,
 ): Promise<void> {
   const { tf } = ctx;
-  const ckpt = await loadCheckpoint(tf, source.dir, source.name);
+  // Parameters and running statistics only: the momentum is never read.
+  const ckpt = await loadCheckpoint(tf, source.dir, source.name, {
+    groups: ["params", "buffers"],
+  });
   try {
     try {
       checkCompatible(ckpt.meta, {

@@ -11,8 +11,13 @@
  * updated after each epoch. After every epoch it reads the training metrics,
  * syncs the weights into the tfjs model, evaluates the selection
  * split, keeps the best checkpoint (ties go to the later epoch) and the last,
- * and appends to `metrics.jsonl`. At the end it evaluates the best weights on
- * every split and writes `summary.json`.
+ * and appends to `metrics.jsonl`. The checkpoint's values are copied to the
+ * host before the next epoch starts; hashing and writing them (and
+ * `metrics.jsonl`) go on in the background while it trains, one save at a
+ * time, awaited before the next save, at an interrupt or error (so a stopped
+ * run keeps a consistent `last` and `metrics.jsonl`), and before the end. At
+ * the end it evaluates the best weights on every split and writes
+ * `summary.json`.
  *
  * Takes `tokens` (`[b, t, f]` per batch, views stacked) and `label`; provides
  * `model` (the trained model, best weights), `metrics` and `summary`.
@@ -35,16 +40,12 @@ import type { Tensor3D } from "@tensorflow/tfjs";
 import { defineStage } from "../pipeline/define_stage.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../pipeline/atomic.ts";
 import type { StepContext, Tf } from "../pipeline/types.ts";
+import { InterruptedError } from "../pipeline/interrupt.ts";
 import { createModel, ModelOptions, modelSummary } from "../model/amaut.ts";
 import type { AmautModel, ModelDims } from "../model/amaut.ts";
 import { referenceSgdOptions } from "../model/sgd.ts";
 import { learningRateAt } from "../model/schedule.ts";
-import {
-  trainBatch,
-  type Trainer,
-  type TrainerState,
-  withFallback,
-} from "../model/trainer.ts";
+import { trainBatch, type Trainer, withFallback } from "../model/trainer.ts";
 import { createTfjsTrainer } from "../model/trainer_tfjs.ts";
 import { createFusedTrainer } from "../gpu/trainer_fused.ts";
 import { isBindingLimitError } from "../gpu/runtime.ts";
@@ -52,9 +53,11 @@ import { fusedDevice } from "../model/engine_choice.ts";
 import {
   checkCompatible,
   type CheckpointMeta,
+  type CheckpointSnapshot,
   loadCheckpoint,
   modelSignature,
-  saveCheckpoint,
+  snapshotCheckpoint,
+  writeCheckpoint,
 } from "../model/checkpoint.ts";
 
 /** Options of the `train` stage. */
@@ -119,6 +122,13 @@ export interface EpochMetrics {
   readonly seconds?: number;
   /** Of `seconds`, the copy of the weights (and momentum) from the device to the host at the epoch's end, for the checkpoints. */
   readonly syncSeconds?: number;
+  /**
+   * Seconds the epoch's checkpoint save took: the copy of the values to the
+   * host (which the next epoch waits for) plus hashing and writing `last`
+   * (and linking `best`), which overlap the next epoch. Absent for the last
+   * epoch a resumed run's checkpoint recorded (the save was timed after).
+   */
+  readonly checkpointSeconds?: number;
   readonly clipsPerSecond?: number;
   /** `tf.memory().numTensors` when the epoch started (a leak shows as growth). */
   readonly tensorsAtStart?: number;
@@ -204,23 +214,113 @@ async function resume(
 }
 
 /**
- * Writes an epoch's record: `checkpoints/best` when it improved, then
- * `checkpoints/last`, then `metrics.jsonl` (the history so far), each
- * atomically.
+ * Writes an epoch's record from its snapshot: `checkpoints/last` (and
+ * `checkpoints/best`, a hard link to the same data, when it improved; written
+ * first, as its own index), then `metrics.jsonl` (the history up to this
+ * epoch, with this epoch's `checkpointSeconds`), each atomically.
+ *
+ * @param history The history up to this epoch (the snapshot's).
+ * @param trainAt Index in `history` of this epoch's train line.
+ * @param copySeconds Seconds {@linkcode snapshotCheckpoint} took.
+ * @returns The save's seconds (`checkpointSeconds`).
+ * @throws {Error} "Cannot save the checkpoint of epoch N", naming the file.
  */
-async function saveEpoch(
+async function writeEpoch(
   runDir: string,
-  meta: CheckpointMeta & { history: readonly EpochMetrics[] },
-  state: TrainerState,
+  snapshot: CheckpointSnapshot,
   improved: boolean,
-): Promise<void> {
-  const checkpoints = join(runDir, "checkpoints");
-  if (improved) await saveCheckpoint(checkpoints, "best", meta, { ...state });
-  await saveCheckpoint(checkpoints, "last", meta, { ...state });
-  await writeFileAtomic(
-    join(runDir, "metrics.jsonl"),
-    meta.history.map((m) => JSON.stringify(m)).join("\n") + "\n",
+  history: readonly EpochMetrics[],
+  trainAt: number,
+  copySeconds: number,
+  log: StepContext["log"],
+): Promise<number> {
+  const start = performance.now();
+  const where = join(snapshot.dir, snapshot.name);
+  try {
+    const report = await writeCheckpoint(snapshot, {
+      alsoAs: improved ? ["best"] : [],
+    });
+    for (const { name, reason } of report.copied) {
+      log.debug(
+        `checkpoint: ${
+          join(snapshot.dir, `${name}.bin`)
+        } is a copy of ${where}.bin, not a hard link (${reason})`,
+      );
+    }
+  } catch (error) {
+    throw new Error(
+      `Cannot save the checkpoint of epoch ${
+        snapshot.meta.epoch + 1
+      } to ${where}: ${
+        (error as Error).message
+      }; the checkpoint before it is kept: free disk space or fix the folder, then resume the run with --resume`,
+    );
+  }
+  const checkpointSeconds = copySeconds + (performance.now() - start) / 1000;
+  const lines = history.map((m, i) =>
+    i === trainAt ? { ...m, checkpointSeconds } : m
   );
+  const metricsPath = join(runDir, "metrics.jsonl");
+  try {
+    await writeFileAtomic(
+      metricsPath,
+      lines.map((m) => JSON.stringify(m)).join("\n") + "\n",
+    );
+  } catch (error) {
+    throw new Error(
+      `Cannot write ${metricsPath}: ${
+        (error as Error).message
+      }; the checkpoint of epoch ${
+        snapshot.meta.epoch + 1
+      } is saved: free disk space or fix the folder, then resume the run with --resume`,
+    );
+  }
+  return checkpointSeconds;
+}
+
+/** Checkpoint saves running while training goes on, one at a time. */
+interface BackgroundSaves {
+  /** Starts `save` in the background; call {@linkcode settle} first. */
+  start(save: () => Promise<void>): void;
+  /** Throws the error of a save that failed, once. */
+  check(): void;
+  /** Waits for the save in flight, then throws its error, once. */
+  settle(): Promise<void>;
+}
+
+/**
+ * Runs checkpoint saves in the background, one at a time; a failure is kept
+ * (never an unhandled rejection) and thrown once, by the next
+ * {@linkcode BackgroundSaves.check} or {@linkcode BackgroundSaves.settle}.
+ */
+function backgroundSaves(): BackgroundSaves {
+  let pending: Promise<void> | undefined;
+  let failed: Error | undefined;
+  const check = () => {
+    const error = failed;
+    failed = undefined;
+    if (error) throw error;
+  };
+  return {
+    start(save) {
+      if (pending) {
+        throw new Error(
+          "Cannot start a checkpoint save while another runs: settle it first",
+        );
+      }
+      const running: Promise<void> = save().catch((error) => {
+        failed = error instanceof Error ? error : new Error(String(error));
+      }).finally(() => {
+        if (pending === running) pending = undefined;
+      });
+      pending = running;
+    },
+    check,
+    async settle() {
+      await pending;
+      check();
+    },
+  };
 }
 
 /** Loads the `best` checkpoint's weights and running statistics into the trainer. */
@@ -229,7 +329,10 @@ async function loadBest(
   trainer: Trainer,
   checkpoints: string,
 ): Promise<void> {
-  const best = await loadCheckpoint(tf, checkpoints, "best");
+  // Weights and running statistics only: the momentum is not read.
+  const best = await loadCheckpoint(tf, checkpoints, "best", {
+    groups: ["params", "buffers"],
+  });
   try {
     await trainer.load({
       params: best.groups.params,
@@ -293,6 +396,7 @@ export const stage = defineStage<TrainOptions>({
       () => false,
     );
     const final: Record<string, { accuracy: number; loss: number }> = {};
+    const saves = backgroundSaves();
     try {
       if (ctx.resume && !hasLast) {
         log.info(
@@ -359,6 +463,8 @@ export const stage = defineStage<TrainOptions>({
               ? `epoch ${epoch + 1}, from the checkpoint of epoch ${epoch}`
               : undefined,
           );
+          saves.check(); // the previous epoch's save failed: stop
+
           const train = trainBatch(batch);
           await trainer.step(train, {
             smoothing: options.labelSmoothing,
@@ -451,8 +557,35 @@ export const stage = defineStage<TrainOptions>({
           history,
           best,
         };
-        await saveEpoch(ctx.runDir, meta, state, improved);
+        // One save at a time, in epoch order.
+        await saves.settle();
+        // The values are copied to the host now (the next epoch's steps
+        // change the tensors); hashing and writing them overlap its training.
+        const copyStart = performance.now();
+        const snapshot = await snapshotCheckpoint(
+          checkpoints,
+          "last",
+          meta,
+          { ...state },
+        );
+        const copySeconds = (performance.now() - copyStart) / 1000;
+        const record = history.slice();
+        const trainAt = record.length - 2;
+        saves.start(async () => {
+          const checkpointSeconds = await writeEpoch(
+            ctx.runDir,
+            snapshot,
+            improved,
+            record,
+            trainAt,
+            copySeconds,
+            log,
+          );
+          // Later checkpoints and metrics.jsonl carry it too.
+          history[trainAt] = { ...history[trainAt], checkpointSeconds };
+        });
       }
+      await saves.settle();
       // Final evaluation with the best weights on every split.
       await loadBest(tf, trainer, checkpoints);
       for (const split of Object.keys(ctx.data.splits)) {
@@ -468,6 +601,20 @@ export const stage = defineStage<TrainOptions>({
           })`,
         );
       }
+    } catch (error) {
+      // A save still in flight ends first, so that a stopped run keeps the
+      // `last` checkpoint and metrics.jsonl of the epoch it names.
+      const failed = await saves.settle().then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      if (failed) {
+        // An interrupt would claim a checkpoint that is not there: the
+        // save's error is the one to show.
+        if (error instanceof InterruptedError) throw failed;
+        log.error(failed.message);
+      }
+      throw error;
     } finally {
       trainer.dispose();
     }

@@ -141,6 +141,168 @@ Deno.test("train --resume after an interruption ends with the same weights as an
   assert.equal(metrics.length, 4);
 });
 
+/**
+ * Runs `fn` with `Deno.open` of the train stage's `last.bin` temp files
+ * going through `hook` (given the 1-based count of such opens).
+ */
+async function withLastBinOpens<T>(
+  hook: (n: number) => Promise<void>,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const open = Deno.open;
+  let n = 0;
+  Deno.open = (async (path: string | URL, options?: Deno.OpenOptions) => {
+    if (/[\\/]\.last\.bin\.[0-9a-f]{8}\.tmp$/.test(String(path))) {
+      await hook(++n);
+    }
+    return open(path, options);
+  }) as typeof Deno.open;
+  try {
+    return await fn();
+  } finally {
+    Deno.open = open;
+  }
+}
+
+Deno.test("train saves each epoch's checkpoint in the background: best links last's data, checkpointSeconds recorded, both load", async () => {
+  await tf.setBackend("cpu");
+  const { compiled } = await setup(["train.epochs=3", "train.lrCardinality=3"]);
+  const result = await runPipeline(compiled, {});
+  const dir = join(result.runDir, "checkpoints");
+  const lines = (await Deno.readTextFile(join(result.runDir, "metrics.jsonl")))
+    .trim().split("\n").map((l) => JSON.parse(l));
+  const train = lines.filter((l) => l.split === "train");
+  assert.equal(train.length, 3);
+  for (const l of train) {
+    assert.ok(l.checkpointSeconds > 0, JSON.stringify(l));
+  }
+  for (const l of lines.filter((l) => l.split !== "train")) {
+    assert.equal(l.checkpointSeconds, undefined);
+  }
+  // The last checkpoint's own history has the earlier epochs' save times.
+  const last = await params(result.runDir, "last");
+  const history = last.meta.history as {
+    split: string;
+    checkpointSeconds?: number;
+  }[];
+  assert.deepEqual(
+    history.filter((l) => l.split === "train").map((l) =>
+      l.checkpointSeconds !== undefined
+    ),
+    [true, true, false],
+  );
+  const summary = JSON.parse(
+    await Deno.readTextFile(join(result.runDir, "summary.json")),
+  );
+  const best = await params(result.runDir, "best");
+  assert.equal(best.meta.epoch + 1, summary.bestEpoch);
+  const bestIndex = JSON.parse(await Deno.readTextFile(join(dir, "best.json")));
+  assert.equal(bestIndex.data.file, "best.bin");
+  if (Deno.build.os !== "windows" && summary.bestEpoch === 3) {
+    const [a, b] = await Promise.all([
+      Deno.stat(join(dir, "best.bin")),
+      Deno.stat(join(dir, "last.bin")),
+    ]);
+    assert.equal(a.ino, b.ino, "best.bin is a hard link to last.bin");
+  }
+  if (summary.bestEpoch === 3) assert.deepEqual(best.values, last.values);
+  else assert.notDeepEqual(best.values, last.values);
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  assert.deepEqual(names.sort(), [
+    "best.bin",
+    "best.json",
+    "last.bin",
+    "last.json",
+  ]);
+});
+
+Deno.test("train stops with the error of a failed background save, naming the file", async () => {
+  await tf.setBackend("cpu");
+  const { dir, compiled } = await setup([
+    "train.epochs=3",
+    "train.lrCardinality=3",
+  ]);
+  const console: string[] = [];
+  await withLastBinOpens(
+    (n) =>
+      n === 2
+        ? Promise.reject(new Deno.errors.PermissionDenied("disk says no"))
+        : Promise.resolve(),
+    () =>
+      assert.rejects(
+        runPipeline(compiled, { console: (line) => console.push(line) }),
+        (e: Error) => {
+          assert.match(
+            e.message,
+            /^Cannot finish stage "train": Cannot save the checkpoint of epoch 2 to .*[\\/]checkpoints[\\/]last: disk says no; the checkpoint before it is kept: free disk space or fix the folder, then resume the run with --resume$/,
+          );
+          return true;
+        },
+      ),
+  );
+  const runs: string[] = [];
+  for await (const e of Deno.readDir(join(dir, "runs"))) {
+    runs.push(join(dir, "runs", e.name));
+  }
+  assert.equal(runs.length, 1);
+  const last = await params(runs[0], "last");
+  assert.equal(last.meta.epoch, 0, "epoch 1's checkpoint is kept");
+  const metrics = (await Deno.readTextFile(join(runs[0], "metrics.jsonl")))
+    .trim().split("\n");
+  assert.equal(metrics.length, 2);
+  // The run stopped during epoch 3 at the latest: it never finished.
+  assert.ok(!console.some((l) => l.includes("epoch 3/3:")));
+  assert.equal(
+    console.filter((l) => l.includes("Cannot save the checkpoint")).length,
+    1,
+    `the error is printed once:\n${console.join("\n")}`,
+  );
+});
+
+Deno.test("an interrupt while the epoch's checkpoint is still being written waits for it; the resume matches an uninterrupted run", async () => {
+  await tf.setBackend("cpu");
+  const a = await setup();
+  const full = await runPipeline(a.compiled, {});
+  const b = await setup();
+  const controller = new AbortController();
+  let runDir = "";
+  await withLastBinOpens(
+    // The first save takes 300 ms longer: the interrupt comes while it runs.
+    (n) => n === 1 ? new Promise((r) => setTimeout(r, 300)) : Promise.resolve(),
+    () =>
+      assert.rejects(
+        runPipeline(b.compiled, {
+          signal: controller.signal,
+          console: (line) => {
+            if (line.includes("epoch 1/2:")) {
+              controller.abort(new Error("interrupted"));
+            }
+          },
+        }),
+        (e: unknown) => {
+          runDir = (e as RunInterrupted).runDir;
+          return e instanceof RunInterrupted &&
+            e.restarts === "epoch 2, from the checkpoint of epoch 1";
+        },
+      ),
+  );
+  const partial = await params(runDir, "last");
+  assert.equal(partial.meta.epoch, 0);
+  const metrics = (await Deno.readTextFile(join(runDir, "metrics.jsonl")))
+    .trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(metrics.map((m) => [m.epoch, m.split]), [
+    [1, "train"],
+    [1, "validation"],
+  ]);
+  assert.ok(metrics[0].checkpointSeconds >= 0.3);
+  await runPipeline(b.compiled, { resume: runDir });
+  const resumed = await params(runDir, "last");
+  const uninterrupted = await params(full.runDir, "last");
+  assert.equal(resumed.meta.epoch, 1);
+  assert.deepEqual(resumed.values, uninterrupted.values);
+});
+
 Deno.test("train refuses to resume with another spec, saying which key differs", async () => {
   const a = await setup();
   const done = await runPipeline(a.compiled, {});
