@@ -228,12 +228,21 @@ async function benchFused(
     // the tfjs model (what the train stage's checkpoints read), three times.
     const downloads: Record<string, number>[] = [];
     for (let k = 0; k < 3; k++) {
-      const timing = { mapMs: 0, copyMs: 0, bytes: 0, assignMs: 0 };
+      const timing = {
+        setupMs: 0,
+        mapMs: 0,
+        copyMs: 0,
+        releaseMs: 0,
+        bytes: 0,
+        assignMs: 0,
+      };
       const d0 = performance.now();
       await engine.download(model, sgd, timing);
       downloads.push({
         totalMs: Math.round(performance.now() - d0),
+        setupMs: Math.round(timing.setupMs),
         mapMs: Math.round(timing.mapMs),
+        releaseMs: Math.round(timing.releaseMs),
         copyMs: Math.round(timing.copyMs),
         assignMs: Math.round(timing.assignMs),
         MiB: Math.round(timing.bytes / 2 ** 20),

@@ -550,7 +550,7 @@ export function createFusedEngine(
         withMomentum
           ? [arenas.params, arenas.running, arenas.momentum]
           : [arenas.params, arenas.running],
-        timing,
+        { timing, keepStaging: true },
       );
       const t0 = performance.now();
       const assign = (v: Variable, data: Float32Array) =>

@@ -226,7 +226,7 @@ export interface Runtime {
    */
   readMany(
     regions: readonly Region[],
-    timing?: ReadTiming,
+    options?: ReadOptions,
   ): Promise<Float32Array[]>;
   /** Bytes allocated, buffers, and pipelines this runtime compiled (others came from the device's cache). */
   stats(): { bytes: number; buffers: number; pipelines: number };
@@ -264,12 +264,30 @@ export function mappedCopy(
   }
 }
 
+/** Options of {@linkcode Runtime.readMany}. */
+export interface ReadOptions {
+  /** Filled in with where the read spent its time. */
+  timing?: ReadTiming;
+  /**
+   * Map through the runtime's one kept staging buffer (made, or grown, on
+   * first use and freed with the runtime) instead of a new one: for large
+   * reads that repeat (the epoch-end copy of a paper model's weights and
+   * momentum, ~800 MB), where making and freeing the buffer each time costs
+   * host time.
+   */
+  keepStaging?: boolean;
+}
+
 /** Where a {@linkcode Runtime.readMany} spent its time, in milliseconds (filled in by it). */
 export interface ReadTiming {
+  /** Making the staging buffer (unless kept) and submitting the copies. */
+  setupMs: number;
   /** From the submit of the copies until the map resolved (the queue drained). */
   mapMs: number;
   /** Copying the mapped bytes into JavaScript memory. */
   copyMs: number;
+  /** Unmapping (and freeing, unless kept) the staging buffer. */
+  releaseMs: number;
   /** Bytes read. */
   bytes: number;
 }
@@ -365,9 +383,10 @@ export function createRuntime(device: GPUDevice): Runtime {
     return buffer;
   };
 
+  let keptStaging: GPUBuffer | undefined;
   const readMany = async (
     regions: readonly Region[],
-    timing?: ReadTiming,
+    { timing, keepStaging = false }: ReadOptions = {},
   ): Promise<Float32Array[]> => {
     const at: number[] = [];
     let size = 0;
@@ -376,10 +395,20 @@ export function createRuntime(device: GPUDevice): Runtime {
       size += alignUp(r.size, 4);
     }
     if (size === 0) return regions.map(() => new Float32Array(0));
-    const staging = device.createBuffer({
-      size,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
+    const start = performance.now();
+    if (keepStaging && keptStaging && keptStaging.size < size) {
+      keptStaging.destroy();
+      keptStaging = undefined;
+    }
+    const staging = keepStaging && keptStaging
+      ? keptStaging
+      : device.createBuffer({
+        label: keepStaging ? "kept readback staging" : "readback staging",
+        size,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+    if (keepStaging) keptStaging = staging;
+    let t2 = 0;
     try {
       const encoder = device.createCommandEncoder();
       regions.forEach((r, i) => {
@@ -390,22 +419,25 @@ export function createRuntime(device: GPUDevice): Runtime {
       });
       device.queue.submit([encoder.finish()]);
       const t0 = performance.now();
-      await staging.mapAsync(GPUMapMode.READ);
+      await staging.mapAsync(GPUMapMode.READ, 0, size);
       const t1 = performance.now();
       // One copy out of the mapping (see mappedCopy); each region is a view
       // of it.
-      const all = mappedCopy(staging);
-      staging.unmap();
+      const all = mappedCopy(staging, 0, size);
+      t2 = performance.now();
       if (timing) {
+        timing.setupMs = t0 - start;
         timing.mapMs = t1 - t0;
-        timing.copyMs = performance.now() - t1;
+        timing.copyMs = t2 - t1;
         timing.bytes = size;
       }
       return regions.map((r, i) =>
         new Float32Array(all, at[i], alignUp(r.size, 4) / 4)
       );
     } finally {
-      staging.destroy();
+      if (staging.mapState === "mapped") staging.unmap();
+      if (staging !== keptStaging) staging.destroy();
+      if (timing && t2 > 0) timing.releaseMs = performance.now() - t2;
     }
   };
 
@@ -647,6 +679,8 @@ export function createRuntime(device: GPUDevice): Runtime {
       region.buffer.destroy();
     },
     destroy() {
+      keptStaging?.destroy();
+      keptStaging = undefined;
       for (const b of buffers) b.destroy();
       buffers.length = 0;
       live.bytes -= bytes;

@@ -50,10 +50,31 @@ Deno.test({
       assert.deepEqual(await rt.readMany([]), []);
       // The optional timing says how many bytes one map read (each region
       // rounded up to whole floats) and where the time went.
-      const timing = { mapMs: -1, copyMs: -1, bytes: 0 };
-      await rt.readMany([a, b], timing);
+      const timing = {
+        setupMs: -1,
+        mapMs: -1,
+        copyMs: -1,
+        releaseMs: -1,
+        bytes: 0,
+      };
+      await rt.readMany([a, b], { timing });
       assert.equal(timing.bytes, (5 + 3) * 4);
-      assert.ok(timing.mapMs >= 0 && timing.copyMs >= 0);
+      assert.ok(
+        [timing.setupMs, timing.mapMs, timing.copyMs, timing.releaseMs]
+          .every((ms) => ms >= 0),
+      );
+      // A kept staging buffer is reused (and grown) across reads: each read
+      // still returns its own values, not views of the buffer.
+      const before = rt.stats().buffers;
+      const [k1] = await rt.readMany([b], { keepStaging: true });
+      rt.write(b, Float32Array.of(7, 8, 9));
+      const [k2, k3] = await rt.readMany([b, a], { keepStaging: true });
+      const [k4] = await rt.readMany([b], { keepStaging: true });
+      assert.deepEqual([...k1], [-1, -2, -3]);
+      assert.deepEqual([...k2], [7, 8, 9]);
+      assert.deepEqual([...k3], [1, 2, 3, 4, 5]);
+      assert.deepEqual([...k4], [7, 8, 9]);
+      assert.equal(rt.stats().buffers, before);
     } finally {
       rt.destroy();
     }
