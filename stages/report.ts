@@ -396,17 +396,42 @@ export async function scoreModel(
   };
 }
 
-/** Loads checkpoint `name` of `dir` into `target` (parameters and buffers). */
+/** A checkpoint's parameters and running statistics, being read. */
+type WeightsLoad = ReturnType<typeof loadCheckpoint>;
+
+/**
+ * Starts reading checkpoint `name` of `dir` (parameters and running
+ * statistics only: the momentum is never read), so that the disk read and
+ * the checksums run while the GPU scores another state. Pass the result to
+ * {@linkcode loadWeights}, or to {@linkcode dropWeights} when unused.
+ */
+function readWeights(ctx: StepContext, dir: string, name: string): WeightsLoad {
+  const load = loadCheckpoint(ctx.tf, dir, name, {
+    groups: ["params", "buffers"],
+  });
+  // Awaited later; a failure surfaces there, not as an unhandled rejection.
+  load.catch(() => {});
+  return load;
+}
+
+/** Frees the tensors of a read that was not used (after an earlier error). */
+async function dropWeights(ctx: StepContext, load: WeightsLoad | undefined) {
+  if (!load) return;
+  const ckpt = await load.catch(() => undefined);
+  if (ckpt) {
+    ctx.tf.dispose(Object.values(ckpt.groups).flatMap((g) => [...g.values()]));
+  }
+}
+
+/** Assigns a checkpoint read by {@linkcode readWeights} to `target`. */
 async function loadWeights(
   ctx: StepContext,
   target: AmautModel,
   dir: string,
   name: string,
+  load: WeightsLoad = readWeights(ctx, dir, name),
 ): Promise<void> {
-  // Parameters and running statistics only: the momentum is never read.
-  const ckpt = await loadCheckpoint(ctx.tf, dir, name, {
-    groups: ["params", "buffers"],
-  });
+  const ckpt = await load;
   try {
     assignWeights(
       target,
@@ -488,21 +513,31 @@ async function modelStates(
     return scores;
   };
   const out: StateScores[] = [];
+  const scoreBest = !ttda || hasBest;
+  const sameAsBest = scoreBest && lastEpoch === bestEpoch;
+  // Both checkpoints are read from the start, while the GPU scores.
+  let bestLoad = scoreBest && ttda ? readWeights(ctx, dir, "best") : undefined;
+  let lastLoad = lastEpoch !== undefined && !sameAsBest
+    ? readWeights(ctx, dir, "last")
+    : undefined;
   try {
     let bestScores: Awaited<ReturnType<typeof onSplits>> | undefined;
-    if (!ttda || hasBest) {
+    if (scoreBest) {
       let source = model;
-      if (ttda) {
+      if (bestLoad) {
         source = second();
-        await loadWeights(ctx, source, dir, "best");
+        const load = bestLoad;
+        bestLoad = undefined;
+        await loadWeights(ctx, source, dir, "best", load);
       }
       bestScores = await onSplits(source);
     }
-    const sameAsBest = bestScores !== undefined && lastEpoch === bestEpoch;
     let lastScores: Awaited<ReturnType<typeof onSplits>> | undefined;
-    if (lastEpoch !== undefined && !sameAsBest) {
+    if (lastLoad) {
       const last = second();
-      await loadWeights(ctx, last, dir, "last");
+      const load = lastLoad;
+      lastLoad = undefined;
+      await loadWeights(ctx, last, dir, "last", load);
       lastScores = await onSplits(last);
     }
     const ttdaScores = ttda ? await onSplits(model) : undefined;
@@ -555,6 +590,8 @@ async function modelStates(
       }
     }
   } finally {
+    await dropWeights(ctx, bestLoad);
+    await dropWeights(ctx, lastLoad);
     other?.dispose();
   }
   return out;
