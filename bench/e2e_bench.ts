@@ -15,7 +15,9 @@
  *   split × its clips);
  * - `ttdaEpoch` and `ttdaEvaluation`: each TTDA epoch's adaptation pass
  *   (its progress bar) and the evaluation after it (to its log line);
- * - `report`: the `report` stage.
+ * - `report`: the `report` stage (`rows`: the clips it scored itself, each
+ *   model state on each reported split; `reportFraction` compares them over
+ *   the whole stage with the bound).
  *
  * `stepBound` is the same machine's `bench train` figure for the preset
  * (fused engine on WebGPU: training clips/s of a warm 4-view step, and eval
@@ -88,10 +90,12 @@ export interface PhaseTiming {
   readonly clipsPerSecond: number;
   /** Train epochs: of `seconds`, the weights' copy to the host for the checkpoints. */
   readonly syncSeconds?: number;
-  /** TTAu: eval-forward rows (clips × views of each pass). */
+  /** TTAu: eval-forward rows (clips × views of each pass); report: clips it scored. */
   readonly rows?: number;
-  /** TTAu: rows / seconds. */
+  /** TTAu and report: rows / seconds. */
   readonly rowsPerSecond?: number;
+  /** Report: seconds of its scoring (checkpoint reads included). */
+  readonly scoringSeconds?: number;
 }
 
 /** A progress bar as the bench saw it: label, total, wall-clock start and end (ms since the epoch). */
@@ -147,6 +151,36 @@ export function ttauRows(
     rows,
     rowsPerSecond: round(seconds > 0 ? rows / seconds : 0, 1),
   };
+}
+
+/**
+ * Eval-forward rows of the report stage: the clips it scored itself (each
+ * model state it loads, on each reported split), from its line `report:
+ * scored 3 model states on test: 1800 clips in 2.41 s (…)`.
+ *
+ * @returns `rows`, `rowsPerSecond` over the whole stage and
+ *   `scoringSeconds`, or nothing when the line is missing.
+ */
+export function reportRows(
+  records: readonly LogRecord[],
+  seconds: number,
+):
+  | { rows: number; rowsPerSecond: number; scoringSeconds: number }
+  | Record<string, never> {
+  for (const r of records) {
+    if (r.stage !== "report") continue;
+    const m =
+      /^report: scored \d+ model states? on .*: (\d+) clips in ([\d.]+) s/
+        .exec(r.message ?? "");
+    if (!m) continue;
+    const rows = Number(m[1]);
+    return {
+      rows,
+      rowsPerSecond: round(seconds > 0 ? rows / seconds : 0, 1),
+      scoringSeconds: Number(m[2]),
+    };
+  }
+  return {};
 }
 
 /**
@@ -521,9 +555,10 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   const reportMs = stageMs("report");
   const reportSplit = (compiled.plan.stages.find((s) => s.id === "report")
     ?.options as { split?: string } | undefined)?.split ?? "test";
-  const report = reportMs === undefined
-    ? null
-    : phase(reportMs / 1000, splits[reportSplit] ?? 0);
+  const report = reportMs === undefined ? null : {
+    ...phase(reportMs / 1000, splits[reportSplit] ?? 0),
+    ...reportRows(records, reportMs / 1000),
+  };
 
   // The step bound: the same machine's `bench train` at the preset's shapes.
   const modelChanged = values.set.some((s) =>
@@ -583,6 +618,10 @@ export async function benchE2e(args: string[]): Promise<unknown> {
         : round(ttau.rowsPerSecond / evalCps),
       ttdaEpochFraction: fraction(last(ttdaEpoch), ttda.clipsPerSecond),
       ttdaEvaluationFraction: fraction(last(ttdaEvaluation), evalCps),
+      // The report's own scorings (rows) over the whole stage.
+      reportFraction: report?.rowsPerSecond === undefined
+        ? null
+        : round(report.rowsPerSecond / evalCps),
       note:
         "bench train and bench ttda in the same process after the run: fused engine, warm 4-view steps of 32 clips, eval forward of 32, TTDA steps of 2 views × 70",
     };

@@ -7,6 +7,7 @@ import {
   E2E_PRESETS,
   evaluationsAfter,
   type LogRecord,
+  reportRows,
   ttauRows,
 } from "./e2e_bench.ts";
 
@@ -175,4 +176,21 @@ Deno.test("ttauRows: one eval row per view of each clip, one per plain-pipeline 
   );
   // Without the summary line (a failed stage): no rows.
   assert.deepEqual(ttauRows(ttauBars, [], 1), {});
+});
+
+Deno.test("reportRows: the clips the report scored, from its line", () => {
+  const line: LogRecord = {
+    time: at(0),
+    stage: "report",
+    message:
+      "report: scored 3 model states on test: 1800 clips in 2.40 s (750.0 clips/s, checkpoint reads included)",
+  };
+  assert.deepEqual(reportRows([line], 4), {
+    rows: 1800,
+    rowsPerSecond: 450,
+    scoringSeconds: 2.4,
+  });
+  // Another stage's line, or none: nothing.
+  assert.deepEqual(reportRows([{ ...line, stage: "train" }], 4), {});
+  assert.deepEqual(reportRows([], 4), {});
 });

@@ -474,6 +474,7 @@ async function modelStates(
   splits: readonly string[],
   batchSize: number,
   scorer: Scorer,
+  tally: { states: number; clips: number } = { states: 0, clips: 0 },
 ): Promise<StateScores[]> {
   const dir = join(ctx.runDir, "checkpoints");
   const ttda = ctx.values.ttda as
@@ -505,11 +506,11 @@ async function modelStates(
       Awaited<ReturnType<typeof scoreModel>>
     >();
     for (const split of splits) {
-      scores.set(
-        split,
-        await scoreModel(ctx, scorer, source, split, batchSize),
-      );
+      const scored = await scoreModel(ctx, scorer, source, split, batchSize);
+      scores.set(split, scored);
+      tally.clips += scored.labels.length;
     }
+    tally.states++;
     return scores;
   };
   const out: StateScores[] = [];
@@ -629,6 +630,8 @@ export const stage = defineStage<ReportOptions>({
     const scorer = createScorer(ctx.tf, options.engine);
     ctx.log.info(`report: scored on ${engineLabel(scorer)}`);
     let scored: StateScores[];
+    const tally = { states: 0, clips: 0 };
+    const scoreStart = performance.now();
     try {
       scored = await modelStates(
         ctx,
@@ -636,10 +639,21 @@ export const stage = defineStage<ReportOptions>({
         splits,
         options.batchSize,
         scorer,
+        tally,
       );
     } finally {
       scorer.dispose();
     }
+    const scoreSeconds = (performance.now() - scoreStart) / 1000;
+    ctx.log.info(
+      `report: scored ${tally.states} model state${
+        tally.states === 1 ? "" : "s"
+      } on ${splits.join(", ")}: ${tally.clips} clips in ${
+        scoreSeconds.toFixed(2)
+      } s (${
+        (tally.clips / Math.max(scoreSeconds, 1e-9)).toFixed(1)
+      } clips/s, checkpoint reads included)`,
+    );
     await Deno.mkdir(join(ctx.runDir, "predictions"), { recursive: true });
     const states: StateReport[] = [];
     for (const st of scored) {

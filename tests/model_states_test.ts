@@ -271,6 +271,26 @@ Deno.test("metrics.jsonl, the log, summary.json, ttda_metrics.jsonl and the repo
     validation.filter((m) => m.accuracy === top).at(-1).epoch,
   );
   const log = await jsonl("log.jsonl");
+  // The report says how many clips it scored: each state it scored itself
+  // (best, last unless the same weights, TTDA final; not TTAu's) on test and
+  // validation, every clip once.
+  const reported = JSON.parse(await read("report.json")) as ReportData;
+  const own = reported.states!.filter((s) =>
+    ["trained-best", "trained-last", "ttda-final"].includes(s.id) &&
+    s.note !== "the same weights as best"
+  );
+  const scoredLine = log.map((l) => String(l.msg ?? l.message ?? "")).find((
+    m,
+  ) => /^report: scored \d/.test(m));
+  const scored =
+    /^report: scored (\d+) model states? on test, validation: (\d+) clips in [\d.]+ s \([\d.]+ clips\/s, checkpoint reads included\)$/
+      .exec(scoredLine ?? "");
+  assert.ok(scored, `no report line: ${scoredLine}`);
+  assert.equal(Number(scored[1]), own.length / 2);
+  assert.equal(
+    Number(scored[2]),
+    own.reduce((n, s) => n + s.examples, 0),
+  );
   const trainEpochs = log.map((l) =>
     /^epoch (\d+)\/2:/.exec(String(l.msg ?? l.message ?? ""))?.[1]
   ).filter((e) => e !== undefined).map(Number);
