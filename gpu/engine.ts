@@ -24,6 +24,7 @@ import {
   type ReadTiming,
   type Region,
   type Runtime,
+  SHADER_F16,
 } from "./runtime.ts";
 import { type Arenas, createArenas } from "./graph/arenas.ts";
 import {
@@ -35,6 +36,15 @@ import { DEFAULT_SMOOTHING } from "./graph/loss.ts";
 import { buildGraph } from "./graph/model.ts";
 import { sgdHyper } from "./kernels/model_ops.ts";
 import type { TtdaLossOptions } from "../model/ttda_loss.ts";
+import type { LossScaleOptions, LossScaleState } from "../model/loss_scale.ts";
+import { resolveLossScaleOptions } from "../model/loss_scale.ts";
+import {
+  createLossScaleState,
+  type LossScaleMetrics,
+  lossScaleMetrics,
+  readLossScale,
+  writeLossScaleState,
+} from "./loss_scale.ts";
 
 /** Settings of one fused step (as {@linkcode multiviewStep}'s, with an integer dropout seed). */
 export interface FusedStepSettings {
@@ -78,6 +88,12 @@ export interface FusedMetrics {
   readonly correct: number;
   /** Clips counted (per view). */
   readonly count: number;
+  /**
+   * Mixed precision only: the loss scale after the last step enqueued, the
+   * steps skipped for inf/NaN gradients since the run started and whether
+   * the last one was skipped (never reset).
+   */
+  readonly lossScale?: LossScaleMetrics;
 }
 
 /** Dispatches per recorded list of a graph. */
@@ -90,8 +106,30 @@ export interface DispatchCounts {
   readonly total: number;
 }
 
-/** Graph choices of an engine, for comparisons (see {@linkcode createFusedEngine}). */
-export type EngineSettings = Pick<GraphSettings, "matmulStages">;
+/** Graph choices of an engine (see {@linkcode createFusedEngine}). */
+export interface EngineSettings
+  extends Pick<GraphSettings, "matmulStages" | "precision"> {
+  /**
+   * Dynamic loss scaling of mixed precision (`model/loss_scale.ts`; default
+   * PyTorch GradScaler's: scale 2¹⁶, growth 2 every 2000 good steps,
+   * backoff 0.5). Ignored in fp32.
+   */
+  readonly lossScale?: Partial<LossScaleOptions>;
+}
+
+/**
+ * Refuses mixed precision on a device without `shader-f16`.
+ *
+ * @param device The engine's device.
+ * @throws {Error} "Cannot train with precision mixed: …", naming the
+ *   feature and the fix.
+ */
+export function checkMixedPrecision(device: GPUDevice): void {
+  if (device.features.has(SHADER_F16)) return;
+  throw new Error(
+    `Cannot train with precision mixed: this WebGPU device lacks the feature "${SHADER_F16}" (its adapter does not offer it), which the f16 matmuls need; use --set train.precision=fp32`,
+  );
+}
 
 /**
  * Eval forwards enqueued back to back, each batch's logits copied aside on
@@ -164,8 +202,25 @@ export interface FusedEngine {
     perView: number,
     settings: FusedTtdaSettings,
   ): Promise<void>;
-  /** Reads (and by default resets) the summed loss and accuracy counters. */
+  /**
+   * Reads (and by default resets) the summed loss and accuracy counters, and
+   * in mixed precision the loss-scaling figures.
+   */
   metrics(reset?: boolean): Promise<FusedMetrics>;
+  /** Numeric precision of the engine's matmuls. */
+  readonly precision: "fp32" | "mixed";
+  /**
+   * Mixed precision: the loss-scaling state after every step enqueued so far
+   * (one readback), to save with the optimizer state; undefined in fp32.
+   */
+  lossScaleState(): Promise<LossScaleState | undefined>;
+  /**
+   * Mixed precision: continues from a saved loss-scaling state (a resume);
+   * ignored in fp32.
+   *
+   * @throws {RangeError} On a scale that is not a finite float32 ≥ 2⁻¹²⁶.
+   */
+  setLossScaleState(state: LossScaleState): void;
   /**
    * Eval forward (running statistics, no dropout) of `rows` clips.
    *
@@ -280,8 +335,11 @@ export function evalChunks(
  * @param dims Data sizes.
  * @param device A WebGPU device; default: tfjs's WebGPU device.
  * @param settings `matmulStages` (1 or 2; default the kernel's):
- *   workgroup-memory stages of every matmul, for tuning comparisons.
- * @throws {Error} Without a device.
+ *   workgroup-memory stages of every matmul, for tuning comparisons;
+ *   `precision` ("fp32" default, or "mixed": f16 matmul operands, f32
+ *   accumulation, dynamic loss scaling) and its `lossScale` options.
+ * @throws {Error} Without a device, or "Cannot train with precision mixed"
+ *   on a device without `shader-f16`.
  */
 export function createFusedEngine(
   tf: Tf,
@@ -295,8 +353,16 @@ export function createFusedEngine(
       "Cannot start the fused engine: it needs WebGPU; select the webgpu backend or pass a GPUDevice",
     );
   }
+  const precision = settings.precision ?? "fp32";
+  if (precision === "mixed") checkMixedPrecision(device);
+  const scaleOptions = precision === "mixed"
+    ? resolveLossScaleOptions(settings.lossScale ?? {})
+    : undefined;
   const rt = createRuntime(device);
   const arenas = createArenas(rt, options, dims);
+  const lossScale = scaleOptions
+    ? createLossScaleState(rt, scaleOptions)
+    : undefined;
   const graphs = new Map<string, Graph>();
   const pool = createBufferPool();
   let momentumStarted = false;
@@ -331,6 +397,10 @@ export function createFusedEngine(
         dropout,
         pool,
         matmulStages: settings.matmulStages,
+        precision,
+        lossScale: training && lossScale
+          ? { state: lossScale, options: scaleOptions }
+          : undefined,
       });
       graphs.set(key, g);
     }
@@ -608,7 +678,20 @@ export function createFusedEngine(
         count += m[2];
         if (reset) rt.write(g.metrics, new Float32Array(4));
       }
-      return { lossSum, correct, count };
+      if (!lossScale) return { lossSum, correct, count };
+      return {
+        lossSum,
+        correct,
+        count,
+        lossScale: lossScaleMetrics(await readLossScale(rt, lossScale)),
+      };
+    },
+    precision,
+    async lossScaleState() {
+      return lossScale ? await readLossScale(rt, lossScale) : undefined;
+    },
+    setLossScaleState(state) {
+      if (lossScale) writeLossScaleState(rt, lossScale, state);
     },
     async evalLogits(tokens, rows) {
       const out = new Float32Array(rows * dims.classes);

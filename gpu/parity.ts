@@ -23,7 +23,7 @@ import {
   structurallyZero,
   toFramesMajor,
 } from "../model/fixture.ts";
-import { createFusedEngine } from "./engine.ts";
+import { createFusedEngine, type EngineSettings } from "./engine.ts";
 
 /** Relative L2 error ‖a − b‖ / ‖b‖, with both norms. */
 export function relativeError(
@@ -49,6 +49,8 @@ export function relativeError(
 export interface FixtureParity {
   /** Max abs error of the eval logits (running statistics). */
   readonly evalLogitsMaxAbs: number;
+  /** Relative L2 error of the eval logits ({@linkcode relativeError}). */
+  readonly evalLogitsRelative: number;
   /** Relative error of the summed 2-view loss. */
   readonly lossRelative: number;
   /** The worst relative gradient error among the non-zero gradients. */
@@ -67,14 +69,23 @@ export interface FixtureParity {
  * @param tf TensorFlow.js (its current backend builds the host model; cpu is fine).
  * @param device The WebGPU device the engine runs on.
  * @param f The fixture.
+ * @param settings Engine settings (e.g. `precision: "mixed"`, whose
+ *   gradients are read back unscaled; default fp32).
  */
 export async function fixtureParity(
   tf: Tf,
   device: GPUDevice,
   f: ModelFixture,
+  settings: EngineSettings = {},
 ): Promise<FixtureParity> {
   const model = createModel(tf, f.options, f.dims, createRng("parity", 0));
-  const engine = createFusedEngine(tf, f.options, f.dims, device);
+  const engine = createFusedEngine(
+    tf,
+    f.options,
+    f.dims,
+    device,
+    settings,
+  );
   try {
     loadStateDict(tf, model, f.state);
     await engine.upload(model);
@@ -90,9 +101,12 @@ export async function fixtureParity(
         Math.abs(logits[i] - ref[i]),
       );
     }
+    const evalLogitsRelative = relativeError(logits, ref).relative;
     const x = new Float32Array(x1.length + x2.length);
     x.set(x1);
     x.set(x2, x1.length);
+    // mixed precision: the gradient arena holds the loss-scaled gradients
+    const scale = (await engine.lossScaleState())?.scale ?? 1;
     await engine.step(x, [...f.labels], 2, {
       smoothing: 0.1,
       lr: 0,
@@ -101,7 +115,9 @@ export async function fixtureParity(
       dropout: 0,
     });
     const m = await engine.metrics();
-    const grads = await engine.runtime.read(engine.arenas.grads);
+    const grads = (await engine.runtime.read(engine.arenas.grads)).map((g) =>
+      g / scale
+    );
     let worst = { name: "", relative: 0 };
     const zero = { ours: 0, fixture: 0 };
     for (const [key, g] of Object.entries(f.grads)) {
@@ -133,6 +149,7 @@ export async function fixtureParity(
     }
     return {
       evalLogitsMaxAbs,
+      evalLogitsRelative,
       lossRelative: Math.abs(m.lossSum - f.loss) / Math.abs(f.loss),
       worstGradient: worst,
       zeroGradientNorm: zero,

@@ -4,7 +4,10 @@
  * submit each, nothing read back until asked). The weights live on the GPU
  * while training; `sync` copies them, the running statistics and the
  * momentum back into the tfjs model and optimizer (for checkpoints and later
- * stages), `load` copies a checkpoint's up.
+ * stages), `load` copies a checkpoint's up. In mixed precision the
+ * loss-scaling state travels with the optimizer state (the `optimizer`
+ * group's `lossScale` entry, `model/loss_scale.ts`), so a resume continues
+ * it, and `metrics` reports the scale and the skipped steps.
  *
  * @module
  */
@@ -13,6 +16,12 @@ import type { AmautModel } from "../model/amaut.ts";
 import { createSgd } from "../model/sgd.ts";
 import { evaluateEngine } from "../model/scorer.ts";
 import { loadState, stateOf, type Trainer } from "../model/trainer.ts";
+import {
+  LOSS_SCALE_CHECKPOINT_KEY,
+  lossScaleFromValues,
+  lossScaleToValues,
+} from "../model/loss_scale.ts";
+import type { Tensor } from "@tensorflow/tfjs";
 import {
   createFusedEngine,
   type EngineSettings,
@@ -63,6 +72,8 @@ export async function createFusedTrainer(
   let clips = 0;
   let views = 1;
   let stepped = false;
+  // the loss-scaling state of the last sync (mixed precision), owned here
+  let scaleTensor: Tensor | undefined;
   return {
     engine: "fused",
     model,
@@ -93,6 +104,10 @@ export async function createFusedTrainer(
         accuracy: m.correct / Math.max(1, m.count),
         steps,
         clips,
+        ...(m.lossScale && {
+          lossScale: m.lossScale.lossScale,
+          skippedSteps: m.lossScale.skippedSteps,
+        }),
       };
       if (reset) {
         steps = 0;
@@ -106,15 +121,32 @@ export async function createFusedTrainer(
     },
     async sync() {
       await engine.download(model, sgd);
-      return stateOf(model, sgd);
+      const state = stateOf(model, sgd);
+      const scale = await engine.lossScaleState();
+      if (!scale) return state;
+      scaleTensor?.dispose();
+      scaleTensor = tf.keep(tf.tensor1d(lossScaleToValues(scale), "float32"));
+      return {
+        ...state,
+        optimizer: new Map([
+          ...state.optimizer,
+          [LOSS_SCALE_CHECKPOINT_KEY, scaleTensor],
+        ]),
+      };
     },
     async load(state) {
+      const saved = state.optimizer?.get(LOSS_SCALE_CHECKPOINT_KEY);
+      const scale = saved && engine.precision === "mixed"
+        ? lossScaleFromValues(await saved.data(), "the checkpoint")
+        : undefined;
       loadState(model, sgd, state);
       await engine.upload(model, state.optimizer ? sgd : undefined);
+      if (scale) engine.setLossScaleState(scale);
     },
     dispose() {
       engine.destroy();
       sgd.dispose();
+      scaleTensor?.dispose();
     },
   };
 }

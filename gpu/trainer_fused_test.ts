@@ -160,3 +160,64 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "fused trainer in mixed precision: metrics report the loss scale, sync saves its state with the optimizer state and load restores it",
+  ignore: !gpuTests,
+  async fn() {
+    await tf.setBackend("cpu");
+    const rt = (await testRuntime())!;
+    const a = createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 6));
+    const b = createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 6));
+    // 2¹⁰⁰ overflows f16 at once: the first step is skipped and halves it.
+    const engine = {
+      precision: "mixed" as const,
+      lossScale: { initScale: 2 ** 100 },
+    };
+    const first = await createFusedTrainer(tf, a, {
+      device: rt.device,
+      engine,
+    });
+    const second = await createFusedTrainer(tf, b, {
+      device: rt.device,
+      engine,
+    });
+    const batch = viewBatch(tf, memorySplit(3, TINY_DIMS, 8), TINY_DIMS, 2, 8);
+    try {
+      await first.step(batch, {
+        smoothing: 0.1,
+        lr: 1e-3,
+        sgd: { momentum: 0.9, weightDecay: 1e-3, nesterov: false },
+        rng: createRng("dropout", 1),
+      });
+      const m = await first.metrics(true);
+      assert.equal(m.lossScale, 2 ** 99);
+      assert.equal(m.skippedSteps, 1);
+      const state = await first.sync();
+      const saved = state.optimizer.get("lossScale");
+      assert.deepEqual(Array.from(await saved!.data()), [
+        2 ** 99,
+        0,
+        1,
+        1,
+        1,
+        1,
+      ]);
+      await second.load(state);
+      const restored = await second.sync();
+      assert.deepEqual(
+        Array.from(await restored.optimizer.get("lossScale")!.data()),
+        [2 ** 99, 0, 1, 1, 1, 1],
+      );
+      // the entry is no momentum buffer
+      assert.equal(restored.optimizer.size, state.optimizer.size);
+    } finally {
+      first.dispose();
+      second.dispose();
+      tf.dispose([batch.tokens]);
+      a.dispose();
+      b.dispose();
+    }
+  },
+});

@@ -7,7 +7,7 @@
  * @module
  */
 import type { Tf } from "../pipeline/types.ts";
-import { tfjsDevice } from "../gpu/engine.ts";
+import { checkMixedPrecision, tfjsDevice } from "../gpu/engine.ts";
 
 /** Which engine runs: `auto` = fused on the webgpu backend, tfjs otherwise. */
 export type EngineChoice = "auto" | "fused" | "tfjs";
@@ -35,4 +35,40 @@ export function fusedDevice(
     );
   }
   return choice === "tfjs" ? undefined : device;
+}
+
+/** Numeric precision of training: the reference's float32, or mixed (issue 18). */
+export type Precision = "fp32" | "mixed";
+
+/**
+ * Refuses `precision: mixed` where it cannot run — it needs the fused engine
+ * on a WebGPU device with `shader-f16` — instead of training in float32
+ * silently.
+ *
+ * @param tf The TF.js namespace (its backend, for the error).
+ * @param choice The stage's `engine` option.
+ * @param precision The stage's `precision` option.
+ * @param device The device {@linkcode fusedDevice} chose (undefined: tfjs).
+ * @throws {Error} "Cannot train with precision mixed: …" naming the engine,
+ *   backend or missing feature, and `--set train.precision=fp32`.
+ */
+export function checkPrecision(
+  tf: Tf,
+  choice: EngineChoice,
+  precision: Precision,
+  device: GPUDevice | undefined,
+): void {
+  if (precision !== "mixed") return;
+  const fix = "or use --set train.precision=fp32";
+  if (choice === "tfjs") {
+    throw new Error(
+      `Cannot train with precision mixed: engine "tfjs" trains in float32 only; use engine: fused or auto on the webgpu backend, ${fix}`,
+    );
+  }
+  if (!device) {
+    throw new Error(
+      `Cannot train with precision mixed: it needs the fused WebGPU engine, and this run uses the "${tf.getBackend()}" backend; select the webgpu backend (runtime.backend: webgpu), ${fix}`,
+    );
+  }
+  checkMixedPrecision(device);
 }

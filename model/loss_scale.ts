@@ -172,3 +172,62 @@ export function lossScaleStep(
     steps,
   };
 }
+
+/**
+ * Name of the loss-scaling state in a checkpoint's `optimizer` group (next
+ * to the momentum buffers, which are named after parameters): a float32
+ * tensor of {@linkcode lossScaleToValues}.
+ */
+export const LOSS_SCALE_CHECKPOINT_KEY = "lossScale";
+
+/**
+ * A state as the 6 float32 values a checkpoint stores: scale, good steps,
+ * skipped steps, last skipped (0/1), momentum start pending (0/1), steps.
+ * Counters are exact up to 2²⁴ steps.
+ *
+ * @param s The state.
+ */
+export function lossScaleToValues(s: LossScaleState): Float32Array {
+  return Float32Array.of(
+    s.scale,
+    s.goodSteps,
+    s.skippedSteps,
+    s.lastSkipped ? 1 : 0,
+    s.firstPending ? 1 : 0,
+    s.steps,
+  );
+}
+
+/**
+ * The state of a checkpoint's values ({@linkcode lossScaleToValues}).
+ *
+ * @param v The values.
+ * @param where The checkpoint, for the error.
+ * @throws {Error} "Cannot resume the loss scaling …" when they are not 6
+ *   values with a positive finite scale and whole non-negative counters.
+ */
+export function lossScaleFromValues(
+  v: ArrayLike<number>,
+  where: string,
+): LossScaleState {
+  const whole = (x: number) => Number.isInteger(x) && x >= 0;
+  if (
+    v.length !== 6 || !(v[0] >= MIN_LOSS_SCALE && Number.isFinite(v[0])) ||
+    ![v[1], v[2], v[5]].every(whole) ||
+    ![v[3], v[4]].every((x) => x === 0 || x === 1)
+  ) {
+    throw new Error(
+      `Cannot resume the loss scaling from ${where}: its "${LOSS_SCALE_CHECKPOINT_KEY}" entry is not [scale, goodSteps, skippedSteps, lastSkipped, firstPending, steps] (got [${
+        Array.from(v).join(", ")
+      }]); resume from an intact checkpoint or start the run afresh`,
+    );
+  }
+  return {
+    scale: v[0],
+    goodSteps: v[1],
+    skippedSteps: v[2],
+    lastSkipped: v[3] === 1,
+    firstPending: v[4] === 1,
+    steps: v[5],
+  };
+}

@@ -9,8 +9,10 @@ import assert from "node:assert/strict";
 import {
   DEFAULT_LOSS_SCALE,
   initialLossScaleState,
+  lossScaleFromValues,
   type LossScaleState,
   lossScaleStep,
+  lossScaleToValues,
   MIN_LOSS_SCALE,
   resolveLossScaleOptions,
 } from "./loss_scale.ts";
@@ -136,4 +138,26 @@ Deno.test("resolveLossScaleOptions refuses values out of range, naming them", ()
       JSON.stringify(o),
     );
   }
+});
+
+Deno.test("loss scale state round-trips through a checkpoint's values; bad values are refused", () => {
+  const s: LossScaleState = {
+    scale: 2 ** -3,
+    goodSteps: 17,
+    skippedSteps: 4,
+    lastSkipped: true,
+    firstPending: true,
+    steps: 123456,
+  };
+  assert.deepEqual(lossScaleFromValues(lossScaleToValues(s), "last"), s);
+  const bad = Float32Array.of(0, 1, 2, 0, 0, 3);
+  assert.throws(() => lossScaleFromValues(bad, "checkpoints/last"), {
+    message:
+      'Cannot resume the loss scaling from checkpoints/last: its "lossScale" entry is not [scale, goodSteps, skippedSteps, lastSkipped, firstPending, steps] (got [0, 1, 2, 0, 0, 3]); resume from an intact checkpoint or start the run afresh',
+  });
+  assert.throws(() => lossScaleFromValues([1, 2, 3], "x"), /got \[1, 2, 3\]/);
+  assert.throws(
+    () => lossScaleFromValues([1, 0.5, 0, 0, 0, 1], "x"),
+    /Cannot resume the loss scaling/,
+  );
 });

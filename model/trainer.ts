@@ -19,6 +19,7 @@ import type { AmautModel } from "./amaut.ts";
 import type { Sgd } from "./sgd.ts";
 import type { StepSettings } from "./train_step.ts";
 import type { Evaluation } from "./evaluate.ts";
+import { LOSS_SCALE_CHECKPOINT_KEY } from "./loss_scale.ts";
 
 /** One training batch: views stacked view-major, labels of one view. */
 export interface TrainBatch {
@@ -48,6 +49,10 @@ export interface TrainMetrics {
   readonly steps: number;
   /** Clips trained on (one view's worth per step). */
   readonly clips: number;
+  /** Mixed precision: the loss scale after the last step (dimensionless). */
+  readonly lossScale?: number;
+  /** Mixed precision: steps skipped for inf/NaN gradients since the run started. */
+  readonly skippedSteps?: number;
 }
 
 /**
@@ -157,7 +162,16 @@ export function loadState(
         group === "params" ? "parameter" : "buffer"
       } "${name}": the checkpoint lacks it`,
   );
-  if (state.optimizer) sgd.load(state.optimizer);
+  if (state.optimizer) {
+    // the loss-scaling state (mixed precision) is no momentum buffer
+    sgd.load(
+      new Map(
+        [...state.optimizer].filter(([name]) =>
+          name !== LOSS_SCALE_CHECKPOINT_KEY
+        ),
+      ),
+    );
+  }
 }
 
 /**

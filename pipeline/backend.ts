@@ -21,6 +21,10 @@
  *    because tfjs never checks for them: a shader naga rejects leaves its
  *    output silently zero. {@linkcode BackendInfo.checkErrors} throws it.
  *
+ * The tfjs device also gets `shader-f16` where the adapter offers it (tfjs's
+ * own factory asks only for `timestamp-query` and `bgra8unorm-storage`): the
+ * fused engine trains on this device and its f16 kernels need the feature.
+ *
  * Buffer limits: tfjs-backend-webgpu 4.22's factory (`base.ts`) requests the
  * adapter's own `maxStorageBufferBindingSize` and `maxBufferSize` (not
  * WebGPU's defaults of 128 and 256 MiB); a test pins that. tfjs never splits
@@ -291,12 +295,13 @@ async function useWebGpu(
   cap: number | undefined,
 ): Promise<BackendInfo> {
   // Lazy: registers the "webgpu" backend factory; cpu runs never load it.
-  await import("@tensorflow/tfjs-backend-webgpu");
+  const webgpu = await import("@tensorflow/tfjs-backend-webgpu");
   if (tf.findBackendFactory("webgpu") == null) {
     throw new Error(
       'Cannot use backend "webgpu": tfjs-backend-webgpu did not register (navigator.gpu missing?)',
     );
   }
+  replaceWebGpuFactory(webgpu.WebGPUBackend);
   if (!(await tf.setBackend("webgpu"))) {
     throw new Error(
       'Cannot use backend "webgpu": tfjs failed to initialise it (see the tfjs warning above)',
@@ -327,6 +332,74 @@ async function useWebGpu(
       );
     },
   };
+}
+
+/** Marks the `webgpu` backend factory registered by {@linkcode replaceWebGpuFactory}. */
+const FACTORY_MARKER = Symbol.for("amaut.webgpuFactoryWithShaderF16");
+
+/**
+ * WebGPU features the tfjs device asks for wherever the adapter offers them:
+ * tfjs-backend-webgpu 4.22's own two, plus `shader-f16`, which the fused
+ * engine's f16 kernels (mixed precision) need on this same device.
+ */
+export const TFJS_DEVICE_FEATURES: readonly GPUFeatureName[] = [
+  "timestamp-query",
+  "bgra8unorm-storage",
+  "shader-f16",
+];
+
+/**
+ * Re-registers tfjs's `webgpu` backend factory (once, before the backend is
+ * first initialised) with one that creates the device as tfjs-backend-webgpu
+ * 4.22's does (same adapter options and limits) but also requests
+ * `shader-f16` when the adapter offers it. tfjs's factory asks only for
+ * `timestamp-query` and `bgra8unorm-storage`, and the fused engine trains on
+ * this device, so without this its f16 kernels would be refused. Leaves an
+ * already-initialised backend alone (its device keeps its features).
+ */
+function replaceWebGpuFactory(
+  Backend: new (device: GPUDevice, info?: GPUAdapterInfo) => tf.KernelBackend,
+): void {
+  const factory = tf.findBackendFactory("webgpu") as
+    | (((...args: never[]) => unknown) & { [FACTORY_MARKER]?: true })
+    | null;
+  if (factory == null || factory[FACTORY_MARKER] === true) return;
+  const registry = (tf.engine() as unknown as {
+    registry: Record<string, unknown>;
+  }).registry;
+  if (registry.webgpu !== undefined) return;
+  const created = async (): Promise<tf.KernelBackend> => {
+    const adapter = await navigator.gpu.requestAdapter({
+      powerPreference: tf.env().getBool("WEBGPU_USE_LOW_POWER_GPU")
+        ? "low-power"
+        : POWER_PREFERENCE,
+    });
+    if (adapter === null) {
+      throw new Error(
+        'Cannot use backend "webgpu": no WebGPU adapter was found',
+      );
+    }
+    const limits = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredFeatures: TFJS_DEVICE_FEATURES.filter((f) =>
+        adapter.features.has(f)
+      ),
+      requiredLimits: {
+        maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
+        maxComputeWorkgroupsPerDimension:
+          limits.maxComputeWorkgroupsPerDimension,
+        maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+        maxBufferSize: limits.maxBufferSize,
+        maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
+        maxComputeInvocationsPerWorkgroup:
+          limits.maxComputeInvocationsPerWorkgroup,
+      },
+    });
+    return new Backend(device, adapter.info);
+  };
+  Object.defineProperty(created, FACTORY_MARKER, { value: true });
+  tf.removeBackend("webgpu");
+  tf.registerBackend("webgpu", created, 3); // tfjs's priority for webgpu
 }
 
 /** "GPU validation error" etc., from the GPUError subclass. */

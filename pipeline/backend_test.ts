@@ -14,6 +14,7 @@ import {
   largestTensorBytes,
   probeAdapter,
   selectBackend,
+  TFJS_DEVICE_FEATURES,
 } from "./backend.ts";
 
 const probed = await probeAdapter();
@@ -329,6 +330,33 @@ Deno.test({
     await selectBackend("cpu");
     assert.equal(gpuBufferLimits(tf), undefined);
     assert.equal(largestTensorBytes(tf), Infinity);
+  },
+});
+
+Deno.test({
+  name:
+    "the tfjs webgpu device gets shader-f16 wherever the adapter offers it (the fused engine's f16 kernels run on it)",
+  ...gpuTest,
+  fn: async () => {
+    const adapter = await navigator.gpu.requestAdapter({
+      powerPreference: "high-performance",
+    });
+    const { tf } = await selectBackend("webgpu");
+    // deno-lint-ignore no-explicit-any -- tfjs-backend-webgpu internals
+    const device: GPUDevice = (tf.backend() as any).device;
+    for (const feature of TFJS_DEVICE_FEATURES) {
+      assert.equal(
+        device.features.has(feature),
+        adapter!.features.has(feature),
+        feature,
+      );
+    }
+    // Mesa llvmpipe offers shader-f16: the test must see it requested there.
+    if (!realGpu) assert.ok(device.features.has("shader-f16"));
+    // tfjs still works on the device the replaced factory created.
+    const y = tf.add(tf.tensor1d([1, 2]), 1);
+    assertClose(await y.data(), [2, 3]);
+    y.dispose();
   },
 });
 

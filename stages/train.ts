@@ -49,7 +49,7 @@ import { trainBatch, type Trainer, withFallback } from "../model/trainer.ts";
 import { createTfjsTrainer } from "../model/trainer_tfjs.ts";
 import { createFusedTrainer } from "../gpu/trainer_fused.ts";
 import { isBindingLimitError } from "../gpu/runtime.ts";
-import { fusedDevice } from "../model/engine_choice.ts";
+import { checkPrecision, fusedDevice } from "../model/engine_choice.ts";
 import {
   checkCompatible,
   type CheckpointMeta,
@@ -103,6 +103,9 @@ export const TrainOptions = z.strictObject({
   engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
     "Training-step engine: fused = the whole step as one recorded WebGPU graph (gpu/, far faster), tfjs = op by op; auto = fused on the webgpu backend, tfjs on cpu",
   ),
+  precision: z.enum(["fp32", "mixed"]).default("fp32").describe(
+    "Numeric precision (fused engine only): fp32 = float32 throughout (the reference's); mixed = f16 matmul operands with f32 accumulation in the transformer, patch embedding and heads (convolutions, norms, softmax, losses, master weights, gradients and SGD stay f32), with dynamic loss scaling (skipped steps and the scale in metrics.jsonl); needs the webgpu backend and an adapter with shader-f16, else refused. Applies to the evaluation inside training too",
+  ),
   limitBatches: z.int().min(1).optional().describe(
     "Stop each epoch after this many batches (quick runs)",
   ),
@@ -132,6 +135,10 @@ export interface EpochMetrics {
   readonly clipsPerSecond?: number;
   /** `tf.memory().numTensors` when the epoch started (a leak shows as growth). */
   readonly tensorsAtStart?: number;
+  /** `precision: mixed`: the loss scale at the epoch's end. */
+  readonly lossScale?: number;
+  /** `precision: mixed`: steps skipped for inf/NaN gradients since the run started. */
+  readonly skippedSteps?: number;
 }
 
 /** Model dimensions from the first training example and the class count. */
@@ -157,23 +164,28 @@ async function dimsOf(
  * The trainer of `engine`: fused on the webgpu backend (`auto` or `fused`),
  * tfjs otherwise.
  *
- * @throws {Error} For `fused` on a backend other than webgpu.
+ * @throws {Error} For `fused` on a backend other than webgpu, and for
+ *   `precision: mixed` where it cannot run.
  */
 async function createTrainer(
   tf: Tf,
   model: AmautModel,
   engine: TrainOptions["engine"],
   log: StepContext["log"],
+  precision: TrainOptions["precision"] = "fp32",
 ): Promise<Trainer> {
   const device = fusedDevice(tf, engine, "train");
+  checkPrecision(tf, engine, precision, device);
   if (!device) return createTfjsTrainer(tf, model);
   const fused = await createFusedTrainer(tf, model, {
     device,
     log: (line) => log.info(line),
+    engine: { precision },
   });
   // auto: a model whose fused graph the device's limits cannot hold trains
-  // op by op instead (said once).
-  return engine === "auto"
+  // op by op instead (said once) — in fp32 only: mixed precision never
+  // falls back to the float32 tfjs engine.
+  return engine === "auto" && precision === "fp32"
     ? withFallback(
       fused,
       () => createTfjsTrainer(tf, model),
@@ -387,7 +399,13 @@ export const stage = defineStage<TrainOptions>({
     const signature = modelSignature(model.params);
     const checkpoints = join(ctx.runDir, "checkpoints");
     await Deno.mkdir(checkpoints, { recursive: true });
-    const trainer = await createTrainer(tf, model, options.engine, log);
+    const trainer = await createTrainer(
+      tf,
+      model,
+      options.engine,
+      log,
+      options.precision,
+    );
     let history: EpochMetrics[] = [];
     let start = 0;
     let best = { epoch: -1, accuracy: -Infinity };
@@ -526,6 +544,10 @@ export const stage = defineStage<TrainOptions>({
             syncSeconds,
             clipsPerSecond: train.clips / seconds,
             tensorsAtStart: startTensors,
+            ...(train.lossScale !== undefined && {
+              lossScale: train.lossScale,
+              skippedSteps: train.skippedSteps,
+            }),
           },
           {
             epoch: epoch + 1,

@@ -84,8 +84,9 @@ export function avgHeadBackward(
   const dx = b.act("final_norm.dy", R * l.sequence * d);
   const dh3 = b.act("head.dh3", R * cin);
   const dw3 = b.act("dw3", cin * cout);
-  b.mm({ m: R, n: cin, k: cout, transB: true }, { a: o.dy, b: w3, c: dh3 });
-  b.mm({ m: cin, n: cout, k: R, transA: true }, { a: bn.y, b: o.dy, c: dw3 });
+  const dyh = b.half(o.dy); // mixed precision: one f16 copy for both
+  b.mm({ m: R, n: cin, k: cout, transB: true }, { a: dyh, b: w3, c: dh3 });
+  b.mm({ m: cin, n: cout, k: R, transA: true }, { a: bn.y, b: dyh, c: dw3 });
   b.op(columnSum({ rows: R, cols: cout, accumulate: true }), {
     x: o.dy,
     out: b.grad(l.fc3.bias),

@@ -19,9 +19,11 @@ import type {
 } from "../runtime.ts";
 import { planRegions } from "../runtime.ts";
 import { matmul, type MatmulOptions } from "../kernels/matmul.ts";
+import { castToF16, halfWords } from "../kernels/cast.ts";
 import { type Arenas, gbOf } from "./arenas.ts";
 import type { BatchNormPlan } from "../../model/plan.ts";
 import type { TtdaLossOptions } from "../../model/ttda_loss.ts";
+import type { LossScaleRecord } from "./sgd.ts";
 
 /** One kernel plan with its regions by binding name. */
 export interface Op {
@@ -54,7 +56,28 @@ export interface GraphSettings {
    * tuning comparisons.
    */
   readonly matmulStages?: 1 | 2;
+  /**
+   * Numeric precision of the matmuls (default "fp32"). "mixed" (issue 18):
+   * every matmul reads f16 operands and accumulates in f32 — weights are cast
+   * to an f16 copy once per step (training: in the forward list; eval: once
+   * per weight version, in the prepare list), activations and gradients that
+   * feed a matmul are cast to f16 by the op that first needs them (a forward
+   * activation's f16 copy is kept for the backward), outputs, biases,
+   * residuals, norms, softmax, losses, gradients and SGD stay f32. Needs the
+   * device's `shader-f16`.
+   */
+  readonly precision?: Precision;
+  /**
+   * Dynamic loss scaling of a training graph (mixed precision): the loss
+   * seed is multiplied by the scale (`recordLossScaleSeed`) and the update
+   * is the loss-scaled one (`recordUpdate(b, lossScale)`, which skips a
+   * step with inf/NaN gradients and lowers the scale).
+   */
+  readonly lossScale?: LossScaleRecord;
 }
+
+/** Numeric precision of a graph's matmuls (see {@linkcode GraphSettings.precision}). */
+export type Precision = "fp32" | "mixed";
 
 /** A recorded graph. */
 export interface Graph {
@@ -146,7 +169,25 @@ export interface Builder {
     bind: NoInfer<PlanBindings<N, O>>,
     list?: ListName,
   ): void;
-  /** A matmul op (`gpu/kernels/matmul.ts` bindings a, b, c, bias, r, pre). */
+  /** Whether the matmuls take f16 operands (`precision: "mixed"`). */
+  readonly mixed: boolean;
+  /**
+   * The f16 copy of a matmul operand (mixed precision; the region itself in
+   * fp32 or when it already holds halves). A weight (a parameter, or a
+   * region the prepare list writes) is cast once per step in training (the
+   * forward list) and once per weight version in eval (the prepare list); an
+   * activation is cast in the current list. Copies made in the forward or
+   * prepare list are kept and returned again (the backward reuses the
+   * forward's f16 activations); in the backward every call casts afresh
+   * (gradients change in place), so cast a gradient once and pass the copy.
+   */
+  half(x: Region): Region;
+  /**
+   * A matmul op (`gpu/kernels/matmul.ts` bindings a, b, c, bias, r, pre);
+   * with mixed precision `a` and `b` go through {@linkcode Builder.half}
+   * and the kernel reads them as f16, unless `precision` is "fp32" (the
+   * convolutions: see `conv_bn.ts`).
+   */
   mm(
     o: MatmulOptions,
     bind: {
@@ -157,6 +198,7 @@ export interface Builder {
       r?: Region;
       pre?: Region;
     },
+    precision?: Precision,
   ): void;
   /** An activation or temporary of `floats` elements (buffer assigned by liveness). */
   act(label: string, floats: number): Region;
@@ -203,6 +245,38 @@ export function createBuilder(
   const virtuals: VirtualRegion[] = [];
   const op: Builder["op"] = (plan, bind, list = current) =>
     lists[list].push({ plan, bind: bind as Op["bind"] });
+  const mixed = settings.precision === "mixed";
+  const act = (label: string, floats: number): Region => {
+    const region: VirtualRegion = {
+      buffer: undefined as unknown as GPUBuffer,
+      offset: 0,
+      size: Math.max(1, floats) * 4,
+      label,
+    };
+    virtuals.push(region);
+    return region;
+  };
+  /** Regions holding halves, and the kept f16 copies of f32 regions. */
+  const halves = new Set<Region>();
+  const copies = new Map<Region, Region>();
+  const half = (x: Region): Region => {
+    if (!mixed || halves.has(x)) return x;
+    const kept = copies.get(x);
+    if (kept) return kept;
+    const n = x.size / 4;
+    const weight = x.buffer === arenas.params.buffer ||
+      lists.prepare.some((o) => Object.values(o.bind).includes(x));
+    const list: ListName = weight
+      ? (settings.training ? "forward" : "prepare")
+      : current;
+    const y = weight || list === "prepare"
+      ? rt.alloc(`${x.label}.f16`, halfWords(n))
+      : act(`${x.label}.f16`, halfWords(n));
+    op(castToF16({ n }), { x, y }, list);
+    halves.add(y);
+    if (list !== "backward") copies.set(x, y);
+    return y;
+  };
   return {
     rt,
     arenas,
@@ -218,23 +292,18 @@ export function createBuilder(
       current = list;
     },
     op,
-    mm: (o, bind) =>
-      op(
-        matmul(
-          settings.matmulStages ? { stages: settings.matmulStages, ...o } : o,
-        ),
-        bind,
-      ),
-    act(label, floats) {
-      const region: VirtualRegion = {
-        buffer: undefined as unknown as GPUBuffer,
-        offset: 0,
-        size: Math.max(1, floats) * 4,
-        label,
-      };
-      virtuals.push(region);
-      return region;
+    mixed,
+    half,
+    mm(o, bind, precision) {
+      const staged = settings.matmulStages
+        ? { stages: settings.matmulStages, ...o }
+        : o;
+      if (!mixed || precision === "fp32") return op(matmul(staged), bind);
+      const a = half(bind.a);
+      const b = half(bind.b);
+      op(matmul({ ...staged, operands: "f16" }), { ...bind, a, b });
     },
+    act,
     pinned: (label, floats) => rt.alloc(label, floats),
     param: (name) => arenas.param(name),
     grad: (name) => arenas.grad(name),

@@ -56,15 +56,17 @@ export function linearBackward(
   },
 ): void {
   const { linear: l, x, dy, rows, dx, accumulateDx = false } = o;
+  // mixed precision: one f16 copy of dy for both products
+  const dyh = b.half(dy);
   if (dx) {
     b.mm(
       { m: rows, n: l.cin, k: l.cout, transB: true, accumulate: accumulateDx },
-      { a: dy, b: b.param(l.weight), c: dx },
+      { a: dyh, b: b.param(l.weight), c: dx },
     );
   }
   b.mm({ m: l.cin, n: l.cout, k: rows, transA: true, accumulate: true }, {
     a: x,
-    b: dy,
+    b: dyh,
     c: b.grad(l.weight),
   });
   b.op(columnSum({ rows, cols: l.cout, accumulate: true }), {

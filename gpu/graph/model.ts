@@ -63,7 +63,7 @@ import {
   fceHeadForward,
   type FceHeadSaved,
 } from "./fce_head.ts";
-import { recordLoss, recordTtdaLoss } from "./loss.ts";
+import { recordLoss, recordLossScaleSeed, recordTtdaLoss } from "./loss.ts";
 import { recordUpdate } from "./sgd.ts";
 
 /** A layer's forward record, by kind. */
@@ -195,12 +195,18 @@ export function buildGraph(
         classes: dims.classes,
         smoothing: settings.smoothing,
       });
+    if (settings.lossScale) {
+      recordLossScaleSeed(b, {
+        dlogits: loss.dlogits,
+        lossScale: settings.lossScale.state,
+      });
+    }
     let dy: Region | undefined = loss.dlogits;
     for (let i = saved.length - 1; i >= 0 && dy; i--) {
       dy = backward(b, saved[i], dy);
     }
     b.into("update");
-    hyper = recordUpdate(b);
+    hyper = recordUpdate(b, settings.lossScale);
   }
   return {
     lists: recordLists(b, settings.pool ?? createBufferPool()),

@@ -341,9 +341,10 @@ export function transformerBackward(
   const dA = b.act("dA", rq * d);
   linearBackward(b, { linear: l.o, x: s.a, dy: dzl, rows: rq, dx: dA });
   const dP = b.act("dP", R * l.heads * tq * T);
-  heads.scores(dA, s.v, dP);
+  const dAh = b.half(dA); // mixed precision: one f16 copy for both products
+  heads.scores(dAh, s.v, dP);
   const dV = b.act("dV", rowsT * d);
-  heads.mix(s.p, dA, dV, true);
+  heads.mix(s.p, dAh, dV, true);
   const dS = b.act("dS", R * l.heads * tq * T);
   b.op(
     softmaxBackward({
@@ -354,9 +355,10 @@ export function transformerBackward(
     { dp: dP, p: s.p, ds: dS },
   );
   const dQ = b.act("dQ", rq * d);
-  heads.mix(dS, s.k, dQ, false);
+  const dSh = b.half(dS);
+  heads.mix(dSh, s.k, dQ, false);
   const dK = b.act("dK", rowsT * d);
-  heads.mix(dS, s.q, dK, true);
+  heads.mix(dSh, s.q, dK, true);
   // dH = d LN1(z): keys and values from every row, queries from rq rows.
   const dH = b.act("dH", rowsT * d);
   const trimmed = l.queries !== undefined;
