@@ -25,8 +25,13 @@
  * (with `stepBoundNote`) on cpu or when `--set` changes the model, since the
  * paper-size tfjs step on cpu takes minutes. The TTDA bound is `bench ttda`'s.
  * Train epochs carry `syncSeconds` (the epoch-end copy of the weights to the
- * host, counted in the epoch), and `trainStepsFraction` is the last epoch's
- * fraction of the bound without it.
+ * host, counted in the epoch; on the fused engine only the last epoch does
+ * the whole copy there, the others finish it during the next epoch's first
+ * steps). `trainEpochFraction` compares the steady epoch with the bound: with
+ * three epochs or more the one before the last (neither the first, which
+ * compiles, nor the last, which copies at its end), else the last;
+ * `lastTrainEpochFraction` is the last epoch's, and `trainStepsFraction` the
+ * steady epoch's without its `syncSeconds`.
  * `gpuIdleFraction` is, per phase and for the whole run, 1 − the GPU time of
  * every fused-engine and front-end submit (timestamp queries,
  * `gpu/busy.ts`) over the wall time; null on cpu. `peakGpuMemoryMiB` is the
@@ -90,6 +95,8 @@ export interface PhaseTiming {
   readonly clipsPerSecond: number;
   /** Train epochs: of `seconds`, the weights' copy to the host for the checkpoints. */
   readonly syncSeconds?: number;
+  /** Train epochs (fused, all but the last): the copy's host time during the next epoch's first steps. */
+  readonly syncLaterSeconds?: number;
   /** TTAu: eval-forward rows (clips × views of each pass); report: clips it scored. */
   readonly rows?: number;
   /** TTAu and report: rows / seconds. */
@@ -464,6 +471,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       split: string;
       seconds?: number;
       syncSeconds?: number;
+      syncLaterSeconds?: number;
       clipsPerSecond?: number;
     }
   >(join(runDir, "metrics.jsonl"));
@@ -475,6 +483,8 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       : {
         ...phase(m.seconds!, Math.round(m.clipsPerSecond! * m.seconds!), i + 1),
         syncSeconds: round(m.syncSeconds),
+        ...(m.syncLaterSeconds !== undefined &&
+          { syncLaterSeconds: round(m.syncLaterSeconds) }),
       }
   );
   const selectOn = (compiled.plan.stages.find((s) => s.id === "train")
@@ -596,17 +606,20 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     }).results[0];
     const evalCps = r.batch / r.evalForwardMs * 1000;
     const last = <T>(list: readonly T[]) => list[list.length - 1];
+    const steady = <T>(list: readonly T[]) =>
+      list.length >= 3 ? list[list.length - 2] : last(list);
     const fraction = (p: PhaseTiming | null | undefined, bound: number) =>
       p ? round(p.clipsPerSecond / bound) : null;
     stepBound = {
       trainClipsPerSecond: r.clipsPerSecond,
       evalForwardClipsPerSecond: round(evalCps, 1),
       ttdaClipsPerSecond: ttda.clipsPerSecond,
-      trainEpochFraction: fraction(last(trainEpoch), r.clipsPerSecond),
+      trainEpochFraction: fraction(steady(trainEpoch), r.clipsPerSecond),
+      lastTrainEpochFraction: fraction(last(trainEpoch), r.clipsPerSecond),
       // The same without the epoch-end copy of the weights to the host (a
       // fixed cost per epoch, large against the bench's small epochs).
       trainStepsFraction: (() => {
-        const p = last(trainEpoch);
+        const p = steady(trainEpoch);
         if (!p || p.syncSeconds === undefined) return null;
         const s = p.seconds - p.syncSeconds;
         return s > 0 ? round(p.clips / s / r.clipsPerSecond) : null;

@@ -168,6 +168,19 @@ export interface FusedEngine {
     timing?: DownloadTiming,
   ): Promise<void>;
   /**
+   * {@linkcode download} in two parts: snapshots the arenas now (a GPU copy
+   * into a kept staging buffer, then its map) and returns the function that
+   * puts the snapshot into the tfjs model and optimizer. Steps enqueued in
+   * between run on the GPU while that function's host copy (~0.5 s for a
+   * paper model) runs, and do not change the snapshot. Call the function
+   * before the next download.
+   */
+  downloadLater(
+    model: AmautModel,
+    sgd?: Sgd,
+    timing?: DownloadTiming,
+  ): Promise<() => void>;
+  /**
    * Enqueues one training step: forward and backward over all views at
    * once, running-statistics updates, SGD. Returns at once; the GPU works
    * while the caller prepares the next batch.
@@ -573,6 +586,55 @@ export function createFusedEngine(
     slot: { offset: number; size: number },
   ) => whole.subarray(slot.offset, slot.offset + slot.size);
 
+  // The arenas' values, read back, into the tfjs model and optimizer.
+  const putInto = (
+    model: AmautModel,
+    sgd: Sgd | undefined,
+    [params, running, momentum]: Float32Array[],
+    timing?: DownloadTiming,
+  ) => {
+    const t0 = performance.now();
+    const assign = (v: Variable, data: Float32Array) =>
+      tf.tidy(() => v.assign(tf.tensor(data, v.shape, "float32")));
+    for (const slot of arenas.slots) {
+      assign(model.params.get(slot.name)!, readRegion(params, slot));
+    }
+    for (const [name, slot] of arenas.runningSlots) {
+      assign(model.buffers.get(name)!, readRegion(running, slot));
+    }
+    if (sgd && momentum) {
+      const map = new Map<string, Tensor>();
+      for (const slot of arenas.slots) {
+        if (!slot.trained) continue;
+        const v = model.params.get(slot.name)!;
+        map.set(
+          slot.name,
+          tf.tensor(readRegion(momentum, slot), v.shape, "float32"),
+        );
+      }
+      sgd.load(map);
+      tf.dispose([...map.values()]);
+    }
+    if (timing) timing.assignMs = performance.now() - t0;
+  };
+
+  const downloadLater = async (
+    model: AmautModel,
+    sgd?: Sgd,
+    timing?: DownloadTiming,
+  ) => {
+    // One map for all (each map drains the queue and sleeps ~10 ms on
+    // Deno); the tensors are views of its one copy, not copies of their own.
+    const withMomentum = sgd !== undefined && momentumStarted;
+    const take = await rt.readManyLater(
+      withMomentum
+        ? [arenas.params, arenas.running, arenas.momentum]
+        : [arenas.params, arenas.running],
+      { timing, keepStaging: true },
+    );
+    return () => putInto(model, sgd, take(), timing);
+  };
+
   return {
     runtime: rt,
     arenas,
@@ -613,39 +675,10 @@ export function createFusedEngine(
       weightsVersion++;
     },
     async download(model, sgd, timing) {
-      // One map for all (each map drains the queue and sleeps ~10 ms on
-      // Deno); the tensors are views of its one copy, not copies of their own.
-      const withMomentum = sgd !== undefined && momentumStarted;
-      const [params, running, momentum] = await rt.readMany(
-        withMomentum
-          ? [arenas.params, arenas.running, arenas.momentum]
-          : [arenas.params, arenas.running],
-        { timing, keepStaging: true },
-      );
-      const t0 = performance.now();
-      const assign = (v: Variable, data: Float32Array) =>
-        tf.tidy(() => v.assign(tf.tensor(data, v.shape, "float32")));
-      for (const slot of arenas.slots) {
-        assign(model.params.get(slot.name)!, readRegion(params, slot));
-      }
-      for (const [name, slot] of arenas.runningSlots) {
-        assign(model.buffers.get(name)!, readRegion(running, slot));
-      }
-      if (sgd && momentum) {
-        const map = new Map<string, Tensor>();
-        for (const slot of arenas.slots) {
-          if (!slot.trained) continue;
-          const v = model.params.get(slot.name)!;
-          map.set(
-            slot.name,
-            tf.tensor(readRegion(momentum, slot), v.shape, "float32"),
-          );
-        }
-        sgd.load(map);
-        tf.dispose([...map.values()]);
-      }
-      if (timing) timing.assignMs = performance.now() - t0;
+      (await downloadLater(model, sgd, timing))();
     },
+    downloadLater,
+
     async step(tokens, labels, views, settings) {
       const { lists, before } = await prepareStep(
         tokens,

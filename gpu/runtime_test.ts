@@ -75,6 +75,20 @@ Deno.test({
       assert.deepEqual([...k3], [1, 2, 3, 4, 5]);
       assert.deepEqual([...k4], [7, 8, 9]);
       assert.equal(rt.stats().buffers, before);
+      // readManyLater: the values are the regions' at the call, even when
+      // they change before the take; one take only; a kept buffer must be
+      // taken before it is read into again.
+      const take = await rt.readManyLater([b], { keepStaging: true });
+      rt.write(b, Float32Array.of(4, 5, 6));
+      await rt.read(b); // the write has run
+      await assert.rejects(
+        rt.readManyLater([a], { keepStaging: true }),
+        /^Error: Cannot read through the kept staging buffer/,
+      );
+      assert.deepEqual([...take()[0]], [7, 8, 9]);
+      assert.throws(take, /^Error: Cannot take a read twice/);
+      const [k5] = await rt.readMany([b], { keepStaging: true });
+      assert.deepEqual([...k5], [4, 5, 6]);
     } finally {
       rt.destroy();
     }

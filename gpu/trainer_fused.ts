@@ -74,6 +74,28 @@ export async function createFusedTrainer(
   let stepped = false;
   // the loss-scaling state of the last sync (mixed precision), owned here
   let scaleTensor: Tensor | undefined;
+  // The snapshot is taken now (the arenas and the loss-scaling state);
+  // the returned function puts it into the tfjs model.
+  const syncLater = async () => {
+    const put = await engine.downloadLater(model, sgd);
+    const scale = await engine.lossScaleState();
+    return () => {
+      put();
+      const state = stateOf(model, sgd);
+      if (!scale) return Promise.resolve(state);
+      scaleTensor?.dispose();
+      scaleTensor = tf.keep(
+        tf.tensor1d(lossScaleToValues(scale), "float32"),
+      );
+      return Promise.resolve({
+        ...state,
+        optimizer: new Map([
+          ...state.optimizer,
+          [LOSS_SCALE_CHECKPOINT_KEY, scaleTensor],
+        ]),
+      });
+    };
+  };
   return {
     engine: "fused",
     model,
@@ -120,20 +142,9 @@ export async function createFusedTrainer(
       return evaluateEngine(engine, model.dims.classes, data, split, batchSize);
     },
     async sync() {
-      await engine.download(model, sgd);
-      const state = stateOf(model, sgd);
-      const scale = await engine.lossScaleState();
-      if (!scale) return state;
-      scaleTensor?.dispose();
-      scaleTensor = tf.keep(tf.tensor1d(lossScaleToValues(scale), "float32"));
-      return {
-        ...state,
-        optimizer: new Map([
-          ...state.optimizer,
-          [LOSS_SCALE_CHECKPOINT_KEY, scaleTensor],
-        ]),
-      };
+      return await (await syncLater())();
     },
+    syncLater,
     async load(state) {
       const saved = state.optimizer?.get(LOSS_SCALE_CHECKPOINT_KEY);
       const scale = saved && engine.precision === "mixed"

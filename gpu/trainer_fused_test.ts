@@ -221,3 +221,51 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "fused trainer: syncLater snapshots at the call, so steps taken before its finish do not change what it returns",
+  ignore: !gpuTests,
+  async fn() {
+    await tf.setBackend("cpu");
+    const rt = (await testRuntime())!;
+    const a = createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 6));
+    const b = createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 6));
+    const now = await createFusedTrainer(tf, a, { device: rt.device });
+    const later = await createFusedTrainer(tf, b, { device: rt.device });
+    const batch = viewBatch(tf, memorySplit(3, TINY_DIMS, 8), TINY_DIMS, 2, 8);
+    const settings = (k: number) => ({
+      smoothing: 0.1,
+      lr: 1e-3,
+      sgd: { momentum: 0.9, weightDecay: 1e-3, nesterov: false },
+      rng: createRng("dropout", k),
+    });
+    try {
+      for (const t of [now, later]) await t.step(batch, settings(1));
+      const expected = await now.sync();
+      const want = {
+        params: await snapshot(expected.params),
+        momentum: await snapshot(expected.optimizer),
+      };
+      const finish = await later.syncLater!();
+      // A second snapshot before the first is taken is refused.
+      await assert.rejects(
+        later.syncLater!(),
+        /^Error: Cannot read through the kept staging buffer: an earlier read of it was never taken/,
+      );
+      await later.step(batch, settings(2));
+      const got = await finish();
+      assert.deepEqual(await snapshot(got.params), want.params);
+      assert.deepEqual(await snapshot(got.optimizer), want.momentum);
+      // The step after the snapshot did change the engine's weights.
+      const moved = await snapshot((await later.sync()).params);
+      assert.ok(worstRelative(moved, want.params).relative > 0);
+    } finally {
+      now.dispose();
+      later.dispose();
+      batch.tokens.dispose();
+      a.dispose();
+      b.dispose();
+    }
+  },
+});

@@ -104,6 +104,15 @@ export interface Trainer {
    */
   sync(): Promise<TrainerState>;
   /**
+   * {@linkcode sync} in two parts, for engines that can snapshot their
+   * state apart from the tfjs model (the fused engine; absent elsewhere):
+   * takes the snapshot now and returns the function that puts it into the
+   * tfjs model and returns it. Steps taken in between do not change what it
+   * returns, and run on the GPU while its host copy runs. Call the function
+   * before the next sync, load or dispose.
+   */
+  readonly syncLater?: () => Promise<() => Promise<TrainerState>>;
+  /**
    * Replaces the weights and running statistics (and, when given, the
    * momentum buffers) with copies of `state`'s; the caller keeps ownership
    * of the tensors it passes.
@@ -270,6 +279,10 @@ export function withFallback(
     evaluate: (data, split, batchSize) =>
       current.evaluate(data, split, batchSize),
     sync: () => current.sync(),
+    // Only while the current trainer has it (the tfjs one does not).
+    get syncLater() {
+      return current.syncLater;
+    },
     load: (state) => current.load(state),
     dispose: () => current.dispose(),
   };

@@ -123,8 +123,19 @@ export interface EpochMetrics {
   readonly lr?: number;
   /** Wall seconds of the training epoch, the weights' copy to the host included. */
   readonly seconds?: number;
-  /** Of `seconds`, the copy of the weights (and momentum) from the device to the host at the epoch's end, for the checkpoints. */
+  /**
+   * Of `seconds`, the copy of the weights (and momentum) from the device to
+   * the host at the epoch's end, for the checkpoints. On the fused engine,
+   * every epoch but the last only snapshots them on the device here; the
+   * host copy runs during the next epoch's first steps (`syncLaterSeconds`).
+   */
   readonly syncSeconds?: number;
+  /**
+   * Fused engine, every epoch but the last: host seconds of the epoch-end
+   * copy spent after the next epoch's first steps were enqueued (the GPU runs
+   * them meanwhile), not part of `seconds`.
+   */
+  readonly syncLaterSeconds?: number;
   /**
    * Seconds the epoch's checkpoint save took: the copy of the values to the
    * host (which the next epoch waits for) plus hashing and writing `last`
@@ -355,6 +366,14 @@ async function loadBest(
   }
 }
 
+/**
+ * Steps of the next epoch enqueued before the fused engine's epoch-end
+ * snapshot is copied into the tfjs model: the GPU runs them while the host
+ * copies (~0.5 s for a paper model's weights and momentum; 8 SC1 steps are
+ * about 0.45 s of GPU work on an H100, 8 CS steps about 2 s).
+ */
+export const SYNC_LATER_STEPS = 8;
+
 /** The `train` stage. */
 export const stage = defineStage<TrainOptions>({
   id: "train",
@@ -415,6 +434,13 @@ export const stage = defineStage<TrainOptions>({
     );
     const final: Record<string, { accuracy: number; loss: number }> = {};
     const saves = backgroundSaves();
+    // An epoch whose record waits for the next epoch's first steps.
+    let pendingEpoch: (() => Promise<void>) | undefined;
+    const completePending = async () => {
+      const complete = pendingEpoch;
+      pendingEpoch = undefined;
+      await complete?.();
+    };
     try {
       if (ctx.resume && !hasLast) {
         log.info(
@@ -491,6 +517,11 @@ export const stage = defineStage<TrainOptions>({
             rng: ctx.rng.child("dropout", epoch, step),
           });
           step++;
+          // The previous epoch's record, once enough steps are queued to
+          // keep the GPU busy during its host copy.
+          if (step === Math.min(SYNC_LATER_STEPS, steps)) {
+            await completePending();
+          }
           if (step % options.readEvery === 0 || step === steps) {
             // The read is issued now and awaited at the next read point (or
             // at once at the epoch's last step). On Deno issuing it already
@@ -509,6 +540,7 @@ export const stage = defineStage<TrainOptions>({
             } else bar.tick(train.labels.length);
           } else bar.tick(train.labels.length);
         }
+        await completePending(); // an epoch without steps
         if (pendingRead) {
           const { m, at } = await pendingRead;
           pendingRead = undefined;
@@ -516,7 +548,14 @@ export const stage = defineStage<TrainOptions>({
         }
         const train = await trainer.metrics(true);
         const syncStart = performance.now();
-        const state = await trainer.sync(); // checkpoints and later stages use the tfjs model
+        // Checkpoints and later stages use the tfjs model. The fused engine
+        // snapshots its state now and fills the tfjs model later, while the
+        // next epoch's first steps run on the GPU (see completeEpoch).
+        const lastEpoch = epoch === options.epochs - 1;
+        const syncLater = lastEpoch ? undefined : trainer.syncLater;
+        const stateLater = syncLater
+          ? await syncLater()
+          : await trainer.sync().then((state) => () => Promise.resolve(state));
         const syncSeconds = (performance.now() - syncStart) / 1000;
         const seconds = (performance.now() - epochStart) / 1000;
         bar.done({ loss: train.loss, accuracy: train.accuracy });
@@ -579,34 +618,55 @@ export const stage = defineStage<TrainOptions>({
           history,
           best,
         };
-        // One save at a time, in epoch order.
-        await saves.settle();
-        // The values are copied to the host now (the next epoch's steps
-        // change the tensors); hashing and writing them overlap its training.
-        const copyStart = performance.now();
-        const snapshot = await snapshotCheckpoint(
-          checkpoints,
-          "last",
-          meta,
-          { ...state },
-        );
-        const copySeconds = (performance.now() - copyStart) / 1000;
         const record = history.slice();
         const trainAt = record.length - 2;
-        saves.start(async () => {
-          const checkpointSeconds = await writeEpoch(
-            ctx.runDir,
-            snapshot,
-            improved,
-            record,
-            trainAt,
-            copySeconds,
-            log,
+        const complete = async () => {
+          const finishStart = performance.now();
+          const state = await stateLater();
+          const finishSeconds = (performance.now() - finishStart) / 1000;
+          if (syncLater) {
+            // Host time of the sync spent during the next epoch's first
+            // steps (the epoch's `syncSeconds` is the part before them).
+            record[trainAt] = {
+              ...record[trainAt],
+              syncLaterSeconds: finishSeconds,
+            };
+            history[trainAt] = {
+              ...history[trainAt],
+              syncLaterSeconds: finishSeconds,
+            };
+          }
+          // One save at a time, in epoch order.
+          await saves.settle();
+          // The values are copied to the host now (the next epoch's steps
+          // change the tensors); hashing and writing them overlap its
+          // training.
+          const copyStart = performance.now();
+          const snapshot = await snapshotCheckpoint(
+            checkpoints,
+            "last",
+            meta,
+            { ...state },
           );
-          // Later checkpoints and metrics.jsonl carry it too.
-          history[trainAt] = { ...history[trainAt], checkpointSeconds };
-        });
+          const copySeconds = (performance.now() - copyStart) / 1000;
+          saves.start(async () => {
+            const checkpointSeconds = await writeEpoch(
+              ctx.runDir,
+              snapshot,
+              improved,
+              record,
+              trainAt,
+              copySeconds,
+              log,
+            );
+            // Later checkpoints and metrics.jsonl carry it too.
+            history[trainAt] = { ...history[trainAt], checkpointSeconds };
+          });
+        };
+        if (syncLater) pendingEpoch = complete;
+        else await complete();
       }
+      await completePending();
       await saves.settle();
       // Final evaluation with the best weights on every split.
       await loadBest(tf, trainer, checkpoints);
@@ -624,8 +684,15 @@ export const stage = defineStage<TrainOptions>({
         );
       }
     } catch (error) {
-      // A save still in flight ends first, so that a stopped run keeps the
-      // `last` checkpoint and metrics.jsonl of the epoch it names.
+      // The record of an epoch waiting for the next one's first steps is
+      // written, and a save still in flight ends first, so that a stopped
+      // run keeps the `last` checkpoint and metrics.jsonl of the epoch it
+      // names.
+      const unsaved = await completePending().then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      if (unsaved) log.error(unsaved.message);
       const failed = await saves.settle().then(
         () => undefined,
         (e: Error) => e,

@@ -389,3 +389,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "fused engine: an epoch's record is written during the next epoch's first steps, from the epoch's own weights; an interrupt before that still writes it",
+  ignore: !gpuTests,
+  async fn() {
+    const fusedSets = [
+      "runtime.backend=webgpu",
+      "train.engine=fused",
+      "train.evalBatchSize=3",
+    ];
+    try {
+      const a = await setup(fusedSets);
+      const full = await runPipeline(a.compiled, {});
+      const metrics = (await Deno.readTextFile(
+        join(full.runDir, "metrics.jsonl"),
+      )).trim().split("\n").map((l) => JSON.parse(l));
+      const trainLines = metrics.filter((m) => m.split === "train");
+      // Epoch 1's host copy ran during epoch 2; the last epoch's at its end.
+      assert.equal(typeof trainLines[0].syncLaterSeconds, "number");
+      assert.equal(trainLines[1].syncLaterSeconds, undefined);
+      // Stopped at epoch 2's first step boundary, before its steps: the
+      // pending record of epoch 1 is written on the way out, and the resume
+      // from it ends with the uninterrupted run's weights.
+      const b = await setup(fusedSets);
+      const controller = new AbortController();
+      let runDir = "";
+      await assert.rejects(
+        runPipeline(b.compiled, {
+          signal: controller.signal,
+          console: (line) => {
+            if (line.includes("epoch 1/2:")) {
+              controller.abort(new Error("interrupted"));
+            }
+          },
+        }),
+        (e: unknown) => {
+          runDir = (e as RunInterrupted).runDir;
+          return e instanceof RunInterrupted &&
+            e.restarts === "epoch 2, from the checkpoint of epoch 1";
+        },
+      );
+      assert.equal((await params(runDir, "last")).meta.epoch, 0);
+      await runPipeline(b.compiled, { resume: runDir });
+      const resumed = await params(runDir, "last");
+      const uninterrupted = await params(full.runDir, "last");
+      assert.equal(resumed.meta.epoch, 1);
+      assert.deepEqual(resumed.values, uninterrupted.values);
+    } finally {
+      await tf.setBackend("cpu");
+    }
+  },
+});
