@@ -10,47 +10,18 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { compile, runPipeline } from "../pipeline/mod.ts";
-import { BUILTIN_STAGES } from "./mod.ts";
+import { runPipeline } from "../pipeline/mod.ts";
+import { setupTinyTrain } from "./train_testing.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { gpuTests } from "../gpu/testing.ts";
 
-const SPEC = `name: tiny-train-mixed
-runtime: { backend: cpu, seed: 3 }
-data: { layout: synthetic, sampleRateHz: 8000, durationSeconds: 0.5, perClass: { train: 8, validation: 3, test: 3 } }
-stages:
-  - use: load
-  - use: mono_mix
-  - use: augment
-    with:
-      views:
-        - { name: shift, chain: [{ type: pad, seconds: 0.5 }, { type: roll }] }
-        - { name: noise, chain: [{ type: noise }, { type: pad, seconds: 0.5 }] }
-  - use: fixed_length
-    with: { seconds: 0.5 }
-  - use: mel
-    with: { sampleRateHz: 8000, nFft: 256, winLength: 200, hopLength: 80, nMels: 16 }
-  - use: tokenize
-  - use: train
-    with:
-      epochs: 2
-      batchSize: 8
-      lr: 0.05
-      lrCardinality: 2
-      readEvery: 2
-      evalBatchSize: 3
-      precision: mixed
-      model: { width: 4, groups: [1, 1], embedDim: 16, depth: 1, heads: 2, mlpDim: 32, extend: 16, conv: 8, dropout: 0.1 }
-`;
-
-async function setup(overrides: string[] = []) {
-  const dir = await Deno.makeTempDir({ prefix: "train_mixed_test_" });
-  await Deno.writeTextFile(join(dir, "spec.yaml"), SPEC);
-  return await compile(join(dir, "spec.yaml"), {
-    builtins: BUILTIN_STAGES,
-    overrides: [`runtime.outputDir=${join(dir, "runs")}`, ...overrides],
-  });
-}
+// The train stage's tiny spec, its evaluation batches dividing every split
+// (fewer eval graphs for llvmpipe to compile), in mixed precision.
+const setup = async (overrides: string[] = []) =>
+  (await setupTinyTrain(
+    ["train.evalBatchSize=3", "train.precision=mixed", ...overrides],
+    "train_mixed_test_",
+  )).compiled;
 
 Deno.test("train with precision mixed is refused on the cpu backend and with the tfjs engine, saying what to do", async () => {
   await tf.setBackend("cpu");

@@ -1,46 +1,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { compile, RunInterrupted, runPipeline } from "../pipeline/mod.ts";
-import { BUILTIN_STAGES } from "./mod.ts";
+import { runPipeline } from "../pipeline/mod.ts";
+import { runInterruptedAfterEpoch1, setupTinyTrain } from "./train_testing.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import * as tf from "@tensorflow/tfjs";
 import { gpuTests } from "../gpu/testing.ts";
 
-const SPEC = `name: tiny-train
-runtime: { backend: cpu, seed: 3 }
-data: { layout: synthetic, sampleRateHz: 8000, durationSeconds: 0.5, perClass: { train: 8, validation: 3, test: 3 } }
-stages:
-  - use: load
-  - use: mono_mix
-  - use: augment
-    with:
-      views:
-        - { name: shift, chain: [{ type: pad, seconds: 0.5 }, { type: roll }] }
-        - { name: noise, chain: [{ type: noise }, { type: pad, seconds: 0.5 }] }
-  - use: fixed_length
-    with: { seconds: 0.5 }
-  - use: mel
-    with: { sampleRateHz: 8000, nFft: 256, winLength: 200, hopLength: 80, nMels: 16 }
-  - use: tokenize
-  - use: train
-    with:
-      epochs: 2
-      batchSize: 8
-      lr: 0.05
-      lrCardinality: 2
-      readEvery: 2
-      model: { width: 4, groups: [1, 1], embedDim: 16, depth: 1, heads: 2, mlpDim: 32, extend: 16, conv: 8, dropout: 0.1 }
-`;
-
-async function setup(overrides: string[] = []) {
-  const dir = await Deno.makeTempDir({ prefix: "train_test_" });
-  await Deno.writeTextFile(join(dir, "spec.yaml"), SPEC);
-  const compiled = await compile(join(dir, "spec.yaml"), {
-    builtins: BUILTIN_STAGES,
-    overrides: [`runtime.outputDir=${join(dir, "runs")}`, ...overrides],
-  });
-  return { dir, compiled };
-}
+const setup = (overrides: string[] = []) => setupTinyTrain(overrides);
 
 async function params(runDir: string, name: string) {
   const c = await loadCheckpoint(tf, join(runDir, "checkpoints"), name);
@@ -108,23 +74,7 @@ Deno.test("train --resume after an interruption ends with the same weights as an
   const a = await setup();
   const full = await runPipeline(a.compiled, {});
   const b = await setup();
-  const controller = new AbortController();
-  let runDir = "";
-  await assert.rejects(
-    runPipeline(b.compiled, {
-      signal: controller.signal,
-      console: (line) => {
-        if (line.includes("epoch 1/2:")) {
-          controller.abort(new Error("interrupted"));
-        }
-      },
-    }),
-    (e: unknown) => {
-      runDir = (e as RunInterrupted).runDir;
-      return e instanceof RunInterrupted && e.stage === "train" &&
-        e.restarts === "epoch 2, from the checkpoint of epoch 1";
-    },
-  );
+  const runDir = await runInterruptedAfterEpoch1(b.compiled);
   const partial = await params(runDir, "last");
   assert.equal(
     partial.meta.epoch,
@@ -265,27 +215,13 @@ Deno.test("an interrupt while the epoch's checkpoint is still being written wait
   const a = await setup();
   const full = await runPipeline(a.compiled, {});
   const b = await setup();
-  const controller = new AbortController();
   let runDir = "";
   await withLastBinOpens(
     // The first save takes 300 ms longer: the interrupt comes while it runs.
     (n) => n === 1 ? new Promise((r) => setTimeout(r, 300)) : Promise.resolve(),
-    () =>
-      assert.rejects(
-        runPipeline(b.compiled, {
-          signal: controller.signal,
-          console: (line) => {
-            if (line.includes("epoch 1/2:")) {
-              controller.abort(new Error("interrupted"));
-            }
-          },
-        }),
-        (e: unknown) => {
-          runDir = (e as RunInterrupted).runDir;
-          return e instanceof RunInterrupted &&
-            e.restarts === "epoch 2, from the checkpoint of epoch 1";
-        },
-      ),
+    async () => {
+      runDir = await runInterruptedAfterEpoch1(b.compiled);
+    },
   );
   const partial = await params(runDir, "last");
   assert.equal(partial.meta.epoch, 0);
@@ -414,23 +350,7 @@ Deno.test({
       // pending record of epoch 1 is written on the way out, and the resume
       // from it ends with the uninterrupted run's weights.
       const b = await setup(fusedSets);
-      const controller = new AbortController();
-      let runDir = "";
-      await assert.rejects(
-        runPipeline(b.compiled, {
-          signal: controller.signal,
-          console: (line) => {
-            if (line.includes("epoch 1/2:")) {
-              controller.abort(new Error("interrupted"));
-            }
-          },
-        }),
-        (e: unknown) => {
-          runDir = (e as RunInterrupted).runDir;
-          return e instanceof RunInterrupted &&
-            e.restarts === "epoch 2, from the checkpoint of epoch 1";
-        },
-      );
+      const runDir = await runInterruptedAfterEpoch1(b.compiled);
       assert.equal((await params(runDir, "last")).meta.epoch, 0);
       await runPipeline(b.compiled, { resume: runDir });
       const resumed = await params(runDir, "last");
