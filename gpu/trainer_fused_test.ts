@@ -20,6 +20,13 @@ import { gpuTests, testRuntime } from "./testing.ts";
 const close = (got: number, want: number, relative: number) =>
   Math.abs(got - want) <= relative * Math.abs(want);
 
+/** Two tiny models with the same initial weights, and a batch of 2 views × 3 clips. */
+const twins = () => ({
+  a: createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 6)),
+  b: createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 6)),
+  batch: viewBatch(tf, memorySplit(3, TINY_DIMS, 8), TINY_DIMS, 2, 8),
+});
+
 Deno.test({
   name:
     "fused trainer: steps, metrics, sync, evaluate and load equal the tfjs trainer's on the tiny config",
@@ -168,8 +175,7 @@ Deno.test({
   async fn() {
     await tf.setBackend("cpu");
     const rt = (await testRuntime())!;
-    const a = createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 6));
-    const b = createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 6));
+    const { a, b, batch } = twins();
     // 2¹⁰⁰ overflows f16 at once: the first step is skipped and halves it.
     const engine = {
       precision: "mixed" as const,
@@ -183,7 +189,6 @@ Deno.test({
       device: rt.device,
       engine,
     });
-    const batch = viewBatch(tf, memorySplit(3, TINY_DIMS, 8), TINY_DIMS, 2, 8);
     try {
       await first.step(batch, {
         smoothing: 0.1,
@@ -229,11 +234,9 @@ Deno.test({
   async fn() {
     await tf.setBackend("cpu");
     const rt = (await testRuntime())!;
-    const a = createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 6));
-    const b = createModel(tf, TINY_OPTIONS, TINY_DIMS, createRng("m", 6));
+    const { a, b, batch } = twins();
     const now = await createFusedTrainer(tf, a, { device: rt.device });
     const later = await createFusedTrainer(tf, b, { device: rt.device });
-    const batch = viewBatch(tf, memorySplit(3, TINY_DIMS, 8), TINY_DIMS, 2, 8);
     const settings = (k: number) => ({
       smoothing: 0.1,
       lr: 1e-3,
