@@ -423,13 +423,13 @@ async function dropWeights(ctx: StepContext, load: WeightsLoad | undefined) {
   }
 }
 
-/** Assigns a checkpoint read by {@linkcode readWeights} to `target`. */
+/** Assigns checkpoint `name` of `dir`, read by {@linkcode readWeights}, to `target`. */
 async function loadWeights(
   ctx: StepContext,
   target: AmautModel,
   dir: string,
   name: string,
-  load: WeightsLoad = readWeights(ctx, dir, name),
+  load: WeightsLoad,
 ): Promise<void> {
   const ckpt = await load;
   try {
