@@ -3,7 +3,7 @@
  * accuracy within 1 percentage point, mean of 3 seeds, no NaN/inf"):
  * `deno task bench fidelity --preset demo|sc1 [--seeds 3] [--backend webgpu]`
  * trains a preset with `train.precision` fp32 and mixed for each seed
- * (`runtime.seed` 1…N, both precisions from the same seed's initial weights
+ * (`runtime.seed` 1…N, or from `--first-seed`; both precisions from the same seed's initial weights
  * and data order) and prints per seed and on average the test accuracy of
  * the best checkpoint (the `train` stage's final evaluation, `summary.json`),
  * the mixed − fp32 difference in percentage points, and whether any run had
@@ -60,8 +60,8 @@ export interface FidelityArgs {
 /**
  * Reads the command line of `bench fidelity`.
  *
- * @param args `--preset demo|sc1` (demo), `--seeds N` (3: seeds 1…N) or a
- *   comma list of seeds, `--backend auto|webgpu|cpu` (webgpu), `--epochs N`,
+ * @param args `--preset demo|sc1` (demo), `--seeds N` (3: seeds S…S+N−1
+ *   from `--first-seed S`, 1) or a comma list of seeds, `--backend auto|webgpu|cpu` (webgpu), `--epochs N`,
  *   `--set path=value` (repeatable), `--out DIR` (`runs/bench-fidelity`),
  *   `--full`, `--train/--validation/--test N` and `--synth-dir DIR` (sc1's
  *   synthetic data), `--tolerance PP` (1).
@@ -74,6 +74,7 @@ export function parseFidelityArgs(args: readonly string[]): FidelityArgs {
     options: {
       preset: { type: "string", default: "demo" },
       seeds: { type: "string", default: "3" },
+      "first-seed": { type: "string", default: "1" },
       backend: { type: "string", default: "webgpu" },
       epochs: { type: "string" },
       set: { type: "string", multiple: true, default: [] },
@@ -102,11 +103,12 @@ export function parseFidelityArgs(args: readonly string[]): FidelityArgs {
     }
     return n;
   };
+  const first = whole("first-seed", values["first-seed"], 0);
   const seeds = values.seeds.includes(",")
     ? values.seeds.split(",").map((s) => whole("seeds", s.trim(), 0))
     : Array.from(
       { length: whole("seeds", values.seeds, 1) },
-      (_, i) => i + 1,
+      (_, i) => first + i,
     );
   if (new Set(seeds).size !== seeds.length) {
     throw bad(`--seeds lists a seed twice: "${values.seeds}"`);

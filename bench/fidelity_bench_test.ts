@@ -6,10 +6,13 @@
  */
 import assert from "node:assert/strict";
 import {
+  benchFidelity,
   type FidelityRun,
   parseFidelityArgs,
   summariseFidelity,
 } from "./fidelity_bench.ts";
+import { TINY_MODEL_ARGS } from "./tiny_model.ts";
+import { gpuTests } from "../gpu/testing.ts";
 
 Deno.test("parseFidelityArgs: defaults, seed lists, and refusals naming the option", () => {
   const d = parseFidelityArgs([]);
@@ -33,6 +36,10 @@ Deno.test("parseFidelityArgs: defaults, seed lists, and refusals naming the opti
     "--full",
   ]);
   assert.deepEqual(s.seeds, [7, 9]);
+  assert.deepEqual(
+    parseFidelityArgs(["--seeds", "2", "--first-seed", "10"]).seeds,
+    [10, 11],
+  );
   assert.equal(s.epochs, 2);
   assert.deepEqual(s.sets, ["train.batchSize=8"]);
   assert.equal(s.synth.train, 3);
@@ -42,6 +49,7 @@ Deno.test("parseFidelityArgs: defaults, seed lists, and refusals naming the opti
     [["--preset", "cs"], /--preset must be demo or sc1, not "cs"/],
     [["--seeds", "0"], /--seeds must be a whole number >= 1, not "0"/],
     [["--seeds", "1,1"], /--seeds lists a seed twice/],
+    [["--first-seed=-1"], /--first-seed must be a whole number >= 0, not "-1"/],
     [["--epochs", "1.5"], /--epochs must be a whole number >= 1/],
     [["--backend", "gpu"], /--backend must be auto, webgpu or cpu/],
     [
@@ -131,4 +139,64 @@ Deno.test("summariseFidelity: per-seed and mean accuracies, the difference in po
   assert.equal(f.nonFinite, true);
   assert.equal(f.withinTolerance, false);
   assert.equal(summariseFidelity([]).withinTolerance, false);
+});
+
+Deno.test({
+  name:
+    "bench fidelity trains sc1 (tiny model, synthetic data) in fp32 and mixed through the train stage and reads each run's figures",
+  ignore: !gpuTests,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "fidelity_bench_" });
+    try {
+      const out = await benchFidelity([
+        "--preset",
+        "sc1",
+        "--seeds",
+        "1",
+        "--first-seed",
+        "5",
+        "--epochs",
+        "1",
+        "--train",
+        "1",
+        "--validation",
+        "1",
+        "--test",
+        "1",
+        "--synth-dir",
+        `${dir}/synth`,
+        "--out",
+        `${dir}/runs`,
+        ...TINY_MODEL_ARGS,
+      ]) as {
+        stages: string;
+        runs: FidelityRun[];
+        summary: { perSeed: { seed: number }[]; failed: number };
+      };
+      assert.equal(out.stages, "through train");
+      assert.deepEqual(
+        out.runs.map((r) => [r.seed, r.precision]),
+        [[5, "fp32"], [5, "mixed"]],
+      );
+      for (const r of out.runs) {
+        assert.equal(r.error, undefined, r.error ?? "");
+        assert.ok(r.testAccuracy! >= 0 && r.testAccuracy! <= 1);
+        assert.equal(r.bestEpoch, 1);
+        assert.equal(r.nonFinite, false);
+        // Only the stages up to train ran: no report in the run folder.
+        assert.ok(
+          !(await Deno.stat(`${r.runDir}/report.json`).then(() => 1, () => 0)),
+        );
+      }
+      assert.equal(out.runs[0].skippedSteps, undefined); // fp32
+      assert.equal(
+        out.runs[1].lossScale,
+        2 ** 16 / 2 ** out.runs[1].skippedSteps!,
+      );
+      assert.equal(out.summary.failed, 0);
+      assert.deepEqual(out.summary.perSeed.map((s) => s.seed), [5]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -580,7 +580,11 @@ export const stage = defineStage<TtdaOptions>({
             loss.toFixed(4)
           }, ${split} accuracy ${pct(evaluation.accuracy)}, lr ${
             line.featureLr.toExponential(3)
-          } (features) / ${line.classifierLr.toExponential(3)} (classifier)`,
+          } (features) / ${line.classifierLr.toExponential(3)} (classifier)${
+            scaling
+              ? `, loss scale ${scaling.lossScale} (${scaling.skippedSteps} steps skipped)`
+              : ""
+          }`,
         );
         await writeFileAtomic(
           metricsFile,

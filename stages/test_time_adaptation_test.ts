@@ -424,6 +424,10 @@ Deno.test({
         mixed.log,
         /TTDA engine: fused WebGPU graph \(mixed precision/,
       );
+      assert.match(
+        mixed.log,
+        /TTDA epoch 2\/2: .*, loss scale \d+ \(\d+ steps skipped\)/,
+      );
       // The evaluation before adaptation (a trained model: BatchNorm
       // statistics track the activations) in mixed precision.
       assert.ok(
