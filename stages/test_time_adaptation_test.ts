@@ -170,6 +170,7 @@ Deno.test("TTDA options: defaults are the reference's AM/VS/CS values, and every
     nesterov: false,
     evalBatchSize: 32,
     engine: "auto",
+    precision: "fp32",
   });
   for (const [k, v] of Object.entries(TtdaOptions.shape)) {
     assert.ok(v.description, `${k} has no description`);
