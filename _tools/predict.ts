@@ -1,8 +1,10 @@
 /**
  * `deno task predict --model <run or package folder> [--which best|last]
- * [--top 3] [--json] [--resample] [--backend auto|cpu|webgpu] a.wav ...`:
+ * [--top 3] [--json] [--resample] [--backend auto|cpu|webgpu] [--precision fp32|mixed] a.wav ...`:
  * the command line of `lib/predict.ts` — the top-k labels with their
- * probabilities per file, as text or JSON (`--json`).
+ * probabilities per file, as text or JSON (`--json`). `--precision mixed`
+ * runs the forwards on the fused WebGPU eval graph with f16 matmul operands
+ * (webgpu backend with `shader-f16`; refused otherwise).
  *
  * Exit codes: 0 every file predicted; 1 the model or a file could not be
  * read or predicted (the other files are still predicted); 2 bad command line.
@@ -22,7 +24,7 @@ import {
 } from "../lib/predict.ts";
 
 const USAGE =
-  "usage: deno task predict --model <run or package folder> [--which best|last] [--top 3] [--json] [--resample] [--backend auto|cpu|webgpu] a.wav ...";
+  "usage: deno task predict --model <run or package folder> [--which best|last] [--top 3] [--json] [--resample] [--backend auto|cpu|webgpu] [--precision fp32|mixed] a.wav ...";
 
 /**
  * The command line.
@@ -38,6 +40,7 @@ export async function main(args: string[]): Promise<number> {
     resample: { type: "boolean", default: false },
     backend: { type: "string", default: "auto" },
     which: { type: "string", default: "best" },
+    precision: { type: "string", default: "fp32" },
   }, USAGE);
   if (typeof parsed === "number") return parsed;
   const v = parsed.values;
@@ -53,12 +56,17 @@ export async function main(args: string[]): Promise<number> {
   if (v.which !== "best" && v.which !== "last") {
     return bad(`--which must be best or last, not "${v.which}"`);
   }
+  if (v.precision !== "fp32" && v.precision !== "mixed") {
+    return bad(`--precision must be fp32 or mixed, not "${v.precision}"`);
+  }
   if (parsed.positionals.length === 0) return bad("no WAV files given");
 
   let model: LoadedModel;
   try {
     const { tf } = await selectBackend(v.backend as BackendChoice);
-    model = await loadModel(tf, v.model, v.which);
+    model = await loadModel(tf, v.model, v.which, {
+      precision: v.precision,
+    });
   } catch (error) {
     console.error((error as Error).message);
     return 1;
@@ -87,6 +95,7 @@ export async function main(args: string[]): Promise<number> {
           labels: model.labels,
           sampleRateHz: model.sampleRateHz,
           lengthSamples: model.lengthSamples,
+          precision: model.precision,
         },
         results,
       },

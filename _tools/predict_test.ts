@@ -5,6 +5,9 @@ import * as tf from "@tensorflow/tfjs";
 import { compile, runPipeline } from "../pipeline/mod.ts";
 import { BUILTIN_STAGES } from "../stages/mod.ts";
 import { encodeWav, toneInt16 } from "../tests/_fixtures.ts";
+import { selectBackend } from "../pipeline/backend.ts";
+import { loadModel, predictFile } from "../lib/predict.ts";
+import { gpuTests } from "../gpu/testing.ts";
 
 const SPEC = tinyTrainSpec({ name: "tiny-predict" });
 
@@ -130,7 +133,67 @@ Deno.test("predict prints top-k labels per file, notes padding and clipping, and
     (await predict(["--model", out, "--frobnicate", f.exact])).code,
     2,
   );
+  // --precision: mixed needs the webgpu backend (refused on cpu, naming
+  // the fix); another value is a bad command line; --json names it.
+  assert.equal(parsed.model.precision, "fp32");
+  const mixedOnCpu = await predict([
+    "--model",
+    out,
+    "--precision",
+    "mixed",
+    f.exact,
+  ]);
+  assert.equal(mixedOnCpu.code, 1);
+  assert.equal(
+    mixedOnCpu.stderr.trim(),
+    'Cannot predict with precision mixed: it needs the fused WebGPU engine, and this run uses the "cpu" backend; select the webgpu backend (--backend webgpu), or use --precision fp32',
+  );
+  const badPrecision = await predict([
+    "--model",
+    out,
+    "--precision",
+    "bf16",
+    f.exact,
+  ]);
+  assert.equal(badPrecision.code, 2);
+  assert.match(badPrecision.stderr, /--precision must be fp32 or mixed/);
   const notModel = await predict(["--model", f.dir, f.exact]);
   assert.equal(notModel.code, 1);
   assert.match(notModel.stderr, /neither model\.json .* nor plan\.json/);
+});
+
+Deno.test({
+  name:
+    "predict --precision mixed on the webgpu backend gives probabilities within 1e-2 of fp32's (the fused eval graph with f16 matmul operands)",
+  ignore: !gpuTests,
+  async fn() {
+    const f = await setup(); // trained on the cpu backend
+    const { tf: gpu } = await selectBackend("webgpu");
+    const fp32 = await loadModel(gpu, f.runDir, "best");
+    const mixed = await loadModel(gpu, f.runDir, "best", {
+      precision: "mixed",
+    });
+    try {
+      assert.equal(fp32.precision, "fp32");
+      assert.equal(mixed.precision, "mixed");
+      const files = [f.exact, f.short, f.long];
+      for (const file of files) {
+        const want = await predictFile(fp32, file, { top: 3, resample: false });
+        const got = await predictFile(mixed, file, { top: 3, resample: false });
+        assert.ok(got.ok && want.ok, got.error ?? want.error ?? "");
+        for (const [label, p] of Object.entries(want.probabilities!)) {
+          const q = got.probabilities![label];
+          assert.ok(Number.isFinite(q), `${file} ${label}: ${q}`);
+          assert.ok(
+            Math.abs(q - p) <= 1e-2,
+            `${file} ${label}: mixed ${q} vs fp32 ${p}`,
+          );
+        }
+      }
+    } finally {
+      fp32.dispose();
+      mixed.dispose();
+      await tf.setBackend("cpu");
+    }
+  },
 });

@@ -46,6 +46,7 @@
  *
  * @module
  */
+import type { Precision } from "../model/engine_choice.ts";
 import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -275,12 +276,82 @@ async function readJsonl<T>(path: string): Promise<T[]> {
   );
 }
 
+/**
+ * The overrides that point a preset at a synthetic dataset: its root, the
+ * Speech Commands version, the background noise folder.
+ *
+ * @param layout The dataset layout.
+ * @param synth What {@linkcode writeSyntheticDataset} wrote (or reused).
+ * @returns `path=value` overrides.
+ */
+export function synthOverrides(
+  layout: SynthLayout,
+  synth: SynthSummary,
+): string[] {
+  return [
+    `data.root=${synth.root}`,
+    ...(layout === "speech_commands"
+      ? [`data.version=${synth.options.version}`]
+      : []),
+    `load.backgroundNoise=${synth.backgroundNoise}`,
+  ];
+}
+
 /** The `--synth-dir` default: one folder per preset and data options. */
 function defaultSynthDir(preset: string, o: SynthOptions): string {
   const key = Object.entries(o).filter(([, v]) => v !== undefined)
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([k, v]) => `${k}${v}`).join("-");
   return join("runs", "bench-e2e", `synth-${preset}-${key}`);
+}
+
+/** What the step bound measures, from the run's `--set` overrides. */
+export interface StepBoundPlan {
+  /** True when an override changes the model or its input (no bound then). */
+  readonly modelChanged: boolean;
+  /** `train.precision` of the run: bench train's precision. */
+  readonly trainPrecision: Precision;
+  /** `test_time_adaptation.precision` of the run: bench ttda's precision. */
+  readonly ttdaPrecision: Precision;
+}
+
+const PRECISION_SET =
+  /^(?:stages\.)?(train|test_time_adaptation|test_time_augmentation|report)\.(?:with\.)?precision=(.*)$/;
+
+/**
+ * Reads the `--set` overrides for the step bound: those that change the
+ * model or its input (a `train`, `mel` or `tokenize` option other than
+ * `epochs`, `limitBatches`, `readEvery` and `precision`) rule the paper-shape
+ * bound out; a stage's `precision` (train, TTAu, TTDA, report) does not, and
+ * the bound is then measured in the train and TTDA stages' precisions.
+ *
+ * @param sets The `--set path=value` overrides.
+ * @returns Whether the model changed and the bound's precisions.
+ * @throws {Error} For a precision other than fp32 or mixed, naming the override.
+ */
+export function stepBoundPlan(sets: readonly string[]): StepBoundPlan {
+  const precision: Record<string, Precision> = {};
+  for (const s of sets) {
+    const m = PRECISION_SET.exec(s);
+    if (!m) continue;
+    const value = m[2].trim();
+    if (value !== "fp32" && value !== "mixed") {
+      throw new Error(
+        `Cannot run bench e2e: --set ${s} must be fp32 or mixed`,
+      );
+    }
+    precision[m[1]] = value;
+  }
+  const modelChanged = sets.some((s) =>
+    /^(stages\.)?(train|mel|tokenize)\./.test(s) &&
+    !/^(stages\.)?train\.(with\.)?(epochs|limitBatches|readEvery|precision)=/
+      .test(s)
+  );
+  return {
+    modelChanged,
+    trainPrecision: precision.train ?? "fp32",
+    ttdaPrecision: precision.test_time_adaptation ?? "fp32",
+  };
 }
 
 /**
@@ -323,6 +394,8 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       `Cannot use --backend "${values.backend}": use auto, webgpu or cpu`,
     );
   }
+  // What the step bound will measure (a bad precision is refused now).
+  const bound = stepBoundPlan(values.set);
   const epochs = Number(values.epochs);
   if (!Number.isInteger(epochs) || epochs < 1) {
     throw new Error(
@@ -359,11 +432,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   const synthSeconds = (performance.now() - t0) / 1000;
 
   const overrides = [
-    `data.root=${synth.root}`,
-    ...(preset.layout === "speech_commands"
-      ? [`data.version=${synth.options.version}`]
-      : []),
-    `load.backgroundNoise=${synth.backgroundNoise}`,
+    ...synthOverrides(preset.layout, synth),
     `train.epochs=${epochs}`,
     `test_time_adaptation.epochs=${epochs}`,
     `runtime.backend=${values.backend}`,
@@ -571,10 +640,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   };
 
   // The step bound: the same machine's `bench train` at the preset's shapes.
-  const modelChanged = values.set.some((s) =>
-    /^(stages\.)?(train|mel|tokenize)\./.test(s) &&
-    !/^(stages\.)?train\.(with\.)?(epochs|limitBatches|readEvery)=/.test(s)
-  );
+  const modelChanged = bound.modelChanged;
   let stepBound: Record<string, unknown> | null = null;
   let stepBoundNote: string | undefined;
   if (values["no-step-bound"]) stepBoundNote = "skipped (--no-step-bound)";
@@ -593,7 +659,11 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       "--steps",
       "5",
     ];
-    const bench = await benchTrain(boundArgs) as {
+    const bench = await benchTrain([
+      ...boundArgs,
+      "--precision",
+      bound.trainPrecision,
+    ]) as {
       results: {
         clipsPerSecond: number;
         evalForwardMs: number;
@@ -601,7 +671,11 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       }[];
     };
     const r = bench.results[0];
-    const ttda = (await benchTtda(boundArgs) as {
+    const ttda = (await benchTtda([
+      ...boundArgs,
+      "--precision",
+      bound.ttdaPrecision,
+    ]) as {
       results: { clipsPerSecond: number }[];
     }).results[0];
     const evalCps = r.batch / r.evalForwardMs * 1000;
@@ -611,6 +685,9 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     const fraction = (p: PhaseTiming | null | undefined, bound: number) =>
       p ? round(p.clipsPerSecond / bound) : null;
     stepBound = {
+      // bench train (its eval forward too) in train.precision, bench ttda
+      // in test_time_adaptation.precision, as the run set them.
+      precision: { train: bound.trainPrecision, ttda: bound.ttdaPrecision },
       trainClipsPerSecond: r.clipsPerSecond,
       evalForwardClipsPerSecond: round(evalCps, 1),
       ttdaClipsPerSecond: ttda.clipsPerSecond,

@@ -8,6 +8,7 @@ import {
   evaluationsAfter,
   type LogRecord,
   reportRows,
+  stepBoundPlan,
   ttauRows,
 } from "./e2e_bench.ts";
 
@@ -193,4 +194,54 @@ Deno.test("reportRows: the clips the report scored, from its line", () => {
   // Another stage's line, or none: nothing.
   assert.deepEqual(reportRows([{ ...line, stage: "train" }], 4), {});
   assert.deepEqual(reportRows([], 4), {});
+});
+
+Deno.test("stepBoundPlan: a stage's precision keeps the step bound and sets its precision; model changes rule it out", () => {
+  assert.deepEqual(stepBoundPlan([]), {
+    modelChanged: false,
+    trainPrecision: "fp32",
+    ttdaPrecision: "fp32",
+  });
+  assert.deepEqual(stepBoundPlan(["train.precision=mixed"]), {
+    modelChanged: false,
+    trainPrecision: "mixed",
+    ttdaPrecision: "fp32",
+  });
+  assert.deepEqual(
+    stepBoundPlan([
+      "stages.train.with.precision=mixed",
+      "test_time_adaptation.precision=mixed",
+      "report.precision=mixed",
+      "test_time_augmentation.precision=fp32",
+      "train.epochs=2",
+    ]),
+    { modelChanged: false, trainPrecision: "mixed", ttdaPrecision: "mixed" },
+  );
+  // The last override wins, as the pipeline applies them in order.
+  assert.equal(
+    stepBoundPlan(["train.precision=mixed", "train.precision=fp32"])
+      .trainPrecision,
+    "fp32",
+  );
+  for (
+    const set of [
+      "train.model.depth=1",
+      "train.batchSize=8",
+      "mel.nMels=16",
+      "tokenize.x=1",
+    ]
+  ) {
+    assert.equal(
+      stepBoundPlan(["train.precision=mixed", set]).modelChanged,
+      true,
+      set,
+    );
+  }
+  assert.throws(
+    () => stepBoundPlan(["train.precision=bf16"]),
+    {
+      message:
+        "Cannot run bench e2e: --set train.precision=bf16 must be fp32 or mixed",
+    },
+  );
 });

@@ -10,7 +10,7 @@
  * - `train`: warm training-step time of the real model at a paper preset's
  *   shapes (`--preset sc1,cs`, `--engine fused|tfjs`), eval forward, first
  *   step, dispatches per step, peak memory, and with `--profile` per-kernel
- *   GPU times.
+ *   GPU times; `--precision fp32|mixed|both` (fused engine) side by side.
  * - `parity`: the fused WebGPU engine against the PyTorch fixtures and the
  *   tfjs cpu training step, on the device's GPU.
  * - `ttda`: warm TTDA step time (2 views × 70, the stage's step) at a paper
@@ -34,6 +34,10 @@
  * - `compile`: host time compiling the fused engine's training, eval and
  *   TTDA graphs at a preset's shapes, split into WGSL parsing and pipeline
  *   creation (`--preset sc1,cs`; bench/compile_bench.ts).
+ * - `fidelity`: mixed-precision fidelity (issue 18): a preset (`--preset
+ *   demo|sc1`) trained in fp32 and in mixed precision for `--seeds N` seeds,
+ *   test accuracy per seed and on average, the difference in percentage
+ *   points, non-finite losses and skipped steps (bench/fidelity_bench.ts).
  * - `ticks`: a V8 `--prof` log summarised (`ticks LOG… [--windows e2e.json]
  *   [--top N]`): ticks and VM states, self ticks by innermost JS function
  *   and inclusive JS ticks, per `bench e2e` phase window
@@ -55,6 +59,7 @@ import { benchMelGpu } from "./mel_gpu_bench.ts";
 import { benchViews } from "./views_bench.ts";
 import { benchCompile } from "./compile_bench.ts";
 import { benchTicks } from "./v8_ticks.ts";
+import { benchFidelity } from "./fidelity_bench.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   data: benchData,
@@ -70,6 +75,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<unknown>> = {
   views: benchViews,
   compile: benchCompile,
   ticks: benchTicks,
+  fidelity: benchFidelity,
 };
 
 const [name, ...rest] = Deno.args;

@@ -9,6 +9,10 @@
  * map's wait, the copy out of it, the tensors' assignment, in ms), and peak memory as tfjs
  * accounts it. Prints JSON with the adapter name, to compare with the PyTorch
  * anchor (`../shared/bench/amaut_torch.py`) run on the same card.
+ * `--precision fp32|mixed|both` times the fused engine in float32, in mixed
+ * precision (f16 matmul operands, dynamic loss scaling: `train.precision:
+ * mixed`), or both from the same weights one after the other, with a
+ * `comparison` per preset (mixed ÷ fp32 step, eval forward and peak memory).
  *
  * @module
  */
@@ -26,6 +30,64 @@ import type { Tensor3D } from "@tensorflow/tfjs";
 import type { Tf } from "../pipeline/types.ts";
 import { createFusedEngine, type EngineSettings } from "../gpu/engine.ts";
 import type { ProfileEntry } from "../gpu/runtime.ts";
+import type { Precision } from "../model/engine_choice.ts";
+
+/**
+ * The precisions of `--precision`: `fp32`, `mixed`, or `both` (fp32 first).
+ *
+ * @param value The option's value.
+ * @returns The precisions to time, in order.
+ * @throws {Error} "Cannot run bench …" for another value.
+ */
+export function parsePrecisions(value: string, bench = "train"): Precision[] {
+  if (value === "both") return ["fp32", "mixed"];
+  if (value === "fp32" || value === "mixed") return [value];
+  throw new Error(
+    `Cannot run bench ${bench}: --precision must be fp32, mixed or both, not "${value}"`,
+  );
+}
+
+/** The figures {@linkcode precisionComparison} compares. */
+export interface PrecisionFigures {
+  readonly preset: string;
+  readonly precision: Precision;
+  readonly stepMs: number;
+  readonly evalForwardMs: number;
+  readonly peakMemoryMiB: number;
+}
+
+/**
+ * Per preset timed in both precisions: mixed's step, eval forward and peak
+ * memory divided by fp32's (below 1: mixed is faster or smaller).
+ *
+ * @param results The fused results, each with its preset and precision.
+ * @returns One entry per preset that has both, in the results' order.
+ */
+export function precisionComparison(
+  results: readonly PrecisionFigures[],
+): {
+  preset: string;
+  stepRatio: number;
+  evalForwardRatio: number;
+  peakMemoryRatio: number;
+}[] {
+  const out = [];
+  for (const fp32 of results) {
+    if (fp32.precision !== "fp32") continue;
+    const mixed = results.find((r) =>
+      r.preset === fp32.preset && r.precision === "mixed"
+    );
+    if (!mixed) continue;
+    const ratio = (a: number, b: number) => Number((a / b).toFixed(3));
+    out.push({
+      preset: fp32.preset,
+      stepRatio: ratio(mixed.stepMs, fp32.stepMs),
+      evalForwardRatio: ratio(mixed.evalForwardMs, fp32.evalForwardMs),
+      peakMemoryRatio: ratio(mixed.peakMemoryMiB, fp32.peakMemoryMiB),
+    });
+  }
+  return out;
+}
 
 /**
  * Runs the training benchmark.
@@ -34,7 +96,8 @@ import type { ProfileEntry } from "../gpu/runtime.ts";
  *   `--engine auto|fused|tfjs` (auto: fused on WebGPU), `--steps N` (5),
  *   `--views N` (4), `--batch N` (32), `--profile` (per-kernel GPU times of
  *   one fused step from timestamp queries), `--stages 1|2` (the fused engine's
- *   matmuls' workgroup-memory stages; default the kernel's).
+ *   matmuls' workgroup-memory stages; default the kernel's), `--precision
+ *   fp32|mixed|both` (fused engine only; default fp32).
  */
 export async function benchTrain(args: string[]): Promise<unknown> {
   const { values } = parseArgs({
@@ -48,8 +111,10 @@ export async function benchTrain(args: string[]): Promise<unknown> {
       engine: { type: "string", default: "auto" },
       profile: { type: "boolean", default: false },
       stages: { type: "string" },
+      precision: { type: "string", default: "fp32" },
     },
   });
+  const precisions = parsePrecisions(values.precision);
   if (values.stages !== undefined && !["1", "2"].includes(values.stages)) {
     throw new Error(`--stages must be 1 or 2, got "${values.stages}"`);
   }
@@ -67,28 +132,46 @@ export async function benchTrain(args: string[]): Promise<unknown> {
     backend.name,
     `Unknown --engine "${values.engine}": use auto, fused or tfjs`,
   );
+  if (engineChoice !== "fused" && precisions.includes("mixed")) {
+    throw new Error(
+      `Cannot run bench train with --precision ${values.precision}: mixed precision needs the fused engine on the webgpu backend, and this run uses the tfjs engine on "${backend.name}" (use --backend webgpu --engine fused, or --precision fp32)`,
+    );
+  }
   const results = [];
   for (const name of values.preset.split(",")) {
     const { options, dims } = paperPreset(name);
     const rng = createRng(`bench/train/${name}`, 0);
-    const model = createModel(tf, options, dims, rng);
-    const sgd = createSgd(tf);
     const tokens = presetTokens(tf, V * B, dims);
     const labelArray = Array.from({ length: B }, (_, i) => i % dims.classes);
     if (engineChoice === "fused") {
-      results.push(
-        await benchFused(tf, name, model, sgd, tokens, labelArray, {
-          steps,
-          views: V,
-          profile: values.profile,
-          engine: engineSettings,
-        }),
-      );
+      // Each precision from the same initial weights.
+      for (const precision of precisions) {
+        const model = createModel(
+          tf,
+          options,
+          dims,
+          createRng(`bench/train/${name}`, 0),
+        );
+        const sgd = createSgd(tf);
+        try {
+          results.push(
+            await benchFused(tf, name, model, sgd, tokens, labelArray, {
+              steps,
+              views: V,
+              profile: values.profile,
+              engine: { ...engineSettings, precision },
+            }),
+          );
+        } finally {
+          sgd.dispose();
+          model.dispose();
+        }
+      }
       tf.dispose(tokens);
-      sgd.dispose();
-      model.dispose();
       continue;
     }
+    const model = createModel(tf, options, dims, rng);
+    const sgd = createSgd(tf);
     const labels = tf.tensor1d(labelArray, "int32");
     let peakBytes = 0;
     const step = async (k: number) => {
@@ -144,6 +227,7 @@ export async function benchTrain(args: string[]): Promise<unknown> {
     const stepMs = median(times);
     results.push({
       preset: name,
+      precision: "fp32",
       params: model.summary().parameters,
       stepMs: Number(stepMs.toFixed(1)),
       clipsPerSecond: Number((B / stepMs * 1000).toFixed(1)),
@@ -159,9 +243,14 @@ export async function benchTrain(args: string[]): Promise<unknown> {
     sgd.dispose();
     model.dispose();
   }
+  const comparison = precisions.length > 1
+    ? precisionComparison(results as unknown as PrecisionFigures[])
+    : undefined;
   return {
     bench: "train",
     engine: engineChoice,
+    precision: values.precision,
+    ...(comparison ? { comparison } : {}),
     backend: backend.name,
     adapter: backend.adapter?.description ?? null,
     reason: backend.reason,
@@ -275,6 +364,7 @@ async function benchFused(
     const engineBytes = engine.runtime.stats().bytes;
     const result: Record<string, unknown> = {
       preset: name,
+      precision: o.engine.precision ?? "fp32",
       matmulStages: o.engine.matmulStages ?? "default",
       params: model.summary().parameters,
       stepMs: Number(stepMs.toFixed(1)),
@@ -300,6 +390,12 @@ async function benchFused(
       views: o.views,
       batch: B,
     };
+    if (last.lossScale) {
+      // Mixed precision: the scale after the timed steps and the steps
+      // skipped (inf/NaN gradients) since the first.
+      result.lossScale = last.lossScale.lossScale;
+      result.skippedSteps = last.lossScale.skippedSteps;
+    }
     if (o.profile) {
       const summary = (entries: ProfileEntry[]) => ({
         kernelMs: Number(entries.reduce((a, e) => a + e.ms, 0).toFixed(2)),

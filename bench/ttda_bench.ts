@@ -6,7 +6,9 @@
  * momentum and weight decay on, what the `test_time_adaptation` stage does
  * per batch — and prints ms per step and clips/s. Fused steps are enqueued
  * back to back with one sync (the stage reads the loss once per epoch); tfjs
- * steps read their loss each (as the stage does).
+ * steps read their loss each (as the stage does). `--precision mixed` times
+ * the fused step in mixed precision (`test_time_adaptation.precision: mixed`:
+ * f16 matmul operands, dynamic loss scaling).
  *
  * @module
  */
@@ -20,6 +22,7 @@ import { tfjsTtdaStep } from "../model/ttda_step.ts";
 import { moduleLrDecay } from "../stages/test_time_adaptation.ts";
 import { createFusedTtda } from "../gpu/ttda_fused.ts";
 import { benchEngine, paperPreset, presetTokens } from "./paper_preset.ts";
+import { parsePrecisions } from "./train_bench.ts";
 
 const RATES = { alpha: 1, beta: 0.5, gamma: 0.5, q: 1.1 };
 const DECAYS = { featureLrDecay: 0.55, classifierLrDecay: 1 };
@@ -30,7 +33,8 @@ const SGD = { momentum: 0.9, weightDecay: 1e-3, nesterov: false };
  *
  * @param args `--preset` (comma list of am, sc1, sc2, vs, cs), `--backend`,
  *   `--engine auto|fused|tfjs` (auto: fused on WebGPU), `--steps N` (5),
- *   `--views N` (2), `--batch N` (70).
+ *   `--views N` (2), `--batch N` (70), `--precision fp32|mixed` (fused
+ *   engine only; default fp32).
  */
 export async function benchTtda(args: string[]): Promise<unknown> {
   const { values } = parseArgs({
@@ -42,8 +46,16 @@ export async function benchTtda(args: string[]): Promise<unknown> {
       steps: { type: "string", default: "5" },
       views: { type: "string", default: "2" },
       batch: { type: "string", default: "70" },
+      precision: { type: "string", default: "fp32" },
     },
   });
+  const precisions = parsePrecisions(values.precision, "ttda");
+  if (precisions.length > 1) {
+    throw new Error(
+      "Cannot run bench ttda with --precision both: time one precision per call (fp32 or mixed)",
+    );
+  }
+  const [precision] = precisions;
   const { tf, backend } = await selectBackend(values.backend as BackendChoice);
   const steps = Number(values.steps);
   const V = Number(values.views);
@@ -53,6 +65,11 @@ export async function benchTtda(args: string[]): Promise<unknown> {
     backend.name,
     `Cannot run the TTDA benchmark with --engine "${values.engine}": use auto, fused or tfjs`,
   );
+  if (engine !== "fused" && precision === "mixed") {
+    throw new Error(
+      `Cannot run bench ttda with --precision mixed: it needs the fused engine on the webgpu backend, and this run uses the tfjs engine on "${backend.name}" (use --backend webgpu, or --precision fp32)`,
+    );
+  }
   const lrOf = (name: string) => 1e-4 * moduleLrDecay(name, DECAYS);
   const results = [];
   for (const name of values.preset.split(",")) {
@@ -63,7 +80,7 @@ export async function benchTtda(args: string[]): Promise<unknown> {
     let stepMs = 0;
     let lossLast = NaN;
     if (engine === "fused") {
-      const fused = await createFusedTtda(tf, model);
+      const fused = await createFusedTtda(tf, model, { precision });
       try {
         const step = (k: number) =>
           fused.step(tokens, V, { rates: RATES, lr: lrOf, sgd: SGD, seed: k });
@@ -105,6 +122,7 @@ export async function benchTtda(args: string[]): Promise<unknown> {
     }
     results.push({
       preset: name,
+      precision,
       params: model.summary().parameters,
       stepMs: Number(stepMs.toFixed(1)),
       clipsPerSecond: Number((B / stepMs * 1000).toFixed(1)),

@@ -121,13 +121,19 @@ export interface EngineSettings
  * Refuses mixed precision on a device without `shader-f16`.
  *
  * @param device The engine's device.
- * @throws {Error} "Cannot train with precision mixed: …", naming the
+ * @param action What runs, for the error ("train", "adapt", "evaluate", "predict").
+ * @param fix How to run in fp32 instead (default `use --set train.precision=fp32`).
+ * @throws {Error} "Cannot <action> with precision mixed: …", naming the
  *   feature and the fix.
  */
-export function checkMixedPrecision(device: GPUDevice): void {
+export function checkMixedPrecision(
+  device: GPUDevice,
+  action = "train",
+  fix = "use --set train.precision=fp32",
+): void {
   if (device.features.has(SHADER_F16)) return;
   throw new Error(
-    `Cannot train with precision mixed: this WebGPU device lacks the feature "${SHADER_F16}" (its adapter does not offer it), which the f16 matmuls need; use --set train.precision=fp32`,
+    `Cannot ${action} with precision mixed: this WebGPU device lacks the feature "${SHADER_F16}" (its adapter does not offer it), which the f16 matmuls need; ${fix}`,
   );
 }
 

@@ -7,7 +7,10 @@
  * ({@linkcode FusedEngine.ttdaStep}), and the per-epoch evaluation as the
  * engine's eval graph. The weights live on the GPU while adapting;
  * {@linkcode FusedTtda.sync} copies them and the running statistics into the
- * tfjs model.
+ * tfjs model. In mixed precision (`precision: "mixed"`) the step's matmuls
+ * take f16 operands with f32 accumulation and the loss is scaled dynamically,
+ * as in training: a step with inf/NaN gradients is skipped and the scale
+ * lowered ({@linkcode FusedTtda.loss} reports both).
  *
  * @module
  */
@@ -15,6 +18,8 @@ import type { Tensor3D } from "@tensorflow/tfjs";
 import type { DataAccess, Tf } from "../pipeline/types.ts";
 import type { AmautModel } from "../model/amaut.ts";
 import type { Evaluation } from "../model/evaluate.ts";
+import type { Precision } from "../model/engine_choice.ts";
+import type { LossScaleMetrics } from "./loss_scale.ts";
 import { evaluateEngine } from "../model/scorer.ts";
 import {
   createFusedEngine,
@@ -39,9 +44,13 @@ export interface FusedTtda {
   /**
    * Reads and resets the losses since the last read.
    *
-   * @returns The sum over steps of each step's loss (summed over views), and the steps.
+   * @returns The sum over steps of each step's loss (summed over views), the
+   *   steps, and in mixed precision the loss scale after the last step and
+   *   the steps skipped since adaptation started.
    */
-  loss(): Promise<{ lossSum: number; steps: number }>;
+  loss(): Promise<
+    { lossSum: number; steps: number; lossScale?: LossScaleMetrics }
+  >;
   /** Momentum buffers the engine's optimizer holds (one per trained tensor once momentum ran, else 0). */
   momentumBuffers(): number;
   /** Accuracy and mean cross-entropy of a split with the current weights (eval graph, running statistics). */
@@ -62,20 +71,24 @@ export interface FusedTtda {
  *
  * @param tf TensorFlow.js (reads and writes the tfjs model's tensors).
  * @param model The model to adapt (receives the weights on `sync`).
- * @param options `device`: a WebGPU device (default: tfjs's, on the webgpu backend).
+ * @param options `device`: a WebGPU device (default: tfjs's, on the webgpu
+ *   backend); `precision`: `fp32` (default) or `mixed` (f16 matmul operands,
+ *   f32 accumulation, dynamic loss scaling with PyTorch GradScaler's defaults).
  * @returns The adapter.
- * @throws {Error} Without a WebGPU device.
+ * @throws {Error} Without a WebGPU device; in mixed precision on a device
+ *   without `shader-f16`.
  */
 export async function createFusedTtda(
   tf: Tf,
   model: AmautModel,
-  options: { device?: GPUDevice } = {},
+  options: { device?: GPUDevice; precision?: Precision } = {},
 ): Promise<FusedTtda> {
   const engine: FusedEngine = createFusedEngine(
     tf,
     model.options,
     model.dims,
     options.device,
+    { precision: options.precision ?? "fp32" },
   );
   try {
     await engine.upload(model);
@@ -102,7 +115,11 @@ export async function createFusedTtda(
     },
     async loss() {
       const m = await engine.metrics(true);
-      const out = { lossSum: m.lossSum, steps };
+      const out = {
+        lossSum: m.lossSum,
+        steps,
+        ...(m.lossScale ? { lossScale: m.lossScale } : {}),
+      };
       steps = 0;
       return out;
     },

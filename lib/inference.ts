@@ -12,7 +12,10 @@
  * pad, head clip), log-mel features (the `fft` STFT on the cpu backend,
  * `matmul` on WebGPU, unless the package names one), tokens
  * `[b, frames, nMels]`, the model in eval mode (BatchNorm running statistics,
- * no dropout), softmax.
+ * no dropout), softmax. With `precision: "mixed"` the forwards run on the
+ * fused WebGPU engine's eval graph with f16 matmul operands and f32
+ * accumulation (as `train.precision: mixed`); it needs the webgpu backend and
+ * `shader-f16`, and is refused otherwise.
  *
  * The package layout:
  *
@@ -41,6 +44,7 @@ import { createModel } from "../model/amaut.ts";
 import { ModelOptions } from "../model/config.ts";
 import { evalLogits } from "../model/eval_chunks.ts";
 import { frameCount, melFeatures, type StftMethod } from "./mel.ts";
+import type { Precision, PrecisionUse } from "../model/engine_choice.ts";
 
 /** The `format` tag of a package's `model.json`. */
 export const PACKAGE_FORMAT = "amaut-model";
@@ -111,6 +115,8 @@ export interface LoadedModel {
   readonly sampleRateHz: number;
   /** Samples every clip is padded or clipped to; `null` when the pipeline had no `fixed_length`. */
   readonly lengthSamples: number | null;
+  /** Numeric precision of the forwards (`fp32`: the tfjs model; `mixed`: the fused engine). */
+  readonly precision: Precision;
   /** Softmax probabilities per clip (mono, at `sampleRateHz`), in input order. */
   predict(waves: readonly Float32Array[]): Promise<Float32Array[]>;
   /** Frees the model's tensors. */
@@ -121,7 +127,20 @@ export interface LoadedModel {
 export interface LoadOptions {
   /** Clips per forward pass (default 32). */
   readonly batchSize?: number;
+  /**
+   * `fp32` (default): the tfjs model in float32; `mixed`: the fused WebGPU
+   * eval graph with f16 matmul operands and f32 accumulation (webgpu backend
+   * with `shader-f16` only).
+   */
+  readonly precision?: Precision;
 }
+
+/** The refusal wording of `predict --precision mixed`. */
+const PREDICT_PRECISION: PrecisionUse = {
+  action: "predict",
+  fix: "--precision fp32",
+  backend: "--backend webgpu",
+};
 
 /** What the evaluation path does to a clip's length. */
 export type LengthChange = "exact" | "padded" | "clipped" | "kept";
@@ -355,6 +374,24 @@ export async function loadPackage(
     throw error;
   }
 
+  const precision = options.precision ?? "fp32";
+  // Mixed precision: the fused engine's eval graph (loaded only then, so the
+  // fp32 path stays free of the engine).
+  let fused:
+    | {
+      logits(tokens: Tensor3D, rows: number): Promise<Float32Array>;
+      destroy(): void;
+    }
+    | undefined;
+  if (precision === "mixed") {
+    try {
+      fused = await mixedForward(tf, model);
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
+  }
+
   const mel = config.mel;
   const batchSize = Math.max(1, options.batchSize ?? 32);
   const method = (): StftMethod =>
@@ -388,6 +425,18 @@ export async function loadPackage(
     const out: Float32Array[] = [];
     for (let start = 0; start < fitted.length; start += batchSize) {
       const batch = fitted.slice(start, start + batchSize);
+      if (fused) {
+        const tokens = tf.tidy(() =>
+          tf.transpose(melFeatures(tf, batch, mel, method()), [0, 2, 1])
+        ) as Tensor3D;
+        try {
+          const data = await fused.logits(tokens, batch.length);
+          out.push(...softmaxRows(data, dims.classes));
+        } finally {
+          tokens.dispose();
+        }
+        continue;
+      }
       const logits = tf.tidy(() => {
         const features = melFeatures(tf, batch, mel, method()); // [b, nMels, frames]
         const tokens = tf.transpose(features, [0, 2, 1]) as Tensor3D;
@@ -405,8 +454,37 @@ export async function loadPackage(
     labels: config.labels,
     sampleRateHz: config.sampleRateHz,
     lengthSamples: config.lengthSamples,
+    precision,
     predict,
-    dispose: () => model.dispose(),
+    dispose: () => {
+      fused?.destroy();
+      model.dispose();
+    },
+  };
+}
+
+/**
+ * The eval forward of `model` on the fused engine in mixed precision, after
+ * the refusals of `predict --precision mixed` (no webgpu backend, no
+ * `shader-f16`).
+ */
+async function mixedForward(tf: Tf, model: ReturnType<typeof createModel>) {
+  const { checkPrecision } = await import("../model/engine_choice.ts");
+  const { createFusedEngine, tfjsDevice } = await import("../gpu/engine.ts");
+  const device = tfjsDevice(tf);
+  checkPrecision(tf, "auto", "mixed", device, PREDICT_PRECISION);
+  const engine = createFusedEngine(tf, model.options, model.dims, device, {
+    precision: "mixed",
+  });
+  try {
+    await engine.upload(model);
+  } catch (error) {
+    engine.destroy();
+    throw error;
+  }
+  return {
+    logits: (tokens: Tensor3D, rows: number) => engine.evalLogits(tokens, rows),
+    destroy: () => engine.destroy(),
   };
 }
 

@@ -25,6 +25,7 @@ import {
   type LengthChange,
   lengthChange,
   type LoadedModel,
+  type LoadOptions,
   loadPackage,
   loadPackageFromDir,
   memoryLoader,
@@ -62,15 +63,21 @@ export interface FileResult {
  * @param tf TensorFlow.js on the backend to predict with.
  * @param dir The folder.
  * @param which A run folder's checkpoint: `best` (default) or `last`.
+ * @param options `precision`: `fp32` (default, the tfjs model) or `mixed`
+ *   (the fused WebGPU eval graph with f16 matmul operands; refused without
+ *   the webgpu backend or `shader-f16`), and the batch size.
  */
 export async function loadModel(
   tf: Parameters<typeof loadPackage>[0],
   dir: string,
   which: "best" | "last" = "best",
+  options: LoadOptions = {},
 ): Promise<LoadedModel> {
   const exists = (name: string) =>
     Deno.stat(join(dir, name)).then(() => true, () => false);
-  if (await exists(PACKAGE_CONFIG_FILE)) return loadPackageFromDir(tf, dir);
+  if (await exists(PACKAGE_CONFIG_FILE)) {
+    return loadPackageFromDir(tf, dir, options);
+  }
   if (await exists("plan.json")) {
     const pkg = await exportRun(tf, dir, { which });
     return loadPackage(
@@ -79,6 +86,7 @@ export async function loadModel(
         [PACKAGE_CONFIG_FILE]: JSON.stringify(pkg.config),
         [WEIGHTS_FILE]: pkg.weights,
       }),
+      options,
     );
   }
   const isDir = await Deno.stat(dir).then((i) => i.isDirectory, () => false);

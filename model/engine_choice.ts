@@ -37,38 +37,70 @@ export function fusedDevice(
   return choice === "tfjs" ? undefined : device;
 }
 
-/** Numeric precision of training: the reference's float32, or mixed (issue 18). */
+/** Numeric precision of a stage's fused engine: the reference's float32, or mixed (issue 18). */
 export type Precision = "fp32" | "mixed";
+
+/** Who asks for a precision, for the refusals' wording. */
+export interface PrecisionUse {
+  /** What runs: "train", "adapt", "evaluate", "predict". */
+  readonly action: string;
+  /** The option that sets it, as the fix names it: `--set train.precision=fp32`, `--precision fp32`. */
+  readonly fix: string;
+  /** How to select the webgpu backend (default `runtime.backend: webgpu`). */
+  readonly backend?: string;
+}
+
+/**
+ * The {@linkcode PrecisionUse} of a pipeline stage's `precision` option.
+ *
+ * @param stage The stage's name in the spec (`train`, `report`, …).
+ * @param action What the stage does ("train", "adapt", "evaluate").
+ * @returns The use; its fix is `--set <stage>.precision=fp32`.
+ */
+export function stagePrecisionUse(stage: string, action: string): PrecisionUse {
+  return { action, fix: `--set ${stage}.precision=fp32` };
+}
+
+/** The `train` stage's use (the default of {@linkcode checkPrecision}). */
+export const TRAIN_PRECISION: PrecisionUse = stagePrecisionUse(
+  "train",
+  "train",
+);
 
 /**
  * Refuses `precision: mixed` where it cannot run — it needs the fused engine
- * on a WebGPU device with `shader-f16` — instead of training in float32
+ * on a WebGPU device with `shader-f16` — instead of running in float32
  * silently.
  *
  * @param tf The TF.js namespace (its backend, for the error).
  * @param choice The stage's `engine` option.
  * @param precision The stage's `precision` option.
  * @param device The device {@linkcode fusedDevice} chose (undefined: tfjs).
- * @throws {Error} "Cannot train with precision mixed: …" naming the engine,
- *   backend or missing feature, and `--set train.precision=fp32`.
+ * @param use What runs and the option to set instead (default: the train stage's).
+ * @throws {Error} "Cannot <action> with precision mixed: …" naming the
+ *   engine, backend or missing feature, and the fix (`--set train.precision=fp32`).
  */
 export function checkPrecision(
   tf: Tf,
   choice: EngineChoice,
   precision: Precision,
   device: GPUDevice | undefined,
+  use: PrecisionUse = TRAIN_PRECISION,
 ): void {
   if (precision !== "mixed") return;
-  const fix = "or use --set train.precision=fp32";
+  const { action } = use;
+  const fix = `or use ${use.fix}`;
   if (choice === "tfjs") {
     throw new Error(
-      `Cannot train with precision mixed: engine "tfjs" trains in float32 only; use engine: fused or auto on the webgpu backend, ${fix}`,
+      `Cannot ${action} with precision mixed: engine "tfjs" runs in float32 only; use engine: fused or auto on the webgpu backend, ${fix}`,
     );
   }
   if (!device) {
     throw new Error(
-      `Cannot train with precision mixed: it needs the fused WebGPU engine, and this run uses the "${tf.getBackend()}" backend; select the webgpu backend (runtime.backend: webgpu), ${fix}`,
+      `Cannot ${action} with precision mixed: it needs the fused WebGPU engine, and this run uses the "${tf.getBackend()}" backend; select the webgpu backend (${
+        use.backend ?? "runtime.backend: webgpu"
+      }), ${fix}`,
     );
   }
-  checkMixedPrecision(device);
+  checkMixedPrecision(device, action, `use ${use.fix}`);
 }

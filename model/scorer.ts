@@ -30,7 +30,14 @@ import {
   type EvalGroup,
   type FusedEngine,
 } from "../gpu/engine.ts";
-import { type EngineChoice, fusedDevice } from "./engine_choice.ts";
+import {
+  checkPrecision,
+  type EngineChoice,
+  fusedDevice,
+  type Precision,
+  type PrecisionUse,
+  stagePrecisionUse,
+} from "./engine_choice.ts";
 
 export type { EngineChoice };
 
@@ -48,12 +55,21 @@ export interface ScorerOptions {
   readonly device?: GPUDevice;
   /** Batches per readback on the fused engine (default {@linkcode READ_GROUP_BATCHES}). */
   readonly group?: number;
+  /**
+   * Numeric precision of the fused eval graph (default `fp32`); `mixed`: f16
+   * matmul operands with f32 accumulation, as `train.precision: mixed`.
+   */
+  readonly precision?: Precision;
+  /** Who asks, for the refusal of `mixed` (default: `evaluate`, `--set report.precision=fp32`). */
+  readonly precisionUse?: PrecisionUse;
 }
 
 /** Scores models on one engine. */
 export interface Scorer {
   /** The engine that runs the forwards. */
   readonly engine: "fused" | "tfjs";
+  /** Numeric precision of the forwards (`mixed` only on the fused engine). */
+  readonly precision: Precision;
   /**
    * Eval-mode logits of `model`'s current weights on each batch, in order.
    * `visit` sees each batch before it is scored (labels, checks, progress;
@@ -80,9 +96,11 @@ export interface Scorer {
  *
  * @param tf The TF.js namespace.
  * @param choice `auto` (fused on webgpu, tfjs otherwise), `fused` or `tfjs`.
- * @param options A device for the fused engine, batches per readback.
+ * @param options A device for the fused engine, batches per readback, the
+ *   precision of the fused eval graph.
  * @returns The scorer.
- * @throws {Error} For `fused` without a WebGPU device.
+ * @throws {Error} For `fused` without a WebGPU device, and for `precision:
+ *   mixed` where it cannot run (the tfjs engine, no WebGPU, no `shader-f16`).
  */
 export function createScorer(
   tf: Tf,
@@ -90,17 +108,27 @@ export function createScorer(
   options: ScorerOptions = {},
 ): Scorer {
   const device = fusedDevice(tf, choice, "evaluate", options.device);
+  const precision = options.precision ?? "fp32";
+  checkPrecision(
+    tf,
+    choice,
+    precision,
+    device,
+    options.precisionUse ?? stagePrecisionUse("report", "evaluate"),
+  );
   if (!device) return tfjsScorer(tf);
   return fusedScorer(
     tf,
     device,
     Math.max(1, options.group ?? READ_GROUP_BATCHES),
+    precision,
   );
 }
 
 function tfjsScorer(tf: Tf): Scorer {
   return {
     engine: "tfjs",
+    precision: "fp32",
     async logits(model, batches, tokensOf, visit) {
       const out: Float32Array[] = [];
       for await (const batch of batches) {
@@ -124,19 +152,27 @@ function tfjsScorer(tf: Tf): Scorer {
   };
 }
 
-function fusedScorer(tf: Tf, device: GPUDevice, group: number): Scorer {
+function fusedScorer(
+  tf: Tf,
+  device: GPUDevice,
+  group: number,
+  precision: Precision,
+): Scorer {
   const engines = new Map<string, FusedEngine>();
   const engineOf = (model: AmautModel): FusedEngine => {
     const key = JSON.stringify([model.options, model.dims]);
     let engine = engines.get(key);
     if (!engine) {
-      engine = createFusedEngine(tf, model.options, model.dims, device);
+      engine = createFusedEngine(tf, model.options, model.dims, device, {
+        precision,
+      });
       engines.set(key, engine);
     }
     return engine;
   };
   return {
     engine: "fused",
+    precision,
     async logits(model, batches, tokensOf, visit) {
       const engine = engineOf(model);
       await engine.upload(model);
@@ -159,13 +195,16 @@ function fusedScorer(tf: Tf, device: GPUDevice, group: number): Scorer {
 /**
  * How a scorer's engine is named in logs.
  *
- * @param scorer The scorer.
- * @returns "the fused WebGPU eval graph" or "the tfjs model".
+ * @param scorer The scorer (and its precision, when known).
+ * @returns "the fused WebGPU eval graph" (with ", mixed precision" in mixed) or "the tfjs model".
  */
-export function engineLabel(scorer: Pick<Scorer, "engine">): string {
-  return scorer.engine === "fused"
-    ? "the fused WebGPU eval graph"
-    : "the tfjs model";
+export function engineLabel(
+  scorer: Pick<Scorer, "engine"> & { readonly precision?: Precision },
+): string {
+  if (scorer.engine !== "fused") return "the tfjs model";
+  return scorer.precision === "mixed"
+    ? "the fused WebGPU eval graph (mixed precision: f16 matmul operands)"
+    : "the fused WebGPU eval graph";
 }
 
 /**

@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { stagePrecisionUse } from "../model/engine_choice.ts";
 import { join } from "node:path";
 import * as z from "zod";
 import { defineStage } from "../pipeline/define_stage.ts";
@@ -81,6 +82,9 @@ export const ReportOptions = z.strictObject({
   ),
   engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
     "Evaluation engine: fused = the fused WebGPU eval graph, tfjs = the tfjs model; auto = fused on the webgpu backend, tfjs on cpu",
+  ),
+  precision: z.enum(["fp32", "mixed"]).default("fp32").describe(
+    "Numeric precision of the fused eval graph: fp32 = float32 throughout (the reference's); mixed = f16 matmul operands with f32 accumulation, as train.precision: mixed (convolutions, norms and softmax stay f32); needs the fused engine on the webgpu backend and an adapter with shader-f16, else refused. Independent of train.precision",
   ),
   formats: z.array(z.enum(["json", "md", "html"])).min(1).default([
     "json",
@@ -627,7 +631,10 @@ export const stage = defineStage<ReportOptions>({
         );
       }
     }
-    const scorer = createScorer(ctx.tf, options.engine);
+    const scorer = createScorer(ctx.tf, options.engine, {
+      precision: options.precision,
+      precisionUse: stagePrecisionUse(ctx.stageName, "evaluate"),
+    });
     ctx.log.info(`report: scored on ${engineLabel(scorer)}`);
     let scored: StateScores[];
     const tally = { states: 0, clips: 0 };

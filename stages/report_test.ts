@@ -209,6 +209,19 @@ Deno.test("report shows the Table 6 row and labels best-by-test TTDA optimistic"
   assert.match(html, /is optimistic: its epoch was chosen on the test labels/);
 });
 
+Deno.test("report with precision mixed on the cpu backend is refused, naming the stage's own option", async () => {
+  await assert.rejects(
+    runTiny("  - use: report\n    name: final_report\n", [
+      "train.epochs=1",
+      "final_report.precision=mixed",
+    ]),
+    {
+      message:
+        'Cannot finish stage "final_report": Cannot evaluate with precision mixed: it needs the fused WebGPU engine, and this run uses the "cpu" backend; select the webgpu backend (runtime.backend: webgpu), or use --set final_report.precision=fp32',
+    },
+  );
+});
+
 Deno.test("report writes only the formats asked for", async () => {
   const { result } = await runTiny(
     "  - use: report\n    with: { formats: [md] }\n",

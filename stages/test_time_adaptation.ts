@@ -66,7 +66,11 @@ import { tfjsTtdaStep } from "../model/ttda_step.ts";
 import { checkSchedule, eq6Decay } from "../model/schedule.ts";
 import { evaluate } from "../model/evaluate.ts";
 import { engineLabel } from "../model/scorer.ts";
-import { fusedDevice } from "../model/engine_choice.ts";
+import {
+  checkPrecision,
+  fusedDevice,
+  stagePrecisionUse,
+} from "../model/engine_choice.ts";
 import { createFusedTtda, type FusedTtda } from "../gpu/ttda_fused.ts";
 
 /** Options of the `test_time_adaptation` stage (defaults: the reference's AM/VS/CS values). */
@@ -130,6 +134,9 @@ export const TtdaOptions = z.strictObject({
   ),
   engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
     "Engine of the adaptation steps and per-epoch evaluations: fused = each step as one recorded WebGPU graph and evaluations on the fused eval graph (gpu/, far faster), tfjs = the tfjs model op by op; auto = fused on the webgpu backend, tfjs on cpu",
+  ),
+  precision: z.enum(["fp32", "mixed"]).default("fp32").describe(
+    "Numeric precision of the fused adaptation steps and evaluations: fp32 = float32 throughout (the reference's); mixed = f16 matmul operands with f32 accumulation and dynamic loss scaling, as train.precision: mixed (the scale and skipped steps in ttda_metrics.jsonl); needs the fused engine on the webgpu backend and an adapter with shader-f16, else refused. Independent of train.precision",
   ),
 });
 /** Parsed options of the `test_time_adaptation` stage. */
@@ -260,6 +267,10 @@ export interface TtdaEpochMetrics {
   readonly tensorsAtStart: number;
   /** SGD momentum buffers held after the epoch. */
   readonly momentumBuffers: number;
+  /** `precision: mixed`: the loss scale at the epoch's end. */
+  readonly lossScale?: number;
+  /** `precision: mixed`: steps skipped for inf/NaN gradients since adaptation started. */
+  readonly skippedSteps?: number;
 }
 
 /** What the stage provides as `ttda`. */
@@ -297,16 +308,25 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
  * The fused adapter for `engine` on the webgpu backend (`auto` or `fused`),
  * undefined for the tfjs path.
  *
- * @throws {Error} For `fused` on a backend other than webgpu.
+ * @throws {Error} For `fused` on a backend other than webgpu, and for
+ *   `precision: mixed` where it cannot run.
  */
 async function fusedFor(
   ctx: StepContext,
   model: AmautModel,
   engine: TtdaOptions["engine"],
+  precision: TtdaOptions["precision"],
 ): Promise<FusedTtda | undefined> {
   const device = fusedDevice(ctx.tf, engine, "adapt");
+  checkPrecision(
+    ctx.tf,
+    engine,
+    precision,
+    device,
+    stagePrecisionUse(ctx.stageName, "adapt"),
+  );
   if (!device) return undefined;
-  return await createFusedTtda(ctx.tf, model, { device });
+  return await createFusedTtda(ctx.tf, model, { device, precision });
 }
 
 /** The `test_time_adaptation` stage. */
@@ -321,7 +341,7 @@ export const stage = defineStage<TtdaOptions>({
   takes: ["tokens", "model"],
   provides: ["ttda"],
   // A resume may switch engines (same function; TTDA restarts anyway).
-  resumeMayChange: { engine: "any" },
+  resumeMayChange: { engine: "any", precision: "any" },
   async run(options, ctx) {
     const { tf, log } = ctx;
     const model = modelOf(ctx);
@@ -356,17 +376,33 @@ export const stage = defineStage<TtdaOptions>({
     };
     const metricsFile = join(ctx.runDir, "ttda_metrics.jsonl");
 
-    const fused = await fusedFor(ctx, model, options.engine);
+    const fused = await fusedFor(
+      ctx,
+      model,
+      options.engine,
+      options.precision,
+    );
     const evaluateNow = () =>
       fused
         ? fused.evaluate(ctx.data, split, options.evalBatchSize)
         : evaluate(ctx, model, split, options.evalBatchSize);
     log.info(
-      `TTDA engine: ${fused ? "fused WebGPU graph" : "tfjs (op by op)"}`,
+      `TTDA engine: ${
+        fused
+          ? `fused WebGPU graph${
+            options.precision === "mixed"
+              ? " (mixed precision: f16 matmul operands, dynamic loss scaling)"
+              : ""
+          }`
+          : "tfjs (op by op)"
+      }`,
     );
     log.info(
       `TTDA evaluations: scored on ${
-        engineLabel({ engine: fused ? "fused" : "tfjs" })
+        engineLabel({
+          engine: fused ? "fused" : "tfjs",
+          precision: options.precision,
+        })
       }`,
     );
     const pre = await evaluateNow().catch((e) => {
@@ -499,8 +535,16 @@ export const stage = defineStage<TtdaOptions>({
           bar.tick(b, { loss: lossSum / step });
           await ctx.boundary(); // a Ctrl-C stops here; TTDA keeps no checkpoint
         }
+        let scaling: { lossScale: number; skippedSteps: number } | undefined;
         if (fused) {
-          lossSum = (await fused.loss()).lossSum;
+          const read = await fused.loss();
+          lossSum = read.lossSum;
+          if (read.lossScale) {
+            scaling = {
+              lossScale: read.lossScale.lossScale,
+              skippedSteps: read.lossScale.skippedSteps,
+            };
+          }
           if (step && !Number.isFinite(lossSum)) {
             throw new Error(
               `Cannot continue test-time adaptation: the loss is ${lossSum} in epoch ${
@@ -525,6 +569,7 @@ export const stage = defineStage<TtdaOptions>({
           seconds,
           tensorsAtStart: startTensors,
           momentumBuffers: fused ? fused.momentumBuffers() : sgd.buffers.size,
+          ...scaling,
         };
         history.push(line);
         if (evaluation.accuracy >= best.accuracy) {
@@ -535,7 +580,11 @@ export const stage = defineStage<TtdaOptions>({
             loss.toFixed(4)
           }, ${split} accuracy ${pct(evaluation.accuracy)}, lr ${
             line.featureLr.toExponential(3)
-          } (features) / ${line.classifierLr.toExponential(3)} (classifier)`,
+          } (features) / ${line.classifierLr.toExponential(3)} (classifier)${
+            scaling
+              ? `, loss scale ${scaling.lossScale} (${scaling.skippedSteps} steps skipped)`
+              : ""
+          }`,
         );
         await writeFileAtomic(
           metricsFile,

@@ -170,6 +170,7 @@ Deno.test("TTDA options: defaults are the reference's AM/VS/CS values, and every
     nesterov: false,
     evalBatchSize: 32,
     engine: "auto",
+    precision: "fp32",
   });
   for (const [k, v] of Object.entries(TtdaOptions.shape)) {
     assert.ok(v.description, `${k} has no description`);
@@ -388,4 +389,77 @@ Deno.test("ttdaGradients: per-view gradients summed equal the joint gradient of 
     ...stats.flatMap((s) => [s.mean, s.variance]),
   ]);
   model.dispose();
+});
+
+Deno.test("TTDA with precision mixed on the cpu backend is refused, naming the stage option", async () => {
+  await assert.rejects(
+    run(["test_time_adaptation.precision=mixed"]),
+    {
+      message:
+        'Cannot finish stage "test_time_adaptation": Cannot adapt with precision mixed: it needs the fused WebGPU engine, and this run uses the "cpu" backend; select the webgpu backend (runtime.backend: webgpu), or use --set test_time_adaptation.precision=fp32',
+    },
+  );
+});
+
+Deno.test({
+  name:
+    "TTDA with precision mixed adapts on the fused engine with loss scaling: finite losses near fp32's, the scale and skipped steps in ttda_metrics.jsonl",
+  ignore: !gpuTests,
+  async fn() {
+    // Both runs train in fp32 with the same seeds (the same trained weights);
+    // only TTDA's precision differs.
+    const common = [
+      "runtime.backend=webgpu",
+      "train.model.dropout=0",
+      "test_time_adaptation.epochs=2",
+      "test_time_adaptation.lrCardinality=2",
+      "test_time_adaptation.lrStopBefore=0",
+    ];
+    try {
+      const ref = await run(common);
+      const mixed = await run([
+        ...common,
+        "test_time_adaptation.precision=mixed",
+      ]);
+      assert.match(
+        mixed.log,
+        /TTDA engine: fused WebGPU graph \(mixed precision/,
+      );
+      assert.match(
+        mixed.log,
+        /TTDA epoch 2\/2: .*, loss scale \d+ \(\d+ steps skipped\)/,
+      );
+      // The evaluation before adaptation (a trained model: BatchNorm
+      // statistics track the activations) in mixed precision.
+      assert.ok(
+        Math.abs(mixed.ttda.before.loss - ref.ttda.before.loss) <=
+          1e-2 * Math.abs(ref.ttda.before.loss),
+        `before: ${mixed.ttda.before.loss} (mixed) vs ${ref.ttda.before.loss} (fp32)`,
+      );
+      assert.deepEqual(mixed.lines.map((l) => l.epoch), [1, 2]);
+      for (const [i, l] of mixed.lines.entries()) {
+        assert.ok(Number.isFinite(l.loss) && Number.isFinite(l.evalLoss));
+        assert.ok(
+          Math.abs(l.loss - ref.lines[i].loss) <=
+            2e-2 * Math.abs(ref.lines[i].loss),
+          `epoch ${l.epoch} TTDA loss ${l.loss} (mixed) vs ${
+            ref.lines[i].loss
+          } (fp32)`,
+        );
+        // GradScaler's initial 2¹⁶, halved per skipped step.
+        assert.equal(l.lossScale, 2 ** 16 / 2 ** l.skippedSteps!);
+        assert.equal(ref.lines[i].lossScale, undefined);
+      }
+      assert.ok(
+        some(mixed.changed, "transform.", true),
+        "no transform.* change",
+      );
+      assert.ok(
+        some(mixed.changed, "classifier.", true),
+        "no classifier.* change",
+      );
+    } finally {
+      await tf.setBackend("cpu");
+    }
+  },
 });

@@ -48,6 +48,7 @@
  *
  * @module
  */
+import { stagePrecisionUse } from "../model/engine_choice.ts";
 import { argmaxRows } from "../lib/metrics.ts";
 import type { StateScores } from "../lib/predictions.ts";
 export { argmaxRows };
@@ -108,6 +109,9 @@ export const TestTimeAugmentationOptions = z.strictObject({
   ),
   engine: z.enum(["auto", "fused", "tfjs"]).default("auto").describe(
     "Evaluation engine: fused = the fused WebGPU eval graph, tfjs = the tfjs model; auto = fused on the webgpu backend, tfjs on cpu",
+  ),
+  precision: z.enum(["fp32", "mixed"]).default("fp32").describe(
+    "Numeric precision of the fused eval graph: fp32 = float32 throughout (the reference's); mixed = f16 matmul operands with f32 accumulation, as train.precision: mixed (convolutions, norms and softmax stay f32); needs the fused engine on the webgpu backend and an adapter with shader-f16, else refused. Independent of train.precision",
   ),
 }).superRefine((o, ctx) => {
   const needs = o.modes?.filter((m) => m === "mlt" || m === "hyb") ?? [];
@@ -488,7 +492,10 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
     const needViews = !wanted || wanted.includes("aug") ||
       wanted.includes("hyb");
 
-    const scorer = createScorer(tf, options.engine);
+    const scorer = createScorer(tf, options.engine, {
+      precision: options.precision,
+      precisionUse: stagePrecisionUse(ctx.stageName, "evaluate"),
+    });
     ctx.log.info(`TTAu: scored on ${engineLabel(scorer)}`);
     try {
       const first = await memberLogits(

@@ -31,7 +31,7 @@ Deno.test("train with precision mixed is refused on the cpu backend and with the
   });
   await assert.rejects(
     runPipeline(await setup(["train.engine=tfjs"]), {}),
-    /^StageError: Cannot finish stage "train": Cannot train with precision mixed: engine "tfjs" trains in float32 only; .* or use --set train\.precision=fp32$/,
+    /^StageError: Cannot finish stage "train": Cannot train with precision mixed: engine "tfjs" runs in float32 only; .* or use --set train\.precision=fp32$/,
   );
 });
 
