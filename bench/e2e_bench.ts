@@ -9,7 +9,9 @@
  * - `trainEpoch`: each training epoch (from `metrics.jsonl`: the epoch's
  *   own clock, clips of the train split seen);
  * - `validation`: each per-epoch evaluation (from the end of the epoch's
- *   progress bar to the epoch's log line);
+ *   progress bar to the epoch's log line; on the fused engine also its own
+ *   `evalSeconds` and how they split into waiting for batches, enqueuing and
+ *   readbacks, from `metrics.jsonl`);
  * - `ttau`: the `test_time_augmentation` stage (`rows`: eval forwards, one
  *   per view of each clip, what `ttauFraction` compares with the bound; clips = passes over the
  *   split × its clips);
@@ -104,6 +106,14 @@ export interface PhaseTiming {
   readonly rowsPerSecond?: number;
   /** Report: seconds of its scoring (checkpoint reads included). */
   readonly scoringSeconds?: number;
+  /** Validation (fused engine): the evaluation's own seconds, from metrics.jsonl. */
+  readonly evalSeconds?: number;
+  /** Validation (fused engine): of `evalSeconds`, waiting for batches (decoding, the front end). */
+  readonly dataSeconds?: number;
+  /** Validation (fused engine): of `evalSeconds`, enqueuing the eval graph. */
+  readonly enqueueSeconds?: number;
+  /** Validation (fused engine): of `evalSeconds`, reading logits back. */
+  readonly readSeconds?: number;
 }
 
 /** A progress bar as the bench saw it: label, total, wall-clock start and end (ms since the epoch). */
@@ -542,6 +552,9 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       syncSeconds?: number;
       syncLaterSeconds?: number;
       clipsPerSecond?: number;
+      dataSeconds?: number;
+      enqueueSeconds?: number;
+      readSeconds?: number;
     }
   >(join(runDir, "metrics.jsonl"));
   const trainEpoch = metrics.filter((m) =>
@@ -558,6 +571,10 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   );
   const selectOn = (compiled.plan.stages.find((s) => s.id === "train")
     ?.options as { selectOn?: string } | undefined)?.selectOn ?? "validation";
+  // Each validation's own breakdown (fused engine) from metrics.jsonl.
+  const evalLines = metrics.filter((m) =>
+    m.split === selectOn && m.dataSeconds !== undefined
+  );
   const validation = evaluationsAfter(
     bars,
     records,
@@ -565,7 +582,18 @@ export async function benchE2e(args: string[]): Promise<unknown> {
     "train",
     /^epoch \d+/,
     splits[selectOn] ?? 0,
-  );
+  ).map((p) => {
+    const m = evalLines.find((l) => l.epoch === p.epoch);
+    return m
+      ? {
+        ...p,
+        evalSeconds: round(m.seconds!),
+        dataSeconds: round(m.dataSeconds!),
+        enqueueSeconds: round(m.enqueueSeconds!),
+        readSeconds: round(m.readSeconds!),
+      }
+      : p;
+  });
   const ttdaSplit =
     (compiled.plan.stages.find((s) => s.id === "test_time_adaptation")
       ?.options as { split?: string } | undefined)?.split ?? "test";

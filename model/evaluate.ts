@@ -25,6 +25,26 @@ export interface Evaluation {
   readonly logits: Float32Array;
   /** Labels in split order. */
   readonly labels: number[];
+  /** Where the host's time went (fused engine only). */
+  readonly timing?: EvalTiming;
+}
+
+/**
+ * Where an evaluation on the fused engine spent the host's time, in seconds:
+ * waiting for the next batch (decoding and the front end), enqueuing the
+ * eval graph, and in readbacks (each waits until the GPU's queue is empty).
+ */
+export interface EvalTiming {
+  /** The whole evaluation. */
+  seconds: number;
+  /** Waiting for batches from the data pipeline. */
+  dataSeconds: number;
+  /** Enqueuing each batch's eval graph. */
+  enqueueSeconds: number;
+  /** Reading logits back. */
+  readSeconds: number;
+  /** Batches scored. */
+  batches: number;
 }
 
 /** What evaluation reads: the TF.js namespace and the batched data. */

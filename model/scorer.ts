@@ -19,6 +19,7 @@ import type { Batch, DataAccess, Tf } from "../pipeline/types.ts";
 import type { AmautModel } from "./amaut.ts";
 import {
   concatRows,
+  type EvalTiming,
   evaluate,
   type Evaluation,
   evaluationOf,
@@ -226,18 +227,34 @@ export async function engineLogits<B>(
   tokensOf: (batch: B) => ScoreInput,
   visit?: (batch: B) => void | Promise<void>,
   group = READ_GROUP_BATCHES,
+  timing?: EvalTiming,
 ): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
   let pending: EvalGroup | undefined;
+  const start = performance.now();
+  let at = start;
+  const spent = (key: "dataSeconds" | "enqueueSeconds" | "readSeconds") => {
+    const now = performance.now();
+    if (timing) timing[key] += (now - at) / 1000;
+    at = now;
+  };
+  const read = async (group: EvalGroup) => {
+    spent("enqueueSeconds");
+    const logits = await group.read();
+    spent("readSeconds");
+    return logits;
+  };
   try {
     for await (const batch of batches) {
+      spent("dataSeconds");
+      if (timing) timing.batches++;
       await visit?.(batch);
       const input = tokensOf(batch);
       try {
         const rows = input.tokens.shape[0];
         const floats = rows * classes;
         if (pending && pending.room < floats) {
-          out.push(...await pending.read());
+          out.push(...await read(pending));
           if (pending.room < floats) { // a batch larger than the first
             pending.destroy();
             pending = undefined;
@@ -248,10 +265,13 @@ export async function engineLogits<B>(
       } finally {
         if (input.owned) input.tokens.dispose();
       }
+      spent("enqueueSeconds");
     }
-    if (pending) out.push(...await pending.read());
+    spent("dataSeconds");
+    if (pending) out.push(...await read(pending));
   } finally {
     pending?.destroy();
+    if (timing) timing.seconds += (performance.now() - start) / 1000;
   }
   return out;
 }
@@ -282,13 +302,29 @@ export async function evaluateEngine(
   split: string,
   batchSize: number,
 ): Promise<Evaluation> {
-  return await evaluateSplit(
+  const timing: EvalTiming = {
+    seconds: 0,
+    dataSeconds: 0,
+    enqueueSeconds: 0,
+    readSeconds: 0,
+    batches: 0,
+  };
+  const evaluation = await evaluateSplit(
     data,
     split,
     batchSize,
     (batches, tokensOf, visit) =>
-      engineLogits(engine, classes, batches, tokensOf, visit),
+      engineLogits(
+        engine,
+        classes,
+        batches,
+        tokensOf,
+        visit,
+        READ_GROUP_BATCHES,
+        timing,
+      ),
   );
+  return { ...evaluation, timing };
 }
 
 /**

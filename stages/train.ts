@@ -121,8 +121,17 @@ export interface EpochMetrics {
   readonly loss: number;
   readonly accuracy: number;
   readonly lr?: number;
-  /** Wall seconds of the training epoch, the weights' copy to the host included. */
+  /**
+   * Wall seconds of the training epoch, the weights' copy to the host
+   * included; on an evaluation line (fused engine), of the evaluation.
+   */
   readonly seconds?: number;
+  /** Evaluation lines (fused engine): of `seconds`, waiting for batches (decoding, the front end). */
+  readonly dataSeconds?: number;
+  /** Evaluation lines (fused engine): of `seconds`, enqueuing the eval graph. */
+  readonly enqueueSeconds?: number;
+  /** Evaluation lines (fused engine): of `seconds`, reading logits back (each read waits for the GPU's queue to empty). */
+  readonly readSeconds?: number;
   /**
    * Of `seconds`, the copy of the weights (and momentum) from the device to
    * the host at the epoch's end, for the checkpoints. On the fused engine,
@@ -593,6 +602,12 @@ export const stage = defineStage<TrainOptions>({
             split: options.selectOn,
             loss: evaluation.loss,
             accuracy: evaluation.accuracy,
+            ...(evaluation.timing && {
+              seconds: evaluation.timing.seconds,
+              dataSeconds: evaluation.timing.dataSeconds,
+              enqueueSeconds: evaluation.timing.enqueueSeconds,
+              readSeconds: evaluation.timing.readSeconds,
+            }),
           },
         );
         log.info(

@@ -346,6 +346,16 @@ Deno.test({
       // Epoch 1's host copy ran during epoch 2; the last epoch's at its end.
       assert.equal(typeof trainLines[0].syncLaterSeconds, "number");
       assert.equal(trainLines[1].syncLaterSeconds, undefined);
+      // Each validation says where its time went: waiting for batches,
+      // enqueuing, readbacks, which partition its seconds.
+      for (const m of metrics.filter((m) => m.split === "validation")) {
+        const parts = [m.dataSeconds, m.enqueueSeconds, m.readSeconds];
+        assert.ok(parts.every((x) => x >= 0), JSON.stringify(m));
+        assert.ok(
+          Math.abs(parts.reduce((a, b) => a + b, 0) - m.seconds) < 1e-3,
+          JSON.stringify(m),
+        );
+      }
       // Stopped at epoch 2's first step boundary, before its steps: the
       // pending record of epoch 1 is written on the way out, and the resume
       // from it ends with the uninterrupted run's weights.
