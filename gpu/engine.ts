@@ -45,6 +45,7 @@ import {
   readLossScale,
   writeLossScaleState,
 } from "./loss_scale.ts";
+import { decodeLossScaleState } from "./kernels/loss_scale.ts";
 
 /** Settings of one fused step (as {@linkcode multiviewStep}'s, with an integer dropout seed). */
 export interface FusedStepSettings {
@@ -179,13 +180,14 @@ export interface FusedEngine {
    * puts the snapshot into the tfjs model and optimizer. Steps enqueued in
    * between run on the GPU while that function's host copy (~0.5 s for a
    * paper model) runs, and do not change the snapshot. Call the function
-   * before the next download.
+   * before the next download; it returns the loss-scaling state taken with
+   * the snapshot (mixed precision; undefined in fp32).
    */
   downloadLater(
     model: AmautModel,
     sgd?: Sgd,
     timing?: DownloadTiming,
-  ): Promise<() => void>;
+  ): Promise<() => LossScaleState | undefined>;
   /**
    * Enqueues one training step: forward and backward over all views at
    * once, running-statistics updates, SGD. Returns at once; the GPU works
@@ -632,13 +634,20 @@ export function createFusedEngine(
     // One map for all (each map drains the queue and sleeps ~10 ms on
     // Deno); the tensors are views of its one copy, not copies of their own.
     const withMomentum = sgd !== undefined && momentumStarted;
+    const regions = withMomentum
+      ? [arenas.params, arenas.running, arenas.momentum]
+      : [arenas.params, arenas.running];
     const take = await rt.readManyLater(
-      withMomentum
-        ? [arenas.params, arenas.running, arenas.momentum]
-        : [arenas.params, arenas.running],
+      lossScale ? [...regions, lossScale] : regions,
       { timing, keepStaging: true },
     );
-    return () => putInto(model, sgd, take(), timing);
+    return () => {
+      const values = take();
+      putInto(model, sgd, values.slice(0, regions.length), timing);
+      return lossScale
+        ? decodeLossScaleState(values[regions.length])
+        : undefined;
+    };
   };
 
   return {
@@ -709,20 +718,29 @@ export function createFusedEngine(
       let lossSum = 0;
       let correct = 0;
       let count = 0;
-      for (const g of graphs.values()) {
-        if (!g.metrics) continue;
-        const m = await rt.read(g.metrics);
+      // Every graph's sums and the loss-scaling state in one map (each map
+      // drains the queue and sleeps ~10 ms on Deno).
+      const regions = [...graphs.values()].flatMap((g) =>
+        g.metrics ? [g.metrics] : []
+      );
+      const values = await rt.readMany(
+        lossScale ? [...regions, lossScale] : regions,
+      );
+      regions.forEach((region, i) => {
+        const m = values[i];
         lossSum += m[0];
         correct += m[1];
         count += m[2];
-        if (reset) rt.write(g.metrics, new Float32Array(4));
-      }
+        if (reset) rt.write(region, new Float32Array(4));
+      });
       if (!lossScale) return { lossSum, correct, count };
       return {
         lossSum,
         correct,
         count,
-        lossScale: lossScaleMetrics(await readLossScale(rt, lossScale)),
+        lossScale: lossScaleMetrics(
+          decodeLossScaleState(values[regions.length]),
+        ),
       };
     },
     precision,

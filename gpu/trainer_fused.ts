@@ -74,13 +74,12 @@ export async function createFusedTrainer(
   let stepped = false;
   // the loss-scaling state of the last sync (mixed precision), owned here
   let scaleTensor: Tensor | undefined;
-  // The snapshot is taken now (the arenas and the loss-scaling state);
-  // the returned function puts it into the tfjs model.
+  // The snapshot is taken now (the arenas and the loss-scaling state, one
+  // map); the returned function puts it into the tfjs model.
   const syncLater = async () => {
     const put = await engine.downloadLater(model, sgd);
-    const scale = await engine.lossScaleState();
     return () => {
-      put();
+      const scale = put();
       const state = stateOf(model, sgd);
       if (!scale) return Promise.resolve(state);
       scaleTensor?.dispose();
