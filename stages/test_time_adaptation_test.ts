@@ -249,6 +249,15 @@ Deno.test("TTDA with engine: fused on the cpu backend is refused, naming the bac
   );
 });
 
+/** Overrides of the webgpu TTDA tests: fp32 training without dropout, two TTDA epochs at a fixed rate. */
+const GPU_TTDA_SETS = [
+  "runtime.backend=webgpu",
+  "train.model.dropout=0",
+  "test_time_adaptation.epochs=2",
+  "test_time_adaptation.lrCardinality=2",
+  "test_time_adaptation.lrStopBefore=0",
+];
+
 Deno.test({
   name:
     "TTDA on the webgpu backend runs fused and adapts like the tfjs engine from the same trained weights: same losses, every module adapted in place",
@@ -256,16 +265,12 @@ Deno.test({
   async fn() {
     // Both runs train on the fused engine with the same seeds (the same
     // weights); only TTDA's engine differs.
-    const common = [
-      "runtime.backend=webgpu",
-      "train.model.dropout=0",
-      "test_time_adaptation.epochs=2",
-      "test_time_adaptation.lrCardinality=2",
-      "test_time_adaptation.lrStopBefore=0",
-    ];
     try {
-      const ref = await run([...common, "test_time_adaptation.engine=tfjs"]);
-      const gpu = await run(common);
+      const ref = await run([
+        ...GPU_TTDA_SETS,
+        "test_time_adaptation.engine=tfjs",
+      ]);
+      const gpu = await run(GPU_TTDA_SETS);
       assert.match(ref.log, /TTDA engine: tfjs \(op by op\)/);
       assert.match(gpu.log, /TTDA engine: fused WebGPU graph/);
       assert.ok(
@@ -408,17 +413,10 @@ Deno.test({
   async fn() {
     // Both runs train in fp32 with the same seeds (the same trained weights);
     // only TTDA's precision differs.
-    const common = [
-      "runtime.backend=webgpu",
-      "train.model.dropout=0",
-      "test_time_adaptation.epochs=2",
-      "test_time_adaptation.lrCardinality=2",
-      "test_time_adaptation.lrStopBefore=0",
-    ];
     try {
-      const ref = await run(common);
+      const ref = await run(GPU_TTDA_SETS);
       const mixed = await run([
-        ...common,
+        ...GPU_TTDA_SETS,
         "test_time_adaptation.precision=mixed",
       ]);
       assert.match(

@@ -642,14 +642,11 @@ export const stage = defineStage<TrainOptions>({
           if (syncLater) {
             // Host time of the sync spent during the next epoch's first
             // steps (the epoch's `syncSeconds` is the part before them).
-            record[trainAt] = {
-              ...record[trainAt],
-              syncLaterSeconds: finishSeconds,
-            };
             history[trainAt] = {
               ...history[trainAt],
               syncLaterSeconds: finishSeconds,
             };
+            record[trainAt] = history[trainAt];
           }
           // One save at a time, in epoch order.
           await saves.settle();
