@@ -177,25 +177,34 @@ export function ttauRows(
  * scored 3 model states on test: 1800 clips in 2.41 s (…)`.
  *
  * @returns `rows`, `rowsPerSecond` over the whole stage and
- *   `scoringSeconds`, or nothing when the line is missing.
+ *   `scoringSeconds` (and `loadSeconds`, its wait for checkpoint reads), or
+ *   nothing when the line is missing.
  */
 export function reportRows(
   records: readonly LogRecord[],
   seconds: number,
 ):
-  | { rows: number; rowsPerSecond: number; scoringSeconds: number }
+  | {
+    rows: number;
+    rowsPerSecond: number;
+    scoringSeconds: number;
+    loadSeconds?: number;
+  }
   | Record<string, never> {
   for (const r of records) {
     if (r.stage !== "report") continue;
+    const message = r.message ?? "";
     const m =
       /^report: scored \d+ model states? on .*: (\d+) clips in ([\d.]+) s/
-        .exec(r.message ?? "");
+        .exec(message);
     if (!m) continue;
     const rows = Number(m[1]);
+    const load = /([\d.]+) s of it waiting for checkpoints/.exec(message);
     return {
       rows,
       rowsPerSecond: round(seconds > 0 ? rows / seconds : 0, 1),
       scoringSeconds: Number(m[2]),
+      ...(load ? { loadSeconds: Number(load[1]) } : {}),
     };
   }
   return {};

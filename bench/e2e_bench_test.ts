@@ -184,12 +184,13 @@ Deno.test("reportRows: the clips the report scored, from its line", () => {
     time: at(0),
     stage: "report",
     message:
-      "report: scored 3 model states on test: 1800 clips in 2.40 s (750.0 clips/s, checkpoint reads included)",
+      "report: scored 3 model states on test: 1800 clips in 2.40 s (750.0 clips/s; 0.31 s of it waiting for checkpoints)",
   };
   assert.deepEqual(reportRows([line], 4), {
     rows: 1800,
     rowsPerSecond: 450,
     scoringSeconds: 2.4,
+    loadSeconds: 0.31,
   });
   // Another stage's line, or none: nothing.
   assert.deepEqual(reportRows([{ ...line, stage: "train" }], 4), {});

@@ -163,7 +163,10 @@ export async function exportRun(
   const ckpt = await loadCheckpoint(tfjs, dir, which, {
     groups: ["params", "buffers"],
   });
-  const model = createModel(tfjs, modelOptions, dims, createRng("export", 0));
+  // Every weight is assigned from the checkpoint below.
+  const model = createModel(tfjs, modelOptions, dims, createRng("export", 0), {
+    init: "none",
+  });
   try {
     if (modelSignature(model.params) !== ckpt.meta.modelSignature) {
       fail(

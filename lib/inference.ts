@@ -341,7 +341,10 @@ export async function loadPackage(
     }
   }
 
-  const model = createModel(tf, modelOptions, dims, createRng("inference", 0));
+  // Every weight is assigned from the package below.
+  const model = createModel(tf, modelOptions, dims, createRng("inference", 0), {
+    init: "none",
+  });
   try {
     for (const [name, v] of [...model.params, ...model.buffers]) {
       const w = values.get(name);

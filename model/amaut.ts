@@ -191,6 +191,10 @@ function initialValues(
  * @param options Parsed model options.
  * @param dims Data sizes.
  * @param rng Seeded stream for the initialisation.
+ * @param settings `init: "none"` leaves every parameter and buffer at zero
+ *   (filled on the device, no host values): for a model whose weights are
+ *   assigned next (a checkpoint's), where drawing ~100 M initial values on
+ *   the host takes seconds. Default `"reference"`.
  * @returns The model; call `dispose()` when done.
  * @throws {RangeError} When the options do not fit the data sizes.
  */
@@ -199,43 +203,51 @@ export function createModel(
   options: ModelOptions,
   dims: ModelDims,
   rng: Rng,
+  settings: { readonly init?: "reference" | "none" } = {},
 ): AmautModel {
   const plan = modelPlan(options, dims);
+  const initialise = (settings.init ?? "reference") === "reference";
   let prefix: string;
   const registered = tf.engine().registeredVariables;
   do prefix = `amaut${modelCounter++}`; while (
     `${prefix}/${plan.params[0].name}` in registered
   );
   const values = new Map<string, Float32Array>();
-  for (const spec of plan.params) {
+  for (const spec of initialise ? plan.params : []) {
     if (spec.init.kind !== "rowNorm") {
       values.set(spec.name, initialValues(spec, rng.child(spec.name), values));
     }
   }
-  for (const spec of plan.params) {
+  for (const spec of initialise ? plan.params : []) {
     if (spec.init.kind === "rowNorm") {
       values.set(spec.name, initialValues(spec, rng.child(spec.name), values));
     }
   }
   const makeVariable = (
     spec: TensorSpec,
-    data: Float32Array,
+    data: Float32Array | undefined,
     trainable: boolean,
   ): Variable => {
-    const initial = tf.tensor(data, [...spec.shape], "float32");
+    const initial = data
+      ? tf.tensor(data, [...spec.shape], "float32")
+      : tf.zeros([...spec.shape], "float32");
     const v = tf.variable(initial, trainable, `${prefix}/${spec.name}`);
     initial.dispose();
     return v;
   };
   const params = new Map<string, Variable>();
   for (const spec of plan.params) {
-    params.set(spec.name, makeVariable(spec, values.get(spec.name)!, true));
+    params.set(spec.name, makeVariable(spec, values.get(spec.name), true));
   }
   const buffers = new Map<string, Variable>();
   for (const spec of plan.buffers) {
     buffers.set(
       spec.name,
-      makeVariable(spec, initialValues(spec, rng, values), false),
+      makeVariable(
+        spec,
+        initialise ? initialValues(spec, rng, values) : undefined,
+        false,
+      ),
     );
   }
   values.clear();

@@ -209,6 +209,34 @@ Deno.test("createModel initialises as the reference and repeats with the seed", 
   }
 });
 
+Deno.test("createModel init none: the same variables, every value zero, ready to take a state", async () => {
+  await tf.setBackend("cpu");
+  const ref = tinyModel({}, 3);
+  const options = ModelOptions.parse({ ...TINY_SIZES });
+  const empty = createModel(tf, options, TINY_DIMS, createRng("tiny", 3), {
+    init: "none",
+  });
+  try {
+    for (const group of ["params", "buffers"] as const) {
+      assert.deepEqual([...empty[group].keys()], [...ref[group].keys()]);
+      for (const [name, v] of empty[group]) {
+        assert.deepEqual(v.shape, ref[group].get(name)!.shape, name);
+        assert.ok((await v.data()).every((x) => x === 0), name);
+      }
+    }
+    // Loading the reference's state makes it score as the reference.
+    loadStateDict(tf, empty, await exportStateDict(tf, ref));
+    const x = tinyTokens();
+    const a = ref.apply(x, { training: false }).logits;
+    const b = empty.apply(x, { training: false }).logits;
+    assert.equal(await maxAbsDiff(a, b), 0);
+    tf.dispose([x, a, b]);
+  } finally {
+    ref.dispose();
+    empty.dispose();
+  }
+});
+
 Deno.test("every tokenMode, head, kernel and ffnNorm variant builds and runs", async () => {
   await tf.setBackend("cpu");
   const x = tinyTokens();

@@ -400,6 +400,13 @@ export async function scoreModel(
   };
 }
 
+/** What the report scored, and the seconds it waited for checkpoint reads. */
+interface Tally {
+  states: number;
+  clips: number;
+  loadSeconds: number;
+}
+
 /** A checkpoint's parameters and running statistics, being read. */
 type WeightsLoad = ReturnType<typeof loadCheckpoint>;
 
@@ -478,7 +485,7 @@ async function modelStates(
   splits: readonly string[],
   batchSize: number,
   scorer: Scorer,
-  tally: { states: number; clips: number } = { states: 0, clips: 0 },
+  tally: Tally = { states: 0, clips: 0, loadSeconds: 0 },
 ): Promise<StateScores[]> {
   const dir = join(ctx.runDir, "checkpoints");
   const ttda = ctx.values.ttda as
@@ -502,6 +509,7 @@ async function modelStates(
       model.options,
       model.dims,
       ctx.rng.child("state"),
+      { init: "none" }, // every weight comes from a checkpoint
     );
   // Scores of `source` on every split, so each checkpoint is loaded once.
   const onSplits = async (source: AmautModel) => {
@@ -530,19 +538,23 @@ async function modelStates(
     if (scoreBest) {
       let source = model;
       if (bestLoad) {
+        const t0 = performance.now();
         source = second();
         const load = bestLoad;
         bestLoad = undefined;
         await loadWeights(ctx, source, dir, "best", load);
+        tally.loadSeconds += (performance.now() - t0) / 1000;
       }
       bestScores = await onSplits(source);
     }
     let lastScores: Awaited<ReturnType<typeof onSplits>> | undefined;
     if (lastLoad) {
+      const t0 = performance.now();
       const last = second();
       const load = lastLoad;
       lastLoad = undefined;
       await loadWeights(ctx, last, dir, "last", load);
+      tally.loadSeconds += (performance.now() - t0) / 1000;
       lastScores = await onSplits(last);
     }
     const ttdaScores = ttda ? await onSplits(model) : undefined;
@@ -637,7 +649,7 @@ export const stage = defineStage<ReportOptions>({
     });
     ctx.log.info(`report: scored on ${engineLabel(scorer)}`);
     let scored: StateScores[];
-    const tally = { states: 0, clips: 0 };
+    const tally: Tally = { states: 0, clips: 0, loadSeconds: 0 };
     const scoreStart = performance.now();
     try {
       scored = await modelStates(
@@ -659,7 +671,9 @@ export const stage = defineStage<ReportOptions>({
         scoreSeconds.toFixed(2)
       } s (${
         (tally.clips / Math.max(scoreSeconds, 1e-9)).toFixed(1)
-      } clips/s, checkpoint reads included)`,
+      } clips/s; ${
+        tally.loadSeconds.toFixed(2)
+      } s of it waiting for checkpoints)`,
     );
     await Deno.mkdir(join(ctx.runDir, "predictions"), { recursive: true });
     const states: StateReport[] = [];

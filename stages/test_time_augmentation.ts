@@ -546,6 +546,7 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
           model.options,
           model.dims,
           ctx.rng.child("member"),
+          { init: "none" }, // every weight comes from a member's checkpoint
         );
         try {
           for (let i = 0; i < sources.length; i++) {

@@ -283,7 +283,7 @@ Deno.test("metrics.jsonl, the log, summary.json, ttda_metrics.jsonl and the repo
     m,
   ) => /^report: scored \d/.test(m));
   const scored =
-    /^report: scored (\d+) model states? on test, validation: (\d+) clips in [\d.]+ s \([\d.]+ clips\/s, checkpoint reads included\)$/
+    /^report: scored (\d+) model states? on test, validation: (\d+) clips in [\d.]+ s \([\d.]+ clips\/s; [\d.]+ s of it waiting for checkpoints\)$/
       .exec(scoredLine ?? "");
   assert.ok(scored, `no report line: ${scoredLine}`);
   assert.equal(Number(scored[1]), own.length / 2);
