@@ -166,6 +166,24 @@ export async function loadNoiseFolder(
   return out;
 }
 
+/**
+ * Samples in [-1, 1) that are exact multiples of 1/32768, as int16. A plain
+ * loop: `Int16Array.from` with a map function is ~25× slower in V8 (a second
+ * for a batch of 32 ten-second clips at 44.1 kHz).
+ */
+function toInt16(c: Float32Array): Int16Array {
+  const out = new Int16Array(c.length);
+  for (let i = 0; i < c.length; i++) out[i] = Math.round(c[i] * 32768);
+  return out;
+}
+
+/** The inverse of {@linkcode toInt16}: int16 samples / 32768. */
+function fromInt16(x: Int16Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i] / 32768;
+  return out;
+}
+
 /** A cache entry: int16 when exact, else float32. */
 type Cached = { rate: number; int16?: Int16Array[]; float?: Float32Array[] };
 
@@ -333,18 +351,14 @@ export async function openAudioDataset(
       exact16
         ? {
           rate: d.sampleRateHz,
-          int16: d.channels.map((c) =>
-            Int16Array.from(c, (v) => Math.round(v * 32768))
-          ),
+          int16: d.channels.map(toInt16),
         }
         : { rate: d.sampleRateHz, float: d.channels.map((c) => c.slice()) },
     );
   };
   const fromCache = (c: Cached): DecodedAudio => ({
     sampleRateHz: c.rate,
-    channels: c.int16
-      ? c.int16.map((x) => Float32Array.from(x, (v) => v / 32768))
-      : c.float!.map((x) => x.slice()),
+    channels: c.int16 ? c.int16.map(fromInt16) : c.float!.map((x) => x.slice()),
     bitsPerSample: c.int16 ? 16 : 32,
     encoding: c.int16 ? "pcm" : "float",
   });
