@@ -278,8 +278,34 @@ function mapEntry(p: PlannedStage, stage: MapStage, log: Logger): MapEntry {
 /** Batches whose clips are read and decoded ahead of the one in use. */
 const FETCH_AHEAD = 3;
 
-/** Builds the batched data access for step stages. */
-function dataAccess(
+/** Prefetched batch starts kept at once (older ones are dropped). */
+const PREFETCHES_KEPT = 4;
+
+/**
+ * What decides a `batches` call's examples and their order (not the map
+ * stages' randomness): split, batch size, shuffle (and its epoch), limit,
+ * and dropLast.
+ */
+function readKey(split: string, o: BatchOptions): string {
+  const shuffle = o.shuffle ?? o.phase === "fit";
+  return JSON.stringify([
+    split,
+    o.batchSize,
+    shuffle ? o.epoch ?? 0 : null,
+    o.limit ?? null,
+    o.dropLast ?? false,
+  ]);
+}
+
+/**
+ * Builds the batched data access for step stages (exported for tests).
+ *
+ * @param dataset The dataset.
+ * @param maps The planned map stages, in order.
+ * @param env The run's TF.js, backend, seed, timings and fused front end.
+ * @returns Batches through the map stages, and prefetches of their clips.
+ */
+export function dataAccess(
   dataset: Dataset,
   maps: readonly MapEntry[],
   env: {
@@ -297,40 +323,82 @@ function dataAccess(
     frontEnd?: FrontEndUse;
   },
 ): DataAccess {
+  // The examples of every batch of a call, in order, and how to read one.
+  const readPlan = (split: string, o: BatchOptions) => {
+    const total = Object.hasOwn(dataset.splits, split)
+      ? dataset.splits[split]
+      : undefined;
+    if (total === undefined) {
+      throw new Error(
+        `Cannot read split "${split}": the dataset has splits ${
+          Object.keys(dataset.splits).map((s) => `"${s}"`).join(", ")
+        }`,
+      );
+    }
+    if (!(o.batchSize >= 1)) {
+      throw new RangeError(
+        `Cannot use batch size ${o.batchSize}: it must be >= 1`,
+      );
+    }
+    const epoch = o.epoch ?? 0;
+    const n = Math.min(total, o.limit ?? total);
+    const order = Array.from({ length: total }, (_, i) => i);
+    if (o.shuffle ?? o.phase === "fit") {
+      const rng = createRng(`shuffle/${split}/${epoch}`, env.seed);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = rng.int(i + 1);
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+    }
+    order.length = n;
+    const count = o.dropLast
+      ? Math.floor(n / o.batchSize)
+      : Math.ceil(n / o.batchSize);
+    const read = async (b: number) =>
+      (await Promise.all(
+        order.slice(b * o.batchSize, (b + 1) * o.batchSize).map((i) =>
+          dataset.example(split, i)
+        ),
+      )).filter((e): e is Example => e !== undefined);
+    // A batch read ahead may fail before it is awaited: its error is
+    // thrown where it is awaited, not as an unhandled rejection.
+    const fetch = (b: number) => {
+      const p = read(b);
+      p.catch(() => {});
+      return p;
+    };
+    return { epoch, count, fetch };
+  };
+  // Batch starts read ahead by `prefetch`, by readKey, oldest first.
+  const primed = new Map<string, Promise<Example[]>[]>();
   return {
     classes: dataset.classes,
     splits: dataset.splits,
     info: dataset.info,
+    prefetch(split: string, o: BatchOptions) {
+      const key = readKey(split, o);
+      if (primed.has(key)) return;
+      let plan: ReturnType<typeof readPlan>;
+      try {
+        plan = readPlan(split, o);
+      } catch {
+        return; // batches() with the same arguments says why
+      }
+      const { count, fetch } = plan;
+      const first: Promise<Example[]>[] = [];
+      for (let k = 0; k < Math.min(FETCH_AHEAD, count); k++) {
+        first.push(fetch(k));
+      }
+      primed.set(key, first);
+      while (primed.size > PREFETCHES_KEPT) {
+        primed.delete(primed.keys().next().value!);
+      }
+    },
     async *batches(split: string, o: BatchOptions) {
-      const total = Object.hasOwn(dataset.splits, split)
-        ? dataset.splits[split]
-        : undefined;
-      if (total === undefined) {
-        throw new Error(
-          `Cannot read split "${split}": the dataset has splits ${
-            Object.keys(dataset.splits).map((s) => `"${s}"`).join(", ")
-          }`,
-        );
-      }
-      if (!(o.batchSize >= 1)) {
-        throw new RangeError(
-          `Cannot use batch size ${o.batchSize}: it must be >= 1`,
-        );
-      }
-      const epoch = o.epoch ?? 0;
-      const n = Math.min(total, o.limit ?? total);
-      const order = Array.from({ length: total }, (_, i) => i);
-      if (o.shuffle ?? o.phase === "fit") {
-        const rng = createRng(`shuffle/${split}/${epoch}`, env.seed);
-        for (let i = order.length - 1; i > 0; i--) {
-          const j = rng.int(i + 1);
-          [order[i], order[j]] = [order[j], order[i]];
-        }
-      }
-      order.length = n;
-      const count = o.dropLast
-        ? Math.floor(n / o.batchSize)
-        : Math.ceil(n / o.batchSize);
+      const { epoch, count, fetch } = readPlan(split, o);
+      const key = readKey(split, o);
+      const ready = primed.get(key);
+      primed.delete(key);
       const active = maps.filter((m) =>
         !m.phases || m.phases.includes(o.phase)
       );
@@ -338,24 +406,12 @@ function dataAccess(
         ? env.frontEnd.fusion(o.phase, active)
         : { count: 0 };
       const fusedFrom = active.length - fusion.count;
-      const read = async (b: number) =>
-        (await Promise.all(
-          order.slice(b * o.batchSize, (b + 1) * o.batchSize).map((i) =>
-            dataset.example(split, i)
-          ),
-        )).filter((e): e is Example => e !== undefined);
-      // A batch read ahead may fail before it is awaited: its error is
-      // thrown where it is awaited, not as an unhandled rejection.
-      const fetch = (b: number) => {
-        const p = read(b);
-        p.catch(() => {});
-        return p;
-      };
       let previous: Batch | undefined;
       // Decoding runs FETCH_AHEAD batches ahead, so the workers keep going
-      // while the host waits on the device (a GPU read blocks the thread).
-      const pending: Promise<Example[]>[] = [];
-      for (let k = 0; k < Math.min(FETCH_AHEAD, count); k++) {
+      // while the host waits on the device (a GPU read blocks the thread);
+      // a prefetch of the same reads started the first ones earlier.
+      const pending: Promise<Example[]>[] = ready ?? [];
+      for (let k = pending.length; k < Math.min(FETCH_AHEAD, count); k++) {
         pending.push(fetch(k));
       }
       try {

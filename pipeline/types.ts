@@ -210,6 +210,16 @@ export interface DataAccess {
    * valid until the next batch is requested; clone what you keep.
    */
   batches(split: string, options: BatchOptions): AsyncIterable<Batch>;
+  /**
+   * Starts reading and decoding the first batches of a later
+   * `batches(split, options)` call (any phase; the same split, batch size,
+   * shuffle and epoch, limit and dropLast), so that they are ready when it
+   * starts: call it before the host waits on the GPU (the end of an epoch,
+   * a readback). Only the clips are read ahead, not the map stages. The
+   * last four prefetches are kept; never throws (the later call reports a
+   * bad split or size).
+   */
+  prefetch?(split: string, options: BatchOptions): void;
 }
 
 /** Context of a step stage's `run`. */

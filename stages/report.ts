@@ -373,12 +373,19 @@ export async function scoreModel(
 > {
   const labels: number[] = [];
   const paths: string[] = [];
+  const reads = { batchSize, phase: "eval", shuffle: false } as const;
+  let first = true;
   const rows = await scorer.logits(
     model,
-    ctx.data.batches(split, { batchSize, phase: "eval", shuffle: false }),
+    ctx.data.batches(split, reads),
     (batch) => ({ tokens: batch.tokens as Tensor3D }),
     (batch) => {
       if (ctx.signal.aborted) throw ctx.signal.reason;
+      if (first) {
+        // The next model state's scoring finds its first clips decoded.
+        first = false;
+        ctx.data.prefetch?.(split, reads);
+      }
       const y = batch.label as number[];
       const files = batch.path as string[] | undefined;
       labels.push(...y);

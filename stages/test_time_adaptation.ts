@@ -382,6 +382,18 @@ export const stage = defineStage<TtdaOptions>({
       options.engine,
       options.precision,
     );
+    const evalReads = {
+      batchSize: options.evalBatchSize,
+      phase: "eval",
+      shuffle: false,
+    } as const;
+    const adaptReads = (k: number) =>
+      ({
+        batchSize: options.batchSize,
+        phase: options.phase,
+        epoch: k,
+        shuffle: true,
+      }) as const;
     const evaluateNow = () =>
       fused
         ? fused.evaluate(ctx.data, split, options.evalBatchSize)
@@ -405,6 +417,9 @@ export const stage = defineStage<TtdaOptions>({
         })
       }`,
     );
+    // The first epoch's clips decode while the GPU scores the model before.
+    ctx.data.prefetch?.(split, evalReads);
+    if (options.epochs > 0) ctx.data.prefetch?.(split, adaptReads(0));
     const pre = await evaluateNow().catch((e) => {
       fused?.dispose();
       throw e;
@@ -445,14 +460,15 @@ export const stage = defineStage<TtdaOptions>({
         });
         let lossSum = 0;
         let step = 0;
-        for await (
-          const batch of ctx.data.batches(split, {
-            batchSize: options.batchSize,
-            phase: options.phase,
-            epoch: k,
-            shuffle: true,
-          })
-        ) {
+        // The clips of this epoch's evaluation and of the next epoch's
+        // first batches are decoded while the GPU adapts, after this
+        // epoch's own (the workers take requests in order).
+        ctx.data.prefetch?.(split, adaptReads(k));
+        ctx.data.prefetch?.(split, evalReads);
+        if (k + 1 < options.epochs) {
+          ctx.data.prefetch?.(split, adaptReads(k + 1));
+        }
+        for await (const batch of ctx.data.batches(split, adaptReads(k))) {
           const names = batch.viewNames as string[] | undefined;
           const views = names?.length ?? 1;
           if (!warnedViews) {

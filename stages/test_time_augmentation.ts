@@ -369,13 +369,15 @@ export async function memberLogits(
     total: ctx.data.splits[options.split],
     unit: "clips",
   });
+  const reads = {
+    batchSize: options.batchSize,
+    phase: options.phase,
+    shuffle: false,
+  } as const;
+  let first = true;
   const parts = await scorer.logits(
     model,
-    ctx.data.batches(options.split, {
-      batchSize: options.batchSize,
-      phase: options.phase,
-      shuffle: false,
-    }),
+    ctx.data.batches(options.split, reads),
     (batch) => {
       const tokens = batch.tokens as Tensor3D;
       const V = views!.length;
@@ -385,6 +387,12 @@ export async function memberLogits(
         : { tokens: tokens.slice([0, 0, 0], [b, -1, -1]), owned: true };
     },
     async (batch) => {
+      if (first) {
+        // The next pass over the split (another phase or member, the next
+        // stage's scoring) finds its first clips decoded.
+        first = false;
+        ctx.data.prefetch?.(options.split, reads);
+      }
       await ctx.boundary(); // a Ctrl-C stops here
       const names = (batch.viewNames as string[] | undefined) ?? ["original"];
       if (!views) views = [...names];

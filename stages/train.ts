@@ -500,15 +500,16 @@ export const stage = defineStage<TrainOptions>({
         let pendingRead:
           | Promise<{ m: { loss: number; accuracy: number }; at: number }>
           | undefined;
+        const trainReads = (epoch: number) => ({
+          batchSize: options.batchSize,
+          phase: "fit" as const,
+          epoch,
+          limit: options.limitBatches
+            ? options.limitBatches * options.batchSize
+            : undefined,
+        });
         for await (
-          const batch of ctx.data.batches("train", {
-            batchSize: options.batchSize,
-            phase: "fit",
-            epoch,
-            limit: options.limitBatches
-              ? options.limitBatches * options.batchSize
-              : undefined,
-          })
+          const batch of ctx.data.batches("train", trainReads(epoch))
         ) {
           // Step boundary: a Ctrl-C stops the run here.
           await ctx.boundary(
@@ -526,6 +527,18 @@ export const stage = defineStage<TrainOptions>({
             rng: ctx.rng.child("dropout", epoch, step),
           });
           step++;
+          if (step === steps) {
+            // The evaluation's and the next epoch's first clips decode
+            // while the host waits for the GPU to finish this epoch.
+            ctx.data.prefetch?.(options.selectOn, {
+              batchSize: options.evalBatchSize,
+              phase: "eval",
+              shuffle: false,
+            });
+            if (epoch + 1 < options.epochs) {
+              ctx.data.prefetch?.("train", trainReads(epoch + 1));
+            }
+          }
           // The previous epoch's record, once enough steps are queued to
           // keep the GPU busy during its host copy.
           if (step === Math.min(SYNC_LATER_STEPS, steps)) {
