@@ -172,6 +172,46 @@ export function ttauRows(
 }
 
 /**
+ * The scorer's host timings a stage logged in its line `<prefix>: scored 12
+ * batches in 0.10 s (waiting for batches 0.02 s, enqueuing 0.01 s, readbacks
+ * 0.07 s), after 0.12 s of engine set-up` (TTAu and the report on the fused
+ * engine), in seconds; nothing when the stage logged none.
+ *
+ * @param records The run's log records.
+ * @param stage The stage's name.
+ */
+export function scorerTiming(
+  records: readonly LogRecord[],
+  stage: string,
+):
+  | {
+    scoredSeconds: number;
+    dataSeconds: number;
+    enqueueSeconds: number;
+    readSeconds: number;
+    setupSeconds: number;
+  }
+  | Record<string, never> {
+  for (const r of records) {
+    if (r.stage !== stage) continue;
+    const m =
+      /scored \d+ batches in ([\d.]+) s \(waiting for batches ([\d.]+) s, enqueuing ([\d.]+) s, readbacks ([\d.]+) s\), after ([\d.]+) s of engine set-up/
+        .exec(r.message ?? "");
+    if (!m) continue;
+    const [scoredSeconds, dataSeconds, enqueueSeconds, readSeconds, setup] = m
+      .slice(1).map(Number);
+    return {
+      scoredSeconds,
+      dataSeconds,
+      enqueueSeconds,
+      readSeconds,
+      setupSeconds: setup,
+    };
+  }
+  return {};
+}
+
+/**
  * Eval-forward rows of the report stage: the clips it scored itself (each
  * model state it loads, on each reported split), from its line `report:
  * scored 3 model states on test: 1800 clips in 2.41 s (…)`.
@@ -667,6 +707,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   const ttau = ttauMs === undefined ? null : {
     ...phase(ttauMs / 1000, ttauBars.reduce((n, b) => n + b.total, 0)),
     ...ttauRows(ttauBars, records, ttauMs / 1000),
+    ...scorerTiming(records, "test_time_augmentation"),
   };
   const reportMs = stageMs("report");
   const reportSplit = (compiled.plan.stages.find((s) => s.id === "report")
@@ -674,6 +715,7 @@ export async function benchE2e(args: string[]): Promise<unknown> {
   const report = reportMs === undefined ? null : {
     ...phase(reportMs / 1000, splits[reportSplit] ?? 0),
     ...reportRows(records, reportMs / 1000),
+    ...scorerTiming(records, "report"),
   };
 
   // The step bound: the same machine's `bench train` at the preset's shapes.

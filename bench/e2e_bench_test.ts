@@ -8,6 +8,7 @@ import {
   evaluationsAfter,
   type LogRecord,
   reportRows,
+  scorerTiming,
   stepBoundPlan,
   ttauRows,
 } from "./e2e_bench.ts";
@@ -195,6 +196,27 @@ Deno.test("reportRows: the clips the report scored, from its line", () => {
   // Another stage's line, or none: nothing.
   assert.deepEqual(reportRows([{ ...line, stage: "train" }], 4), {});
   assert.deepEqual(reportRows([], 4), {});
+});
+
+Deno.test("scorerTiming: the scorer's host times from a stage's line", () => {
+  const line: LogRecord = {
+    time: at(0),
+    stage: "test_time_augmentation",
+    message:
+      "TTAu: scored 9 batches in 0.31 s (waiting for batches 0.02 s, enqueuing 0.01 s, readbacks 0.07 s), after 0.12 s of engine set-up",
+  };
+  assert.deepEqual(scorerTiming([line], "test_time_augmentation"), {
+    scoredSeconds: 0.31,
+    dataSeconds: 0.02,
+    enqueueSeconds: 0.01,
+    readSeconds: 0.07,
+    setupSeconds: 0.12,
+  });
+  assert.deepEqual(scorerTiming([line], "report"), {});
+  assert.deepEqual(
+    scorerTiming([{ ...line, message: "TTAu: scored on x" }], line.stage!),
+    {},
+  );
 });
 
 Deno.test("stepBoundPlan: a stage's precision keeps the step bound and sets its precision; model changes rule it out", () => {

@@ -45,6 +45,11 @@ export interface EvalTiming {
   readSeconds: number;
   /** Batches scored. */
   batches: number;
+  /**
+   * Before the first batch: making the engine (first use of a scorer) and
+   * uploading the model's weights (scorers only).
+   */
+  setupSeconds?: number;
 }
 
 /** What evaluation reads: the TF.js namespace and the batched data. */

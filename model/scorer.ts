@@ -80,6 +80,7 @@ export interface Scorer {
    * @param batches The batches (their tensors valid until the next one is drawn).
    * @param tokensOf The tokens of a batch to score.
    * @param visit Called with each batch, before its tokens are scored.
+   * @param timing Where the host's time went, added to (fused engine only).
    * @returns Logits `[rows, classes]` row-major per batch.
    */
   logits<B>(
@@ -87,6 +88,7 @@ export interface Scorer {
     batches: AsyncIterable<B>,
     tokensOf: (batch: B) => ScoreInput,
     visit?: (batch: B) => void | Promise<void>,
+    timing?: EvalTiming,
   ): Promise<Float32Array[]>;
   /** Frees the fused engines (their GPU buffers). */
   dispose(): void;
@@ -174,9 +176,14 @@ function fusedScorer(
   return {
     engine: "fused",
     precision,
-    async logits(model, batches, tokensOf, visit) {
+    async logits(model, batches, tokensOf, visit, timing) {
+      const t0 = performance.now();
       const engine = engineOf(model);
       await engine.upload(model);
+      if (timing) {
+        timing.setupSeconds = (timing.setupSeconds ?? 0) +
+          (performance.now() - t0) / 1000;
+      }
       return await engineLogits(
         engine,
         model.dims.classes,
@@ -184,6 +191,7 @@ function fusedScorer(
         tokensOf,
         visit,
         group,
+        timing,
       );
     },
     dispose() {
@@ -191,6 +199,34 @@ function fusedScorer(
       engines.clear();
     },
   };
+}
+
+/** A zeroed {@linkcode EvalTiming}, to pass to scorings that add to it. */
+export function evalTiming(): EvalTiming {
+  return {
+    seconds: 0,
+    dataSeconds: 0,
+    enqueueSeconds: 0,
+    readSeconds: 0,
+    batches: 0,
+    setupSeconds: 0,
+  };
+}
+
+/**
+ * Where scorings spent the host's time, for a log line: `12 batches in 0.10
+ * s (waiting for batches 0.02 s, enqueuing 0.01 s, readbacks 0.07 s), after
+ * 0.12 s of engine set-up`.
+ *
+ * @param t The timings (seconds).
+ */
+export function formatEvalTiming(t: EvalTiming): string {
+  const s = (x: number) => `${x.toFixed(2)} s`;
+  return `${t.batches} batches in ${s(t.seconds)} (waiting for batches ${
+    s(t.dataSeconds)
+  }, enqueuing ${s(t.enqueueSeconds)}, readbacks ${s(t.readSeconds)}), after ${
+    s(t.setupSeconds ?? 0)
+  } of engine set-up`;
 }
 
 /**

@@ -47,8 +47,11 @@ import {
   concatRows,
   createScorer,
   engineLabel,
+  evalTiming,
+  formatEvalTiming,
   type Scorer,
 } from "../model/scorer.ts";
+import type { EvalTiming } from "../model/evaluate.ts";
 import { argmaxRows, classificationReport } from "../lib/metrics.ts";
 import {
   predictionsCsv,
@@ -368,6 +371,7 @@ export async function scoreModel(
   model: AmautModel,
   split: string,
   batchSize: number,
+  timing?: EvalTiming,
 ): Promise<
   Pick<StateScores, "paths" | "labels" | "probabilities" | "loss">
 > {
@@ -391,6 +395,7 @@ export async function scoreModel(
       labels.push(...y);
       y.forEach((_, i) => paths.push(String(files?.[i] ?? "")));
     },
+    timing,
   );
   if (ctx.signal.aborted) throw ctx.signal.reason;
   const n = ctx.data.classes.length;
@@ -412,6 +417,8 @@ interface Tally {
   states: number;
   clips: number;
   loadSeconds: number;
+  /** The scorer's host time (fused engine). */
+  timing?: EvalTiming;
 }
 
 /** A checkpoint's parameters and running statistics, being read. */
@@ -525,7 +532,14 @@ async function modelStates(
       Awaited<ReturnType<typeof scoreModel>>
     >();
     for (const split of splits) {
-      const scored = await scoreModel(ctx, scorer, source, split, batchSize);
+      const scored = await scoreModel(
+        ctx,
+        scorer,
+        source,
+        split,
+        batchSize,
+        tally.timing,
+      );
       scores.set(split, scored);
       tally.clips += scored.labels.length;
     }
@@ -656,7 +670,12 @@ export const stage = defineStage<ReportOptions>({
     });
     ctx.log.info(`report: scored on ${engineLabel(scorer)}`);
     let scored: StateScores[];
-    const tally: Tally = { states: 0, clips: 0, loadSeconds: 0 };
+    const tally: Tally = {
+      states: 0,
+      clips: 0,
+      loadSeconds: 0,
+      timing: evalTiming(),
+    };
     const scoreStart = performance.now();
     try {
       scored = await modelStates(
@@ -682,6 +701,9 @@ export const stage = defineStage<ReportOptions>({
         tally.loadSeconds.toFixed(2)
       } s of it waiting for checkpoints)`,
     );
+    if (tally.timing && tally.timing.batches > 0) {
+      ctx.log.info(`report: scored ${formatEvalTiming(tally.timing)}`);
+    }
     await Deno.mkdir(join(ctx.runDir, "predictions"), { recursive: true });
     const states: StateReport[] = [];
     for (const st of scored) {

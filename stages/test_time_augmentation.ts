@@ -65,8 +65,11 @@ import {
   concatRows,
   createScorer,
   engineLabel,
+  evalTiming,
+  formatEvalTiming,
   type Scorer,
 } from "../model/scorer.ts";
+import type { EvalTiming } from "../model/evaluate.ts";
 import {
   checkCompatible,
   loadCheckpoint,
@@ -356,6 +359,7 @@ export async function memberLogits(
   options: TestTimeAugmentationOptions,
   allViews: boolean,
   label: string,
+  timing?: EvalTiming,
 ): Promise<
   { views: string[]; logits: Float32Array[]; labels: number[]; paths: string[] }
 > {
@@ -416,6 +420,7 @@ export async function memberLogits(
       for (let i = 0; i < b; i++) paths.push(String(files?.[i] ?? ""));
       bar.tick(b);
     },
+    timing,
   );
   bar.done();
   if (!views) {
@@ -505,6 +510,7 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
       precisionUse: stagePrecisionUse(ctx.stageName, "evaluate"),
     });
     ctx.log.info(`TTAu: scored on ${engineLabel(scorer)}`);
+    const timing = evalTiming();
     try {
       const first = await memberLogits(
         ctx,
@@ -513,6 +519,7 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
         options,
         needViews,
         `TTAu model 1/${members}`,
+        timing,
       );
       const { views, labels } = first;
       const modes = TTAU_MODES.filter((m) =>
@@ -538,6 +545,7 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
           { ...options, phase: options.origPhase },
           false,
           label,
+          timing,
         );
         if (out.labels.join() !== labels.join()) {
           throw new Error(
@@ -566,6 +574,7 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
               options,
               hybViews,
               `TTAu model ${i + 2}/${members}`,
+              timing,
             );
             if (out.labels.join() !== labels.join()) {
               throw new Error(
@@ -650,6 +659,9 @@ export const stage = defineStage<TestTimeAugmentationOptions>({
           ).join(" | ")
         }`,
       );
+      if (timing.batches > 0) {
+        log.info(`TTAu: scored ${formatEvalTiming(timing)}`);
+      }
       return {
         ttau: { ...result, ...common } as unknown as TtauResult,
         scoredStates: [
