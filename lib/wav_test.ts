@@ -668,3 +668,30 @@ Deno.test("readWavHeader and readWav report errors naming the path", async () =>
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("decodeWav: 16-bit stereo decodes the same, in place and from an odd offset, as v / 32768 per channel", () => {
+  const frames = 1001;
+  const left = Array.from(
+    { length: frames },
+    (_, i) => ((i * 7919) % 65536) - 32768,
+  );
+  const right = Array.from(
+    { length: frames },
+    (_, i) => 32767 - ((i * 104729) % 65536),
+  );
+  const file = encodeWav([left, right], { sampleRateHz: 44100 });
+  const odd = new Uint8Array(file.length + 1);
+  odd.set(file, 1);
+  for (const bytes of [file, odd.subarray(1)]) {
+    const { channels } = decodeWav(bytes, "s.wav");
+    assert.equal(channels.length, 2);
+    assert.deepEqual(
+      Array.from(channels[0]),
+      Array.from(Float32Array.from(left.map((v) => v / 32768))),
+    );
+    assert.deepEqual(
+      Array.from(channels[1]),
+      Array.from(Float32Array.from(right.map((v) => v / 32768))),
+    );
+  }
+});
