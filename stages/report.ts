@@ -555,6 +555,9 @@ async function modelStates(
     ? readWeights(ctx, dir, "last")
     : undefined;
   try {
+    // The adapted weights are in memory: scored first, while the
+    // checkpoints are read.
+    const ttdaScores = ttda ? await onSplits(model) : undefined;
     let bestScores: Awaited<ReturnType<typeof onSplits>> | undefined;
     if (scoreBest) {
       let source = model;
@@ -578,7 +581,6 @@ async function modelStates(
       tally.loadSeconds += (performance.now() - t0) / 1000;
       lastScores = await onSplits(last);
     }
-    const ttdaScores = ttda ? await onSplits(model) : undefined;
     for (const split of splits) {
       let best: StateScores | undefined;
       if (bestScores) {
