@@ -407,10 +407,14 @@ async function evaluateSplit(
   ) => Promise<Float32Array[]>,
 ): Promise<Evaluation> {
   const labels: number[] = [];
+  const reads = { batchSize, phase: "eval", shuffle: false } as const;
   const parts = await logitsOf(
-    data.batches(split, { batchSize, phase: "eval", shuffle: false }),
+    data.batches(split, reads),
     (batch) => ({ tokens: batch.tokens as Tensor3D }),
     (batch) => {
+      // The next pass over the split (the next evaluation, TTAu, the
+      // report) finds its first clips decoded.
+      if (labels.length === 0) data.prefetch?.(split, reads);
       labels.push(...batch.label as number[]);
     },
   );
