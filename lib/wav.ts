@@ -496,8 +496,10 @@ function decodePcm16(
     );
     for (let c = 0; c < channelCount; c++) {
       const out = channels[c];
-      for (let i = 0, p = c; i < frames; i++, p += channelCount) {
+      let p = c;
+      for (let i = 0; i < frames; i++) {
         out[i] = samples[p] / 32768;
+        p += channelCount;
       }
     }
     return channels;
@@ -509,8 +511,10 @@ function decodePcm16(
   );
   for (let c = 0; c < channelCount; c++) {
     const out = channels[c];
-    for (let i = 0, p = 2 * c; i < frames; i++, p += 2 * channelCount) {
+    let p = 2 * c;
+    for (let i = 0; i < frames; i++) {
       out[i] = view.getInt16(p, true) / 32768;
+      p += 2 * channelCount;
     }
   }
   return channels;
