@@ -661,8 +661,10 @@ export const stage = defineStage<TrainOptions>({
             };
             record[trainAt] = history[trainAt];
           }
-          // One save at a time, in epoch order.
+          // One save at a time, in epoch order; the earlier epochs' lines
+          // now carry their saves' checkpointSeconds.
           await saves.settle();
+          for (let i = 0; i < trainAt; i++) record[i] = history[i];
           // The values are copied to the host now (the next epoch's steps
           // change the tensors); hashing and writing them overlap its
           // training.
