@@ -130,8 +130,18 @@ export interface AmautModel {
 
 let modelCounter = 0;
 
-/** Fills an array from an initialiser. */
-function initialValues(
+/** Uniform draws per chunk of a uniform initialiser (512 KiB of float64). */
+const UNIFORM_CHUNK = 65536;
+
+/**
+ * A tensor's initial values from its initialiser (exported for tests).
+ *
+ * @param spec The tensor's shape and initialiser.
+ * @param rng The tensor's own stream (`rng.child(name)` in createModel).
+ * @param done Values drawn so far (a `rowNorm` initialiser reads its `of`).
+ * @returns The values, row-major in `spec.shape`.
+ */
+export function initialValues(
   spec: TensorSpec,
   rng: Rng,
   done: ReadonlyMap<string, Float32Array>,
@@ -143,9 +153,20 @@ function initialValues(
     case "const":
       out.fill(init.value);
       break;
-    case "uniform":
-      for (let i = 0; i < n; i++) out[i] = (2 * rng.next() - 1) * init.bound;
+    case "uniform": {
+      // (2·next() − 1)·bound, drawn in chunks with fillUniform (the same
+      // stream as next(), inlined): ~7× faster than a next() per value,
+      // which took ~2.8 s for the paper models' ~100 M weights.
+      const u = new Float64Array(Math.min(n, UNIFORM_CHUNK));
+      for (let at = 0; at < n; at += u.length) {
+        const count = Math.min(u.length, n - at);
+        rng.fillUniform(u, 1, 0, count);
+        for (let i = 0; i < count; i++) {
+          out[at + i] = (2 * u[i] - 1) * init.bound;
+        }
+      }
       break;
+    }
     case "normal":
       for (let i = 0; i < n; i++) out[i] = rng.normal() * init.std;
       break;

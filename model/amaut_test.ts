@@ -6,6 +6,7 @@ import {
   type BatchStat,
   createModel,
   exportStateDict,
+  initialValues,
   labelSmoothedCrossEntropy,
   loadStateDict,
   ModelOptions,
@@ -207,6 +208,29 @@ Deno.test("createModel initialises as the reference and repeats with the seed", 
     a.dispose();
     b.dispose();
   }
+});
+
+Deno.test("initialValues: a uniform initialiser drawn in chunks gives (2·next() − 1)·bound, value for value", () => {
+  // 3 × 65536 + 123 values: several chunks and a partial one.
+  const n = 3 * 65536 + 123;
+  const spec = {
+    name: "w",
+    shape: [n],
+    torchShape: [n],
+    layout: "same",
+    init: { kind: "uniform", bound: 0.37 },
+  } as unknown as Parameters<typeof initialValues>[0];
+  const got = initialValues(spec, createRng("u", 5), new Map());
+  const rng = createRng("u", 5);
+  const want = new Float32Array(n);
+  for (let i = 0; i < n; i++) want[i] = (2 * rng.next() - 1) * 0.37;
+  assert.equal(got.length, n);
+  assert.ok(got.every((v, i) => v === want[i]));
+  // The stream went on as far: the next draw is the same.
+  const after = createRng("u", 5);
+  const drawn = new Float64Array(n);
+  after.fillUniform(drawn, 1);
+  assert.equal(after.next(), rng.next());
 });
 
 Deno.test("createModel init none: the same variables, every value zero, ready to take a state", async () => {
