@@ -124,6 +124,24 @@ Deno.test({
           );
         }
       }
+      // The fused scorers say where their host time went; the tfjs ones
+      // have no such figures.
+      const timing =
+        /: scored \d+ batches in [\d.]+ s \(waiting for batches [\d.]+ s, enqueuing [\d.]+ s, readbacks [\d.]+ s\), after [\d.]+ s of engine set-up$/;
+      for (const prefix of ["TTAu", "report"]) {
+        const has = (run: { lines: string[] }) =>
+          run.lines.some((l) =>
+            l.includes(`${prefix}: scored `) && timing.test(l)
+          );
+        assert.ok(has(fused), `${prefix} timing:\n${fused.lines.join("\n")}`);
+        assert.ok(!has(reference), `${prefix} timing on tfjs`);
+      }
+      assert.ok(
+        fused.lines.some((l) =>
+          /report: scored \d+ model states? on test, validation: \d+ clips in [\d.]+ s \([\d.]+ clips\/s; [\d.]+ s of it waiting for checkpoints\)/
+            .test(l)
+        ),
+      );
       // The same trained weights in both runs (training is the same).
       assert.equal(
         await fused.read("summary.json"),
