@@ -45,6 +45,7 @@
  */
 
 import WavDecoder from "wav-decoder";
+import { HOST_LITTLE_ENDIAN } from "./endian.ts";
 
 /** Facts from a WAV header. */
 export interface WavInfo {
@@ -481,9 +482,6 @@ function decodePcm8(
   return deinterleave(payload, channelCount, frames, 128, 128);
 }
 
-/** Whether this machine stores integers little-endian (as WAV does). */
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
 /**
  * Signed 16-bit little-endian → v / 32768, torchaudio's scaling and the same
  * float32 values as wav-decoder's symmetric `pcm16s`, in one pass over the
@@ -495,7 +493,7 @@ function decodePcm16(
   channelCount: number,
   frames: number,
 ): Float32Array[] {
-  if (LITTLE_ENDIAN && payload.byteOffset % 2 === 0) {
+  if (HOST_LITTLE_ENDIAN && payload.byteOffset % 2 === 0) {
     // The samples in place (WAV is little-endian, as this machine).
     const samples = new Int16Array(
       payload.buffer,

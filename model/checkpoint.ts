@@ -40,6 +40,7 @@
  *
  * @module
  */
+import { HOST_LITTLE_ENDIAN } from "../lib/endian.ts";
 import type { Tensor } from "@tensorflow/tfjs";
 import * as z from "zod";
 import { basename, dirname, join } from "node:path";
@@ -98,19 +99,26 @@ const TensorEntry = z.object({
 });
 type IndexEntry = z.infer<typeof TensorEntry>;
 
-/** Version 1: one SHA-256 over the whole data file. */
-const IndexV1Schema = z.object({
+/** What both index versions hold besides their checksums. */
+const IndexFields = {
   format: z.literal(FORMAT),
-  version: z.literal(1),
   meta: MetaSchema,
-  data: z.object({
-    file: z.string(),
-    byteOrder: z.literal("little-endian"),
-    byteLength: z.int().min(0),
-    sha256: Sha256,
-  }),
   groups: z.array(z.string()),
   tensors: z.array(TensorEntry),
+};
+
+/** The data file's description in both index versions. */
+const DataFields = {
+  file: z.string(),
+  byteOrder: z.literal("little-endian"),
+  byteLength: z.int().min(0),
+};
+
+/** Version 1: one SHA-256 over the whole data file. */
+const IndexV1Schema = z.object({
+  ...IndexFields,
+  version: z.literal(1),
+  data: z.object({ ...DataFields, sha256: Sha256 }),
 });
 
 const PieceSchema = z.object({
@@ -123,17 +131,10 @@ type Piece = z.infer<typeof PieceSchema>;
 
 /** Version 2: a SHA-256 per piece of each group. */
 const IndexV2Schema = z.object({
-  format: z.literal(FORMAT),
+  ...IndexFields,
   version: z.literal(2),
-  meta: MetaSchema,
-  data: z.object({
-    file: z.string(),
-    byteOrder: z.literal("little-endian"),
-    byteLength: z.int().min(0),
-  }),
-  groups: z.array(z.string()),
+  data: z.object(DataFields),
   pieces: z.array(PieceSchema),
-  tensors: z.array(TensorEntry),
 });
 type IndexV2 = z.infer<typeof IndexV2Schema>;
 
@@ -141,8 +142,6 @@ const IndexSchema = z.discriminatedUnion("version", [
   IndexV1Schema,
   IndexV2Schema,
 ]);
-
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Reverses the byte order of every 4-byte word, in place (big-endian hosts only). */
 function swap32(bytes: Uint8Array): void {

@@ -338,13 +338,7 @@ export async function evaluateEngine(
   split: string,
   batchSize: number,
 ): Promise<Evaluation> {
-  const timing: EvalTiming = {
-    seconds: 0,
-    dataSeconds: 0,
-    enqueueSeconds: 0,
-    readSeconds: 0,
-    batches: 0,
-  };
+  const timing = evalTiming();
   const evaluation = await evaluateSplit(
     data,
     split,

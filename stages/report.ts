@@ -525,6 +525,14 @@ async function modelStates(
       ctx.rng.child("state"),
       { init: "none" }, // every weight comes from a checkpoint
     );
+  // A checkpoint being read, assigned to the second model; the wait counts.
+  const intoSecond = async (name: "best" | "last", load: WeightsLoad) => {
+    const t0 = performance.now();
+    const target = second();
+    await loadWeights(ctx, target, dir, name, load);
+    tally.loadSeconds += (performance.now() - t0) / 1000;
+    return target;
+  };
   // Scores of `source` on every split, so each checkpoint is loaded once.
   const onSplits = async (source: AmautModel) => {
     const scores = new Map<
@@ -562,24 +570,17 @@ async function modelStates(
     if (scoreBest) {
       let source = model;
       if (bestLoad) {
-        const t0 = performance.now();
-        source = second();
         const load = bestLoad;
         bestLoad = undefined;
-        await loadWeights(ctx, source, dir, "best", load);
-        tally.loadSeconds += (performance.now() - t0) / 1000;
+        source = await intoSecond("best", load);
       }
       bestScores = await onSplits(source);
     }
     let lastScores: Awaited<ReturnType<typeof onSplits>> | undefined;
     if (lastLoad) {
-      const t0 = performance.now();
-      const last = second();
       const load = lastLoad;
       lastLoad = undefined;
-      await loadWeights(ctx, last, dir, "last", load);
-      tally.loadSeconds += (performance.now() - t0) / 1000;
-      lastScores = await onSplits(last);
+      lastScores = await onSplits(await intoSecond("last", load));
     }
     for (const split of splits) {
       let best: StateScores | undefined;
