@@ -114,6 +114,10 @@ export interface PhaseTiming {
   readonly enqueueSeconds?: number;
   /** Validation (fused engine): of `evalSeconds`, reading logits back. */
   readonly readSeconds?: number;
+  /** TTAu and report (fused engine): seconds their scorer ran (`scorerTiming`). */
+  readonly scoredSeconds?: number;
+  /** TTAu and report (fused engine): the scorer's engine set-up before it. */
+  readonly setupSeconds?: number;
 }
 
 /** A progress bar as the bench saw it: label, total, wall-clock start and end (ms since the epoch). */
@@ -785,6 +789,11 @@ export async function benchE2e(args: string[]): Promise<unknown> {
       ttauFraction: ttau?.rowsPerSecond === undefined
         ? fraction(ttau, evalCps)
         : round(ttau.rowsPerSecond / evalCps),
+      // The same over its scorer's time only: without the stage's loading of
+      // its members' checkpoints, engine set-up and outputs.
+      ttauScoringFraction: ttau?.rows !== undefined && ttau.scoredSeconds
+        ? round(ttau.rows / ttau.scoredSeconds / evalCps)
+        : null,
       ttdaEpochFraction: fraction(last(ttdaEpoch), ttda.clipsPerSecond),
       ttdaEvaluationFraction: fraction(last(ttdaEvaluation), evalCps),
       // The report's own scorings (rows) over the whole stage.

@@ -563,13 +563,19 @@ export function createFusedEngine(
   const evalBuilt: number[] = [];
   /**
    * Enqueues the eval forward of a batch, chunk by chunk
-   * ({@linkcode evalChunks}); `after` enqueues what reads each chunk's
-   * logits (rows `at`…`at + n` of the batch) before the next chunk runs.
+   * ({@linkcode evalChunks}); `copyOut` encodes, in the chunk's own
+   * submit, the commands that take its logits (rows `at`…`at + n` of the
+   * batch), and `after` runs once the chunk is submitted, before the next.
    */
   const enqueueEval = async (
     tokens: TokenInput,
     rows: number,
     after?: (g: Graph, at: number, n: number) => void | Promise<void>,
+    copyOut?: (
+      g: Graph,
+      at: number,
+      n: number,
+    ) => (e: GPUCommandEncoder) => void,
   ) => {
     const chunks = evalChunks(rows, evalBuilt);
     // A tensor that is not on this device is read to the host once, not
@@ -584,7 +590,7 @@ export function createFusedEngine(
       if (!evalBuilt.includes(c.graphRows)) evalBuilt.push(c.graphRows);
       const g = graphOf(false, 1, c.graphRows);
       const copy = await stage(input, rows, g.input, c.at, c.rows);
-      rt.run(evalLists(g), copy);
+      rt.run(evalLists(g), copy, copyOut?.(g, c.at, c.rows));
       await after?.(g, c.at, c.rows);
     }
   };
@@ -792,15 +798,15 @@ export function createFusedEngine(
           await enqueueEval(
             tokens,
             rows,
-            (g, at, chunk) =>
-              rt.run([], (e) =>
-                e.copyBufferToBuffer(
-                  g.logits.buffer,
-                  g.logits.offset,
-                  dest,
-                  start + at * dims.classes * 4,
-                  chunk * dims.classes * 4,
-                )),
+            undefined,
+            (g, at, chunk) => (e) =>
+              e.copyBufferToBuffer(
+                g.logits.buffer,
+                g.logits.offset,
+                dest,
+                start + at * dims.classes * 4,
+                chunk * dims.classes * 4,
+              ),
           );
           used += n;
           sizes.push(n);

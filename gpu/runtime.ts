@@ -198,12 +198,14 @@ export interface Runtime {
     bindings: readonly Region[],
   ): void;
   /**
-   * Encodes the lists in order — each as one compute pass — after the
-   * optional `before` commands (copies, clears), and submits once.
+   * Encodes the lists in order — each as one compute pass — between the
+   * optional `before` commands (copies, clears) and `after` commands (copies
+   * of results), and submits once.
    */
   run(
     lists: readonly (readonly Dispatch[])[],
     before?: (encoder: GPUCommandEncoder) => void,
+    after?: (encoder: GPUCommandEncoder) => void,
   ): void;
   /**
    * Runs `lists` with a timestamp pair around every dispatch (one pass
@@ -624,13 +626,14 @@ export function createRuntime(device: GPUDevice): Runtime {
       });
       list.push({ label, pipeline, bindGroup, workgroups: kernel.workgroups });
     },
-    run(lists, before) {
+    run(lists, before, after) {
       const encoder = device.createCommandEncoder();
       before?.(encoder);
       const meter = lists.some((l) => l.length > 0)
         ? busyMeterOf(device)
         : undefined;
       encodeLists(encoder, lists, meter?.pair());
+      after?.(encoder);
       device.queue.submit([encoder.finish()]);
       meter?.submitted();
     },

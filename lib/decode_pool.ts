@@ -7,11 +7,15 @@
  * @module
  */
 import { readWav, WavError } from "./wav.ts";
+import { attachPcm16 } from "./pcm16.ts";
 
 /** Decoded samples of one file. */
 export interface DecodedAudio {
   readonly sampleRateHz: number;
-  /** Channels-first samples in [-1, 1]. */
+  /**
+   * Channels-first samples in [-1, 1]; from 16-bit PCM, each with its
+   * integer samples attached (`lib/pcm16.ts`).
+   */
   readonly channels: Float32Array[];
   /** Bits per sample of the source encoding. */
   readonly bitsPerSample: number;
@@ -89,9 +93,13 @@ export function createDecodePool(
       if (!p) return;
       slot.pending.delete(m.id);
       if (m.ok) {
+        const channels = m.channels as Float32Array[];
+        const pcm16 = m.pcm16 as Int16Array[] | undefined;
+        // Attachments do not cross threads: put them back.
+        pcm16?.forEach((s, c) => attachPcm16(channels[c], s));
         p.resolve({
           sampleRateHz: m.sampleRateHz,
-          channels: m.channels,
+          channels,
           bitsPerSample: m.bitsPerSample,
           encoding: m.encoding,
         });

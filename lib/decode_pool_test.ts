@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { encodeWav, toneInt16 } from "../tests/_fixtures.ts";
 import { createDecodePool, decodeWorkers } from "./decode_pool.ts";
 import { readWav, WavError } from "./wav.ts";
+import { pcm16Of } from "./pcm16.ts";
 
 async function files() {
   const dir = await Deno.makeTempDir({ prefix: "decode_pool_test_" });
@@ -44,6 +45,10 @@ for (const workers of [0, 2]) {
       const rb = await readWav(f.stereo);
       assert.deepEqual(a.channels, ra.channels);
       assert.deepEqual(b.channels, rb.channels);
+      // A 16-bit file's integers arrive attached to its channel (across
+      // threads too); other encodings have none.
+      assert.deepEqual(pcm16Of(a.channels[0]), ra.pcm16![0]);
+      assert.equal(pcm16Of(b.channels[0]), undefined);
       assert.equal(a.sampleRateHz, 8000);
       assert.equal(b.sampleRateHz, 22050);
       assert.deepEqual([a.bitsPerSample, a.encoding], [16, "pcm"]);

@@ -3,7 +3,8 @@
  * thread and transfers the samples back (no copy).
  *
  * Messages in: `{ id, path }`. Out: `{ id, ok: true, sampleRateHz, channels,
- * bitsPerSample, encoding }` or `{ id, ok: false, message, wav }` (`wav` is true for
+ * pcm16?, bitsPerSample, encoding }` (`pcm16`: a 16-bit source's integer
+ * samples, which the pool attaches to the channels again) or `{ id, ok: false, message, wav }` (`wav` is true for
  * a {@linkcode WavError}: a bad file rather than an I/O failure).
  *
  * @module
@@ -21,10 +22,13 @@ self.onmessage = async (event: MessageEvent<{ id: number; path: string }>) => {
         ok: true,
         sampleRateHz: decoded.sampleRateHz,
         channels: decoded.channels,
+        pcm16: decoded.pcm16,
         bitsPerSample: decoded.info.bitsPerSample,
         encoding: decoded.info.encoding,
       },
-      decoded.channels.map((c) => c.buffer as ArrayBuffer),
+      [...decoded.channels, ...decoded.pcm16 ?? []].map((c) =>
+        c.buffer as ArrayBuffer
+      ),
     );
   } catch (error) {
     self.postMessage({

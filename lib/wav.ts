@@ -46,6 +46,7 @@
 
 import WavDecoder from "wav-decoder";
 import { HOST_LITTLE_ENDIAN } from "./endian.ts";
+import { attachPcm16, deinterleavePcm16 } from "./pcm16.ts";
 
 /** Facts from a WAV header. */
 export interface WavInfo {
@@ -73,8 +74,16 @@ export interface WavInfo {
 export interface DecodedWav {
   /** Sample rate in Hz. */
   readonly sampleRateHz: number;
-  /** One array per channel, in file order; values in [−1, 1) for PCM. */
+  /**
+   * One array per channel, in file order; values in [−1, 1) for PCM. For
+   * 16-bit PCM each carries its integer samples (`lib/pcm16.ts`).
+   */
   readonly channels: Float32Array[];
+  /**
+   * For 16-bit PCM: the integer samples per channel (`channels[c][i] ===
+   * pcm16[c][i] / 32768`), the same arrays as the channels' attachments.
+   */
+  readonly pcm16?: Int16Array[];
   /** The header the samples were decoded from. */
   readonly info: WavInfo;
 }
@@ -486,39 +495,38 @@ function decodePcm8(
  * Signed 16-bit little-endian → v / 32768, torchaudio's scaling and the same
  * float32 values as wav-decoder's symmetric `pcm16s`, in one pass over the
  * payload (wav-decoder reads each sample through a closure and a DataView:
- * about 6× slower, which limited the evaluation of 10-s clips).
+ * about 6× slower, which limited the evaluation of 10-s clips); the integer
+ * samples are kept too, attached to each channel.
  */
 function decodePcm16(
   payload: Uint8Array,
   channelCount: number,
   frames: number,
-): Float32Array[] {
+): { channels: Float32Array[]; pcm16: Int16Array[] } {
+  let samples: Int16Array;
   if (HOST_LITTLE_ENDIAN && payload.byteOffset % 2 === 0) {
     // The samples in place (WAV is little-endian, as this machine).
-    const samples = new Int16Array(
+    samples = new Int16Array(
       payload.buffer,
       payload.byteOffset,
       frames * channelCount,
     );
-    return deinterleave(samples, channelCount, frames, 0, 32768);
-  }
-  // An odd offset: read each sample little-endian.
-  const view = new DataView(
-    payload.buffer,
-    payload.byteOffset,
-    payload.byteLength,
-  );
-  const channels: Float32Array[] = [];
-  for (let c = 0; c < channelCount; c++) {
-    const out = new Float32Array(frames);
-    let p = 2 * c;
-    for (let i = 0; i < frames; i++) {
-      out[i] = view.getInt16(p, true) / 32768;
-      p += 2 * channelCount;
+  } else {
+    // An odd offset or a big-endian host: read each sample little-endian.
+    const view = new DataView(
+      payload.buffer,
+      payload.byteOffset,
+      payload.byteLength,
+    );
+    samples = new Int16Array(frames * channelCount);
+    for (let i = 0; i < samples.length; i++) {
+      samples[i] = view.getInt16(2 * i, true);
     }
-    channels.push(out);
   }
-  return channels;
+  const channels = deinterleave(samples, channelCount, frames, 0, 32768);
+  const pcm16 = deinterleavePcm16(samples, channelCount, frames);
+  channels.forEach((c, i) => attachPcm16(c, pcm16[i]));
+  return { channels, pcm16 };
 }
 
 /**
@@ -542,7 +550,12 @@ export function decodeWav(bytes: Uint8Array, file: string): DecodedWav {
   if (info.bitsPerSample === 8) {
     channels = decodePcm8(payload, info.channels, info.frames);
   } else if (info.encoding === "pcm" && info.bitsPerSample === 16) {
-    channels = decodePcm16(payload, info.channels, info.frames);
+    const { channels, pcm16 } = decodePcm16(
+      payload,
+      info.channels,
+      info.frames,
+    );
+    return { sampleRateHz: info.sampleRateHz, channels, pcm16, info };
   } else {
     let decoded;
     try {

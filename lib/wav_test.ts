@@ -7,6 +7,7 @@ import {
   WavError,
 } from "./wav.ts";
 import { encodeWav, toneInt16 } from "../tests/_fixtures.ts";
+import { pcm16Of } from "./pcm16.ts";
 
 const f32 = Math.fround;
 
@@ -683,8 +684,11 @@ Deno.test("decodeWav: 16-bit stereo decodes the same, in place and from an odd o
   const odd = new Uint8Array(file.length + 1);
   odd.set(file, 1);
   for (const bytes of [file, odd.subarray(1)]) {
-    const { channels } = decodeWav(bytes, "s.wav");
+    const { channels, pcm16 } = decodeWav(bytes, "s.wav");
     assert.equal(channels.length, 2);
+    // The integers come along, per channel, attached to each float channel.
+    assert.deepEqual(pcm16!.map((c) => Array.from(c)), [left, right]);
+    channels.forEach((c, i) => assert.equal(pcm16Of(c), pcm16![i]));
     assert.deepEqual(
       Array.from(channels[0]),
       Array.from(Float32Array.from(left.map((v) => v / 32768))),
@@ -693,5 +697,20 @@ Deno.test("decodeWav: 16-bit stereo decodes the same, in place and from an odd o
       Array.from(channels[1]),
       Array.from(Float32Array.from(right.map((v) => v / 32768))),
     );
+  }
+});
+
+Deno.test("decodeWav attaches integers to 16-bit PCM only", () => {
+  const sampleRateHz = 8000;
+  const wavs = {
+    pcm8: encodeWav([[0, 128, 255]], { sampleRateHz, encoding: "pcm8" }),
+    pcm24: encodeWav([[0, 1, -8388608]], { sampleRateHz, encoding: "pcm24" }),
+    float32: encodeWav([[0, 0.5, -1]], { sampleRateHz, encoding: "float32" }),
+  };
+  assert.ok(decodeWav(encodeWav([[0, 1]], { sampleRateHz }), "a.wav").pcm16);
+  for (const [name, bytes] of Object.entries(wavs)) {
+    const d = decodeWav(bytes, `${name}.wav`);
+    assert.equal(d.pcm16, undefined, name);
+    assert.equal(pcm16Of(d.channels[0]), undefined, name);
   }
 });

@@ -136,6 +136,13 @@ export interface FrontEndContext {
   readonly batchIndex: number;
   /** The source's assets (background noise clips). */
   readonly assets: Readonly<Record<string, unknown>>;
+  /**
+   * True when the batch's waveforms are the dataset's decoded arrays, with
+   * only built-in stages that never write into them (`mono_mix`) before the
+   * segment: their attached 16-bit samples (`lib/pcm16.ts`) still equal
+   * them, so the front end may upload those instead.
+   */
+  readonly sourcesIntact?: boolean;
 }
 
 /** What a fused front end answers for one batch. */

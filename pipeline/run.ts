@@ -406,6 +406,11 @@ export function dataAccess(
         ? env.frontEnd.fusion(o.phase, active)
         : { count: 0 };
       const fusedFrom = active.length - fusion.count;
+      // Stages that hand the decoded arrays on unwritten (a mono clip's
+      // channel is its waveform): the 16-bit samples attached to them hold.
+      const sourcesIntact = active.slice(0, fusedFrom).every((m) =>
+        m.id === "mono_mix" && m.origin === "builtin"
+      );
       let previous: Batch | undefined;
       // Decoding runs FETCH_AHEAD batches ahead, so the workers keep going
       // while the host waits on the device (a GPU read blocks the thread);
@@ -439,6 +444,7 @@ export function dataAccess(
                     epoch,
                     batchIndex: b,
                     assets: dataset.assets ?? {},
+                    sourcesIntact,
                   }, rngOf);
                 } catch (error) {
                   throw new StageError(

@@ -13,6 +13,7 @@ import type { Logger } from "../pipeline/logger.ts";
 import { createDecodePool, decodeWorkers } from "../lib/decode_pool.ts";
 import type { DecodedAudio } from "../lib/decode_pool.ts";
 import { readWav, readWavHeader, WavError } from "../lib/wav.ts";
+import { floatOfPcm16, pcm16Of } from "../lib/pcm16.ts";
 import type { WavInfo } from "../lib/wav.ts";
 import type { ClipRef, DataProblem, DatasetIndex } from "./datasets/types.ts";
 import { minMedianMax } from "./describe_data.ts";
@@ -174,13 +175,6 @@ export async function loadNoiseFolder(
 function toInt16(c: Float32Array): Int16Array {
   const out = new Int16Array(c.length);
   for (let i = 0; i < c.length; i++) out[i] = Math.round(c[i] * 32768);
-  return out;
-}
-
-/** The inverse of {@linkcode toInt16}: int16 samples / 32768. */
-function fromInt16(x: Int16Array): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = x[i] / 32768;
   return out;
 }
 
@@ -351,14 +345,17 @@ export async function openAudioDataset(
       exact16
         ? {
           rate: d.sampleRateHz,
-          int16: d.channels.map(toInt16),
+          // 16-bit sources come with their integers (shared, never written).
+          int16: d.channels.map((c) => pcm16Of(c) ?? toInt16(c)),
         }
         : { rate: d.sampleRateHz, float: d.channels.map((c) => c.slice()) },
     );
   };
   const fromCache = (c: Cached): DecodedAudio => ({
     sampleRateHz: c.rate,
-    channels: c.int16 ? c.int16.map(fromInt16) : c.float!.map((x) => x.slice()),
+    channels: c.int16
+      ? c.int16.map(floatOfPcm16)
+      : c.float!.map((x) => x.slice()),
     bitsPerSample: c.int16 ? 16 : 32,
     encoding: c.int16 ? "pcm" : "float",
   });

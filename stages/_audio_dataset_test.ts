@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { pcm16Of } from "../lib/pcm16.ts";
 import { join } from "node:path";
 import { createLogger } from "../pipeline/logger.ts";
 import { encodeWav, toneInt16 } from "../tests/_fixtures.ts";
@@ -168,7 +169,7 @@ Deno.test("openAudioDataset without a header scan still refuses a second rate wh
   );
 });
 
-Deno.test("worker decoding gives the same samples as main-thread decoding; the cache is exact", async () => {
+Deno.test("worker decoding gives the same samples as main-thread decoding; the cache is exact and keeps 16-bit integers", async () => {
   const { index } = await tree({
     "a.wav": int16(300),
     "b.wav": encodeWav(
@@ -189,9 +190,15 @@ Deno.test("worker decoding gives the same samples as main-thread decoding; the c
         [0, 1, 2].map((i) => pooled.example("train", i)),
       );
       for (let i = 0; i < 3; i++) {
+        const want = (await plain.example("train", i))!
+          .channels as Float32Array[];
+        const have = got[i]!.channels as Float32Array[];
+        assert.deepEqual(have, want);
+        // 16-bit files carry their integers, from disk and from the cache.
         assert.deepEqual(
-          got[i]!.channels,
-          (await plain.example("train", i))!.channels,
+          pcm16Of(have[0]),
+          i === 1 ? undefined : pcm16Of(want[0]),
+          `clip ${i}, round ${round}`,
         );
       }
     }

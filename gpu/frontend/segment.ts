@@ -14,7 +14,9 @@
  *
  * The host replays the stages' random draws exactly as the stages do
  * (`view_programs.ts`), so a seed gives the same views on both paths; only
- * the decoded clips (once per clip, not per view), the noise values of
+ * the decoded clips (once per clip, not per view; as 16-bit integers when
+ * they were decoded from 16-bit PCM and no stage could have written to
+ * them, `FrontEndContext.sourcesIntact`), the noise values of
  * `noise` transforms and the small programs cross to the GPU, written with
  * `queue.writeBuffer` into one of two alternating upload sets while the GPU
  * still runs the previous batch. Background noise clips go up once per run.
@@ -66,8 +68,11 @@ import {
   packClips,
   type PackedClips,
   packPrograms,
+  placePcm16,
   viewsPlan,
 } from "./views.ts";
+import { pcm16Of } from "../../lib/pcm16.ts";
+import { HOST_LITTLE_ENDIAN } from "../../lib/endian.ts";
 import type { NoiseClip } from "../../stages/_audio_dataset.ts";
 
 /** Feature buffers kept at once (full and last batches of a few phases). */
@@ -197,14 +202,21 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       const rowStride = Math.max(...lengths);
       const maxOps = Math.max(1, ...plan.rows.map((r) => r.ops.length));
       // Where each decoded clip goes in the sources buffer; each is written
-      // there on its own (no host-side concatenation).
-      const sources = { offsets: [] as number[], lengths: [] as number[] };
-      let sourceFloats = 0;
-      for (const w of waves) {
-        sources.offsets.push(sourceFloats);
-        sources.lengths.push(w.length);
-        sourceFloats += w.length;
-      }
+      // there on its own (no host-side concatenation). Clips decoded from
+      // 16-bit PCM, unwritten since, go up as their integers: half the bytes.
+      const pcm = ctx.sourcesIntact && HOST_LITTLE_ENDIAN
+        ? waves.map(pcm16Of)
+        : [];
+      const ints = waves.length > 0 && pcm.length === waves.length &&
+          pcm.every((x) => x !== undefined)
+        ? pcm as Int16Array[]
+        : undefined;
+      const lengthsOfClips = waves.map((w) => w.length);
+      const placed = ints
+        ? placePcm16(lengthsOfClips)
+        : packedOffsets(lengthsOfClips);
+      const sources = { offsets: placed.offsets, lengths: lengthsOfClips };
+      const sourceWords = placed.words;
       if (
         !noiseUploaded || noiseUploaded.assets !== ctx.assets.backgroundNoise
       ) {
@@ -239,7 +251,7 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       const big = ([
         ["features", outBytes],
         ["views", rows * rowStride * 4],
-        ["decoded clips", 4 * sourceFloats],
+        ["decoded clips", 4 * sourceWords],
         ["noise values", 4 * plan.extraLength],
       ] as const).find(([, bytes]) => bytes > maxBytes);
       if (big) {
@@ -264,23 +276,22 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
         rt.write(r, data);
         return r;
       };
-      const upClips = (
-        clips: readonly Float32Array[],
-        offsets: readonly number[],
-        floats: number,
-      ) => {
-        const r = region(`sources.${set}`, floats);
-        clips.forEach((c, i) =>
-          device.queue.writeBuffer(
-            r.buffer,
-            r.offset + 4 * offsets[i],
-            c as Float32Array<ArrayBuffer>,
-          )
-        );
+      const upClips = () => {
+        const r = region(`sources.${set}`, sourceWords);
+        if (ints) writePcm16(device, r, ints, sources.offsets);
+        else {
+          waves.forEach((c, i) =>
+            device.queue.writeBuffer(
+              r.buffer,
+              r.offset + 4 * sources.offsets[i],
+              c as Float32Array<ArrayBuffer>,
+            )
+          );
+        }
         return r;
       };
       const uploaded = {
-        sources: upClips(waves, sources.offsets, sourceFloats),
+        sources: upClips(),
         programs: up("programs", packed.programs),
         extra: region(`extra.${set}`, Math.max(1, plan.extraLength)),
       };
@@ -309,12 +320,20 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
           { chunks, extra: uploaded.extra },
         );
       }
-      record(viewsPlan({ maxOps, rowStride, rows }), {
-        ...uploaded,
-        noise: noise.region,
-        out: views,
-        lengths: lengthsRegion,
-      });
+      record(
+        viewsPlan({
+          maxOps,
+          rowStride,
+          rows,
+          sourceFormat: ints ? "i16" : "f32",
+        }),
+        {
+          ...uploaded,
+          noise: noise.region,
+          out: views,
+          lengths: lengthsRegion,
+        },
+      );
       record(
         melFrontEndPlan({
           nFft: mel.nFft,
@@ -355,6 +374,52 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       rt.destroy();
     },
   };
+}
+
+/** Offsets of clips packed end to end, and the float32 words they fill. */
+function packedOffsets(
+  lengths: readonly number[],
+): { offsets: number[]; words: number } {
+  const offsets: number[] = [];
+  let at = 0;
+  for (const n of lengths) {
+    offsets.push(at);
+    at += n;
+  }
+  return { offsets, words: at };
+}
+
+/**
+ * Writes 16-bit clips at their even offsets (`placePcm16`). `writeBuffer`
+ * takes whole 4-byte words: an odd clip's last sample goes up in a word of
+ * its own, with a zero half.
+ */
+function writePcm16(
+  device: GPUDevice,
+  r: Region,
+  clips: readonly Int16Array[],
+  offsets: readonly number[],
+): void {
+  clips.forEach((c, i) => {
+    const at = r.offset + 2 * offsets[i];
+    const even = c.length - (c.length % 2);
+    if (even > 0) {
+      device.queue.writeBuffer(
+        r.buffer,
+        at,
+        c as Int16Array<ArrayBuffer>,
+        0,
+        even,
+      );
+    }
+    if (even < c.length) {
+      device.queue.writeBuffer(
+        r.buffer,
+        at + 2 * even,
+        new Int16Array([c[even], 0]),
+      );
+    }
+  });
 }
 
 /**

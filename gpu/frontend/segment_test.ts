@@ -4,7 +4,8 @@
  * same batches — tokens within float tolerance of each other, every other
  * field equal — in every phase of the SC1 preset's stage list, and with
  * buffer limits too small for a batch, the front end declines it and the
- * stages run as usual, saying so once.
+ * stages run as usual, saying so once. Clips decoded from 16-bit PCM go up
+ * as integers only while no stage could have written to them.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -15,7 +16,13 @@ import { defineStage } from "../../pipeline/define_stage.ts";
 import { runPipeline, StageError } from "../../pipeline/run.ts";
 import { GPU_BUFFER_CAP_ENV } from "../../pipeline/gpu_limits.ts";
 import { selectBackend } from "../../pipeline/backend.ts";
-import type { Stage } from "../../pipeline/types.ts";
+import type { Batch, Stage } from "../../pipeline/types.ts";
+import type { FrontEndCall } from "../../pipeline/front_end.ts";
+import { createRng } from "../../pipeline/rng.ts";
+import { FixedLengthOptions } from "../../stages/fixed_length.ts";
+import { MelStageOptions } from "../../stages/mel.ts";
+import { attachPcm16, floatOfPcm16 } from "../../lib/pcm16.ts";
+import { createGpuFrontEnd } from "./segment.ts";
 import { BUILTIN_STAGES } from "../../stages/mod.ts";
 import { writeSyntheticDataset } from "../../stages/datasets/synth.ts";
 import { gpuTests } from "../testing.ts";
@@ -302,6 +309,100 @@ stages:
     } finally {
       await selectBackend("cpu");
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "fused front end: 16-bit sources go up as integers only while intact, with the float path's exact tokens",
+  ignore: !gpuTests,
+  sanitizeResources: false,
+  async fn() {
+    const { tf } = await selectBackend("webgpu", {
+      allowFallbackAdapter: true,
+    });
+    const frontEnd = createGpuFrontEnd(tf)!;
+    try {
+      const lengths = [3001, 2800, 3000];
+      // Clips of 16-bit values: odd and even lengths, full scale at i = 1, 2.
+      const ints = lengths.map((n, c) =>
+        Int16Array.from(
+          { length: n },
+          (_, i) =>
+            i === 1
+              ? -32768
+              : i === 2
+              ? 32767
+              : Math.round(9000 * Math.sin(i * (0.03 + 0.01 * c))),
+        )
+      );
+      const plain = ints.map((x) => Float32Array.from(x, (v) => v / 32768));
+      const batchOf = (waveform: Float32Array[]): Batch => ({
+        size: waveform.length,
+        split: "test",
+        phase: "eval",
+        waveform,
+        sampleRate: waveform.map(() => 16000),
+        label: waveform.map((_, i) => i),
+      });
+      const stages = (): FrontEndCall[] =>
+        [
+          ["fixed_length", FixedLengthOptions.parse({ samples: 3000 })],
+          [
+            "mel",
+            MelStageOptions.parse({
+              sampleRateHz: 16000,
+              nFft: 512,
+              winLength: 400,
+              hopLength: 160,
+              nMels: 40,
+              targetFrames: 20,
+            }),
+          ],
+          ["tokenize", {}],
+        ].map(([id, options]) => ({
+          name: id as string,
+          id: id as string,
+          origin: "builtin",
+          options,
+          rng: createRng(`map/${id}/test/0/0`, 3),
+        }));
+      const tokens = async (batch: Batch, sourcesIntact: boolean) => {
+        const out = frontEnd.apply(batch, stages(), {
+          tf,
+          phase: "eval",
+          split: "test",
+          epoch: 0,
+          batchIndex: 0,
+          assets: {},
+          sourcesIntact,
+        });
+        assert.ok("batch" in out, JSON.stringify(out));
+        const t = out.batch.tokens as Tensor;
+        assert.deepEqual(t.shape, [3, 20, 40]);
+        const values = Array.from(await t.data());
+        t.dispose();
+        return values;
+      };
+      const want = await tokens(batchOf(plain), true);
+      // Attached integers that equal the floats: the same tokens, bit for bit.
+      const tagged = ints.map((x) => floatOfPcm16(x));
+      assert.deepEqual(await tokens(batchOf(tagged), true), want);
+      // Attached integers that disagree (silence) show which path ran: the
+      // integers while the sources are intact, the floats once a stage
+      // might have written to them.
+      const lying = plain.map((f) =>
+        attachPcm16(f.slice(), new Int16Array(f.length))
+      );
+      const silent = await tokens(batchOf(lying), true);
+      assert.notDeepEqual(silent, want);
+      const zeros = plain.map((f) => new Float32Array(f.length));
+      assert.deepEqual(silent, await tokens(batchOf(zeros), false));
+      assert.deepEqual(await tokens(batchOf(lying), false), want);
+    } finally {
+      frontEnd.dispose();
+      await selectBackend("cpu");
     }
   },
 });

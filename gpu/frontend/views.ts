@@ -68,6 +68,26 @@ export function packClips(clips: readonly Float32Array[]): PackedClips {
   return { data, offsets, lengths };
 }
 
+/**
+ * Where 16-bit clips go in an i16 `sources` binding: each starts at an even
+ * sample, so that its bytes start on a 4-byte boundary (`writeBuffer` needs
+ * one), and the binding is a whole number of u32 words.
+ *
+ * @param lengths Samples per clip.
+ * @returns Each clip's offset in samples, and the binding's size in u32 words.
+ */
+export function placePcm16(
+  lengths: readonly number[],
+): { offsets: number[]; words: number } {
+  const offsets: number[] = [];
+  let at = 0;
+  for (const n of lengths) {
+    offsets.push(at);
+    at += n + (n % 2);
+  }
+  return { offsets, words: Math.max(1, at / 2) };
+}
+
 /** Options of {@linkcode packPrograms}. */
 export interface PackOptions {
   /** Most ops per row the kernel was built for ({@linkcode ViewsPlanOptions.maxOps}). */
@@ -226,7 +246,17 @@ export interface ViewsPlanOptions {
    * {@linkcode viewsRowsPerDispatch}).
    */
   readonly maxBindingBytes?: number;
+  /**
+   * How `sources` holds the decoded clips: `f32` (default), or `i16`: 16-bit
+   * PCM integers, two per u32 word, little-endian (sample `k` is the low
+   * half of word `k / 2` when `k` is even), each read as `v / 32768` — the
+   * WAV decoder's float value. Offsets and lengths stay in samples.
+   */
+  readonly sourceFormat?: SourceFormat;
 }
+
+/** How the views kernel's `sources` binding holds the decoded clips. */
+export type SourceFormat = "f32" | "i16";
 
 /**
  * How many rows of `rowStride` samples one dispatch can write: the `out`
@@ -253,11 +283,13 @@ export function viewsRowsPerDispatch(
  * length), and `lengths[r]` = the row's length in samples.
  *
  * Bindings: "programs" (read, u32, {@linkcode packPrograms}), "sources"
- * (read, f32: the batch's decoded clips, {@linkcode packClips}), "extra"
+ * (read, f32: the batch's decoded clips, {@linkcode packClips}; u32 pairs of
+ * 16-bit samples with `sourceFormat: "i16"`, {@linkcode placePcm16}), "extra"
  * (read, f32: the `add` ops' noise), "noise" (read, f32: the background
  * clips, packed), "out" (write, f32 `[rows][rowStride]`), "lengths"
  * (write, u32 `[rows]`). One dispatch of 256-thread workgroups on a
- * `[ceil(rowStride/256), rows, 1]` grid; the WGSL depends only on `maxOps`.
+ * `[ceil(rowStride/256), rows, 1]` grid; the WGSL depends only on `maxOps`
+ * and `sourceFormat`.
  *
  * @param o Sizes.
  * @returns The plan.
@@ -321,12 +353,20 @@ export function viewsPlan(
     }
   }`,
   ).join("\n");
+  const i16 = o.sourceFormat === "i16";
+  // Sample k of an i16 source: half k % 2 of word k / 2, sign-extended.
+  const read = i16
+    ? `let k = programs[base] + u32(p);
+    let w = sources[k >> 1u];
+    let h = select(w << 16u, w, (k & 1u) == 1u);
+    v = f32(bitcast<i32>(h) >> 16u) / 32768.0;`
+    : `v = sources[programs[base] + u32(p)];`;
   const step = kernelStep(
-    `views maxOps=${M}`,
+    `views maxOps=${M}${i16 ? " i16" : ""}`,
     [groupsX, o.rows, 1],
     [
       readOnly("programs", "u32"),
-      readOnly("sources"),
+      readOnly("sources", i16 ? "u32" : "f32"),
       readOnly("extra"),
       readOnly("noise"),
       readWrite("out"),
@@ -354,7 +394,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   var first = 0u;
 ${backward}
   var v = 0.0;
-  if (live) { v = sources[programs[base] + u32(p)]; }
+  if (live) {
+    ${read}
+  }
 ${forward}
   out[dst] = v;
 }

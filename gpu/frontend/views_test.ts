@@ -12,6 +12,7 @@ import { createRng } from "../../pipeline/rng.ts";
 import type { Batch } from "../../pipeline/types.ts";
 import { AugmentOptions } from "../../stages/augment.ts";
 import { FixedLengthOptions } from "../../stages/fixed_length.ts";
+import { floatOfPcm16, pcm16Of } from "../../lib/pcm16.ts";
 import {
   asInt32,
   assertClose,
@@ -29,7 +30,9 @@ import {
 import {
   packClips,
   packPrograms,
+  placePcm16,
   rowWords,
+  type SourceFormat,
   VIEW_OP,
   viewsPlan,
   viewsRowsPerDispatch,
@@ -55,12 +58,28 @@ const clips = (p: ViewPlan) =>
     NOISE.backgroundNoise[n as keyof typeof NOISE.backgroundNoise].samples
   );
 
-function batchOf(lengths: readonly number[]): Batch {
+/** A tone's 16-bit samples (full scale at both ends), as the decoder gives them. */
+const tone16 = (n: number, seed: number) =>
+  floatOfPcm16(
+    Int16Array.from(tone(n, seed), (v, i) =>
+      i === 1 ? -32768 : i === 2 ? 32767 : Math.round(v * 32768)),
+  );
+
+/** 16-bit clips packed as the front end uploads them (`placePcm16`). */
+function pcm16Sources(waves: readonly Float32Array[]) {
+  const { offsets, words } = placePcm16(waves.map((w) => w.length));
+  const data = new Uint32Array(words);
+  const halves = new Int16Array(data.buffer);
+  waves.forEach((w, i) => halves.set(pcm16Of(w)!, offsets[i]));
+  return { data, offsets };
+}
+
+function batchOf(lengths: readonly number[], pcm16 = false): Batch {
   return {
     size: lengths.length,
     split: "train",
     phase: "fit",
-    waveform: lengths.map((n, i) => tone(n, i + 1)),
+    waveform: lengths.map((n, i) => (pcm16 ? tone16 : tone)(n, i + 1)),
     sampleRate: lengths.map(() => 1000),
     label: lengths.map((_, i) => i),
   };
@@ -129,9 +148,12 @@ async function checkOnGpu(
   p: ViewPlan,
   rows: readonly RowProgram[],
   rowStride: number | undefined = ROW_STRIDE,
+  sourceFormat: SourceFormat = "f32",
 ): Promise<void> {
   const waves = batch.waveform as Float32Array[];
-  const sources = packClips(waves);
+  const sources = sourceFormat === "f32"
+    ? packClips(waves)
+    : { ...pcm16Sources(waves), lengths: waves.map((w) => w.length) };
   const noise = packClips(clips(p));
   const packed = packPrograms(rows, p.extra, {
     maxOps: MAX_OPS,
@@ -143,7 +165,12 @@ async function checkOnGpu(
   assert.equal(stride, rowStride ?? Math.max(...rows.map((r) => r.length)));
   const got = await runPlan(
     await gpuRuntime(),
-    viewsPlan({ maxOps: MAX_OPS, rowStride: stride, rows: rows.length }),
+    viewsPlan({
+      maxOps: MAX_OPS,
+      rowStride: stride,
+      rows: rows.length,
+      sourceFormat,
+    }),
     {
       programs: packed.programs,
       sources: sources.data,
@@ -192,6 +219,22 @@ Deno.test({
     const subset = [short[7], short[1], short[4]];
     assert.ok(subset.some((r) => r.ops.some((o) => o.kind === "mix")));
     await checkOnGpu(batch, p, subset, undefined);
+  },
+});
+
+Deno.test({
+  name:
+    "views kernel equals runPrograms on 16-bit sources: odd lengths, both halves of a word, full scale",
+  ignore: !gpuTests,
+  async fn() {
+    const batch = batchOf([701, 1000, 1251, 41], true);
+    const p = mixedPlan(batch);
+    // Clips start on even samples; odd ones end with a padding half-word.
+    assert.deepEqual(placePcm16([701, 1000, 1251, 41]), {
+      offsets: [0, 702, 1702, 2954],
+      words: 1498,
+    });
+    await checkOnGpu(batch, p, p.rows, ROW_STRIDE, "i16");
   },
 });
 
