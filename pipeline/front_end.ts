@@ -145,10 +145,18 @@ export interface FrontEndContext {
   readonly sourcesIntact?: boolean;
 }
 
+/**
+ * How a fused batch's decoded clips went to the GPU: as 16-bit integers, or
+ * as float32 with the reason the integers were not used.
+ */
+export type FrontEndUpload =
+  | { readonly format: "int16" }
+  | { readonly format: "float32"; readonly why: string };
+
 /** What a fused front end answers for one batch. */
 export type FrontEndResult =
   /** The batch as the fused stages would have made it (tokens on the GPU). */
-  | { readonly batch: Batch }
+  | { readonly batch: Batch; readonly upload?: FrontEndUpload }
   /** This batch cannot run fused (e.g. a buffer limit); run the stages as usual. */
   | { readonly declined: string };
 
@@ -199,6 +207,7 @@ export function useFrontEnd(
 ): FrontEndUse {
   const fusions = new Map<string, Fusion>();
   const declined = new Set<string>();
+  const uploads = new Set<string>();
   return {
     fusion(phase, active) {
       const key = `${phase}\0${active.map((s) => s.name).join("\0")}`;
@@ -224,7 +233,20 @@ export function useFrontEnd(
         })),
         ctx,
       );
-      if ("batch" in out) return out.batch;
+      if ("batch" in out) {
+        const u = out.upload;
+        const line = u &&
+          `front end, phase ${ctx.phase}: decoded clips go up as ${
+            u.format === "int16"
+              ? "16-bit integers (half the bytes of float32)"
+              : `float32 (${u.why})`
+          }`;
+        if (line && !uploads.has(line)) {
+          uploads.add(line);
+          note(line);
+        }
+        return out.batch;
+      }
       if (!declined.has(out.declined)) {
         declined.add(out.declined);
         note(

@@ -85,8 +85,16 @@ Deno.test("useFrontEnd logs each phase's fusion and each declined reason once", 
       calls++;
       assert.deepEqual(stages.map((x) => x.name), ["mel", "tokenize"]);
       assert.equal(typeof stages[0].rng.next(), "number");
-      return calls === 1
-        ? { batch: { ...batch, tokens: "t" } as Batch }
+      return calls <= 2
+        ? {
+          batch: { ...batch, tokens: "t" } as Batch,
+          upload: { format: "float32", why: "the clips are float WAVs" },
+        }
+        : calls === 3
+        ? {
+          batch: { ...batch, tokens: "u" } as Batch,
+          upload: { format: "int16" },
+        }
         : { declined: "the batch is too large" };
     },
     dispose() {},
@@ -111,9 +119,17 @@ Deno.test("useFrontEnd logs each phase's fusion and each declined reason once", 
   const batch = { size: 1 } as unknown as Batch;
   const rngOf = (name: string) => createRng(name, 1);
   assert.equal(use.run(batch, active, ctx, rngOf)?.tokens, "t");
+  assert.equal(use.run(batch, active, ctx, rngOf)?.tokens, "t");
+  assert.equal(
+    use.run(batch, active, { ...ctx, phase: "eval" }, rngOf)?.tokens,
+    "u",
+  );
   assert.equal(use.run(batch, active, ctx, rngOf), undefined);
   assert.equal(use.run(batch, active, ctx, rngOf), undefined);
+  // Each phase's upload format and each reason to decline, said once.
   assert.deepEqual(lines.slice(2), [
+    "front end, phase fit: decoded clips go up as float32 (the clips are float WAVs)",
+    "front end, phase eval: decoded clips go up as 16-bit integers (half the bytes of float32)",
     "front end: the batch is too large; such batches run mel → tokenize on tfjs/host",
   ]);
 });

@@ -33,6 +33,7 @@ import {
   type FrontEndCall,
   FrontEndContext,
   FrontEndResult,
+  type FrontEndUpload,
   FusedFrontEnd,
 } from "../../pipeline/front_end.ts";
 import type { Batch, Tf } from "../../pipeline/types.ts";
@@ -204,13 +205,22 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       // Where each decoded clip goes in the sources buffer; each is written
       // there on its own (no host-side concatenation). Clips decoded from
       // 16-bit PCM, unwritten since, go up as their integers: half the bytes.
-      const pcm = ctx.sourcesIntact && HOST_LITTLE_ENDIAN
-        ? waves.map(pcm16Of)
-        : [];
-      const ints = waves.length > 0 && pcm.length === waves.length &&
-          pcm.every((x) => x !== undefined)
-        ? pcm as Int16Array[]
-        : undefined;
+      const pcm = waves.map(pcm16Of);
+      const upload: FrontEndUpload = !pcm.every((x) => x !== undefined)
+        ? {
+          format: "float32",
+          why: "not every clip was decoded from 16-bit PCM",
+        }
+        : !ctx.sourcesIntact
+        ? {
+          format: "float32",
+          why:
+            "a stage before the fused ones, other than mono_mix, may have written to them",
+        }
+        : !HOST_LITTLE_ENDIAN
+        ? { format: "float32", why: "this host is big-endian" }
+        : { format: "int16" };
+      const ints = upload.format === "int16" ? pcm as Int16Array[] : undefined;
       const lengthsOfClips = waves.map((w) => w.length);
       const placed = ints
         ? placePcm16(lengthsOfClips)
@@ -368,7 +378,7 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
       const result: Record<string, unknown> = { ...plan.batch };
       if (tokenize) result.tokens = tokens;
       else result.features = ctx.tf.transpose(tokens, [0, 2, 1]);
-      return { batch: result as unknown as Batch };
+      return { batch: result as unknown as Batch, upload };
     },
     dispose() {
       rt.destroy();

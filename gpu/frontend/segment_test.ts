@@ -17,7 +17,7 @@ import { runPipeline, StageError } from "../../pipeline/run.ts";
 import { GPU_BUFFER_CAP_ENV } from "../../pipeline/gpu_limits.ts";
 import { selectBackend } from "../../pipeline/backend.ts";
 import type { Batch, Stage } from "../../pipeline/types.ts";
-import type { FrontEndCall } from "../../pipeline/front_end.ts";
+import type { FrontEndCall, FrontEndUpload } from "../../pipeline/front_end.ts";
 import { createRng } from "../../pipeline/rng.ts";
 import { FixedLengthOptions } from "../../stages/fixed_length.ts";
 import { MelStageOptions } from "../../stages/mel.ts";
@@ -217,11 +217,19 @@ Deno.test({
         synth.backgroundNoise!,
       );
       assert.equal(tfjs.manifest.frontEnd, undefined);
+      // The synthetic clips are 16-bit WAVs, and only mono_mix runs before
+      // the fused stages: they go up as integers in every phase.
+      const int16 = (phase: string) =>
+        `front end, phase ${phase}: decoded clips go up as 16-bit integers (half the bytes of float32)`;
       assert.deepEqual(fused.manifest.frontEnd, [
         'front end, phase fit: mono_mix on tfjs/host, then augment → fixed_length → mel → tokenize fused on WebGPU ("mono_mix" runs before it)',
+        int16("fit"),
         'front end, phase eval: mono_mix on tfjs/host, then fixed_length → mel → tokenize fused on WebGPU ("mono_mix" runs before it)',
+        int16("eval"),
         'front end, phase ttau: mono_mix on tfjs/host, then ttau_views → mel → tokenize fused on WebGPU ("mono_mix" runs before it)',
+        int16("ttau"),
         'front end, phase adapt: mono_mix on tfjs/host, then ttda_views → mel → tokenize fused on WebGPU ("mono_mix" runs before it)',
+        int16("adapt"),
       ]);
       assert.ok(
         Object.keys(fused.timings).includes(
@@ -383,12 +391,30 @@ Deno.test({
         assert.deepEqual(t.shape, [3, 20, 40]);
         const values = Array.from(await t.data());
         t.dispose();
+        uploads.push(out.upload!);
         return values;
       };
+      const uploads: FrontEndUpload[] = [];
       const want = await tokens(batchOf(plain), true);
       // Attached integers that equal the floats: the same tokens, bit for bit.
       const tagged = ints.map((x) => floatOfPcm16(x));
       assert.deepEqual(await tokens(batchOf(tagged), true), want);
+      // One clip without its integers: the whole batch goes up as floats.
+      assert.deepEqual(
+        await tokens(batchOf([tagged[0], plain[1], tagged[2]]), true),
+        want,
+      );
+      assert.deepEqual(uploads.splice(0), [
+        {
+          format: "float32",
+          why: "not every clip was decoded from 16-bit PCM",
+        },
+        { format: "int16" },
+        {
+          format: "float32",
+          why: "not every clip was decoded from 16-bit PCM",
+        },
+      ]);
       // Attached integers that disagree (silence) show which path ran: the
       // integers while the sources are intact, the floats once a stage
       // might have written to them.
@@ -400,6 +426,16 @@ Deno.test({
       const zeros = plain.map((f) => new Float32Array(f.length));
       assert.deepEqual(silent, await tokens(batchOf(zeros), false));
       assert.deepEqual(await tokens(batchOf(lying), false), want);
+      assert.deepEqual(uploads.map((u) => u.format), [
+        "int16",
+        "float32",
+        "float32",
+      ]);
+      assert.deepEqual(uploads[2], {
+        format: "float32",
+        why:
+          "a stage before the fused ones, other than mono_mix, may have written to them",
+      });
     } finally {
       frontEnd.dispose();
       await selectBackend("cpu");
