@@ -69,7 +69,7 @@ import {
   packClips,
   type PackedClips,
   packPrograms,
-  placePcm16,
+  placeClips,
   viewsPlan,
 } from "./views.ts";
 import { pcm16Of } from "../../lib/pcm16.ts";
@@ -222,9 +222,7 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
         : { format: "int16" };
       const ints = upload.format === "int16" ? pcm as Int16Array[] : undefined;
       const lengthsOfClips = waves.map((w) => w.length);
-      const placed = ints
-        ? placePcm16(lengthsOfClips)
-        : packedOffsets(lengthsOfClips);
+      const placed = placeClips(lengthsOfClips, ints ? "i16" : "f32");
       const sources = { offsets: placed.offsets, lengths: lengthsOfClips };
       const sourceWords = placed.words;
       if (
@@ -386,21 +384,8 @@ export function createGpuFrontEnd(tf: Tf): FusedFrontEnd | undefined {
   };
 }
 
-/** Offsets of clips packed end to end, and the float32 words they fill. */
-function packedOffsets(
-  lengths: readonly number[],
-): { offsets: number[]; words: number } {
-  const offsets: number[] = [];
-  let at = 0;
-  for (const n of lengths) {
-    offsets.push(at);
-    at += n;
-  }
-  return { offsets, words: at };
-}
-
 /**
- * Writes 16-bit clips at their even offsets (`placePcm16`). `writeBuffer`
+ * Writes 16-bit clips at their even offsets (`placeClips`). `writeBuffer`
  * takes whole 4-byte words: an odd clip's last sample goes up in a word of
  * its own, with a zero half.
  */

@@ -57,35 +57,37 @@ export interface PackedClips {
  */
 export function packClips(clips: readonly Float32Array[]): PackedClips {
   const lengths = clips.map((c) => c.length);
-  const offsets: number[] = [];
-  let at = 0;
-  for (const n of lengths) {
-    offsets.push(at);
-    at += n;
-  }
-  const data = new Float32Array(Math.max(1, at));
+  const { offsets, words } = placeClips(lengths);
+  const data = new Float32Array(words);
   clips.forEach((c, i) => data.set(c, offsets[i]));
   return { data, offsets, lengths };
 }
 
 /**
- * Where 16-bit clips go in an i16 `sources` binding: each starts at an even
- * sample, so that its bytes start on a 4-byte boundary (`writeBuffer` needs
- * one), and the binding is a whole number of u32 words.
+ * Where clips go in a `sources` binding, one after another: `f32`, packed
+ * end to end; `i16`, each from an even sample, so that its bytes start on a
+ * 4-byte boundary (`writeBuffer` needs one) and the binding is a whole
+ * number of u32 words.
  *
  * @param lengths Samples per clip.
- * @returns Each clip's offset in samples, and the binding's size in u32 words.
+ * @param format How the binding holds samples ({@linkcode SourceFormat}).
+ * @returns Each clip's offset in samples, and the binding's size in 4-byte
+ *   words (at least 1, so it can always be bound).
  */
-export function placePcm16(
+export function placeClips(
   lengths: readonly number[],
+  format: SourceFormat = "f32",
 ): { offsets: number[]; words: number } {
   const offsets: number[] = [];
   let at = 0;
   for (const n of lengths) {
     offsets.push(at);
-    at += n + (n % 2);
+    at += format === "i16" ? n + (n % 2) : n;
   }
-  return { offsets, words: Math.max(1, at / 2) };
+  return {
+    offsets,
+    words: Math.max(1, format === "i16" ? at / 2 : at),
+  };
 }
 
 /** Options of {@linkcode packPrograms}. */
@@ -284,7 +286,7 @@ export function viewsRowsPerDispatch(
  *
  * Bindings: "programs" (read, u32, {@linkcode packPrograms}), "sources"
  * (read, f32: the batch's decoded clips, {@linkcode packClips}; u32 pairs of
- * 16-bit samples with `sourceFormat: "i16"`, {@linkcode placePcm16}), "extra"
+ * 16-bit samples with `sourceFormat: "i16"`, {@linkcode placeClips}), "extra"
  * (read, f32: the `add` ops' noise), "noise" (read, f32: the background
  * clips, packed), "out" (write, f32 `[rows][rowStride]`), "lengths"
  * (write, u32 `[rows]`). One dispatch of 256-thread workgroups on a

@@ -30,7 +30,7 @@ import {
 import {
   packClips,
   packPrograms,
-  placePcm16,
+  placeClips,
   rowWords,
   type SourceFormat,
   VIEW_OP,
@@ -65,9 +65,12 @@ const tone16 = (n: number, seed: number) =>
       i === 1 ? -32768 : i === 2 ? 32767 : Math.round(v * 32768)),
   );
 
-/** 16-bit clips packed as the front end uploads them (`placePcm16`). */
+/** 16-bit clips packed as the front end uploads them (`placeClips`). */
 function pcm16Sources(waves: readonly Float32Array[]) {
-  const { offsets, words } = placePcm16(waves.map((w) => w.length));
+  const { offsets, words } = placeClips(
+    waves.map((w) => w.length),
+    "i16",
+  );
   const data = new Uint32Array(words);
   const halves = new Int16Array(data.buffer);
   waves.forEach((w, i) => halves.set(pcm16Of(w)!, offsets[i]));
@@ -230,10 +233,15 @@ Deno.test({
     const batch = batchOf([701, 1000, 1251, 41], true);
     const p = mixedPlan(batch);
     // Clips start on even samples; odd ones end with a padding half-word.
-    assert.deepEqual(placePcm16([701, 1000, 1251, 41]), {
+    assert.deepEqual(placeClips([701, 1000, 1251, 41], "i16"), {
       offsets: [0, 702, 1702, 2954],
       words: 1498,
     });
+    assert.deepEqual(placeClips([701, 1000, 1251, 41]), {
+      offsets: [0, 701, 1701, 2952],
+      words: 2993,
+    });
+    assert.deepEqual(placeClips([], "i16"), { offsets: [], words: 1 });
     await checkOnGpu(batch, p, p.rows, ROW_STRIDE, "i16");
   },
 });
