@@ -46,7 +46,7 @@
 
 import WavDecoder from "wav-decoder";
 import { HOST_LITTLE_ENDIAN } from "./endian.ts";
-import { attachPcm16, deinterleavePcm16 } from "./pcm16.ts";
+import { deinterleavePcm16, floatOfPcm16 } from "./pcm16.ts";
 
 /** Facts from a WAV header. */
 export interface WavInfo {
@@ -459,22 +459,20 @@ function canonicalWav(info: WavInfo, payload: Uint8Array): ArrayBuffer {
 }
 
 /**
- * Channels-first `(v − offset) / divisor` of interleaved integer samples
- * (one pass; the same float32 values as the per-sample decoders).
+ * Unsigned 8-bit → (v − 128) / 128, torchaudio's scaling: channels-first, in
+ * one pass (the same float32 values as the per-sample decoders).
  */
-function deinterleave(
-  samples: Uint8Array | Int16Array,
+function decodePcm8(
+  payload: Uint8Array,
   channelCount: number,
   frames: number,
-  offset: number,
-  divisor: number,
 ): Float32Array[] {
   const channels: Float32Array[] = [];
   for (let c = 0; c < channelCount; c++) {
     const out = new Float32Array(frames);
     let p = c;
     for (let i = 0; i < frames; i++) {
-      out[i] = (samples[p] - offset) / divisor;
+      out[i] = (payload[p] - 128) / 128;
       p += channelCount;
     }
     channels.push(out);
@@ -482,21 +480,12 @@ function deinterleave(
   return channels;
 }
 
-/** Unsigned 8-bit → (v − 128) / 128, torchaudio's scaling. */
-function decodePcm8(
-  payload: Uint8Array,
-  channelCount: number,
-  frames: number,
-): Float32Array[] {
-  return deinterleave(payload, channelCount, frames, 128, 128);
-}
-
 /**
  * Signed 16-bit little-endian → v / 32768, torchaudio's scaling and the same
- * float32 values as wav-decoder's symmetric `pcm16s`, in one pass over the
- * payload (wav-decoder reads each sample through a closure and a DataView:
- * about 6× slower, which limited the evaluation of 10-s clips); the integer
- * samples are kept too, attached to each channel.
+ * float32 values as wav-decoder's symmetric `pcm16s` (which reads each sample
+ * through a closure and a DataView: about 6× slower, which limited the
+ * evaluation of 10-s clips). The channels' integers are split out first and
+ * kept, attached to each float channel (`floatOfPcm16`).
  */
 function decodePcm16(
   payload: Uint8Array,
@@ -523,10 +512,8 @@ function decodePcm16(
       samples[i] = view.getInt16(2 * i, true);
     }
   }
-  const channels = deinterleave(samples, channelCount, frames, 0, 32768);
   const pcm16 = deinterleavePcm16(samples, channelCount, frames);
-  channels.forEach((c, i) => attachPcm16(c, pcm16[i]));
-  return { channels, pcm16 };
+  return { channels: pcm16.map(floatOfPcm16), pcm16 };
 }
 
 /**
